@@ -1,0 +1,13 @@
+//! Canonical types of mediagate: task types, requests and results, the error catalog,
+//! parameter paths and money. No I/O lives here; every other crate builds on these.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod money;
+pub mod param;
+pub mod task;
+
+pub use error::{ApiError, ErrorCode};
+pub use param::{ParamPath, ParamReader, Parameter};

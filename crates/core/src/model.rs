@@ -1,0 +1,107 @@
+//! The model catalog's entries: an AIR id mapped to a provider, a task type, a price and the
+//! parameter bounds the model accepts.
+
+use crate::task::TaskType;
+use serde::{Deserialize, Serialize};
+
+/// Parameter bounds a model declares. Requests outside them fail with the parameter named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bounds {
+    /// Smallest width in pixels.
+    pub width_min: u32,
+    /// Largest width in pixels.
+    pub width_max: u32,
+    /// Smallest height in pixels.
+    pub height_min: u32,
+    /// Largest height in pixels.
+    pub height_max: u32,
+    /// Width and height must be multiples of this.
+    pub dimension_step: u32,
+    /// Largest width x height.
+    pub max_pixels: u64,
+    /// Largest `steps`.
+    pub steps_max: u32,
+    /// Largest `numberResults`.
+    pub max_number_results: u32,
+    /// Smallest `upscaleFactor`.
+    pub upscale_factor_min: u32,
+    /// Largest `upscaleFactor`.
+    pub upscale_factor_max: u32,
+    /// Largest side of an upscaled output, in pixels.
+    pub upscale_output_max: u32,
+    /// Smallest width / height ratio of an input image.
+    pub input_aspect_min: f64,
+    /// Largest width / height ratio of an input image.
+    pub input_aspect_max: f64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            width_min: 64,
+            width_max: 2048,
+            height_min: 64,
+            height_max: 2048,
+            dimension_step: 64,
+            max_pixels: 2048 * 2048,
+            steps_max: 100,
+            max_number_results: 20,
+            upscale_factor_min: 2,
+            upscale_factor_max: 4,
+            upscale_output_max: 8000,
+            input_aspect_min: 0.5,
+            input_aspect_max: 2.0,
+        }
+    }
+}
+
+/// One entry of the model catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The AIR id clients send as `model`, e.g. `mediagate:procedural@1`.
+    pub air: String,
+    /// The task type the model serves.
+    pub task_type: TaskType,
+    /// The name of the provider that runs it.
+    pub provider: String,
+    /// Price per result, in USD as a decimal string (e.g. `"0.0006"`).
+    pub price_usd: String,
+    /// What the model is, for people. Stand-ins must say so.
+    #[serde(default)]
+    pub description: String,
+    /// Parameter bounds.
+    #[serde(default)]
+    pub bounds: Bounds,
+}
+
+/// The built-in procedural stand-in's AIR id.
+pub const PROCEDURAL_AIR: &str = "mediagate:procedural@1";
+/// The built-in Lanczos upscaler's AIR id.
+pub const LANCZOS_AIR: &str = "mediagate:lanczos@1";
+
+/// The models built into every catalog unless the configuration redefines their AIR ids.
+pub fn builtin_models() -> Vec<ModelSpec> {
+    vec![
+        ModelSpec {
+            air: PROCEDURAL_AIR.into(),
+            task_type: TaskType::ImageInference,
+            provider: "procedural".into(),
+            price_usd: "0.0006".into(),
+            description: "Procedural stand-in, NOT a generative model: draws deterministic seeded \
+                          gradients and shapes from (prompt, seed, width, height) so the whole \
+                          pipeline runs without a GPU."
+                .into(),
+            bounds: Bounds::default(),
+        },
+        ModelSpec {
+            air: LANCZOS_AIR.into(),
+            task_type: TaskType::Upscale,
+            provider: "lanczos".into(),
+            price_usd: "0.0002".into(),
+            description: "Real Lanczos3 resampling by upscaleFactor (no learned detail).".into(),
+            bounds: Bounds::default(),
+        },
+    ]
+}

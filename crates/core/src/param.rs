@@ -1,0 +1,358 @@
+//! Parameter paths and a reader that takes typed values out of a JSON task object.
+//!
+//! Paths stay structured (`["contentModeration", "publicFigureThreshold"]`) and are rendered per
+//! dialect: a dotted string in Runware's `parameter`, an array in Runway's `issues[].path`.
+//! [`ParamReader`] records which keys it consumed so that anything left over is reported as an
+//! unknown parameter by name.
+
+use crate::error::{ApiError, ErrorCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// One step of a parameter path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Segment {
+    /// An object key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+/// A structured path to a parameter inside a task object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParamPath(pub Vec<Segment>);
+
+impl ParamPath {
+    /// A path of one key.
+    pub fn key(k: impl Into<String>) -> Self {
+        ParamPath(vec![Segment::Key(k.into())])
+    }
+
+    /// This path extended by a key.
+    pub fn child(&self, k: impl Into<String>) -> Self {
+        let mut v = self.0.clone();
+        v.push(Segment::Key(k.into()));
+        ParamPath(v)
+    }
+
+    /// This path extended by an index.
+    pub fn index(&self, i: usize) -> Self {
+        let mut v = self.0.clone();
+        v.push(Segment::Index(i));
+        ParamPath(v)
+    }
+
+    /// The segments, for dialects that render paths as arrays.
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+}
+
+/// Dotted rendering with `[i]` for indexes, e.g. `inputs.referenceImages[0]`.
+impl fmt::Display for ParamPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for ParamPath {
+    fn from(s: &str) -> Self {
+        ParamPath::key(s)
+    }
+}
+
+/// The `parameter` of an error: one path, or several when fields conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parameter {
+    /// One parameter.
+    One(ParamPath),
+    /// Several parameters, e.g. `width` and `height` whose product is too large.
+    Several(Vec<ParamPath>),
+}
+
+impl Parameter {
+    /// The first (or only) path.
+    pub fn first(&self) -> Option<&ParamPath> {
+        match self {
+            Parameter::One(p) => Some(p),
+            Parameter::Several(v) => v.first(),
+        }
+    }
+}
+
+impl From<ParamPath> for Parameter {
+    fn from(p: ParamPath) -> Self {
+        Parameter::One(p)
+    }
+}
+
+impl From<&str> for Parameter {
+    fn from(s: &str) -> Self {
+        Parameter::One(ParamPath::key(s))
+    }
+}
+
+impl From<Vec<ParamPath>> for Parameter {
+    fn from(v: Vec<ParamPath>) -> Self {
+        if v.len() == 1 {
+            Parameter::One(v.into_iter().next().expect("one element"))
+        } else {
+            Parameter::Several(v)
+        }
+    }
+}
+
+/// Reads typed parameters out of a JSON object, tracking which keys were consumed.
+pub struct ParamReader<'a> {
+    obj: &'a Map<String, Value>,
+    base: ParamPath,
+    seen: Vec<&'a str>,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'a> ParamReader<'a> {
+    /// A reader over `obj`, whose own path is `base` (empty for a task's top level).
+    pub fn new(obj: &'a Map<String, Value>, base: ParamPath) -> Self {
+        ParamReader { obj, base, seen: Vec::new() }
+    }
+
+    /// The path of a key under this reader.
+    pub fn path(&self, key: &str) -> ParamPath {
+        self.base.child(key)
+    }
+
+    /// Marks a key as accepted without reading it (e.g. `taskType`).
+    pub fn accept(&mut self, key: &'a str) {
+        self.seen.push(key);
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.push(key);
+        match self.obj.get(key) {
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, got: &Value) -> ApiError {
+        ApiError::new(
+            ErrorCode::InvalidParameterType,
+            format!(
+                "Invalid type for parameter '{}': expected {expected}, got {}.",
+                self.path(key),
+                type_name(got)
+            ),
+        )
+        .with_parameter(self.path(key))
+    }
+
+    /// An error for a missing required key.
+    pub fn missing(&self, key: &str, what: &str) -> ApiError {
+        ApiError::new(
+            ErrorCode::MissingParameter,
+            format!("Missing required parameter '{}': {what}.", self.path(key)),
+        )
+        .with_parameter(self.path(key))
+    }
+
+    /// An error for a value out of its allowed range or set.
+    pub fn invalid(&self, key: &str, detail: impl fmt::Display) -> ApiError {
+        ApiError::new(
+            ErrorCode::InvalidParameterValue,
+            format!("Invalid value for parameter '{}': {detail}", self.path(key)),
+        )
+        .with_parameter(self.path(key))
+    }
+
+    /// An optional string whose length in characters lies in `min..=max`.
+    pub fn opt_string(
+        &mut self,
+        key: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<String>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                let n = s.chars().count();
+                if n < min || n > max {
+                    Err(self.invalid(
+                        key,
+                        format!("length is {n} characters; it must be between {min} and {max}."),
+                    ))
+                } else {
+                    Ok(Some(s.clone()))
+                }
+            }
+            Some(v) => Err(self.wrong_type(key, "a string", v)),
+        }
+    }
+
+    /// A required string whose length in characters lies in `min..=max`.
+    pub fn string(
+        &mut self,
+        key: &'static str,
+        min: usize,
+        max: usize,
+        what: &str,
+    ) -> Result<String, ApiError> {
+        self.opt_string(key, min, max)?.ok_or_else(|| self.missing(key, what))
+    }
+
+    /// An optional integer in `min..=max`.
+    pub fn opt_int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v @ Value::Number(n)) => {
+                let Some(i) = n.as_i64() else {
+                    return match n.as_u64() {
+                        Some(u) => Err(self.invalid(
+                            key,
+                            format!("{u} is out of range; it must be between {min} and {max}."),
+                        )),
+                        None => Err(self.wrong_type(key, "an integer", v)),
+                    };
+                };
+                if i < min || i > max {
+                    Err(self
+                        .invalid(key, format!("{i} is out of range; it must be between {min} and {max}.")))
+                } else {
+                    Ok(Some(i))
+                }
+            }
+            Some(v) => Err(self.wrong_type(key, "an integer", v)),
+        }
+    }
+
+    /// An optional number in `min..=max`.
+    pub fn opt_f64(&mut self, key: &'static str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if !(min..=max).contains(&f) {
+                    Err(self
+                        .invalid(key, format!("{f} is out of range; it must be between {min} and {max}.")))
+                } else {
+                    Ok(Some(f))
+                }
+            }
+            Some(v) => Err(self.wrong_type(key, "a number", v)),
+        }
+    }
+
+    /// An optional boolean.
+    pub fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.wrong_type(key, "a boolean", v)),
+        }
+    }
+
+    /// An optional string that must be one of `allowed` (exact match).
+    pub fn opt_enum(
+        &mut self,
+        key: &'static str,
+        allowed: &[&'static str],
+    ) -> Result<Option<&'static str>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => {
+                match allowed.iter().find(|a| **a == s.as_str()) {
+                    Some(a) => Ok(Some(*a)),
+                    None => Err(self
+                        .invalid(key, format!("'{s}' is not allowed; use one of {}.", allowed.join(", ")))),
+                }
+            }
+            Some(v) => Err(self.wrong_type(key, "a string", v)),
+        }
+    }
+
+    /// The raw value of a key, marked as consumed.
+    pub fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get(key)
+    }
+
+    /// Fails with `unknownParameter` naming every key that was never read.
+    pub fn finish(self) -> Result<(), ApiError> {
+        let unknown: Vec<&String> = self.obj.keys().filter(|k| !self.seen.contains(&k.as_str())).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = unknown.iter().map(|k| format!("'{}'", self.path(k))).collect();
+        let paths: Vec<ParamPath> = unknown.iter().map(|k| self.path(k)).collect();
+        Err(ApiError::new(
+            ErrorCode::UnknownParameter,
+            format!(
+                "Unknown parameter{} {}: remove {} or check the spelling (parameter names are case-sensitive).",
+                if names.len() > 1 { "s" } else { "" },
+                names.join(", "),
+                if names.len() > 1 { "them" } else { "it" },
+            ),
+        )
+        .with_parameter(paths))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn paths_render_dotted_with_indexes() {
+        let p = ParamPath::key("promptImage").index(0).child("uri");
+        assert_eq!(p.to_string(), "promptImage[0].uri");
+        assert_eq!(serde_json::to_value(p.segments()).unwrap(), json!(["promptImage", 0, "uri"]));
+    }
+
+    #[test]
+    fn reader_reports_types_ranges_and_unknown_keys() {
+        let o = obj(json!({"width": "64", "steps": 500, "ok": true, "extraA": 1, "extraB": 2}));
+        let mut r = ParamReader::new(&o, ParamPath::default());
+        let e = r.opt_int("width", 64, 2048).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameterType);
+        assert!(e.message.contains("expected an integer, got a string"), "{}", e.message);
+        let e = r.opt_int("steps", 1, 100).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameterValue);
+        assert!(e.message.contains("between 1 and 100"));
+        assert_eq!(r.opt_bool("ok").unwrap(), Some(true));
+        let e = r.finish().unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownParameter);
+        assert!(e.message.contains("'extraA', 'extraB'"), "{}", e.message);
+        assert!(matches!(e.parameter, Some(Parameter::Several(ref v)) if v.len() == 2));
+    }
+
+    #[test]
+    fn null_counts_as_absent() {
+        let o = obj(json!({"seed": null}));
+        let mut r = ParamReader::new(&o, ParamPath::default());
+        assert_eq!(r.opt_int("seed", 1, 10).unwrap(), None);
+        r.finish().unwrap();
+    }
+}

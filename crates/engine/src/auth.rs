@@ -1,0 +1,109 @@
+//! Authentication: API key → account, with a short-lived cache in front of the store.
+//!
+//! The format is checked before any lookup, so malformed keys never reach the store. Results,
+//! refusals included, are cached for `auth.cache_ttl_ms`: a flood of requests with one bad key
+//! costs one lookup per TTL. Changes made through this process's engine invalidate the cache
+//! at once; the CLI, a separate process, is seen within the TTL.
+
+use crate::keys;
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_store::{AccountStatus, KeyStatus, Store};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Who is calling: the outcome of a successful authentication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthContext {
+    /// The account's id.
+    pub account_id: i64,
+    /// The account's name.
+    pub account_name: String,
+    /// The key's id.
+    pub key_id: i64,
+    /// The key's scopes; empty means unrestricted.
+    pub scopes: Vec<String>,
+}
+
+type Cached = (Instant, Result<Arc<AuthContext>, ApiError>);
+
+/// Above this many cached entries the cache is cleared rather than grown.
+const MAX_CACHED: usize = 100_000;
+
+/// Resolves API keys.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+fn auth_error(code: ErrorCode, message: String) -> ApiError {
+    ApiError::new(code, message).with_parameter(ParamPath::key("apiKey")).with_task_type("authentication")
+}
+
+impl Authenticator {
+    /// An authenticator over `store` caching results for `ttl`.
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Authenticator { store, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Forgets every cached result (after a key or account change in this process).
+    pub fn invalidate_all(&self) {
+        self.cache.lock().clear();
+    }
+
+    /// Authenticates a key. Errors are `authentication` errors on parameter `apiKey`.
+    pub async fn authenticate(&self, key: &str) -> Result<Arc<AuthContext>, ApiError> {
+        keys::check_format(key)
+            .map_err(|why| auth_error(ErrorCode::InvalidApiKey, format!("Invalid API key: {why}.")))?;
+        let digest = keys::digest(key);
+        if let Some((at, r)) = self.cache.lock().get(&digest)
+            && at.elapsed() < self.ttl
+        {
+            return r.clone();
+        }
+        let found = self.store.key_by_digest(digest).await.map_err(|e| {
+            tracing::error!(error = %e, "key lookup failed");
+            ApiError::internal().with_task_type("authentication")
+        })?;
+        let result = match found {
+            None => Err(auth_error(
+                ErrorCode::InvalidApiKey,
+                "Invalid API key: no such key. Check that it was copied whole; an administrator can \
+                 create one with `mediagate keys create --account NAME`."
+                    .into(),
+            )),
+            Some((k, _)) if k.status == KeyStatus::Revoked => Err(auth_error(
+                ErrorCode::ApiKeyRevoked,
+                format!("API key {}… has been revoked. Use another key.", k.prefix),
+            )),
+            Some((k, _)) if k.status == KeyStatus::Disabled => Err(auth_error(
+                ErrorCode::ApiKeyDisabled,
+                format!(
+                    "API key {}… is disabled. Ask an administrator to enable it (`mediagate keys enable {}`) or use another key.",
+                    k.prefix, k.id
+                ),
+            )),
+            Some((_, a)) if a.status == AccountStatus::Suspended => Err(auth_error(
+                ErrorCode::AccountSuspended,
+                format!(
+                    "The account '{}' is suspended; its keys are refused until it is unsuspended.",
+                    a.name
+                ),
+            )),
+            Some((k, a)) => Ok(Arc::new(AuthContext {
+                account_id: a.id,
+                account_name: a.name,
+                key_id: k.id,
+                scopes: k.scopes,
+            })),
+        };
+        let mut cache = self.cache.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(digest, (Instant::now(), result.clone()));
+        result
+    }
+}

@@ -1,0 +1,91 @@
+//! The model catalog: AIR id → model spec (task type, provider, price, bounds).
+
+use mediagate_core::model::{ModelSpec, builtin_models};
+use mediagate_core::money::parse_usd;
+use mediagate_core::task::TaskType;
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use std::collections::BTreeMap;
+
+/// A catalog entry with its price parsed.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The spec as configured.
+    pub spec: ModelSpec,
+    /// Price per result in micro-dollars.
+    pub price_micros: i64,
+}
+
+/// The models this server serves.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    models: BTreeMap<String, Model>,
+}
+
+impl Catalog {
+    /// Built-in models overlaid with configured ones (same AIR id replaces). Fails on a bad
+    /// price or a provider name not in `providers`.
+    pub fn build(configured: &[ModelSpec], providers: &[&str]) -> Result<Catalog, String> {
+        let mut models = BTreeMap::new();
+        for spec in builtin_models().into_iter().chain(configured.iter().cloned()) {
+            let price_micros =
+                parse_usd(&spec.price_usd).map_err(|e| format!("model {}: price_usd: {e}", spec.air))?;
+            if !providers.contains(&spec.provider.as_str()) {
+                return Err(format!(
+                    "model {}: provider '{}' is not configured (known: {})",
+                    spec.air,
+                    spec.provider,
+                    providers.join(", ")
+                ));
+            }
+            models.insert(spec.air.clone(), Model { spec, price_micros });
+        }
+        Ok(Catalog { models })
+    }
+
+    /// Every model, by AIR id.
+    pub fn models(&self) -> impl Iterator<Item = &Model> {
+        self.models.values()
+    }
+
+    /// The model for `air`, checked to serve `task_type`.
+    pub fn resolve(&self, air: &str, task_type: TaskType) -> Result<&Model, ApiError> {
+        let Some(m) = self.models.get(air) else {
+            let known: Vec<&str> = self
+                .models
+                .values()
+                .filter(|m| m.spec.task_type == task_type)
+                .map(|m| m.spec.air.as_str())
+                .collect();
+            return Err(ApiError::new(
+                ErrorCode::UnknownModel,
+                format!(
+                    "Unknown model '{air}'. Models for {} on this server: {}.",
+                    task_type.as_str(),
+                    known.join(", ")
+                ),
+            )
+            .with_parameter(ParamPath::key("model")));
+        };
+        if m.spec.task_type != task_type {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedModelForTask,
+                format!(
+                    "Model '{air}' serves {}, not {}. Use it with taskType {} or pick another model.",
+                    m.spec.task_type.as_str(),
+                    task_type.as_str(),
+                    m.spec.task_type.as_str()
+                ),
+            )
+            .with_parameter(ParamPath::key("model")));
+        }
+        Ok(m)
+    }
+
+    /// The default model of a task type: the built-in one.
+    pub fn default_for(task_type: TaskType) -> &'static str {
+        match task_type {
+            TaskType::ImageInference => mediagate_core::model::PROCEDURAL_AIR,
+            TaskType::Upscale => mediagate_core::model::LANCZOS_AIR,
+        }
+    }
+}

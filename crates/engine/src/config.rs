@@ -1,0 +1,183 @@
+//! The configuration of a mediagate server: one TOML file plus `MEDIAGATE_*` overrides.
+//!
+//! Every field has a default, so an empty file (or none) is a working configuration.
+//! `docs/configuration.md` documents each option; a test checks that it names every key.
+
+use mediagate_assets::IntakeConfig;
+use mediagate_core::model::ModelSpec;
+use mediagate_store::sqlite::Synchronous;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Directory holding the SQLite database and stored outputs.
+    pub data_dir: PathBuf,
+    /// Base URL clients reach the server at, used in output URLs; empty = `http://<listen>`.
+    pub public_base_url: String,
+    /// HTTP edge options.
+    pub server: ServerConfig,
+    /// What the first start creates.
+    pub bootstrap: BootstrapConfig,
+    /// Store options.
+    pub store: StoreConfig,
+    /// Authentication options.
+    pub auth: AuthConfig,
+    /// Stored outputs.
+    pub outputs: OutputsConfig,
+    /// Local providers.
+    pub providers: ProvidersConfig,
+    /// Input asset intake.
+    pub assets: IntakeConfig,
+    /// Extra models (or redefinitions of built-in AIR ids).
+    pub models: Vec<ModelSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8800".into(),
+            data_dir: PathBuf::from("./mediagate-data"),
+            public_base_url: String::new(),
+            server: ServerConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            outputs: OutputsConfig::default(),
+            providers: ProvidersConfig::default(),
+            assets: IntakeConfig::default(),
+            models: Vec::new(),
+        }
+    }
+}
+
+/// HTTP edge options (`[server]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Most tasks in one request array.
+    pub max_tasks_per_request: usize,
+    /// Seconds a graceful shutdown waits for in-flight requests before giving up.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_body_bytes: 12_000_000, max_tasks_per_request: 100, shutdown_grace_secs: 30 }
+    }
+}
+
+/// First-start options (`[bootstrap]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Name of the account created when the store has none.
+    pub account: String,
+    /// Its starting credit, in USD (decimal string).
+    pub initial_credit_usd: String,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        BootstrapConfig { account: "default".into(), initial_credit_usd: "10.00".into() }
+    }
+}
+
+/// Store options (`[store]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `normal` survives process crashes; `full` also survives power loss (slower).
+    pub synchronous: Synchronous,
+    /// Read connections.
+    pub readers: usize,
+    /// Milliseconds a write waits for another process's lock (e.g. the CLI).
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { synchronous: Synchronous::Normal, readers: 4, busy_timeout_ms: 5000 }
+    }
+}
+
+/// Authentication options (`[auth]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Milliseconds a key lookup is cached. Changes made by this server apply at once; changes
+    /// made by the CLI (another process) apply within this time.
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { cache_ttl_ms: 1000 }
+    }
+}
+
+/// Stored outputs (`[outputs]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// Seconds an output lives when the task sets no `ttl`.
+    pub default_ttl_secs: u64,
+    /// Smallest `ttl` a task may ask for.
+    pub min_ttl_secs: u64,
+    /// Largest `ttl` a task may ask for.
+    pub max_ttl_secs: u64,
+    /// Seconds between sweeps that delete expired outputs.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            default_ttl_secs: 86_400,
+            min_ttl_secs: 60,
+            max_ttl_secs: 30 * 86_400,
+            sweep_interval_secs: 60,
+        }
+    }
+}
+
+/// Local provider options (`[providers]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// Concurrent CPU-bound renders; 0 = one per core.
+    pub cpu_workers: usize,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig { cpu_workers: 0 }
+    }
+}
+
+impl Config {
+    /// The base URL for output links.
+    pub fn base_url(&self) -> String {
+        if self.public_base_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_base_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("mediagate.db")
+    }
+
+    /// The directory of stored outputs.
+    pub fn outputs_dir(&self) -> PathBuf {
+        self.data_dir.join("outputs")
+    }
+}

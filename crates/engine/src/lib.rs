@@ -1,0 +1,220 @@
+//! The mediagate engine: everything between a dialect's parsed request and its rendered reply.
+//!
+//! ```text
+//! authenticate → authorize (scopes) → validate (catalog) → admit (idempotency + credits)
+//!   → ingest assets → dispatch to provider → store outputs → settle credits → deliver
+//! ```
+//!
+//! Nothing here knows which wire dialect a request came in; dialects hold an [`Engine`] and
+//! call [`Engine::authenticate`], [`Engine::submit`] and [`Engine::get_response`].
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod keys;
+pub mod outputs;
+mod pipeline;
+pub mod scopes;
+
+pub use auth::AuthContext;
+pub use pipeline::{Delivered, DeliveredItem, Submission, TaskView};
+
+use admin::Admin;
+use auth::Authenticator;
+use catalog::Catalog;
+use config::Config;
+use mediagate_assets::Intake;
+use mediagate_core::money::parse_usd;
+use mediagate_providers::Provider;
+use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
+use mediagate_store::sqlite::{SqliteOptions, SqliteStore};
+use mediagate_store::{NewKey, Store, StoreError, StoredError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors that stop the engine from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The data directory could not be prepared.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The engine. Share it behind an `Arc`.
+pub struct Engine {
+    config: Config,
+    store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    catalog: Catalog,
+    providers: HashMap<String, Arc<dyn Provider>>,
+    outputs: outputs::OutputFiles,
+    intake: Intake,
+    inflight: pipeline::Inflight,
+}
+
+/// What the first start created: the account and the only copy of its key.
+pub struct Bootstrapped {
+    /// The account's name.
+    pub account: String,
+    /// The API key in clear; shown once, never stored.
+    pub api_key: String,
+    /// The starting grant in micro-dollars.
+    pub grant_micros: i64,
+}
+
+/// Opens the SQLite store a configuration names (creating the data directory).
+pub fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    Ok(SqliteStore::open(
+        config.database_path(),
+        SqliteOptions {
+            synchronous: config.store.synchronous,
+            readers: config.store.readers,
+            busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+        },
+    )?)
+}
+
+impl Engine {
+    /// Builds an engine over an opened store.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
+        let cpu = CpuPool::new(if config.providers.cpu_workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        } else {
+            config.providers.cpu_workers
+        });
+        let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+        providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone())));
+        providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000)));
+        let names: Vec<&str> = providers.keys().map(String::as_str).collect();
+        let catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;
+        parse_usd(&config.bootstrap.initial_credit_usd)
+            .map_err(|e| StartError::Config(format!("bootstrap.initial_credit_usd: {e}")))?;
+        if config.outputs.min_ttl_secs > config.outputs.max_ttl_secs
+            || !(config.outputs.min_ttl_secs..=config.outputs.max_ttl_secs)
+                .contains(&config.outputs.default_ttl_secs)
+        {
+            return Err(StartError::Config(
+                "outputs: need min_ttl_secs <= default_ttl_secs <= max_ttl_secs".into(),
+            ));
+        }
+        let outputs = outputs::OutputFiles::open(config.outputs_dir())?;
+        let auth =
+            Arc::new(Authenticator::new(store.clone(), Duration::from_millis(config.auth.cache_ttl_ms)));
+        Ok(Engine {
+            intake: Intake::new(config.assets.clone())
+                .map_err(|e| StartError::Config(format!("assets: {e}")))?,
+            config,
+            store,
+            auth,
+            catalog,
+            providers,
+            outputs,
+            inflight: pipeline::Inflight::default(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The model catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The output files.
+    pub fn outputs(&self) -> &outputs::OutputFiles {
+        &self.outputs
+    }
+
+    /// Administrative operations that also refresh this engine's key cache.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.store.clone(), Some(self.auth.clone()))
+    }
+
+    /// Authenticates an API key.
+    pub async fn authenticate(&self, key: &str) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
+        self.auth.authenticate(key).await
+    }
+
+    /// Start-up work before serving: settle tasks a crash left running, and create the first
+    /// account and key when the store is empty. Returns the bootstrap result, if any.
+    pub async fn prepare(&self) -> Result<Option<Bootstrapped>, StartError> {
+        let interrupted = self
+            .store
+            .fail_interrupted_tasks(StoredError {
+                code: mediagate_core::ErrorCode::TaskInterrupted.as_str().into(),
+                message: mediagate_core::ErrorCode::TaskInterrupted.meaning().into(),
+                parameter: vec![],
+            })
+            .await?;
+        if interrupted > 0 {
+            tracing::warn!(count = interrupted, "settled tasks left running by an earlier stop (refunded)");
+        }
+        let grant = parse_usd(&self.config.bootstrap.initial_credit_usd).map_err(StartError::Config)?;
+        let api_key = keys::generate().map_err(|e| StartError::Config(format!("OS random source: {e}")))?;
+        let made = self
+            .store
+            .bootstrap(
+                &self.config.bootstrap.account,
+                grant,
+                NewKey {
+                    digest: keys::digest(&api_key),
+                    prefix: keys::display_prefix(&api_key),
+                    description: "created on first start".into(),
+                    scopes: vec![],
+                },
+            )
+            .await?;
+        Ok(made.map(|(a, _)| Bootstrapped { account: a.name, api_key, grant_micros: grant }))
+    }
+
+    /// Deletes expired outputs forever, every `outputs.sweep_interval_secs`. Spawn it once.
+    pub async fn sweep_outputs_forever(self: Arc<Self>) {
+        let every = Duration::from_secs(self.config.outputs.sweep_interval_secs.max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.sweep_outputs_once().await {
+                tracing::warn!(error = %e, "output sweep failed");
+            }
+        }
+    }
+
+    /// Deletes every output whose time to live has passed; returns how many.
+    pub async fn sweep_outputs_once(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let expired = self.store.take_expired_outputs(mediagate_store::now_ms(), 1000).await?;
+            if expired.is_empty() {
+                return Ok(total);
+            }
+            total += expired.len();
+            let files = self.outputs.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for o in expired {
+                    if let Err(e) = files.remove(o.uuid, &o.extension) {
+                        tracing::warn!(output = %o.uuid, error = %e, "could not delete expired output");
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! Running one task: validate → admit → ingest → dispatch → store → settle → deliver.
+
+use crate::{AuthContext, Engine, catalog::Catalog, scopes};
+use async_trait::async_trait;
+use mediagate_assets::{AssetKind, AssetRequest, StoredAsset, StoredAssets};
+use mediagate_core::money::format_usd;
+use mediagate_core::task::{OutputType, ResultItem, TaskRequest};
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_providers::Job;
+use mediagate_store::{
+    Admission, Finish, FinishOutcome, NewOutput, NewTask, StoredError, TaskRecord, TaskStatus,
+};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use tokio::sync::watch;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// A parsed task handed to the engine by a dialect.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The client's taskUUID.
+    pub task_uuid: Uuid,
+    /// The task type as the client named it (echoed back, e.g. a legacy alias).
+    pub task_type_name: String,
+    /// The canonical request. A missing `model` has been filled with the default.
+    pub request: TaskRequest,
+    /// The dialect the task came in by (for key scopes).
+    pub dialect: &'static str,
+}
+
+/// One result ready for a dialect to render.
+#[derive(Debug, Clone)]
+pub struct DeliveredItem {
+    /// The stored result.
+    pub result: ResultItem,
+    /// The output's URL (always present; valid until the output's TTL).
+    pub url: String,
+    /// The file's bytes, when the task asked for base64 or a data URI.
+    pub inline: Option<Vec<u8>>,
+}
+
+/// A finished task's results.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The task's UUID.
+    pub task_uuid: Uuid,
+    /// How results are to be returned.
+    pub output_type: OutputType,
+    /// Whether to show `cost`.
+    pub include_cost: bool,
+    /// Results in order.
+    pub items: Vec<DeliveredItem>,
+}
+
+/// A stored task as `getResponse` shows it.
+#[derive(Debug, Clone)]
+pub struct TaskView {
+    /// The record.
+    pub record: TaskRecord,
+    /// Results when it succeeded.
+    pub delivered: Option<Delivered>,
+    /// The error when it failed.
+    pub error: Option<ApiError>,
+}
+
+type Outcome = Result<Vec<ResultItem>, ApiError>;
+
+/// Tasks running in this process, so a concurrent duplicate waits for the first instead of
+/// racing it (the store catches duplicates across restarts; this catches them in flight).
+#[derive(Default)]
+pub(crate) struct Inflight(Mutex<HashMap<(i64, Uuid), ([u8; 32], watch::Receiver<Option<Outcome>>)>>);
+
+enum Role {
+    Leader(watch::Sender<Option<Outcome>>),
+    Follower([u8; 32], watch::Receiver<Option<Outcome>>),
+}
+
+impl Inflight {
+    fn join(&self, key: (i64, Uuid), hash: [u8; 32]) -> Role {
+        match self.0.lock().entry(key) {
+            Entry::Occupied(e) => Role::Follower(e.get().0, e.get().1.clone()),
+            Entry::Vacant(v) => {
+                let (tx, rx) = watch::channel(None);
+                v.insert((hash, rx));
+                Role::Leader(tx)
+            }
+        }
+    }
+
+    fn leave(&self, key: (i64, Uuid)) {
+        self.0.lock().remove(&key);
+    }
+}
+
+fn conflict(uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::ConflictingTaskUUID,
+        format!(
+            "taskUUID {uuid} was already used for a different task. A taskUUID names one task: \
+             resend the identical body to get its result again, or generate a new UUID v4."
+        ),
+    )
+    .with_parameter(ParamPath::key("taskUUID"))
+}
+
+fn to_stored(e: &ApiError) -> StoredError {
+    StoredError {
+        code: e.code.as_str().into(),
+        message: e.message.clone(),
+        parameter: match &e.parameter {
+            None => vec![],
+            Some(mediagate_core::Parameter::One(p)) => vec![p.to_string()],
+            Some(mediagate_core::Parameter::Several(v)) => v.iter().map(ToString::to_string).collect(),
+        },
+    }
+}
+
+fn from_stored(s: &StoredError) -> ApiError {
+    let mut e = ApiError::new(
+        ErrorCode::from_wire(&s.code).unwrap_or(ErrorCode::InternalServerError),
+        s.message.clone(),
+    );
+    if !s.parameter.is_empty() {
+        // Stored paths are dotted; a dotted string is an acceptable one-segment path for display.
+        e = e.with_parameter(s.parameter.iter().map(|p| ParamPath::key(p.clone())).collect::<Vec<_>>());
+    }
+    e
+}
+
+/// The request as recorded for history: inline assets longer than this are elided.
+const RECORD_INLINE_MAX: usize = 512;
+
+fn record_of(req: &TaskRequest) -> String {
+    let mut r = req.clone();
+    if let TaskRequest::Upscale(u) = &mut r
+        && u.input_image.len() > RECORD_INLINE_MAX
+    {
+        u.input_image = format!("<{} bytes elided>", u.input_image.len());
+    }
+    serde_json::to_string(&r).unwrap_or_default()
+}
+
+struct EngineAssets<'a>(&'a Engine);
+
+#[async_trait]
+impl StoredAssets for EngineAssets<'_> {
+    async fn load(&self, account_id: i64, uuid: Uuid) -> Option<StoredAsset> {
+        let rec = self.0.store.get_output(uuid).await.ok()??;
+        if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
+            return None;
+        }
+        let bytes = self.0.outputs.read(uuid, &rec.extension).await.ok()?;
+        Some(StoredAsset { bytes, media_type: rec.content_type })
+    }
+}
+
+impl Engine {
+    fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
+        ApiError::new(
+            ErrorCode::InsufficientPermissions,
+            format!(
+                "This API key may not {what} (its scopes: {}). Use a key whose scopes include {need}.",
+                ctx.scopes.join(", ")
+            ),
+        )
+    }
+
+    /// Checks the key's scopes against a dialect and task, then the task against the catalog.
+    fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
+        let tt = sub.request.task_type();
+        if !scopes::allows_dialect(&ctx.scopes, sub.dialect) {
+            return Err(self.forbidden(
+                format!("use the {} dialect", sub.dialect),
+                format!("dialect:{}", sub.dialect),
+                ctx,
+            ));
+        }
+        if !scopes::allows_task(&ctx.scopes, tt) {
+            return Err(self
+                .forbidden(format!("run taskType {}", tt.as_str()), format!("task:{}", tt.as_str()), ctx)
+                .with_parameter(ParamPath::key("taskType")));
+        }
+        let model = self.catalog.resolve(sub.request.model(), tt)?;
+        if !scopes::allows_model(&ctx.scopes, &model.spec.air) {
+            return Err(self
+                .forbidden(format!("use model {}", model.spec.air), format!("model:{}", model.spec.air), ctx)
+                .with_parameter(ParamPath::key("model")));
+        }
+        match &sub.request {
+            TaskRequest::ImageInference(r) => r.validate(&model.spec)?,
+            TaskRequest::Upscale(r) => r.validate(&model.spec)?,
+        }
+        if let Some(ttl) = sub.request.output().ttl_secs {
+            let o = &self.config.outputs;
+            if ttl < o.min_ttl_secs || ttl > o.max_ttl_secs {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!(
+                        "Invalid value for parameter 'ttl': {ttl} is out of range; it must be between {} and {} seconds.",
+                        o.min_ttl_secs, o.max_ttl_secs
+                    ),
+                )
+                .with_parameter(ParamPath::key("ttl")));
+            }
+        }
+        Ok(model.price_micros * i64::from(sub.request.result_count()))
+    }
+
+    /// Runs a task to completion (sync delivery) and returns its results.
+    ///
+    /// Replaying a `taskUUID` with the identical request returns the stored result and charges
+    /// nothing; the same `taskUUID` with a different request is `conflictingTaskUUID`.
+    pub async fn submit(&self, ctx: &AuthContext, sub: Submission) -> Result<Delivered, ApiError> {
+        let span = tracing::info_span!(
+            "task",
+            task_uuid = %sub.task_uuid,
+            task_type = %sub.task_type_name,
+            account = %ctx.account_name
+        );
+        let (uuid, name) = (sub.task_uuid, sub.task_type_name.clone());
+        self.submit_inner(ctx, sub)
+            .instrument(span)
+            .await
+            .map_err(|e| e.with_task_type(name).with_task_uuid(uuid.to_string()))
+    }
+
+    async fn submit_inner(&self, ctx: &AuthContext, sub: Submission) -> Result<Delivered, ApiError> {
+        let price = self.authorize_and_validate(ctx, &sub)?;
+        let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
+        let hash: [u8; 32] = Sha256::digest(&canonical).into();
+        let key = (ctx.account_id, sub.task_uuid);
+        let output = sub.request.output().clone();
+
+        let tx = match self.inflight.join(key, hash) {
+            Role::Follower(h, _) if h != hash => return Err(conflict(sub.task_uuid)),
+            Role::Follower(_, mut rx) => {
+                tracing::debug!("duplicate of a task in flight; waiting for it");
+                let outcome = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| ApiError::internal())?
+                    .clone()
+                    .expect("waited for Some");
+                return self.deliver(sub.task_uuid, &output, outcome?, None).await;
+            }
+            Role::Leader(tx) => tx,
+        };
+        let outcome = self.lead(ctx, &sub, price, hash).await;
+        // Followers get the outcome; then the entry goes, and later replays hit the store.
+        let shared = outcome.as_ref().map(|(items, _)| items.clone()).map_err(Clone::clone);
+        let _ = tx.send(Some(shared));
+        self.inflight.leave(key);
+        let (items, inline) = outcome?;
+        self.deliver(sub.task_uuid, &output, items, inline).await
+    }
+
+    /// The first (leading) execution of a task: returns results and, for fresh results, their
+    /// bytes (so delivery need not re-read files just written).
+    async fn lead(
+        &self,
+        ctx: &AuthContext,
+        sub: &Submission,
+        price: i64,
+        hash: [u8; 32],
+    ) -> Result<(Vec<ResultItem>, Option<Vec<Vec<u8>>>), ApiError> {
+        let admission = self
+            .store
+            .admit_task(NewTask {
+                account_id: ctx.account_id,
+                task_uuid: sub.task_uuid,
+                task_type: sub.task_type_name.clone(),
+                model: Some(sub.request.model().to_string()),
+                request: record_of(&sub.request),
+                request_hash: hash,
+                price_micros: price,
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "admission failed");
+                ApiError::internal()
+            })?;
+        match admission {
+            Admission::Existing(rec) if rec.request_hash != hash => Err(conflict(sub.task_uuid)),
+            Admission::Existing(rec) => match rec.status {
+                TaskStatus::Success => {
+                    tracing::debug!("replay of a finished task; returning the stored result");
+                    Ok((rec.results, None))
+                }
+                TaskStatus::Error => {
+                    Err(rec.error.as_ref().map(from_stored).unwrap_or_else(ApiError::internal))
+                }
+                TaskStatus::Processing => Err(ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "This taskUUID is still being processed by another server; retry shortly.",
+                )),
+            },
+            Admission::InsufficientCredits { balance_micros } => Err(ApiError::new(
+                ErrorCode::InsufficientCredits,
+                format!(
+                    "This task costs ${} but the account balance is ${}. Add credits (e.g. \
+                     `mediagate credits grant --account {} --usd 10`) and retry.",
+                    format_usd(price),
+                    format_usd(balance_micros),
+                    ctx.account_name
+                ),
+            )),
+            Admission::Admitted => {
+                let run = self.execute(ctx, sub).await;
+                let finish = match &run {
+                    Ok((results, outputs, _)) => FinishOutcome::Success {
+                        results: results.clone(),
+                        outputs: outputs.clone(),
+                        cost_micros: results.iter().map(|r| r.cost_micros).sum(),
+                    },
+                    Err(e) => FinishOutcome::Failure { error: to_stored(e) },
+                };
+                self.store
+                    .finish_task(Finish {
+                        account_id: ctx.account_id,
+                        task_uuid: sub.task_uuid,
+                        outcome: finish,
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "recording the task's end failed");
+                        ApiError::internal()
+                    })?;
+                match run {
+                    Ok((results, _, bytes)) => {
+                        tracing::info!(results = results.len(), "task succeeded");
+                        Ok((results, Some(bytes)))
+                    }
+                    Err(e) => {
+                        tracing::info!(code = %e.code, "task failed");
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ingests assets, runs the provider and stores the outputs.
+    async fn execute(
+        &self,
+        ctx: &AuthContext,
+        sub: &Submission,
+    ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
+        let model = self.catalog.resolve(sub.request.model(), sub.request.task_type())?;
+        let job = match &sub.request {
+            TaskRequest::ImageInference(r) => {
+                let first = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
+                let seeds = (0..u64::from(r.number_results))
+                    .map(|i| {
+                        let s = first.wrapping_add(i) % (i64::MAX as u64);
+                        s.max(1)
+                    })
+                    .collect();
+                Job::Image { request: r.clone(), seeds }
+            }
+            TaskRequest::Upscale(r) => {
+                let b = &model.spec.bounds;
+                let input = self
+                    .intake
+                    .resolve(
+                        &r.input_image,
+                        &AssetRequest {
+                            kind: AssetKind::Image,
+                            param: ParamPath::key("inputImage"),
+                            aspect: Some((b.input_aspect_min, b.input_aspect_max)),
+                            account_id: ctx.account_id,
+                            stored: &EngineAssets(self),
+                        },
+                    )
+                    .await?;
+                let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
+                let max = b.upscale_output_max;
+                if w.saturating_mul(r.upscale_factor) > max || h.saturating_mul(r.upscale_factor) > max {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidParameterValue,
+                        format!(
+                            "Invalid value for parameter 'upscaleFactor': the {w}x{h} input scaled by {} would \
+                             exceed {max}px a side. Use a smaller factor or a smaller input image.",
+                            r.upscale_factor
+                        ),
+                    )
+                    .with_parameter(ParamPath::key("upscaleFactor")));
+                }
+                Job::Upscale { request: r.clone(), input }
+            }
+        };
+        let provider = self.providers.get(&model.spec.provider).ok_or_else(ApiError::internal)?;
+        let artifacts = provider.run(job).await.map_err(|e| {
+            tracing::warn!(provider = provider.name(), code = %e.code, detail = %e.detail, "provider failed");
+            ApiError::new(e.code, e.message)
+        })?;
+
+        let ttl = sub.request.output().ttl_secs.unwrap_or(self.config.outputs.default_ttl_secs);
+        let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
+        let mut results = Vec::with_capacity(artifacts.len());
+        let mut outputs = Vec::with_capacity(artifacts.len());
+        for a in &artifacts {
+            let uuid = Uuid::new_v4();
+            results.push(ResultItem {
+                output_uuid: uuid,
+                content_type: a.content_type.into(),
+                extension: a.extension.into(),
+                seed: a.seed,
+                cost_micros: model.price_micros,
+            });
+            outputs.push(NewOutput {
+                uuid,
+                content_type: a.content_type.into(),
+                extension: a.extension.into(),
+                size: a.bytes.len() as u64,
+                expires_at,
+            });
+        }
+        let files = self.outputs.clone();
+        let to_write: Vec<(Uuid, &'static str, Vec<u8>)> =
+            results.iter().zip(artifacts).map(|(r, a)| (r.output_uuid, a.extension, a.bytes)).collect();
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Vec<u8>>> {
+            let mut out = Vec::with_capacity(to_write.len());
+            for (uuid, ext, bytes) in to_write {
+                files.write(uuid, ext, &bytes)?;
+                out.push(bytes);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "writing outputs failed");
+            ApiError::internal()
+        })?;
+        Ok((results, outputs, bytes))
+    }
+
+    async fn deliver(
+        &self,
+        task_uuid: Uuid,
+        output: &mediagate_core::task::OutputOptions,
+        items: Vec<ResultItem>,
+        fresh: Option<Vec<Vec<u8>>>,
+    ) -> Result<Delivered, ApiError> {
+        let base = self.config.base_url();
+        let mut fresh = fresh.map(Vec::into_iter);
+        let mut out = Vec::with_capacity(items.len());
+        for r in items {
+            let fresh_bytes = fresh.as_mut().and_then(Iterator::next);
+            let inline = match output.output_type {
+                OutputType::Url => None,
+                _ => Some(match fresh_bytes {
+                    Some(b) => b,
+                    None => self.outputs.read(r.output_uuid, &r.extension).await.map_err(|_| {
+                        ApiError::new(
+                            ErrorCode::OutputNotFound,
+                            format!(
+                                "The output {} of this task has expired and can no longer be returned inline.",
+                                r.output_uuid
+                            ),
+                        )
+                    })?,
+                }),
+            };
+            out.push(DeliveredItem {
+                url: format!("{base}/v1/outputs/{}.{}", r.output_uuid, r.extension),
+                result: r,
+                inline,
+            });
+        }
+        Ok(Delivered {
+            task_uuid,
+            output_type: output.output_type,
+            include_cost: output.include_cost,
+            items: out,
+        })
+    }
+
+    /// The stored state of an earlier task of this account (`getResponse`).
+    pub async fn get_response(&self, ctx: &AuthContext, task_uuid: Uuid) -> Result<TaskView, ApiError> {
+        let rec = self
+            .store
+            .get_task(ctx.account_id, task_uuid)
+            .await
+            .map_err(|_| ApiError::internal())?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::TaskNotFound,
+                    format!("No task with taskUUID {task_uuid} exists for this account."),
+                )
+                .with_parameter(ParamPath::key("taskUUID"))
+            })?;
+        let output =
+            serde_json::from_str::<TaskRequest>(&rec.request).map(|r| r.output().clone()).unwrap_or_default();
+        let delivered = match rec.status {
+            TaskStatus::Success => Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?),
+            _ => None,
+        };
+        let error = rec.error.as_ref().map(|e| {
+            from_stored(e).with_task_type(rec.task_type.clone()).with_task_uuid(task_uuid.to_string())
+        });
+        Ok(TaskView { record: rec, delivered, error })
+    }
+
+    /// The model a task names, or the task type's default (for dialects filling `model`).
+    pub fn default_model(task_type: mediagate_core::task::TaskType) -> &'static str {
+        Catalog::default_for(task_type)
+    }
+}

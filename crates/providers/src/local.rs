@@ -1,0 +1,157 @@
+//! Providers that run inside the mediagate process on the CPU.
+//!
+//! CPU work goes to the blocking pool behind a semaphore sized to the machine's cores, so a
+//! burst of large renders queues instead of starving the async runtime or oversubscribing CPUs.
+
+use crate::{Artifact, Capabilities, Job, Provider, ProviderError, encode::encode, lanczos, procedural};
+use async_trait::async_trait;
+use mediagate_core::ErrorCode;
+use mediagate_core::task::TaskType;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// A shared bound on CPU-bound work.
+#[derive(Clone)]
+pub struct CpuPool(Arc<Semaphore>);
+
+impl CpuPool {
+    /// A pool admitting `permits` jobs at once (at least one).
+    pub fn new(permits: usize) -> Self {
+        CpuPool(Arc::new(Semaphore::new(permits.max(1))))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ProviderError> {
+        let _permit = self.0.acquire().await.map_err(|_| closed())?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| {
+            ProviderError::new(ErrorCode::ProviderError, "The local provider failed.", e.to_string())
+        })
+    }
+}
+
+fn closed() -> ProviderError {
+    ProviderError::new(ErrorCode::ServiceUnavailable, "The server is shutting down.", "cpu pool closed")
+}
+
+fn encode_failed(e: image::ImageError) -> ProviderError {
+    ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
+}
+
+fn wrong_job(name: &str) -> ProviderError {
+    ProviderError::new(
+        ErrorCode::InternalServerError,
+        "The model is routed to a provider that cannot run this task type.",
+        format!("{name} got a job it does not serve"),
+    )
+}
+
+/// The procedural image stand-in (see [`procedural`]).
+pub struct Procedural {
+    pool: CpuPool,
+}
+
+impl Procedural {
+    /// A stand-in sharing `pool`.
+    pub fn new(pool: CpuPool) -> Self {
+        Procedural { pool }
+    }
+}
+
+#[async_trait]
+impl Provider for Procedural {
+    fn name(&self) -> &str {
+        "procedural"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { task_types: vec![TaskType::ImageInference] }
+    }
+
+    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError> {
+        let Job::Image { request, seeds } = job else {
+            return Err(wrong_job(self.name()));
+        };
+        self.pool
+            .run(move || {
+                seeds
+                    .iter()
+                    .map(|&seed| {
+                        let img =
+                            procedural::render(&request.positive_prompt, seed, request.width, request.height);
+                        let fmt = request.output.format;
+                        Ok(Artifact {
+                            bytes: encode(&img, fmt, request.output.quality).map_err(encode_failed)?,
+                            content_type: fmt.content_type(),
+                            extension: fmt.extension(),
+                            seed: Some(seed),
+                        })
+                    })
+                    .collect()
+            })
+            .await?
+    }
+}
+
+/// Lanczos3 upscaling (see [`lanczos`]).
+pub struct Lanczos {
+    pool: CpuPool,
+    max_side: u32,
+}
+
+impl Lanczos {
+    /// An upscaler sharing `pool` that refuses outputs larger than `max_side` pixels a side.
+    pub fn new(pool: CpuPool, max_side: u32) -> Self {
+        Lanczos { pool, max_side }
+    }
+}
+
+#[async_trait]
+impl Provider for Lanczos {
+    fn name(&self) -> &str {
+        "lanczos"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { task_types: vec![TaskType::Upscale] }
+    }
+
+    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError> {
+        let Job::Upscale { request, input } = job else {
+            return Err(wrong_job(self.name()));
+        };
+        let max_side = self.max_side;
+        self.pool
+            .run(move || {
+                let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
+                let f = request.upscale_factor;
+                if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
+                    return Err(ProviderError::new(
+                        ErrorCode::InvalidParameterValue,
+                        format!(
+                            "Invalid value for parameter 'upscaleFactor': {w}x{h} scaled by {f} exceeds \
+                             {max_side}px a side. Use a smaller factor or a smaller input image."
+                        ),
+                        "",
+                    ));
+                }
+                let img = image::load_from_memory(&input.bytes).map_err(|e| {
+                    ProviderError::new(
+                        ErrorCode::AssetContentMismatch,
+                        "The input image could not be decoded.",
+                        e.to_string(),
+                    )
+                })?;
+                let out = lanczos::upscale(&img, f);
+                let fmt = request.output.format;
+                Ok(vec![Artifact {
+                    bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
+                    content_type: fmt.content_type(),
+                    extension: fmt.extension(),
+                    seed: None,
+                }])
+            })
+            .await?
+    }
+}

@@ -1,0 +1,198 @@
+//! The procedural image stand-in.
+//!
+//! **Not a generative model.** It draws a deterministic picture from (prompt, seed, width,
+//! height): a seeded two-colour gradient with soft shapes over it. The prompt picks the palette,
+//! the seed the layout, so the same inputs give byte-identical output and another seed a visibly
+//! different image. It exists so the whole pipeline (validation, credits, storage, delivery) runs
+//! and can be benchmarked without a GPU.
+
+use image::{Rgb, RgbImage};
+
+/// One sentence users see wherever the stand-in is named.
+pub const STAND_IN_LABEL: &str = "procedural stand-in (not a generative model): draws seeded \
+    gradients and shapes so the pipeline runs without a GPU";
+
+/// splitmix64: a tiny, well-known generator whose output is stable across platforms and
+/// versions (unlike `std`'s hashers), which determinism needs.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
+}
+
+/// FNV-1a: stable hash of the prompt text.
+fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
+    let h = (h.rem_euclid(1.0)) * 6.0;
+    let i = h.floor();
+    let f = h - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i as u32 % 6 {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+enum Shape {
+    Disc { cx: f32, cy: f32, r: f32 },
+    Ring { cx: f32, cy: f32, r: f32, w: f32 },
+    Rect { cx: f32, cy: f32, hw: f32, hh: f32 },
+}
+
+struct Layer {
+    shape: Shape,
+    colour: [f32; 3],
+    alpha: f32,
+}
+
+impl Shape {
+    /// Coverage in [0, 1] at a point, with a one-pixel soft edge (cheap anti-aliasing).
+    fn coverage(&self, x: f32, y: f32, px: f32) -> f32 {
+        let d = match *self {
+            Shape::Disc { cx, cy, r } => ((x - cx).hypot(y - cy)) - r,
+            Shape::Ring { cx, cy, r, w } => ((x - cx).hypot(y - cy) - r).abs() - w,
+            Shape::Rect { cx, cy, hw, hh } => ((x - cx).abs() - hw).max((y - cy).abs() - hh),
+        };
+        (0.5 - d / px).clamp(0.0, 1.0)
+    }
+
+    /// Bounding box in normalised coordinates, to skip pixels a shape cannot touch.
+    fn bounds(&self) -> (f32, f32, f32, f32) {
+        match *self {
+            Shape::Disc { cx, cy, r } => (cx - r, cy - r, cx + r, cy + r),
+            Shape::Ring { cx, cy, r, w } => (cx - r - w, cy - r - w, cx + r + w, cy + r + w),
+            Shape::Rect { cx, cy, hw, hh } => (cx - hw, cy - hh, cx + hw, cy + hh),
+        }
+    }
+}
+
+/// Renders the stand-in picture. Deterministic for equal inputs on every platform.
+pub fn render(prompt: &str, seed: u64, width: u32, height: u32) -> RgbImage {
+    let mut palette_rng = SplitMix(fnv1a(prompt));
+    let mut rng = SplitMix(seed ^ fnv1a(prompt).rotate_left(17));
+    let base_hue = palette_rng.unit();
+    let spread = palette_rng.range(0.08, 0.45);
+    let c0 = hsv(base_hue, palette_rng.range(0.45, 0.8), palette_rng.range(0.25, 0.5));
+    let c1 = hsv(base_hue + spread, palette_rng.range(0.4, 0.9), palette_rng.range(0.7, 1.0));
+    let angle = rng.range(0.0, std::f32::consts::TAU);
+    let (gx, gy) = (angle.cos(), angle.sin());
+
+    let aspect = width as f32 / height as f32;
+    let n_layers = 4 + (rng.next() % 6) as usize;
+    let layers: Vec<Layer> = (0..n_layers)
+        .map(|i| {
+            let cx = rng.range(0.1, 0.9) * aspect;
+            let cy = rng.range(0.1, 0.9);
+            let size = rng.range(0.06, 0.32);
+            let shape = match rng.next() % 3 {
+                0 => Shape::Disc { cx, cy, r: size },
+                1 => Shape::Ring { cx, cy, r: size, w: size * rng.range(0.08, 0.25) },
+                _ => Shape::Rect { cx, cy, hw: size * rng.range(0.5, 1.4), hh: size * rng.range(0.3, 1.0) },
+            };
+            let hue = base_hue + spread * (i as f32 / n_layers as f32) + rng.range(-0.1, 0.5);
+            Layer {
+                shape,
+                colour: hsv(hue, rng.range(0.5, 0.95), rng.range(0.6, 1.0)),
+                alpha: rng.range(0.45, 0.9),
+            }
+        })
+        .collect();
+
+    // Normalised coordinates: y in [0, 1], x in [0, aspect]; `px` is one pixel in those units.
+    let px = 1.0 / height as f32;
+    let mut img = RgbImage::new(width, height);
+    let mut row = vec![[0f32; 3]; width as usize];
+    for y in 0..height {
+        let ny = (y as f32 + 0.5) * px;
+        for (x, p) in row.iter_mut().enumerate() {
+            let nx = (x as f32 + 0.5) * px;
+            let t = (((nx / aspect - 0.5) * gx + (ny - 0.5) * gy) + 0.5).clamp(0.0, 1.0);
+            *p = [c0[0] + (c1[0] - c0[0]) * t, c0[1] + (c1[1] - c0[1]) * t, c0[2] + (c1[2] - c0[2]) * t];
+        }
+        for layer in &layers {
+            let (x0, y0, x1, y1) = layer.shape.bounds();
+            if ny < y0 - px || ny > y1 + px {
+                continue;
+            }
+            let xs = (((x0 - px) / px).floor().max(0.0)) as usize;
+            let xe = ((((x1 + px) / px).ceil()) as usize).min(width as usize);
+            for (x, p) in row.iter_mut().enumerate().take(xe).skip(xs) {
+                let nx = (x as f32 + 0.5) * px;
+                let a = layer.shape.coverage(nx, ny, px) * layer.alpha;
+                if a > 0.0 {
+                    for k in 0..3 {
+                        p[k] += (layer.colour[k] - p[k]) * a;
+                    }
+                }
+            }
+        }
+        for (x, p) in row.iter().enumerate() {
+            img.put_pixel(
+                x as u32,
+                y,
+                Rgb([
+                    (p[0] * 255.0).round() as u8,
+                    (p[1] * 255.0).round() as u8,
+                    (p[2] * 255.0).round() as u8,
+                ]),
+            );
+        }
+    }
+    img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_same_pixels_other_seed_other_picture() {
+        let a = render("a red fox", 42, 128, 64);
+        assert_eq!(a, render("a red fox", 42, 128, 64));
+        let b = render("a red fox", 43, 128, 64);
+        let differing = a.pixels().zip(b.pixels()).filter(|(p, q)| p != q).count();
+        // "Visibly different": most of the picture changes, not a handful of pixels.
+        assert!(differing > (128 * 64) / 4, "only {differing} pixels differ");
+    }
+
+    #[test]
+    fn the_prompt_changes_the_palette() {
+        let a = render("sunset over the sea", 7, 64, 64);
+        let b = render("a forest at night", 7, 64, 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn is_not_flat() {
+        let a = render("x", 1, 64, 64);
+        let first = a.get_pixel(0, 0);
+        assert!(a.pixels().any(|p| p != first));
+    }
+}

@@ -1,0 +1,69 @@
+//! Served documentation: `/docs` (what this server is, its models) and `/docs/errors` (the error
+//! catalog, the target of every error's `documentation` link), both generated at run time.
+
+use crate::AppState;
+use axum::extract::State;
+use axum::response::Html;
+use mediagate_core::ErrorCode;
+use mediagate_core::money::format_usd;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
+         code{{background:#f4f4f4}}</style></head><body>{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+pub async fn index(State(state): State<AppState>) -> Html<String> {
+    let mut rows = String::new();
+    for m in state.engine.catalog().models() {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>${}</td><td>{}</td></tr>",
+            esc(&m.spec.air),
+            m.spec.task_type.as_str(),
+            esc(&m.spec.provider),
+            format_usd(m.price_micros),
+            esc(&m.spec.description)
+        ));
+    }
+    page(
+        "mediagate",
+        &format!(
+            "<h1>mediagate</h1><p>A self-hosted API server for generative-media tasks speaking the Runware \
+             task-array dialect at <code>POST /v1</code>.</p>\
+             <p><strong>Note:</strong> the built-in model <code>mediagate:procedural@1</code> is a \
+             <em>procedural stand-in, not a generative model</em>: it draws deterministic seeded gradients \
+             and shapes so the whole pipeline runs without a GPU. Configure real providers for real images.</p>\
+             <h2>Models</h2><table><tr><th>AIR id</th><th>task type</th><th>provider</th><th>price per result</th>\
+             <th>description</th></tr>{rows}</table><p>Error codes: <a href=\"/docs/errors\">/docs/errors</a></p>"
+        ),
+    )
+}
+
+pub async fn errors() -> Html<String> {
+    let mut rows = String::new();
+    for c in ErrorCode::ALL {
+        rows.push_str(&format!(
+            "<tr id=\"{code}\"><td><code>{code}</code></td><td>{status}</td><td>{retry}</td><td>{meaning}</td></tr>",
+            code = c.as_str(),
+            status = c.http_status(),
+            retry = if c.is_retryable() { "yes" } else { "no" },
+            meaning = esc(c.meaning())
+        ));
+    }
+    page(
+        "mediagate error codes",
+        &format!(
+            "<h1>Error codes</h1><p>Retry only codes marked retryable, with exponential backoff and jitter. \
+             On REST the HTTP status is that of the first error when no task succeeded.</p>\
+             <table><tr><th>code</th><th>HTTP</th><th>retryable</th><th>meaning</th></tr>{rows}</table>"
+        ),
+    )
+}

@@ -1,0 +1,77 @@
+//! The HTTP edge of mediagate: the Runware dialect (`POST /v1`), stored outputs, and the
+//! documentation pages error objects link to.
+
+#![warn(missing_docs)]
+
+mod docs;
+mod outputs;
+pub mod runware;
+
+use axum::Router;
+use axum::routing::{get, post};
+use mediagate_core::{ApiError, ErrorCode};
+use mediagate_engine::Engine;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The public base URL (for `documentation` links and output URLs).
+    pub base_url: String,
+}
+
+/// The application's routes.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let state = AppState { base_url: engine.config().base_url(), engine };
+    Router::new()
+        .route("/v1", post(runware::post_tasks))
+        .route("/v1/outputs/{file}", get(outputs::get_output))
+        .route("/docs", get(docs::index))
+        .route("/docs/errors", get(docs::errors))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    runware::request_error(
+        &s,
+        &ApiError::new(
+            ErrorCode::NotFound,
+            format!("No endpoint at {}. Runware-dialect tasks go to POST /v1.", uri.path()),
+        ),
+    )
+}
+
+async fn method_not_allowed(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    runware::request_error(
+        &s,
+        &ApiError::new(ErrorCode::MethodNotAllowed, format!("{} does not accept {method}.", uri.path())),
+    )
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Small JSON replies must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,53 @@
+//! `GET /v1/outputs/<uuid>.<ext>`: stored outputs, until their time to live expires.
+
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mediagate_core::{ApiError, ErrorCode};
+use uuid::Uuid;
+
+pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let missing = || {
+        crate::runware::request_error(
+            &state,
+            &ApiError::new(
+                ErrorCode::OutputNotFound,
+                format!("No output '{file}': it does not exist or its time to live has expired."),
+            ),
+        )
+    };
+    let Some((stem, ext)) = file.split_once('.') else {
+        return missing();
+    };
+    let Ok(uuid) = Uuid::try_parse(stem) else {
+        return missing();
+    };
+    let rec = match state.engine.store().get_output(uuid).await {
+        Ok(Some(r)) if r.extension == ext && r.expires_at > mediagate_store_now() => r,
+        Ok(_) => return missing(),
+        Err(e) => {
+            tracing::error!(error = %e, "output lookup failed");
+            return crate::runware::request_error(&state, &ApiError::internal());
+        }
+    };
+    match state.engine.outputs().read(uuid, ext).await {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, rec.content_type),
+                (header::CACHE_CONTROL, "private, max-age=3600".to_string()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => missing(),
+    }
+}
+
+fn mediagate_store_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,263 @@
+//! The Runware dialect over REST: `POST /v1` with a JSON array of tasks.
+//!
+//! Errors are scoped per task: one failing task never fails its siblings. The response is
+//! `{"data": [...]}` and/or `{"errors": [...]}`; its status is 200 when any task succeeded,
+//! else the status of the first error.
+
+mod parse;
+mod render;
+
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::future::join_all;
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_engine::AuthContext;
+use parse::Parsed;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A JSON response with the given status.
+fn json_response(status: u16, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+/// A response carrying one request-level error.
+pub fn request_error(state: &AppState, e: &ApiError) -> Response {
+    json_response(e.http_status(), &json!({ "errors": [render::error(e, &state.base_url)] }))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<String, ApiError>> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    let s = match v.to_str() {
+        Ok(s) => s,
+        Err(_) => return Some(Err(invalid_header())),
+    };
+    match s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")) {
+        Some(k) => Some(Ok(k.to_string())),
+        None => Some(Err(invalid_header())),
+    }
+}
+
+fn invalid_header() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidApiKey,
+        "Invalid Authorization header: send it as `Authorization: Bearer <API key>`.",
+    )
+    .with_parameter(ParamPath::key("apiKey"))
+    .with_task_type("authentication")
+}
+
+/// Reads the body, enforcing the size limit with a JSON 413 instead of a bare one.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let limit = state.engine.config().server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "The request body exceeds {limit} bytes. Send fewer tasks per request, or pass large \
+                 images by URL or upload UUID instead of inline data."
+            ),
+        )
+    };
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if is_limit {
+            too_large()
+        } else {
+            ApiError::new(ErrorCode::InvalidRequestBody, "The request body could not be read completely.")
+        }
+    })
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedContentType,
+            if ct.is_empty() {
+                "The request has no Content-Type; send the JSON task array with `Content-Type: application/json`.".to_string()
+            } else {
+                format!(
+                    "Content-Type '{ct}' is not accepted; send the JSON task array with `Content-Type: application/json`."
+                )
+            },
+        ))
+    }
+}
+
+/// `POST /v1`.
+pub async fn post_tasks(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => request_error(&state, &e),
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    check_content_type(headers)?;
+    let bytes = read_body(state, headers, body).await?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("The request body is not valid JSON ({e}). Send a JSON array of task objects."),
+        )
+    })?;
+    let Value::Array(mut tasks) = value else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequestBody,
+            "The request body must be a JSON array of task objects, e.g. [{\"taskType\":\"ping\",\"ping\":true}], \
+             even for a single task.",
+        ));
+    };
+    if tasks.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::MissingTasks,
+            "The task array is empty; send at least one task object.",
+        ));
+    }
+
+    // Authentication: a leading `authentication` element, else the Authorization header.
+    let auth_element = tasks
+        .first()
+        .filter(|t| t.get("taskType").and_then(Value::as_str) == Some("authentication"))
+        .is_some();
+    let key = if auth_element {
+        let first = tasks.remove(0);
+        match first.get("apiKey") {
+            Some(Value::String(k)) => k.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingApiKey,
+                    "The authentication task has no string apiKey; send {\"taskType\":\"authentication\",\"apiKey\":\"key_…\"}.",
+                )
+                .with_parameter(ParamPath::key("apiKey"))
+                .with_task_type("authentication"));
+            }
+        }
+    } else {
+        match bearer(headers) {
+            Some(k) => k?,
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingApiKey,
+                    "No API key: send `Authorization: Bearer <API key>` or make the first task \
+                     {\"taskType\":\"authentication\",\"apiKey\":\"<API key>\"}.",
+                )
+                .with_parameter(ParamPath::key("apiKey"))
+                .with_task_type("authentication"));
+            }
+        }
+    };
+    let ctx = state.engine.authenticate(&key).await?;
+    drop(key);
+
+    if tasks.is_empty() {
+        // Only an authentication element: a key check. Answer like Runware's auth reply.
+        return Ok(json_response(200, &json!({ "data": [{ "taskType": "authentication" }] })));
+    }
+    let max = state.engine.config().server.max_tasks_per_request;
+    if tasks.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequestBody,
+            format!(
+                "The request holds {} tasks; at most {max} are accepted per request. Split it.",
+                tasks.len()
+            ),
+        ));
+    }
+
+    let offset = usize::from(auth_element);
+    let outcomes = join_all(tasks.iter().enumerate().map(|(i, t)| run_one(state, &ctx, t, i + offset))).await;
+
+    let mut data = Vec::new();
+    let mut errors = Vec::new();
+    let mut first_error_status = None;
+    for o in outcomes {
+        match o {
+            Ok(items) => data.extend(items),
+            Err(e) => {
+                first_error_status.get_or_insert(e.http_status());
+                errors.push(render::error(&e, &state.base_url));
+            }
+        }
+    }
+    let status = if data.is_empty() { first_error_status.unwrap_or(200) } else { 200 };
+    let mut body = serde_json::Map::new();
+    if !data.is_empty() {
+        body.insert("data".into(), Value::Array(data));
+    }
+    if !errors.is_empty() {
+        body.insert("errors".into(), Value::Array(errors));
+    }
+    Ok(json_response(status, &Value::Object(body)))
+}
+
+/// Runs one task; errors carry the task's type and UUID as the client sent them.
+async fn run_one(
+    state: &AppState,
+    ctx: &Arc<AuthContext>,
+    task: &Value,
+    index: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let known = parse::known(task);
+    let tag = |e: ApiError| {
+        let mut e = e;
+        if let Some(t) = &known.task_type {
+            e.task_type = Some(t.clone());
+        }
+        if let Some(u) = &known.task_uuid {
+            e.task_uuid = Some(u.clone());
+        }
+        e
+    };
+    match parse::parse(task, index).map_err(tag)? {
+        Parsed::Ping { task_uuid } => {
+            let mut m = serde_json::Map::new();
+            m.insert("taskType".into(), json!("ping"));
+            if let Some(u) = task_uuid {
+                m.insert("taskUUID".into(), json!(u));
+            }
+            m.insert("pong".into(), json!(true));
+            Ok(vec![Value::Object(m)])
+        }
+        Parsed::GetResponse { sent, task_uuid } => {
+            let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
+            let tt = view.record.task_type.clone();
+            Ok(match (view.delivered, view.error) {
+                (Some(d), _) => render::image_items(&tt, &sent, &d, Some("success")),
+                (None, Some(e)) => vec![json!({
+                    "taskType": tt,
+                    "taskUUID": sent,
+                    "status": "error",
+                    "error": render::error(&e, &state.base_url),
+                })],
+                (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
+            })
+        }
+        Parsed::Submit { sent, submission } => {
+            let tt = submission.task_type_name.clone();
+            let delivered = state.engine.submit(ctx, submission).await.map_err(tag)?;
+            Ok(render::image_items(&tt, &sent, &delivered, None))
+        }
+    }
+}

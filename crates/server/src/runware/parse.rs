@@ -1,0 +1,273 @@
+//! Runware task objects → canonical tasks.
+
+use mediagate_core::task::{
+    ImageFormat, ImageInference, OutputOptions, OutputType, TaskRequest, TaskType, Upscale,
+};
+use mediagate_core::{ApiError, ErrorCode, ParamPath, ParamReader};
+use mediagate_engine::{Engine, Submission};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Runware task types mediagate knows by name but does not serve (both naming generations).
+const UNSERVED: &[&str] = &[
+    "videoInference",
+    "audioInference",
+    "3dInference",
+    "textInference",
+    "removeBackground",
+    "imageBackgroundRemoval",
+    "caption",
+    "imageCaption",
+    "vectorize",
+    "promptEnhance",
+    "imageControlNetPreProcess",
+    "imageMasking",
+    "photoMaker",
+    "imageUpload",
+    "mediaStorage",
+    "getTaskDetails",
+    "modelSearch",
+    "modelUpload",
+    "training",
+    "accountManagement",
+];
+
+/// The task types served, for messages.
+pub const SERVED: &str = "authentication, ping, imageInference, upscale (alias imageUpscale), getResponse";
+
+/// A task after parsing.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Keepalive.
+    Ping {
+        /// The taskUUID if the client sent one.
+        task_uuid: Option<String>,
+    },
+    /// Poll an earlier task.
+    GetResponse {
+        /// The taskUUID as sent.
+        sent: String,
+        /// The task polled.
+        task_uuid: Uuid,
+    },
+    /// A task to run.
+    Submit {
+        /// The taskUUID as sent (echoed back exactly).
+        sent: String,
+        /// The canonical task.
+        submission: Submission,
+    },
+}
+
+/// What is known of a task before (or despite) a parse failure, for error objects.
+#[derive(Debug, Default, Clone)]
+pub struct Known {
+    /// `taskType` as sent, if a string.
+    pub task_type: Option<String>,
+    /// `taskUUID` as sent, if a string.
+    pub task_uuid: Option<String>,
+}
+
+/// Reads `taskType` and `taskUUID` as sent, without judging them.
+pub fn known(v: &Value) -> Known {
+    Known {
+        task_type: v.get("taskType").and_then(Value::as_str).map(str::to_string),
+        task_uuid: v.get("taskUUID").and_then(Value::as_str).map(str::to_string),
+    }
+}
+
+fn task_uuid(
+    r: &mut ParamReader<'_>,
+    obj: &Map<String, Value>,
+    required: bool,
+) -> Result<Option<(String, Uuid)>, ApiError> {
+    r.accept("taskUUID");
+    match obj.get("taskUUID") {
+        None | Some(Value::Null) if !required => Ok(None),
+        None | Some(Value::Null) => Err(ApiError::new(
+            ErrorCode::MissingTaskUUID,
+            "Missing required parameter 'taskUUID': generate a UUID v4 for each task and send it as taskUUID.",
+        )
+        .with_parameter(ParamPath::key("taskUUID"))),
+        Some(Value::String(s)) => match Uuid::try_parse(s) {
+            Ok(u) => Ok(Some((s.clone(), u))),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::InvalidTaskUUID,
+                format!("Invalid taskUUID '{}': it must be a UUID such as 550e8400-e29b-41d4-a716-446655440000.", truncate(s)),
+            )
+            .with_parameter(ParamPath::key("taskUUID"))),
+        },
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidTaskUUID,
+            "Invalid taskUUID: it must be a string holding a UUID.",
+        )
+        .with_parameter(ParamPath::key("taskUUID"))),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 64 {
+        format!("{}…", s.chars().take(64).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError> {
+    let d = OutputOptions::default();
+    Ok(OutputOptions {
+        output_type: r
+            .opt_enum("outputType", OutputType::NAMES)?
+            .and_then(OutputType::parse)
+            .unwrap_or(d.output_type),
+        format: r
+            .opt_enum("outputFormat", ImageFormat::NAMES)?
+            .and_then(ImageFormat::parse)
+            .unwrap_or(d.format),
+        quality: r.opt_int("outputQuality", 20, 99)?.map(|q| q as u8).unwrap_or(d.quality),
+        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
+        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+    })
+}
+
+fn delivery(r: &mut ParamReader<'_>) -> Result<(), ApiError> {
+    if let Some(m) = r.opt_enum("deliveryMethod", &["sync", "async"])?
+        && m != "sync"
+    {
+        return Err(r.invalid(
+            "deliveryMethod",
+            "'async' delivery is not available on this server yet; use 'sync' (the default).",
+        ));
+    }
+    Ok(())
+}
+
+fn model(r: &mut ParamReader<'_>, t: TaskType) -> Result<String, ApiError> {
+    Ok(r.opt_string("model", 1, 256)?.unwrap_or_else(|| Engine::default_model(t).to_string()))
+}
+
+fn image_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
+    let positive_prompt =
+        r.string("positivePrompt", 2, 3000, "describe the image to generate (2 to 3000 characters)")?;
+    let negative_prompt = r.opt_string("negativePrompt", 2, 3000)?;
+    let model = model(r, TaskType::ImageInference)?;
+    let width = r.opt_int("width", 1, 16384)?.unwrap_or(512) as u32;
+    let height = r.opt_int("height", 1, 16384)?.unwrap_or(512) as u32;
+    let steps = r.opt_int("steps", 1, 1000)?.map(|s| s as u32);
+    let cfg_scale = r.opt_f64("CFGScale", 0.0, 50.0)?;
+    let seed = r.opt_int("seed", 1, i64::MAX)?.map(|s| s as u64);
+    let number_results = r.opt_int("numberResults", 1, 1000)?.unwrap_or(1) as u32;
+    let output = output_options(r)?;
+    delivery(r)?;
+    Ok(TaskRequest::ImageInference(ImageInference {
+        positive_prompt,
+        negative_prompt,
+        model,
+        width,
+        height,
+        steps,
+        cfg_scale,
+        seed,
+        number_results,
+        output,
+    }))
+}
+
+fn upscale(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
+    let input_image = r.string(
+        "inputImage",
+        1,
+        usize::MAX,
+        "give the image to upscale as a data URI, base64 data or the imageUUID of an earlier output",
+    )?;
+    let model = model(r, TaskType::Upscale)?;
+    let upscale_factor = r.opt_int("upscaleFactor", 1, 64)?.unwrap_or(2) as u32;
+    let output = output_options(r)?;
+    delivery(r)?;
+    Ok(TaskRequest::Upscale(Upscale { input_image, model, upscale_factor, output }))
+}
+
+/// Parses one element of the request array (not the leading authentication element).
+pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
+    let Some(obj) = v.as_object() else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTaskObject,
+            format!(
+                "The task at index {index} is not a JSON object; every element of the array must be a task object."
+            ),
+        ));
+    };
+    let name = match obj.get("taskType") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTaskObject,
+                format!("The task at index {index} has a taskType that is not a string."),
+            )
+            .with_parameter(ParamPath::key("taskType")));
+        }
+        None => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTaskObject,
+                format!("The task at index {index} has no taskType; add one of: {SERVED}."),
+            )
+            .with_parameter(ParamPath::key("taskType")));
+        }
+    };
+    let mut r = ParamReader::new(obj, ParamPath::default());
+    r.accept("taskType");
+    let parsed = match name {
+        "ping" => {
+            let sent = task_uuid(&mut r, obj, false)?.map(|(s, _)| s);
+            r.opt_bool("ping")?;
+            Parsed::Ping { task_uuid: sent }
+        }
+        "getResponse" => {
+            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            Parsed::GetResponse { sent, task_uuid: uuid }
+        }
+        "authentication" => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTaskObject,
+                format!(
+                    "The authentication task must be the first element of the array; it is at index {index}."
+                ),
+            )
+            .with_parameter(ParamPath::key("taskType")));
+        }
+        other => {
+            let Some(tt) = TaskType::parse(other) else {
+                let code = if UNSERVED.contains(&other) {
+                    ErrorCode::UnsupportedTaskType
+                } else {
+                    ErrorCode::UnknownTaskType
+                };
+                let what = if code == ErrorCode::UnsupportedTaskType {
+                    format!(
+                        "taskType '{other}' is part of the Runware API but this mediagate server does not serve it."
+                    )
+                } else {
+                    format!("Unknown taskType '{}'.", truncate(other))
+                };
+                return Err(ApiError::new(code, format!("{what} Task types served here: {SERVED}."))
+                    .with_parameter(ParamPath::key("taskType")));
+            };
+            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            let request = match tt {
+                TaskType::ImageInference => image_inference(&mut r)?,
+                TaskType::Upscale => upscale(&mut r)?,
+            };
+            Parsed::Submit {
+                sent,
+                submission: Submission {
+                    task_uuid: uuid,
+                    task_type_name: other.to_string(),
+                    request,
+                    dialect: "runware",
+                },
+            }
+        }
+    };
+    r.finish()?;
+    Ok(parsed)
+}

@@ -1,0 +1,76 @@
+//! Canonical results and errors → Runware JSON.
+
+use base64::Engine as _;
+use mediagate_core::money::to_usd_f64;
+use mediagate_core::task::OutputType;
+use mediagate_core::{ApiError, Parameter};
+use mediagate_engine::Delivered;
+use serde_json::{Map, Value, json};
+
+/// An error object with exactly the fields of Runware's error envelope.
+pub fn error(e: &ApiError, base_url: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("code".into(), Value::String(e.code.as_str().into()));
+    m.insert("message".into(), Value::String(e.message.clone()));
+    match &e.parameter {
+        None => {}
+        Some(Parameter::One(p)) => {
+            m.insert("parameter".into(), Value::String(p.to_string()));
+        }
+        Some(Parameter::Several(v)) => {
+            m.insert("parameter".into(), v.iter().map(|p| Value::String(p.to_string())).collect());
+        }
+    }
+    if let Some(t) = &e.task_type {
+        m.insert("taskType".into(), Value::String(t.clone()));
+    }
+    if let Some(u) = &e.task_uuid {
+        m.insert("taskUUID".into(), Value::String(u.clone()));
+    }
+    m.insert("documentation".into(), Value::String(format!("{base_url}/docs/errors#{}", e.code.as_str())));
+    Value::Object(m)
+}
+
+/// One `data` item per result of an image task.
+pub fn image_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
+    d.items
+        .iter()
+        .map(|it| {
+            let mut m = Map::new();
+            m.insert("taskType".into(), json!(task_type));
+            m.insert("taskUUID".into(), json!(sent_uuid));
+            if let Some(s) = status {
+                m.insert("status".into(), json!(s));
+            }
+            m.insert("imageUUID".into(), json!(it.result.output_uuid.to_string()));
+            match (d.output_type, &it.inline) {
+                (OutputType::Base64Data, Some(b)) => {
+                    m.insert(
+                        "imageBase64Data".into(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(b)),
+                    );
+                }
+                (OutputType::DataUri, Some(b)) => {
+                    m.insert(
+                        "imageDataURI".into(),
+                        json!(format!(
+                            "data:{};base64,{}",
+                            it.result.content_type,
+                            base64::engine::general_purpose::STANDARD.encode(b)
+                        )),
+                    );
+                }
+                _ => {
+                    m.insert("imageURL".into(), json!(it.url));
+                }
+            }
+            if let Some(seed) = it.result.seed {
+                m.insert("seed".into(), json!(seed));
+            }
+            if d.include_cost {
+                m.insert("cost".into(), json!(to_usd_f64(it.result.cost_micros)));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}

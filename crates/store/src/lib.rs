@@ -1,0 +1,101 @@
+//! Persistence for mediagate: accounts, API keys, the credit ledger, task records and outputs.
+//!
+//! [`Store`] is the one interface the engine and the CLI use; [`sqlite::SqliteStore`] is the
+//! embedded implementation. Every method is atomic on its own: a task's admission checks
+//! idempotency, reserves credits and records the task in one transaction, so the balance can
+//! never go negative and a replayed `taskUUID` is never charged twice.
+
+#![warn(missing_docs)]
+
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// Errors of the store. `NotFound`, `Conflict` and `Invalid` are the caller's; `Backend` is ours.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The thing already exists or the change contradicts the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request makes no sense (e.g. a negative grant).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed (I/O, corruption, shutdown).
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The persistence interface. Implementations must be safe to use from several processes on
+/// the same database (the CLI runs beside the server).
+#[async_trait]
+pub trait Store: Send + Sync {
+    // --- accounts ---------------------------------------------------------------------------
+    /// Creates an account with an optional starting grant (in micro-dollars).
+    async fn create_account(&self, name: &str, initial_grant_micros: i64) -> StoreResult<Account>;
+    /// Every account, by name.
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    /// One account by name.
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+    /// Suspends or reactivates an account.
+    async fn set_account_status(&self, name: &str, status: AccountStatus) -> StoreResult<Account>;
+    /// Creates the first account and its first key if the store has no account yet, in one
+    /// transaction; returns `None` when accounts already exist.
+    async fn bootstrap(
+        &self,
+        account: &str,
+        grant_micros: i64,
+        key: NewKey,
+    ) -> StoreResult<Option<(Account, KeyRecord)>>;
+
+    // --- API keys ---------------------------------------------------------------------------
+    /// Stores a new key (its digest only) for an account.
+    async fn create_key(&self, account: &str, key: NewKey) -> StoreResult<KeyRecord>;
+    /// Keys, optionally of one account.
+    async fn list_keys(&self, account: Option<&str>) -> StoreResult<Vec<KeyRecord>>;
+    /// Disables, re-enables or revokes a key. A revoked key can never be enabled again.
+    async fn set_key_status(&self, id: i64, status: KeyStatus) -> StoreResult<KeyRecord>;
+    /// The key with this SHA-256 digest, with its account.
+    async fn key_by_digest(&self, digest: [u8; 32]) -> StoreResult<Option<(KeyRecord, Account)>>;
+
+    // --- credits ----------------------------------------------------------------------------
+    /// Adds credit; returns the new balance.
+    async fn grant(&self, account: &str, micros: i64, note: &str) -> StoreResult<i64>;
+    /// The newest ledger entries of an account, newest first.
+    async fn ledger(&self, account: &str, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
+
+    // --- tasks ------------------------------------------------------------------------------
+    /// Admits a task: returns the existing record for a known `(account, taskUUID)`, refuses
+    /// when the balance cannot pay, else reserves the price and records the task as running.
+    async fn admit_task(&self, task: NewTask) -> StoreResult<Admission>;
+    /// Records a task's outcome, its outputs and any refund, atomically.
+    async fn finish_task(&self, finish: Finish) -> StoreResult<()>;
+    /// One task of an account.
+    async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>>;
+    /// Tasks of an account, optionally by status.
+    async fn count_tasks(&self, account_id: Option<i64>, status: Option<TaskStatus>) -> StoreResult<u64>;
+    /// Marks every task still `processing` as failed with `error` and refunds it. Run at
+    /// start-up, before serving, to settle tasks a crash left behind. Returns how many.
+    async fn fail_interrupted_tasks(&self, error: StoredError) -> StoreResult<u64>;
+
+    // --- outputs ----------------------------------------------------------------------------
+    /// One output by UUID.
+    async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;
+    /// Removes and returns up to `limit` outputs whose expiry is before `now_ms`.
+    async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>>;
+}

@@ -1,0 +1,645 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through one batching writer thread ([`writer`]); reads use a small pool of
+//! read-only connections on the blocking thread pool, which WAL lets run beside the writer.
+//! Other processes (the CLI) may open the same file at any time: every connection waits up to
+//! `busy_timeout` for the write lock instead of failing.
+
+mod schema;
+mod writer;
+
+use crate::*;
+use async_trait::async_trait;
+use mediagate_core::task::ResultItem;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use writer::Writer;
+
+/// Durability of commits (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives a process crash (`kill -9`); the last commits may be lost on power failure.
+    Normal,
+    /// Survives power failure too, at the cost of an fsync per commit batch.
+    Full,
+}
+
+/// Options of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How durable commits are.
+    pub synchronous: Synchronous,
+    /// Read connections in the pool.
+    pub readers: usize,
+    /// How long a connection waits for another process's write lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { synchronous: Synchronous::Normal, readers: 4, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReadPool>,
+    path: PathBuf,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct ReadPool {
+    idle: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    options: SqliteOptions,
+    permits: tokio::sync::Semaphore,
+}
+
+fn configure(conn: &Connection, o: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(o.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match o.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(options.busy_timeout)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!("could not enable WAL mode (got {mode})")));
+        }
+        configure(&conn, &options)?;
+        schema::migrate(&mut conn)?;
+        let (writer, handle) = Writer::start(conn, 16_384)
+            .map_err(|e| StoreError::Backend(format!("cannot start writer: {e}")))?;
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(ReadPool {
+                idle: Mutex::new(Vec::new()),
+                path: path.clone(),
+                permits: tokio::sync::Semaphore::new(options.readers.max(1)),
+                options,
+            }),
+            path,
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for queued writes to commit and stops the writer thread. Call on shutdown after
+    /// the last user of the store is gone; later writes fail.
+    pub fn close(self) {
+        let handle = self.writer_thread.lock().take();
+        drop(self.writer);
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let _permit = pool.permits.acquire().await.map_err(|_| StoreError::Backend("store closed".into()))?;
+        let p = pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match p.idle.lock().pop() {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &p.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    configure(&c, &p.options)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            p.idle.lock().push(conn);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+// --- row mapping ---------------------------------------------------------------------------
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        status: AccountStatus::parse(&r.get::<_, String>("status")?).unwrap_or(AccountStatus::Suspended),
+        balance_micros: r.get("balance_micros")?,
+        created_at: r.get("created_at")?,
+    })
+}
+
+const KEY_COLUMNS: &str = "k.id, k.account_id, a.name AS account_name, k.prefix, k.description, k.scopes, \
+                           k.status, k.created_at";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let scopes: String = r.get("scopes")?;
+    Ok(KeyRecord {
+        id: r.get("id")?,
+        account_id: r.get("account_id")?,
+        account_name: r.get("account_name")?,
+        prefix: r.get("prefix")?,
+        description: r.get("description")?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        // An unreadable status must never grant access.
+        status: KeyStatus::parse(&r.get::<_, String>("status")?).unwrap_or(KeyStatus::Revoked),
+        created_at: r.get("created_at")?,
+    })
+}
+
+fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let uuid: String = r.get("task_uuid")?;
+    let result: Option<String> = r.get("result")?;
+    let error: Option<String> = r.get("error")?;
+    Ok(TaskRecord {
+        account_id: r.get("account_id")?,
+        task_uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
+        task_type: r.get("task_type")?,
+        model: r.get("model")?,
+        status: TaskStatus::parse(&r.get::<_, String>("status")?).unwrap_or(TaskStatus::Error),
+        request_hash: r.get("request_hash")?,
+        request: r.get("request")?,
+        results: result.and_then(|s| serde_json::from_str::<Vec<ResultItem>>(&s).ok()).unwrap_or_default(),
+        error: error.and_then(|s| serde_json::from_str(&s).ok()),
+        cost_micros: r.get("cost_micros")?,
+        created_at: r.get("created_at")?,
+        finished_at: r.get("finished_at")?,
+    })
+}
+
+fn output_row(r: &Row<'_>) -> rusqlite::Result<OutputRecord> {
+    let uuid: String = r.get("uuid")?;
+    let task: Option<String> = r.get("task_uuid")?;
+    Ok(OutputRecord {
+        uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
+        account_id: r.get("account_id")?,
+        task_uuid: task.and_then(|t| Uuid::parse_str(&t).ok()),
+        content_type: r.get("content_type")?,
+        extension: r.get("extension")?,
+        size: r.get::<_, i64>("size")? as u64,
+        created_at: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+    })
+}
+
+fn account_by_name(c: &Connection, name: &str) -> StoreResult<Account> {
+    c.prepare_cached("SELECT * FROM accounts WHERE name = ?1")?
+        .query_row([name], account_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("account '{name}'")))
+}
+
+fn key_by_id(c: &Connection, id: i64) -> StoreResult<KeyRecord> {
+    c.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = ?1"
+    ))?
+    .query_row([id], key_row)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("key {id}")))
+}
+
+fn insert_account(c: &Connection, name: &str, grant: i64, now: i64) -> StoreResult<Account> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        return Err(StoreError::Invalid(format!(
+            "account name '{name}' is not allowed: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if grant < 0 {
+        return Err(StoreError::Invalid("a starting grant cannot be negative".into()));
+    }
+    let n = c.execute(
+        "INSERT INTO accounts (name, status, balance_micros, created_at) VALUES (?1, 'active', ?2, ?3)
+         ON CONFLICT(name) DO NOTHING",
+        params![name, grant, now],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict(format!("account '{name}' already exists")));
+    }
+    let id = c.last_insert_rowid();
+    if grant > 0 {
+        c.execute(
+            "INSERT INTO ledger (account_id, amount_micros, kind, note, created_at) VALUES (?1, ?2, 'grant', 'starting grant', ?3)",
+            params![id, grant, now],
+        )?;
+    }
+    account_by_name(c, name)
+}
+
+fn insert_key(c: &Connection, account: &Account, key: &NewKey, now: i64) -> StoreResult<KeyRecord> {
+    c.execute(
+        "INSERT INTO api_keys (account_id, digest, prefix, description, scopes, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6)",
+        params![
+            account.id,
+            &key.digest[..],
+            key.prefix,
+            key.description,
+            serde_json::to_string(&key.scopes).unwrap_or_else(|_| "[]".into()),
+            now
+        ],
+    )?;
+    key_by_id(c, c.last_insert_rowid())
+}
+
+fn refund(
+    c: &Connection,
+    account_id: i64,
+    micros: i64,
+    task_uuid: &str,
+    note: &str,
+    now: i64,
+) -> StoreResult<()> {
+    if micros <= 0 {
+        return Ok(());
+    }
+    c.prepare_cached("UPDATE accounts SET balance_micros = balance_micros + ?1 WHERE id = ?2")?
+        .execute(params![micros, account_id])?;
+    c.prepare_cached(
+        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at) VALUES (?1, ?2, 'refund', ?3, ?4, ?5)",
+    )?
+    .execute(params![account_id, micros, task_uuid, note, now])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, name: &str, initial_grant_micros: i64) -> StoreResult<Account> {
+        let name = name.to_string();
+        self.writer.write(move |c| insert_account(c, &name, initial_grant_micros, now_ms())).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT * FROM accounts ORDER BY name")?;
+            let rows = s.query_map([], account_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let name = name.to_string();
+        self.read(move |c| match account_by_name(c, &name) {
+            Ok(a) => Ok(Some(a)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn set_account_status(&self, name: &str, status: AccountStatus) -> StoreResult<Account> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                account_by_name(c, &name)?;
+                c.execute("UPDATE accounts SET status = ?1 WHERE name = ?2", params![status.as_str(), name])?;
+                account_by_name(c, &name)
+            })
+            .await
+    }
+
+    async fn bootstrap(
+        &self,
+        account: &str,
+        grant_micros: i64,
+        key: NewKey,
+    ) -> StoreResult<Option<(Account, KeyRecord)>> {
+        let account = account.to_string();
+        self.writer
+            .write(move |c| {
+                let n: i64 = c.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+                if n > 0 {
+                    return Ok(None);
+                }
+                let now = now_ms();
+                let a = insert_account(c, &account, grant_micros, now)?;
+                let k = insert_key(c, &a, &key, now)?;
+                Ok(Some((a, k)))
+            })
+            .await
+    }
+
+    async fn create_key(&self, account: &str, key: NewKey) -> StoreResult<KeyRecord> {
+        let account = account.to_string();
+        self.writer
+            .write(move |c| {
+                let a = account_by_name(c, &account)?;
+                insert_key(c, &a, &key, now_ms())
+            })
+            .await
+    }
+
+    async fn list_keys(&self, account: Option<&str>) -> StoreResult<Vec<KeyRecord>> {
+        let account = account.map(str::to_string);
+        self.read(move |c| {
+            if let Some(a) = &account {
+                account_by_name(c, a)?;
+            }
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id
+                 WHERE ?1 IS NULL OR a.name = ?1 ORDER BY k.id"
+            ))?;
+            let rows = s.query_map([account], key_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_key_status(&self, id: i64, status: KeyStatus) -> StoreResult<KeyRecord> {
+        self.writer
+            .write(move |c| {
+                let k = key_by_id(c, id)?;
+                if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
+                    return Err(StoreError::Conflict(format!(
+                        "key {id} is revoked and cannot be {}; create a new key instead",
+                        if status == KeyStatus::Active { "enabled" } else { "changed" }
+                    )));
+                }
+                c.execute("UPDATE api_keys SET status = ?1 WHERE id = ?2", params![status.as_str(), id])?;
+                key_by_id(c, id)
+            })
+            .await
+    }
+
+    async fn key_by_digest(&self, digest: [u8; 32]) -> StoreResult<Option<(KeyRecord, Account)>> {
+        self.read(move |c| {
+            let found = c
+                .prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest = ?1"
+                ))?
+                .query_row([&digest[..]], key_row)
+                .optional()?;
+            let Some(k) = found else { return Ok(None) };
+            let a = c
+                .prepare_cached("SELECT * FROM accounts WHERE id = ?1")?
+                .query_row([k.account_id], account_row)?;
+            Ok(Some((k, a)))
+        })
+        .await
+    }
+
+    async fn grant(&self, account: &str, micros: i64, note: &str) -> StoreResult<i64> {
+        if micros <= 0 {
+            return Err(StoreError::Invalid("a grant must be a positive amount".into()));
+        }
+        let (account, note) = (account.to_string(), note.to_string());
+        self.writer
+            .write(move |c| {
+                let a = account_by_name(c, &account)?;
+                let balance = a
+                    .balance_micros
+                    .checked_add(micros)
+                    .ok_or_else(|| StoreError::Invalid("the balance would overflow".into()))?;
+                c.execute("UPDATE accounts SET balance_micros = ?1 WHERE id = ?2", params![balance, a.id])?;
+                c.execute(
+                    "INSERT INTO ledger (account_id, amount_micros, kind, note, created_at) VALUES (?1, ?2, 'grant', ?3, ?4)",
+                    params![a.id, micros, note, now_ms()],
+                )?;
+                Ok(balance)
+            })
+            .await
+    }
+
+    async fn ledger(&self, account: &str, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
+        let account = account.to_string();
+        self.read(move |c| {
+            let a = account_by_name(c, &account)?;
+            let mut s = c.prepare_cached(
+                "SELECT id, amount_micros, kind, task_uuid, note, created_at FROM ledger
+                 WHERE account_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = s
+                .query_map(params![a.id, limit], |r| {
+                    Ok(LedgerEntry {
+                        id: r.get(0)?,
+                        amount_micros: r.get(1)?,
+                        kind: r.get(2)?,
+                        task_uuid: r.get(3)?,
+                        note: r.get(4)?,
+                        created_at: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn admit_task(&self, t: NewTask) -> StoreResult<Admission> {
+        self.writer
+            .write(move |c| {
+                let uuid = t.task_uuid.to_string();
+                let existing = c
+                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                    .query_row(params![t.account_id, uuid], task_row)
+                    .optional()?;
+                if let Some(rec) = existing {
+                    return Ok(Admission::Existing(Box::new(rec)));
+                }
+                let now = now_ms();
+                if t.price_micros > 0 {
+                    // The conditional update is the whole guarantee that balances never go
+                    // negative: it either debits in full or changes nothing.
+                    let debited = c
+                        .prepare_cached(
+                            "UPDATE accounts SET balance_micros = balance_micros - ?1 WHERE id = ?2 AND balance_micros >= ?1",
+                        )?
+                        .execute(params![t.price_micros, t.account_id])?;
+                    if debited == 0 {
+                        let balance: i64 = c
+                            .prepare_cached("SELECT balance_micros FROM accounts WHERE id = ?1")?
+                            .query_row([t.account_id], |r| r.get(0))?;
+                        return Ok(Admission::InsufficientCredits { balance_micros: balance });
+                    }
+                    c.prepare_cached(
+                        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at)
+                         VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
+                    )?
+                    .execute(params![t.account_id, -t.price_micros, uuid, t.task_type, now])?;
+                }
+                c.prepare_cached(
+                    "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros, created_at)
+                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    t.account_id,
+                    uuid,
+                    t.task_type,
+                    t.model,
+                    &t.request_hash[..],
+                    t.request,
+                    t.price_micros,
+                    now
+                ])?;
+                Ok(Admission::Admitted)
+            })
+            .await
+    }
+
+    async fn finish_task(&self, f: Finish) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                let uuid = f.task_uuid.to_string();
+                let now = now_ms();
+                let reserved: i64 = c
+                    .prepare_cached(
+                        "SELECT cost_micros FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND status = 'processing'",
+                    )?
+                    .query_row(params![f.account_id, uuid], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::Conflict(format!("task {uuid} is not processing")))?;
+                match f.outcome {
+                    FinishOutcome::Success { results, outputs, cost_micros } => {
+                        let cost = cost_micros.clamp(0, reserved);
+                        refund(c, f.account_id, reserved - cost, &uuid, "unused reservation", now)?;
+                        let mut ins = c.prepare_cached(
+                            "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )?;
+                        for o in &outputs {
+                            ins.execute(params![
+                                o.uuid.to_string(),
+                                f.account_id,
+                                uuid,
+                                o.content_type,
+                                o.extension,
+                                o.size as i64,
+                                now,
+                                o.expires_at
+                            ])?;
+                        }
+                        c.prepare_cached(
+                            "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3
+                             WHERE account_id = ?4 AND task_uuid = ?5",
+                        )?
+                        .execute(params![
+                            serde_json::to_string(&results).map_err(|e| StoreError::Backend(e.to_string()))?,
+                            cost,
+                            now,
+                            f.account_id,
+                            uuid
+                        ])?;
+                    }
+                    FinishOutcome::Failure { error } => {
+                        refund(c, f.account_id, reserved, &uuid, "task failed", now)?;
+                        c.prepare_cached(
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2
+                             WHERE account_id = ?3 AND task_uuid = ?4",
+                        )?
+                        .execute(params![
+                            serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
+                            now,
+                            f.account_id,
+                            uuid
+                        ])?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                .query_row(params![account_id, task_uuid.to_string()], task_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn count_tasks(&self, account_id: Option<i64>, status: Option<TaskStatus>) -> StoreResult<u64> {
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM tasks WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR status = ?2)",
+                )?
+                .query_row(params![account_id, status.map(|s| s.as_str())], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn fail_interrupted_tasks(&self, error: StoredError) -> StoreResult<u64> {
+        self.writer
+            .write(move |c| {
+                let now = now_ms();
+                let stuck: Vec<(i64, String, i64)> = c
+                    .prepare(
+                        "SELECT account_id, task_uuid, cost_micros FROM tasks WHERE status = 'processing'",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                let err = serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?;
+                for (account, uuid, reserved) in &stuck {
+                    refund(c, *account, *reserved, uuid, "interrupted by restart", now)?;
+                    c.execute(
+                        "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2
+                         WHERE account_id = ?3 AND task_uuid = ?4",
+                        params![err, now, account, uuid],
+                    )?;
+                }
+                Ok(stuck.len() as u64)
+            })
+            .await
+    }
+
+    async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT * FROM outputs WHERE uuid = ?1")?
+                .query_row([uuid.to_string()], output_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>> {
+        self.writer
+            .write(move |c| {
+                let rows: Vec<OutputRecord> = c
+                    .prepare_cached(
+                        "SELECT * FROM outputs WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                    )?
+                    .query_map(params![now_ms, limit], output_row)?
+                    .collect::<Result<_, _>>()?;
+                let mut del = c.prepare_cached("DELETE FROM outputs WHERE uuid = ?1")?;
+                for r in &rows {
+                    del.execute([r.uuid.to_string()])?;
+                }
+                Ok(rows)
+            })
+            .await
+    }
+}

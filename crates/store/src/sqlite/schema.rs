@@ -1,0 +1,79 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Append only: never edit a shipped
+/// migration, add another.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE accounts (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    status          TEXT NOT NULL DEFAULT 'active',
+    balance_micros  INTEGER NOT NULL DEFAULT 0 CHECK (balance_micros >= 0),
+    created_at      INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id           INTEGER PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    digest       BLOB NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    description  TEXT NOT NULL DEFAULT '',
+    scopes       TEXT NOT NULL DEFAULT '[]',
+    status       TEXT NOT NULL DEFAULT 'active',
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE ledger (
+    id             INTEGER PRIMARY KEY,
+    account_id     INTEGER NOT NULL REFERENCES accounts(id),
+    amount_micros  INTEGER NOT NULL,
+    kind           TEXT NOT NULL,
+    task_uuid      TEXT,
+    note           TEXT NOT NULL DEFAULT '',
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX ledger_by_account ON ledger(account_id, id);
+CREATE TABLE tasks (
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    task_uuid     TEXT NOT NULL,
+    task_type     TEXT NOT NULL,
+    model         TEXT,
+    status        TEXT NOT NULL,
+    request_hash  BLOB NOT NULL,
+    request       TEXT NOT NULL,
+    result        TEXT,
+    error         TEXT,
+    cost_micros   INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    PRIMARY KEY (account_id, task_uuid)
+);
+CREATE INDEX tasks_by_status ON tasks(status);
+CREATE TABLE outputs (
+    uuid          TEXT PRIMARY KEY,
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    task_uuid     TEXT,
+    content_type  TEXT NOT NULL,
+    extension     TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE INDEX outputs_by_expiry ON outputs(expires_at);
+"#];
+
+/// Brings the database to the newest schema. Each step runs in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now as usize > i {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

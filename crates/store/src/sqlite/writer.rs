@@ -1,0 +1,124 @@
+//! The single writer: one thread owns the write connection and commits queued jobs in batches.
+//!
+//! SQLite allows one writer at a time, so funnelling writes through one connection costs no
+//! concurrency, and batching many jobs into one transaction ("group commit") turns thousands of
+//! small commits per second into a few hundred. Each job runs inside its own savepoint, so one
+//! job's failure rolls back only that job; replies are sent only after the batch commits, so no
+//! caller is told "done" about a write that could still be lost to a crash.
+
+use crate::StoreError;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+/// A queued write: run inside the batch's transaction, then told whether the batch committed.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection);
+    fn reply(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    tx: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(in_savepoint(conn, work));
+        }
+    }
+
+    fn reply(self: Box<Self>, commit: Result<(), StoreError>) {
+        let outcome = match commit {
+            Err(e) => Err(e),
+            Ok(()) => self.result.unwrap_or_else(|| Err(StoreError::Backend("the write did not run".into()))),
+        };
+        let _ = self.tx.send(outcome);
+    }
+}
+
+/// Most jobs committed in one transaction; bounds a batch's latency.
+const MAX_BATCH: usize = 512;
+
+/// Handle to the writer thread. Dropping every handle stops the thread after it drains.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `conn`.
+    pub fn start(conn: Connection, queue: usize) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(queue);
+        let handle =
+            std::thread::Builder::new().name("mediagate-store-writer".into()).spawn(move || run(conn, rx))?;
+        Ok((Writer { tx }, handle))
+    }
+
+    /// Runs `f` in the next batch and returns its result once the batch has committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(Pending { work: Some(f), result: None, tx });
+        self.tx.send(job).await.map_err(|_| StoreError::Backend("the store is closed".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("the store writer stopped".into()))?
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            // Undo only this job; the batch's other jobs stay.
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // IMMEDIATE takes the write lock now (waiting up to busy_timeout for another process,
+        // e.g. the CLI), so no statement inside the batch can fail on a lock upgrade.
+        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e) => Err(StoreError::from(e)),
+            Ok(()) => {
+                for job in batch.iter_mut() {
+                    job.run(&conn);
+                }
+                let c = conn.execute_batch("COMMIT").map_err(StoreError::from);
+                if c.is_err() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                c
+            }
+        };
+        for job in batch.drain(..) {
+            job.reply(commit.clone());
+        }
+    }
+    tracing::debug!("store writer drained and stopped");
+}

@@ -1,0 +1,280 @@
+//! Records the store reads and writes.
+
+use mediagate_core::task::ResultItem;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Milliseconds since the Unix epoch, the store's clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $( $(#[$vm:meta])* $v:ident => $s:literal ),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $( $(#[$vm])* $v, )* }
+
+        impl $name {
+            /// The stored (and displayed) name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( $name::$v => $s, )* }
+            }
+
+            /// Parses a stored name.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $( $s => Some($name::$v), )* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Whether an account may use the API.
+    AccountStatus {
+        /// In good standing.
+        Active => "active",
+        /// Every key of the account is refused with 401.
+        Suspended => "suspended",
+    }
+);
+
+string_enum!(
+    /// Whether a key may be used.
+    KeyStatus {
+        /// Usable.
+        Active => "active",
+        /// Refused until enabled again.
+        Disabled => "disabled",
+        /// Refused forever.
+        Revoked => "revoked",
+    }
+);
+
+string_enum!(
+    /// Where a task is in its life.
+    TaskStatus {
+        /// Admitted and running (or waiting to run).
+        Processing => "processing",
+        /// Finished with results.
+        Success => "success",
+        /// Finished with an error.
+        Error => "error",
+    }
+);
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Active or suspended.
+    pub status: AccountStatus,
+    /// Credit balance in micro-dollars; never negative.
+    pub balance_micros: i64,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+}
+
+/// A key to store: only its digest and a display prefix, never the key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// SHA-256 of the full key.
+    pub digest: [u8; 32],
+    /// A short, non-secret prefix to recognise the key by (e.g. `key_1a2b3c4d`).
+    pub prefix: String,
+    /// Free text.
+    pub description: String,
+    /// Scope entries; empty means unrestricted.
+    pub scopes: Vec<String>,
+}
+
+/// A stored key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyRecord {
+    /// Row id (what the CLI and admin API name keys by).
+    pub id: i64,
+    /// Owning account's id.
+    pub account_id: i64,
+    /// Owning account's name.
+    pub account_name: String,
+    /// Display prefix.
+    pub prefix: String,
+    /// Free text.
+    pub description: String,
+    /// Scope entries; empty means unrestricted.
+    pub scopes: Vec<String>,
+    /// Active, disabled or revoked.
+    pub status: KeyStatus,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+}
+
+/// One ledger line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerEntry {
+    /// Row id.
+    pub id: i64,
+    /// Positive for grants and refunds, negative for charges.
+    pub amount_micros: i64,
+    /// `grant`, `charge` or `refund`.
+    pub kind: String,
+    /// The task charged or refunded.
+    pub task_uuid: Option<String>,
+    /// Free text.
+    pub note: String,
+    /// Time (ms since epoch).
+    pub created_at: i64,
+}
+
+/// An error as stored with a task, in canonical form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredError {
+    /// The catalog code's wire name.
+    pub code: String,
+    /// The message.
+    pub message: String,
+    /// Parameter paths, each rendered dotted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameter: Vec<String>,
+}
+
+/// A task to admit.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Owning account.
+    pub account_id: i64,
+    /// The client's taskUUID.
+    pub task_uuid: Uuid,
+    /// The task type as the client sent it.
+    pub task_type: String,
+    /// The model's AIR id.
+    pub model: Option<String>,
+    /// The request as sent (large inline assets elided), for history.
+    pub request: String,
+    /// SHA-256 of the canonical request, for replay detection.
+    pub request_hash: [u8; 32],
+    /// What to reserve from the balance.
+    pub price_micros: i64,
+}
+
+/// The outcome of admitting a task.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// New task, price reserved.
+    Admitted,
+    /// The taskUUID is known: here is its record (compare hashes to tell replay from conflict).
+    Existing(Box<TaskRecord>),
+    /// The balance cannot pay; nothing was recorded.
+    InsufficientCredits {
+        /// The balance at the time.
+        balance_micros: i64,
+    },
+}
+
+/// An output file to record.
+#[derive(Debug, Clone)]
+pub struct NewOutput {
+    /// Its UUID (also its file name).
+    pub uuid: Uuid,
+    /// MIME type.
+    pub content_type: String,
+    /// File extension.
+    pub extension: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Expiry (ms since epoch).
+    pub expires_at: i64,
+}
+
+/// A task's end.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Owning account.
+    pub account_id: i64,
+    /// The task.
+    pub task_uuid: Uuid,
+    /// What happened.
+    pub outcome: FinishOutcome,
+}
+
+/// Success or failure of a task.
+#[derive(Debug, Clone)]
+pub enum FinishOutcome {
+    /// Results, their files, and the final cost (any reserve above it is refunded).
+    Success {
+        /// The results.
+        results: Vec<ResultItem>,
+        /// Their stored files.
+        outputs: Vec<NewOutput>,
+        /// Final cost; at most the reserved price.
+        cost_micros: i64,
+    },
+    /// The error; the whole reserve is refunded.
+    Failure {
+        /// The error.
+        error: StoredError,
+    },
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    /// Owning account.
+    pub account_id: i64,
+    /// The client's taskUUID.
+    pub task_uuid: Uuid,
+    /// Task type as sent.
+    pub task_type: String,
+    /// Model AIR id.
+    pub model: Option<String>,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// SHA-256 of the canonical request.
+    pub request_hash: Vec<u8>,
+    /// The request as sent (large inline assets elided).
+    pub request: String,
+    /// Results, when successful.
+    pub results: Vec<ResultItem>,
+    /// The error, when failed.
+    pub error: Option<StoredError>,
+    /// What was charged (reserved while processing), micro-dollars.
+    pub cost_micros: i64,
+    /// Admission time (ms).
+    pub created_at: i64,
+    /// End time (ms).
+    pub finished_at: Option<i64>,
+}
+
+/// A stored output file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputRecord {
+    /// UUID and file stem.
+    pub uuid: Uuid,
+    /// Owning account.
+    pub account_id: i64,
+    /// The task that produced it.
+    pub task_uuid: Option<Uuid>,
+    /// MIME type.
+    pub content_type: String,
+    /// File extension.
+    pub extension: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creation (ms).
+    pub created_at: i64,
+    /// Expiry (ms).
+    pub expires_at: i64,
+}

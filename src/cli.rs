@@ -1,0 +1,187 @@
+//! The command line, as clap types.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// mediagate: a self-hosted API server for generative-media tasks (Runware dialect).
+#[derive(Debug, Parser)]
+#[command(name = "mediagate", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file (options are documented in docs/configuration.md).
+    #[arg(long, global = true, env = "MEDIAGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Data directory: the SQLite database and stored outputs [default: ./mediagate-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Grant and inspect credits.
+    #[command(subcommand)]
+    Credits(CreditsCmd),
+    /// Validate an input asset exactly as the API would, step by step.
+    #[command(subcommand)]
+    Assets(AssetsCmd),
+    /// Print generated documentation.
+    #[command(subcommand)]
+    Docs(DocsCmd),
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (also MEDIAGATE_LISTEN) [default: 127.0.0.1:8800].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// `accounts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Create an account.
+    Create {
+        /// Account name (letters, digits, '-', '_', '.').
+        name: String,
+        /// Starting credit in USD.
+        #[arg(long, default_value = "0")]
+        credit_usd: String,
+    },
+    /// List accounts with their balances.
+    List,
+    /// Suspend an account: every key of it is refused with 401.
+    Suspend {
+        /// Account name.
+        name: String,
+    },
+    /// Reactivate a suspended account.
+    Unsuspend {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create an API key and print it once (stdout); only its digest is stored.
+    Create {
+        /// The owning account.
+        #[arg(long)]
+        account: String,
+        /// Free text to recognise the key by.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Limit the key: task:<taskType>, model:<AIR id>, dialect:<runware|runway> (comma-separated or repeated).
+        #[arg(long, num_args = 1..)]
+        scopes: Vec<String>,
+    },
+    /// List keys (never the secrets).
+    List {
+        /// Only keys of this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Disable a key (reversible).
+    Disable {
+        /// Key id (from `keys list`).
+        id: i64,
+    },
+    /// Enable a disabled key.
+    Enable {
+        /// Key id.
+        id: i64,
+    },
+    /// Revoke a key forever.
+    Revoke {
+        /// Key id.
+        id: i64,
+    },
+}
+
+/// `credits` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CreditsCmd {
+    /// Add credit to an account.
+    Grant {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// Amount in USD, e.g. 12.50.
+        #[arg(long)]
+        usd: String,
+        /// Ledger note.
+        #[arg(long, default_value = "granted by CLI")]
+        note: String,
+    },
+    /// Show an account's balance and recent ledger entries.
+    Show {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// How many ledger entries to show.
+        #[arg(long, default_value_t = 20)]
+        entries: u32,
+    },
+}
+
+/// The media family of an asset to check.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// Still image.
+    Image,
+    /// Video.
+    Video,
+    /// Audio.
+    Audio,
+}
+
+impl From<Kind> for mediagate_assets::AssetKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Image => mediagate_assets::AssetKind::Image,
+            Kind::Video => mediagate_assets::AssetKind::Video,
+            Kind::Audio => mediagate_assets::AssetKind::Audio,
+        }
+    }
+}
+
+/// `assets` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AssetsCmd {
+    /// Run the server's own intake on a URL, data URI or file and print every step.
+    /// Exit status: 0 valid, 1 invalid, 2 usage error.
+    Check {
+        /// An HTTPS URL, a data URI, base64 data, or a local file path.
+        input: String,
+        /// What the asset must be.
+        #[arg(long, value_enum, default_value = "image")]
+        kind: Kind,
+        /// One JSON object per step instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `docs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DocsCmd {
+    /// The error catalog as Markdown (docs/errors.md is this output).
+    Errors,
+    /// The effective configuration as TOML (defaults, file and environment merged).
+    Config,
+}

@@ -1,0 +1,51 @@
+//! Loading the configuration: defaults, then the TOML file, then `MEDIAGATE_*` variables, then
+//! command-line flags, each overriding the one before.
+
+use crate::cli::{Cli, Command};
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use mediagate_engine::config::Config;
+
+/// Variables with the `MEDIAGATE_` prefix that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["config", "log"];
+
+/// The effective configuration for a command.
+pub fn load(cli: &Cli) -> Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = &cli.config {
+        if !path.exists() {
+            bail!("configuration file {} does not exist", path.display());
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    // `MEDIAGATE_SERVER__MAX_BODY_BYTES` sets `server.max_body_bytes`; test harness variables
+    // (`MEDIAGATE_TEST_*`) are not configuration.
+    fig = fig.merge(
+        Env::prefixed("MEDIAGATE_")
+            .ignore(NOT_CONFIG)
+            .filter(|k| !k.as_str().starts_with("test_"))
+            .split("__"),
+    );
+    let mut cfg: Config = fig.extract().context("reading the configuration")?;
+    if let Some(dir) = &cli.data_dir {
+        cfg.data_dir = dir.clone();
+    }
+    if let Command::Serve(s) = &cli.command
+        && let Some(l) = &s.listen
+    {
+        cfg.listen = l.clone();
+    }
+    Ok(cfg)
+}
+
+/// Logs go to stderr; `MEDIAGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("MEDIAGATE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

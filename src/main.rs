@@ -1,0 +1,242 @@
+//! `mediagate`: the server and its administration CLI.
+//!
+//! Every command works on the same data directory; administration commands are safe while the
+//! server runs (SQLite in WAL mode, writers wait for each other).
+
+mod cli;
+mod config;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{AccountsCmd, AssetsCmd, Cli, Command, CreditsCmd, DocsCmd, KeysCmd};
+use mediagate_core::money::format_usd;
+use mediagate_engine::admin::Admin;
+use mediagate_engine::{Engine, open_store};
+use mediagate_store::{AccountStatus, KeyStatus, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    // Do not wait for detached background tasks (sweeper); the store has committed all
+    // acknowledged writes before replies were sent.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let cfg = config::load(&cli)?;
+    match cli.command {
+        Command::Serve(_) => serve(cfg).await,
+        Command::Docs(DocsCmd::Errors) => {
+            print!("{}", mediagate_core::error::render_markdown());
+            Ok(0)
+        }
+        Command::Docs(DocsCmd::Config) => {
+            print!("{}", toml::to_string_pretty(&cfg).context("rendering the configuration")?);
+            Ok(0)
+        }
+        Command::Assets(AssetsCmd::Check { input, kind, json }) => {
+            let mut out = std::io::stdout();
+            Ok(mediagate_assets::check_command(cfg.assets.clone(), &input, kind.into(), json, &mut out).await)
+        }
+        Command::Accounts(c) => with_admin(&cfg, |admin| accounts(admin, c)).await,
+        Command::Keys(c) => with_admin(&cfg, |admin| keys(admin, c)).await,
+        Command::Credits(c) => with_admin(&cfg, |admin| credits(admin, c)).await,
+    }
+}
+
+async fn with_admin<F, Fut>(cfg: &mediagate_engine::config::Config, f: F) -> Result<i32>
+where
+    F: FnOnce(Admin) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let store =
+        open_store(cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
+    f(Admin::new(Arc::new(store), None)).await?;
+    Ok(0)
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+async fn accounts(admin: Admin, c: AccountsCmd) -> Result<()> {
+    match c {
+        AccountsCmd::Create { name, credit_usd } => {
+            let a = admin.create_account(&name, &credit_usd).await?;
+            println!("created account '{}' with ${} credit", a.name, format_usd(a.balance_micros));
+        }
+        AccountsCmd::List => {
+            println!("{:<24} {:<10} {:>14}  CREATED", "NAME", "STATUS", "BALANCE_USD");
+            for a in admin.list_accounts().await? {
+                println!(
+                    "{:<24} {:<10} {:>14}  {}",
+                    a.name,
+                    a.status,
+                    format_usd(a.balance_micros),
+                    fmt_time(a.created_at)
+                );
+            }
+        }
+        AccountsCmd::Suspend { name } => {
+            admin.set_account_status(&name, AccountStatus::Suspended).await?;
+            println!(
+                "account '{name}' suspended: its keys are refused (the server notices within auth.cache_ttl_ms)"
+            );
+        }
+        AccountsCmd::Unsuspend { name } => {
+            admin.set_account_status(&name, AccountStatus::Active).await?;
+            println!("account '{name}' is active again");
+        }
+    }
+    Ok(())
+}
+
+async fn keys(admin: Admin, c: KeysCmd) -> Result<()> {
+    match c {
+        KeysCmd::Create { account, description, scopes } => {
+            let k = admin.create_key(&account, &description, &scopes).await?;
+            eprintln!(
+                "created key {} for account '{}'{}. It is shown once, now; only its digest is stored.",
+                k.record.id,
+                k.record.account_name,
+                if k.record.scopes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with scopes {}", k.record.scopes.join(","))
+                }
+            );
+            println!("{}", k.secret);
+        }
+        KeysCmd::List { account } => {
+            println!(
+                "{:>5} {:<20} {:<14} {:<9} {:<30} DESCRIPTION",
+                "ID", "ACCOUNT", "PREFIX", "STATUS", "SCOPES"
+            );
+            for k in admin.list_keys(account.as_deref()).await? {
+                println!(
+                    "{:>5} {:<20} {:<14} {:<9} {:<30} {}",
+                    k.id,
+                    k.account_name,
+                    format!("{}…", k.prefix),
+                    k.status,
+                    if k.scopes.is_empty() { "(all)".to_string() } else { k.scopes.join(",") },
+                    k.description
+                );
+            }
+        }
+        KeysCmd::Disable { id } => {
+            admin.set_key_status(id, KeyStatus::Disabled).await?;
+            println!("key {id} disabled");
+        }
+        KeysCmd::Enable { id } => {
+            admin.set_key_status(id, KeyStatus::Active).await?;
+            println!("key {id} enabled");
+        }
+        KeysCmd::Revoke { id } => {
+            admin.set_key_status(id, KeyStatus::Revoked).await?;
+            println!("key {id} revoked; it can never be used again");
+        }
+    }
+    Ok(())
+}
+
+async fn credits(admin: Admin, c: CreditsCmd) -> Result<()> {
+    match c {
+        CreditsCmd::Grant { account, usd, note } => {
+            let balance = admin.grant(&account, &usd, &note).await?;
+            println!("granted ${usd} to '{account}'; balance is now ${}", format_usd(balance));
+        }
+        CreditsCmd::Show { account, entries } => {
+            let (a, ledger) = admin.credits(&account, entries).await?;
+            println!("account '{}' ({}): balance ${}", a.name, a.status, format_usd(a.balance_micros));
+            if !ledger.is_empty() {
+                println!("{:<21} {:<7} {:>14}  {:<36}  NOTE", "TIME", "KIND", "AMOUNT_USD", "TASK");
+                for e in ledger {
+                    println!(
+                        "{:<21} {:<7} {:>14}  {:<36}  {}",
+                        fmt_time(e.created_at),
+                        e.kind,
+                        format_usd(e.amount_micros),
+                        e.task_uuid.unwrap_or_default(),
+                        e.note
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(cfg: mediagate_engine::config::Config) -> Result<i32> {
+    config::init_logging();
+    let store: Arc<dyn Store> = Arc::new(
+        open_store(&cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
+    );
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let listen = cfg.listen.clone();
+    let engine = Arc::new(Engine::new(cfg, store).context("starting the engine")?);
+    if let Some(b) = engine.prepare().await.context("preparing the store")? {
+        // Printed straight to stderr, never through the log pipeline, and never again.
+        eprintln!(
+            "\n  First start: created account '{}' with ${} credit and this API key (shown only now):\n\n    {}\n\n  \
+             Store it safely; mediagate keeps only its SHA-256 digest.\n",
+            b.account,
+            format_usd(b.grant_micros),
+            b.api_key
+        );
+    }
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, data_dir = %engine.config().data_dir.display(), "mediagate listening");
+    eprintln!("mediagate listening on http://{local}");
+    tokio::spawn(engine.clone().sweep_outputs_forever());
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mediagate_server::serve(listener, engine.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
+        Ok(Ok(Err(e))) => return Err(e).context("serving"),
+        Ok(Err(e)) => return Err(e).context("server task"),
+        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time"),
+    }
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
