@@ -81,8 +81,14 @@ pub(crate) fn classify(e: &reqwest::Error, host: &str) -> Reject {
             return tls_failure(host, t);
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return tls_failure(host, t);
+            // `io::Error::source()` skips the wrapped error itself, so look inside explicitly,
+            // through as many io::Error layers as the connector stacked.
+            let mut inner = io.get_ref();
+            while let Some(i) = inner {
+                if let Some(t) = i.downcast_ref::<rustls::Error>() {
+                    return tls_failure(host, t);
+                }
+                inner = i.downcast_ref::<std::io::Error>().and_then(|x| x.get_ref());
             }
             io_err.get_or_insert(io);
         }

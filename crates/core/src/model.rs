@@ -67,6 +67,7 @@ pub struct ModelSpec {
     /// The name of the provider that runs it.
     pub provider: String,
     /// Price per result, in USD as a decimal string (e.g. `"0.0006"`).
+    #[serde(deserialize_with = "crate::money::deserialize_usd")]
     pub price_usd: String,
     /// What the model is, for people. Stand-ins must say so.
     #[serde(default)]

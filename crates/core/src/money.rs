@@ -47,6 +47,26 @@ pub fn to_usd_f64(micros: i64) -> f64 {
     micros as f64 / MICROS_PER_USD as f64
 }
 
+/// Deserializes a USD amount written as a string (`"12.50"`) or a number (`12.5`) into its
+/// string form. Configuration sources that type values themselves (environment variables, TOML
+/// without quotes) produce numbers; the amount is then parsed exactly by [`parse_usd`].
+pub fn deserialize_usd<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Amount {
+        Text(String),
+        Int(u64),
+        Float(f64),
+    }
+    Ok(match Amount::deserialize(d)? {
+        Amount::Text(s) => s,
+        Amount::Int(i) => i.to_string(),
+        Amount::Float(f) => f.to_string(),
+    })
+}
+
+use serde::Deserialize as _;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,7 @@ pub struct BootstrapConfig {
     /// Name of the account created when the store has none.
     pub account: String,
     /// Its starting credit, in USD (decimal string).
+    #[serde(deserialize_with = "mediagate_core::money::deserialize_usd")]
     pub initial_credit_usd: String,
 }
 

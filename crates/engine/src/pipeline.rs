@@ -308,6 +308,7 @@ impl Engine {
                 ),
             )),
             Admission::Admitted => {
+                tracing::debug!(price_micros = price, "task admitted");
                 let run = self.execute(ctx, sub).await;
                 let finish = match &run {
                     Ok((results, outputs, _)) => FinishOutcome::Success {

@@ -216,6 +216,7 @@ impl Drop for AssetServer {
 /// Builds an [`AssetServer`].
 pub struct AssetServerBuilder {
     ip: IpAddr,
+    port: u16,
     host: String,
     cert: CertMode,
 }
@@ -224,6 +225,13 @@ impl AssetServerBuilder {
     /// The loopback address to bind (default 127.0.0.1).
     pub fn ip(mut self, ip: IpAddr) -> Self {
         self.ip = ip;
+        self
+    }
+
+    /// The port to bind (default 0: any free port). Binding another server's port on another
+    /// loopback address (127.0.0.2) makes a decoy for DNS-rebinding tests.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
 
@@ -245,7 +253,7 @@ impl AssetServerBuilder {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_path = dir.path().join("test-ca.pem");
         std::fs::write(&ca_path, &ca_pem).expect("write CA");
-        let listener = TcpListener::bind(SocketAddr::new(self.ip, 0)).await.expect("bind");
+        let listener = TcpListener::bind(SocketAddr::new(self.ip, self.port)).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -269,15 +277,7 @@ impl AssetServerBuilder {
                 });
             }
         });
-        AssetServer {
-            addr,
-            host: self.host,
-            state,
-            ca_pem,
-            ca_path,
-            _dir: dir,
-            task,
-        }
+        AssetServer { addr, host: self.host, state, ca_pem, ca_path, _dir: dir, task }
     }
 }
 
@@ -286,6 +286,7 @@ impl AssetServer {
     pub fn builder() -> AssetServerBuilder {
         AssetServerBuilder {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
             host: "assets.test".to_string(),
             cert: CertMode::Valid,
         }
@@ -323,11 +324,7 @@ impl AssetServer {
 
     /// Programs a path.
     pub fn route(&self, path: &str, route: Route) {
-        self.state
-            .routes
-            .lock()
-            .unwrap()
-            .insert(path.to_string(), route);
+        self.state.routes.lock().unwrap().insert(path.to_string(), route);
     }
 
     /// Makes every new connection stall before the TLS handshake.
@@ -342,13 +339,7 @@ impl AssetServer {
 
     /// Body bytes written so far for one path.
     pub fn body_bytes_served_for(&self, path: &str) -> u64 {
-        self.state
-            .body_bytes_by_path
-            .lock()
-            .unwrap()
-            .get(path)
-            .copied()
-            .unwrap_or(0)
+        self.state.body_bytes_by_path.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// Every request seen, in order.
@@ -358,10 +349,7 @@ impl AssetServer {
 
     /// `METHOD path` of every request seen, in order.
     pub fn request_lines(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect()
+        self.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect()
     }
 
     /// TCP connections accepted.
@@ -379,22 +367,13 @@ fn tls_config(host: &str, mode: CertMode) -> (String, rustls::ServerConfig) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "mediagate test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.distinguished_name.push(DnType::CommonName, "mediagate test CA");
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = ca_params.self_signed(&ca_key).expect("CA cert");
 
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let name = if mode == CertMode::WrongHost {
-        "wrong-host.test".to_string()
-    } else {
-        host.to_string()
-    };
+    let name = if mode == CertMode::WrongHost { "wrong-host.test".to_string() } else { host.to_string() };
     let mut leaf_params = CertificateParams::new(vec![name.clone()]).expect("leaf params");
     leaf_params.distinguished_name.push(DnType::CommonName, name);
     if mode == CertMode::Expired {
@@ -404,9 +383,7 @@ fn tls_config(host: &str, mode: CertMode) -> (String, rustls::ServerConfig) {
     let leaf = if mode == CertMode::SelfSigned {
         leaf_params.self_signed(&leaf_key).expect("self-signed leaf")
     } else {
-        leaf_params
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .expect("leaf cert")
+        leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("leaf cert")
     };
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -474,18 +451,8 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, st: Arc<State>)
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        st.seen.lock().unwrap().push(SeenRequest {
-            method: method.clone(),
-            path: path.clone(),
-            headers,
-        });
-        let route = st
-            .routes
-            .lock()
-            .unwrap()
-            .get(&path)
-            .cloned()
-            .unwrap_or_else(|| Route::status_only(404));
+        st.seen.lock().unwrap().push(SeenRequest { method: method.clone(), path: path.clone(), headers });
+        let route = st.routes.lock().unwrap().get(&path).cloned().unwrap_or_else(|| Route::status_only(404));
         if !respond(&mut tls, &method, &path, &route, &st).await {
             break;
         }
@@ -510,11 +477,7 @@ async fn respond<S: AsyncWriteExt + Unpin>(
         return false;
     }
     let is_head = method == "HEAD";
-    let status = if is_head {
-        r.head_status.unwrap_or(r.status)
-    } else {
-        r.status
-    };
+    let status = if is_head { r.head_status.unwrap_or(r.status) } else { r.status };
     let (ctype, length) = match (&r.head_override, is_head) {
         (Some((t, l)), true) => (t.clone(), *l),
         _ => (r.content_type.clone(), r.length),
@@ -566,11 +529,7 @@ async fn respond<S: AsyncWriteExt + Unpin>(
             return false;
         }
         st.body_bytes.fetch_add(part.len() as u64, Ordering::SeqCst);
-        *st.body_bytes_by_path
-            .lock()
-            .unwrap()
-            .entry(path.to_string())
-            .or_default() += part.len() as u64;
+        *st.body_bytes_by_path.lock().unwrap().entry(path.to_string()).or_default() += part.len() as u64;
         if let Some((_, every)) = r.drip {
             tokio::time::sleep(every).await;
         }

@@ -1,2 +1,14 @@
-//! placeholder
+//! Test support for mediagate: a real server on a loopback port, fixtures and mock peers.
+//! Used only as a dev-dependency.
+
+#![warn(missing_docs)]
+
 pub mod asset_server;
+pub mod server;
+
+pub use server::TestServer;
+
+/// A fresh random task UUID, as clients generate them.
+pub fn task_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -213,8 +213,9 @@ pub fn validate(spec: &VideoSpec) -> Result<(), VideoError> {
     Ok(())
 }
 
-/// Draws frame `index` (0-based) exactly as [`render_video`] feeds it to the encoder, before
-/// compression. Useful for posters/thumbnails and for checking decoded output.
+/// Draws frame `index` (0-based; past the end, the last frame) exactly as [`render_video`]
+/// feeds it to the encoder, before compression. Useful for posters/thumbnails and for checking
+/// decoded output.
 pub fn draw_frame(spec: &VideoSpec, index: u32) -> Result<RgbImage, VideoError> {
     validate(spec)?;
     let scene = frames::Scene::new(spec);
@@ -226,13 +227,13 @@ pub fn draw_frame(spec: &VideoSpec, index: u32) -> Result<RgbImage, VideoError> 
 pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
     validate(spec)?;
     let scene = frames::Scene::new(spec);
-    let frames = spec.frame_count();
+    let count = spec.frame_count();
     let (w, h) = (spec.width, spec.height);
     let bytes = match spec.format {
         VideoFormat::Mp4 => {
             let mut enc = h264::H264Encoder::new(w, h, spec.fps)?;
             let mut planes = yuv::I420::new(w, h);
-            for i in 0..frames {
+            for i in 0..count {
                 planes.fill_from_rgb(&scene.draw(i));
                 enc.encode(&planes, i)?;
             }
@@ -242,8 +243,8 @@ pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
         VideoFormat::Webm => {
             let enc = vp8::Vp8Encoder::new(w, h)?;
             let mut planes = yuv::I420::new(w, h);
-            let mut encoded = Vec::with_capacity(frames as usize);
-            for i in 0..frames {
+            let mut encoded = Vec::with_capacity(count as usize);
+            for i in 0..count {
                 planes.fill_from_rgb(&scene.draw(i));
                 encoded.push(enc.encode_key_frame(&planes)?);
             }
@@ -254,6 +255,6 @@ pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
         bytes,
         content_type: spec.format.content_type(),
         extension: spec.format.extension(),
-        frames,
+        frames: count,
     })
 }

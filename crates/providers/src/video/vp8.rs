@@ -1,6 +1,6 @@
 //! VP8 key frames from libwebp.
 //!
-//! A lossy WebP file is a RIFF wrapper around exactly one VP8 key frame (RFC 9649 §2.5 /
+//! A lossy WebP file is a RIFF wrapper around exactly one VP8 key frame (WebP: RFC 9649; VP8:
 //! RFC 6386), so libwebp's encoder is a VP8 intra-frame encoder. We feed it our own I420
 //! planes, take the `VP8 ` chunk out of the RIFF container and hand it to the WebM muxer.
 

@@ -1,0 +1,353 @@
+//! The `mediagate` binary as a user runs it: the CLI, the server process, its logs, signals,
+//! configuration and crash recovery.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mediagate");
+
+fn mg(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("MEDIAGATE_CONFIG")
+        .output()
+        .expect("run mediagate")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A server process whose stderr is collected line by line.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(dir: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir").arg(dir).args(extra).args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.env_remove("MEDIAGATE_CONFIG").env("MEDIAGATE_LOG", "trace,hyper=info,h2=info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn server");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = log
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.strip_prefix("mediagate listening on ").map(str::to_string));
+            if let Some(addr) = found {
+                return Server { child, base: addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status}: {}", log.lock().unwrap().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn banner_key(&self) -> Option<String> {
+        self.log.lock().unwrap().iter().find_map(|l| {
+            let t = l.trim();
+            (t.starts_with("key_") && t.len() == 132).then(|| t.to_string())
+        })
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn post(base: &str, key: &str, body: &Value) -> (u16, Value) {
+    let client = reqwest::blocking_client();
+    client(base, key, body)
+}
+
+mod reqwest {
+    pub use ::reqwest::*;
+    /// A blocking-style POST through a throwaway runtime (tests here are synchronous).
+    pub fn blocking_client() -> impl Fn(&str, &str, &serde_json::Value) -> (u16, serde_json::Value) {
+        |base, key, body| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let r = Client::new()
+                    .post(format!("{base}/v1"))
+                    .bearer_auth(key)
+                    .json(body)
+                    .timeout(std::time::Duration::from_secs(120))
+                    .send()
+                    .await
+                    .expect("request");
+                let st = r.status().as_u16();
+                (st, r.json().await.unwrap_or(serde_json::Value::Null))
+            })
+        }
+    }
+}
+
+fn ping() -> Value {
+    json!([{"taskType": "ping", "ping": true}])
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[test]
+fn the_cli_manages_accounts_keys_and_credits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = mg(d, &["accounts", "create", "acme", "--credit-usd", "2.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("$2.50"));
+    let o = mg(d, &["accounts", "create", "acme"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = mg(d, &["accounts", "create", "bad name!"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not allowed"));
+
+    let o =
+        mg(d, &["keys", "create", "--account", "acme", "--description", "ci", "--scopes", "task:upscale"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o).trim().to_string();
+    assert!(key.starts_with("key_") && key.len() == 132 && key[4..].chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(stderr(&o).contains("shown once"));
+    let o = mg(d, &["keys", "create", "--account", "nobody"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("account 'nobody' not found"), "{}", stderr(&o));
+    let o = mg(d, &["keys", "create", "--account", "acme", "--scopes", "task:dance"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = mg(d, &["keys", "list"]);
+    let list = stdout(&o);
+    assert!(list.contains(&key[..12]) && !list.contains(&key[12..40]), "only the prefix is listed:\n{list}");
+    assert!(list.contains("task:upscale") && list.contains("active"));
+    let id = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(mg(d, &["keys", "disable", &id]).status.success());
+    assert!(stdout(&mg(d, &["keys", "list", "--account", "acme"])).contains("disabled"));
+    assert!(mg(d, &["keys", "enable", &id]).status.success());
+    assert!(mg(d, &["keys", "revoke", &id]).status.success());
+    let o = mg(d, &["keys", "enable", &id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("revoked"));
+    assert_eq!(mg(d, &["keys", "disable", "9999"]).status.code(), Some(1));
+
+    let o = mg(d, &["credits", "grant", "--account", "acme", "--usd", "12.50"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("$15.00"), "{}", stdout(&o));
+    for bad in ["-1", "abc", "0", "1.1234567"] {
+        let o = mg(d, &["credits", "grant", "--account", "acme", "--usd", bad]);
+        assert_ne!(o.status.code(), Some(0), "{bad}");
+    }
+    let o = mg(d, &["credits", "show", "--account", "acme"]);
+    let shown = stdout(&o);
+    assert!(shown.contains("balance $15.00") && shown.contains("grant"), "{shown}");
+
+    assert!(mg(d, &["accounts", "suspend", "acme"]).status.success());
+    assert!(stdout(&mg(d, &["accounts", "list"])).contains("suspended"));
+    assert!(mg(d, &["accounts", "unsuspend", "acme"]).status.success());
+    assert_eq!(mg(d, &["accounts", "suspend", "ghost"]).status.code(), Some(1));
+
+    for args in
+        [&["--help"][..], &["keys", "--help"], &["keys", "create", "--help"], &["credits", "grant", "--help"]]
+    {
+        let o = mg(d, args);
+        assert!(o.status.success() && stdout(&o).contains("Usage"), "{args:?}");
+    }
+    assert_eq!(mg(d, &["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn first_start_prints_the_key_once_and_logs_never_show_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().expect("first start prints a key");
+    let bad = format!("key_{}", "ab".repeat(64));
+    assert_eq!(post(&s.base, &key, &ping()).0, 200);
+    let img = json!([{"taskType": "imageInference", "taskUUID": uuid(), "positivePrompt": "a cat", "width": 64, "height": 64}]);
+    assert_eq!(post(&s.base, &key, &img).0, 200);
+    assert_eq!(post(&s.base, &bad, &ping()).0, 401);
+    let payload = json!([{"taskType": "authentication", "apiKey": key}, {"taskType": "ping"}]);
+    assert_eq!(post(&s.base, "", &payload).0, 200);
+    s.signal("-TERM");
+    assert!(s.wait().success());
+    let log = s.log_text();
+    assert_eq!(log.matches(&key).count(), 1, "the key appears only in the first-start banner");
+    assert_eq!(log.matches(&key[4..40]).count(), 1);
+    assert!(!log.contains(&bad[4..40]), "a presented key was logged");
+    assert!(log.contains("task_uuid"), "tasks are logged with their taskUUID:\n{log}");
+
+    // A second start prints no key, and the first key still works.
+    let s2 = Server::start(dir.path(), &[], &[]);
+    assert!(s2.banner_key().is_none());
+    assert!(!s2.log_text().contains(&key));
+    assert_eq!(post(&s2.base, &key, &ping()).0, 200);
+}
+
+#[test]
+fn cli_changes_reach_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let o = mg(dir.path(), &["keys", "create", "--account", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o).trim().to_string();
+    assert_eq!(post(&s.base, &key, &ping()).0, 200);
+    let id = stdout(&mg(dir.path(), &["keys", "list"]))
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(mg(dir.path(), &["keys", "disable", &id]).status.success());
+    // Within auth.cache_ttl_ms (1 s by default) the server refuses the key.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (st, b) = post(&s.base, &key, &ping());
+        if st == 401 {
+            assert_eq!(b["errors"][0]["code"], "apiKeyDisabled");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the disabled key is still accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Credits granted by the CLI are spendable at once (balances are never cached).
+    let o = mg(dir.path(), &["credits", "grant", "--account", "default", "--usd", "1"]);
+    assert!(stdout(&o).contains("$11.00"));
+}
+
+fn slow_task(id: &str) -> Value {
+    json!([{"taskType": "imageInference", "taskUUID": id, "positivePrompt": "slow", "width": 2048, "height": 2048,
+            "numberResults": 20, "outputType": "URL"}])
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().unwrap();
+    let base = s.base.clone();
+    let id = uuid();
+    let body = slow_task(&id);
+    let req = std::thread::spawn(move || post(&base, &key, &body));
+    // Wait until the task is admitted, then ask the server to stop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.log_text().lines().any(|l| l.contains(&id) && l.contains("task admitted")) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.signal("-TERM");
+    let (st, b) = req.join().unwrap();
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 20);
+    assert!(s.wait().success());
+    assert!(s.log_text().contains("stopped cleanly"));
+    let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
+    assert!(stdout(&o).contains("balance $9.988"), "{}", stdout(&o));
+}
+
+#[test]
+fn kill_9_mid_task_is_settled_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().unwrap();
+    let (base, id) = (s.base.clone(), uuid());
+    let body = slow_task(&id);
+    let k = key.clone();
+    let req = std::thread::spawn(move || post(&base, &k, &body));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.log_text().lines().any(|l| l.contains(&id) && l.contains("task admitted")) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s.signal("-KILL");
+    let _ = req.join();
+    drop(s);
+    // On restart the task is recorded as interrupted and its reservation refunded.
+    let s2 = Server::start(dir.path(), &[], &[]);
+    let (st, b) = post(&s2.base, &key, &json!([{"taskType": "getResponse", "taskUUID": id}]));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"][0]["status"], "error");
+    assert_eq!(b["data"][0]["error"]["code"], "taskInterrupted");
+    let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
+    assert!(stdout(&o).contains("balance $10.00"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("refund"));
+}
+
+#[test]
+fn configuration_comes_from_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &cfg,
+        "[bootstrap]\naccount = \"team\"\ninitial_credit_usd = \"3.00\"\n[server]\nmax_body_bytes = 1000\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let cfg_s = cfg.to_str().unwrap();
+    let s =
+        Server::start(&data, &[("MEDIAGATE_BOOTSTRAP__INITIAL_CREDIT_USD", "4.00")], &["--config", cfg_s]);
+    let key = s.banner_key().unwrap();
+    let o = mg(&data, &["credits", "show", "--account", "team"]);
+    assert!(stdout(&o).contains("balance $4.00"), "env overrides the file: {}", stdout(&o));
+    let big = json!([{"taskType": "ping", "pad": "x".repeat(2000)}]);
+    assert_eq!(post(&s.base, &key, &big).0, 413, "the file's max_body_bytes applies");
+
+    // Unknown keys and missing files are refused with their names.
+    std::fs::write(&cfg, "[server]\nmax_body_byte = 1\n").unwrap();
+    let o = Command::new(BIN).args(["--config", cfg_s, "docs", "config"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("max_body_byte"), "{}", stderr(&o));
+    let o = Command::new(BIN).args(["--config", "/nonexistent.toml", "docs", "config"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"));
+}
