@@ -56,16 +56,33 @@ async fn image_inference_returns_urls_that_serve_the_file() {
 
 #[tokio::test]
 async fn outputs_expire_after_their_ttl() {
-    let s = TestServer::start_with(|c| c.outputs.min_ttl_secs = 1).await;
+    // File-backed outputs (inline threshold 0): the file exists, then is swept.
+    let s = TestServer::start_with(|c| {
+        c.outputs.min_ttl_secs = 1;
+        c.outputs.inline_max_bytes = 0;
+    })
+    .await;
     let item = one(&s, image(&task_uuid(), json!({"ttl": 1}))).await;
     let url = item["imageURL"].as_str().unwrap().to_string();
+    let uuid: uuid::Uuid = item["imageUUID"].as_str().unwrap().parse().unwrap();
+    assert!(s.engine.outputs().path(uuid, "png").exists());
     assert_eq!(s.http.get(&url).send().await.unwrap().status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // Expired outputs are refused at once, and the sweeper deletes their files.
     assert_eq!(s.http.get(&url).send().await.unwrap().status(), 404);
     assert_eq!(s.engine.sweep_outputs_once().await.unwrap(), 1);
-    let uuid: uuid::Uuid = item["imageUUID"].as_str().unwrap().parse().unwrap();
     assert!(!s.engine.outputs().path(uuid, "png").exists());
+    // Inline outputs (the default for small files) expire the same way, with no file at all.
+    let s = TestServer::start_with(|c| c.outputs.min_ttl_secs = 1).await;
+    let item = one(&s, image(&task_uuid(), json!({"ttl": 1}))).await;
+    let uuid: uuid::Uuid = item["imageUUID"].as_str().unwrap().parse().unwrap();
+    assert!(!s.engine.outputs().path(uuid, "png").exists(), "small outputs live in the store");
+    let url = item["imageURL"].as_str().unwrap().to_string();
+    assert_eq!(s.http.get(&url).send().await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(s.http.get(&url).send().await.unwrap().status(), 404);
+    assert_eq!(s.engine.sweep_outputs_once().await.unwrap(), 1);
+    assert!(s.engine.store().get_output(uuid).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -94,7 +94,9 @@ impl LineReporter {
                 }
                 s
             }
-            Step::Request { method } => format!("[..] {method} request (Accept-Encoding: identity, redirects not followed)\n"),
+            Step::Request { method } => {
+                format!("[..] {method} request (Accept-Encoding: identity, redirects not followed)\n")
+            }
             Step::Response { method, remote, tls_verified, tls_peer_certificate_bytes, status, headers } => {
                 let mut s = format!(
                     "[{}] {method} {status} from {}",
@@ -137,7 +139,9 @@ impl LineReporter {
             Step::BodyDone { received, expected, elapsed_ms } => {
                 let clear = if self.progress { "\r\x1b[K" } else { "" };
                 let mark = if received == expected { "ok" } else { "!!" };
-                format!("{clear}[{mark}] body: {received} bytes received, Content-Length {expected}, {elapsed_ms} ms since the fetch started\n")
+                format!(
+                    "{clear}[{mark}] body: {received} bytes received, Content-Length {expected}, {elapsed_ms} ms since the fetch started\n"
+                )
             }
             Step::Decoded { declared, encoded_length, limit, decoded_bytes } => format!(
                 "[ok] decoded: {} declared, {encoded_length} characters as sent (limit {}), {decoded_bytes} bytes\n",
@@ -319,12 +323,8 @@ fn print_result(
             EXIT_VALID
         }
         Err(e) => {
-            let param = e
-                .parameter
-                .as_ref()
-                .and_then(|p| p.first())
-                .map(|p| p.to_string())
-                .unwrap_or_default();
+            let param =
+                e.parameter.as_ref().and_then(|p| p.first()).map(|p| p.to_string()).unwrap_or_default();
             let h = hint(e.code, config, kind);
             if json {
                 let v = serde_json::json!({

@@ -11,14 +11,8 @@ use crate::AssetKind;
 pub const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/jpg", "image/png", "image/webp"];
 
 /// Video types accepted (Runway's inputs page).
-pub const VIDEO_TYPES: &[&str] = &[
-    "video/mp4",
-    "video/webm",
-    "video/quicktime",
-    "video/mov",
-    "video/ogg",
-    "video/h264",
-];
+pub const VIDEO_TYPES: &[&str] =
+    &["video/mp4", "video/webm", "video/quicktime", "video/mov", "video/ogg", "video/h264"];
 
 /// Audio types accepted: MP3, AAC, FLAC, PCM (WAV) and ALAC (in MP4), under the spellings
 /// servers actually send.
@@ -84,10 +78,7 @@ pub fn canonical(essence: &str) -> &str {
 
 fn is_token(s: &str) -> bool {
     // RFC 9110 token characters.
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Parses one media type (`type/subtype *( ; param=value )`) and returns its lowercased essence,
@@ -171,10 +162,7 @@ mod tests {
     #[test]
     fn essence_is_case_insensitive_and_ignores_parameters() {
         assert_eq!(judge(Some("IMAGE/PNG"), Image), TypeVerdict::Ok("image/png".into()));
-        assert_eq!(
-            judge(Some("image/jpg; charset=binary"), Image),
-            TypeVerdict::Ok("image/jpeg".into())
-        );
+        assert_eq!(judge(Some("image/jpg; charset=binary"), Image), TypeVerdict::Ok("image/jpeg".into()));
         assert_eq!(
             judge(Some("video/mp4; codecs=\"avc1.42E01E, mp4a.40.2\""), Video),
             TypeVerdict::Ok("video/mp4".into())

@@ -74,9 +74,7 @@ pub fn parse(input: &str) -> Result<DataUri, DataUriError> {
     }
     let rest = &input[5..];
     let Some((header, data)) = rest.split_once(',') else {
-        return Err(DataUriError::Malformed(
-            "A comma must separate the media type from the data.",
-        ));
+        return Err(DataUriError::Malformed("A comma must separate the media type from the data."));
     };
     let mut params: Vec<&str> = header.split(';').map(str::trim).collect();
     let last = params.last().copied().unwrap_or("");
@@ -92,9 +90,8 @@ pub fn parse(input: &str) -> Result<DataUri, DataUriError> {
     } else {
         crate::content_type::parse_essence(&media).ok_or(DataUriError::MissingType)?
     };
-    let bytes = decode_base64(data).ok_or(DataUriError::NotBase64(
-        "The data after the comma is not valid base64.",
-    ))?;
+    let bytes = decode_base64(data)
+        .ok_or(DataUriError::NotBase64("The data after the comma is not valid base64."))?;
     if bytes.is_empty() {
         return Err(DataUriError::Malformed("It carries no data."));
     }

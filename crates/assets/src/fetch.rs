@@ -18,7 +18,9 @@ use crate::report::{Reporter, Step};
 use crate::resolver::ResolveError;
 use crate::{AssetKind, Reject};
 use mediagate_core::ErrorCode;
-use reqwest::header::{HeaderMap, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, TRANSFER_ENCODING,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -53,10 +55,7 @@ fn reject(code: ErrorCode, msg: impl Into<String>) -> Reject {
 }
 
 pub(crate) fn too_large(limit: u64) -> Reject {
-    reject(
-        ErrorCode::AssetTooLarge,
-        format!("Asset size exceeds {:.1}MB.", limit as f64 / 1e6),
-    )
+    reject(ErrorCode::AssetTooLarge, format!("Asset size exceeds {:.1}MB.", limit as f64 / 1e6))
 }
 
 /// Labels a reqwest error by walking its source chain: our resolver's errors, rustls errors
@@ -110,9 +109,7 @@ pub(crate) fn classify(e: &reqwest::Error, host: &str) -> Reject {
         if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
             return reject(
                 ErrorCode::AssetFetchFailed,
-                format!(
-                    "{FETCH_FAILED} The connection was closed before a complete response arrived."
-                ),
+                format!("{FETCH_FAILED} The connection was closed before a complete response arrived."),
             );
         }
     }
@@ -122,7 +119,9 @@ pub(crate) fn classify(e: &reqwest::Error, host: &str) -> Reject {
             // The peer closed the socket during the TLS handshake.
             return reject(
                 ErrorCode::AssetFetchFailed,
-                format!("{FETCH_FAILED} TLS handshake with \"{host}\" failed: the server closed the connection."),
+                format!(
+                    "{FETCH_FAILED} TLS handshake with \"{host}\" failed: the server closed the connection."
+                ),
             );
         }
         return reject(
@@ -130,21 +129,13 @@ pub(crate) fn classify(e: &reqwest::Error, host: &str) -> Reject {
             format!("{FETCH_FAILED} TCP connection to \"{host}\" failed: {detail}."),
         );
     }
-    let detail = hyper_err
-        .map(|h| h.to_string())
-        .or(io_err.map(|i| i.to_string()))
-        .unwrap_or_else(|| e.to_string());
-    reject(
-        ErrorCode::AssetFetchFailed,
-        format!("{FETCH_FAILED} HTTP protocol error: {detail}."),
-    )
+    let detail =
+        hyper_err.map(|h| h.to_string()).or(io_err.map(|i| i.to_string())).unwrap_or_else(|| e.to_string());
+    reject(ErrorCode::AssetFetchFailed, format!("{FETCH_FAILED} HTTP protocol error: {detail}."))
 }
 
 fn tls_failure(host: &str, t: &rustls::Error) -> Reject {
-    reject(
-        ErrorCode::AssetFetchFailed,
-        format!("{FETCH_FAILED} TLS handshake with \"{host}\" failed: {t}."),
-    )
+    reject(ErrorCode::AssetFetchFailed, format!("{FETCH_FAILED} TLS handshake with \"{host}\" failed: {t}."))
 }
 
 /// What the header rules extracted.
@@ -171,11 +162,7 @@ fn check_headers(h: &HeaderMap, kind: AssetKind, limit: u64) -> Result<Announced
             ),
         ));
     }
-    let ct: Vec<&str> = h
-        .get_all(CONTENT_TYPE)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
-        .collect();
+    let ct: Vec<&str> = h.get_all(CONTENT_TYPE).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect();
     // Two Content-Type headers are a smuggled list too.
     let joined = ct.join(", ");
     let verdict = content_type::judge(if ct.is_empty() { None } else { Some(&joined) }, kind);
@@ -190,11 +177,7 @@ fn check_headers(h: &HeaderMap, kind: AssetKind, limit: u64) -> Result<Announced
         // A chunked (or otherwise framed) body has no length we can hold the server to.
         return Err(not_provided());
     }
-    let cl: Vec<&str> = h
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect();
+    let cl: Vec<&str> = h.get_all(CONTENT_LENGTH).iter().map(|v| v.to_str().unwrap_or("")).collect();
     let Some(first) = cl.first() else {
         return Err(not_provided());
     };
@@ -226,19 +209,14 @@ fn status_reject(method: &str, status: u16) -> Reject {
     if (300..400).contains(&status) {
         msg.push_str(". Redirects are not followed: link to the asset's final URL");
     } else if method == "HEAD" && (status == 405 || status == 501) {
-        msg.push_str(
-            " to a HEAD request. The server must answer HEAD requests with the asset's headers",
-        );
+        msg.push_str(" to a HEAD request. The server must answer HEAD requests with the asset's headers");
     }
     reject(ErrorCode::AssetHttpStatus, msg)
 }
 
 fn report_response(r: &dyn Reporter, method: &'static str, resp: &reqwest::Response) {
-    let cert = resp
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(|t| t.peer_certificate())
-        .map(<[u8]>::len);
+    let cert =
+        resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()).map(<[u8]>::len);
     r.step(&Step::Response {
         method,
         remote: resp.remote_addr(),
@@ -265,13 +243,12 @@ impl Fetcher {
     ) -> Result<Fetched, Reject> {
         // Queueing for a permit is not part of the asset's deadline: a busy server should not
         // blame the asset host. Every fetch holding a permit is itself bounded by the deadline.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| reject(ErrorCode::AssetFetchFailed, FETCH_FAILED))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| reject(ErrorCode::AssetFetchFailed, FETCH_FAILED))?;
         let start = Instant::now();
-        match tokio::time::timeout(self.deadline, self.fetch_inner(url, kind, limit, early, reporter, start)).await {
+        match tokio::time::timeout(self.deadline, self.fetch_inner(url, kind, limit, early, reporter, start))
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(reject(ErrorCode::AssetTimeout, TIMEOUT)),
         }
@@ -296,10 +273,7 @@ impl Fetcher {
         };
 
         reporter.step(&Step::Request { method: "HEAD" });
-        let head = request(reqwest::Method::HEAD)
-            .send()
-            .await
-            .map_err(|e| classify(&e, &host))?;
+        let head = request(reqwest::Method::HEAD).send().await.map_err(|e| classify(&e, &host))?;
         report_response(reporter, "HEAD", &head);
         if head.status().as_u16() != 200 {
             return Err(status_reject("HEAD", head.status().as_u16()));
@@ -308,10 +282,7 @@ impl Fetcher {
         drop(head);
 
         reporter.step(&Step::Request { method: "GET" });
-        let mut resp = request(reqwest::Method::GET)
-            .send()
-            .await
-            .map_err(|e| classify(&e, &host))?;
+        let mut resp = request(reqwest::Method::GET).send().await.map_err(|e| classify(&e, &host))?;
         report_response(reporter, "GET", &resp);
         if resp.status().as_u16() != 200 {
             return Err(status_reject("GET", resp.status().as_u16()));
@@ -365,27 +336,17 @@ impl Fetcher {
                 return Err(mismatch(received));
             }
             body.extend_from_slice(&chunk);
-            reporter.step(&Step::Progress {
-                received,
-                expected,
-            });
+            reporter.step(&Step::Progress { received, expected });
             if !early_done {
                 early_done = early(&body)?;
             }
         }
         let received = body.len() as u64;
-        reporter.step(&Step::BodyDone {
-            received,
-            expected,
-            elapsed_ms: start.elapsed().as_millis() as u64,
-        });
+        reporter.step(&Step::BodyDone { received, expected, elapsed_ms: start.elapsed().as_millis() as u64 });
         if received != expected {
             return Err(mismatch(received));
         }
-        Ok(Fetched {
-            bytes: body,
-            essence: got.essence,
-        })
+        Ok(Fetched { bytes: body, essence: got.essence })
     }
 }
 
@@ -421,19 +382,22 @@ mod tests {
         assert_eq!((e.0, e.1.as_str()), (ErrorCode::AssetContentLength, "Content-Length not provided"));
         let e = err(&[("content-type", "image/png"), ("content-length", "16000001")]);
         assert_eq!((e.0, e.1.as_str()), (ErrorCode::AssetTooLarge, "Asset size exceeds 16.0MB."));
-        assert!(check_headers(
-            &headers(&[("content-type", "image/png"), ("content-length", "16000000")]),
-            AssetKind::Image,
-            16_000_000
-        )
-        .is_ok());
+        assert!(
+            check_headers(
+                &headers(&[("content-type", "image/png"), ("content-length", "16000000")]),
+                AssetKind::Image,
+                16_000_000
+            )
+            .is_ok()
+        );
         let e = err(&[("content-type", "image/png"), ("content-type", "text/html"), ("content-length", "5")]);
         assert_eq!(e.0, ErrorCode::AssetContentType);
         let e = err(&[("content-type", "image/png"), ("content-length", "5"), ("content-length", "6")]);
         assert_eq!(e.0, ErrorCode::AssetContentLength);
         let e = err(&[("content-type", "image/png"), ("content-length", "+5")]);
         assert_eq!(e.0, ErrorCode::AssetContentLength);
-        let e = err(&[("content-type", "image/png"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
+        let e =
+            err(&[("content-type", "image/png"), ("content-length", "5"), ("transfer-encoding", "chunked")]);
         assert_eq!(e.0, ErrorCode::AssetContentLength);
         let e = err(&[("content-type", "image/png"), ("content-length", "5"), ("content-encoding", "gzip")]);
         assert_eq!(e.0, ErrorCode::AssetFetchFailed);
@@ -445,7 +409,11 @@ mod tests {
     #[test]
     fn status_messages_are_the_documents() {
         assert_eq!(status_reject("GET", 404).1, "Failed to fetch asset. Received HTTP response code 404");
-        assert!(status_reject("HEAD", 302).1.starts_with("Failed to fetch asset. Received HTTP response code 302. Redirects"));
+        assert!(
+            status_reject("HEAD", 302)
+                .1
+                .starts_with("Failed to fetch asset. Received HTTP response code 302. Redirects")
+        );
         assert!(status_reject("HEAD", 405).1.contains("must answer HEAD requests"));
         assert_eq!(status_reject("HEAD", 206).0, ErrorCode::AssetHttpStatus);
     }

@@ -74,18 +74,13 @@ const V6: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-fn tables() -> &'static (Vec<(Ipv4Net, &'static str)>, Vec<(Ipv6Net, &'static str)>) {
-    static T: OnceLock<(Vec<(Ipv4Net, &'static str)>, Vec<(Ipv6Net, &'static str)>)> =
-        OnceLock::new();
+type Tables = (Vec<(Ipv4Net, &'static str)>, Vec<(Ipv6Net, &'static str)>);
+
+fn tables() -> &'static Tables {
+    static T: OnceLock<Tables> = OnceLock::new();
     T.get_or_init(|| {
-        let v4 = V4
-            .iter()
-            .map(|(n, why)| (n.parse().expect("valid v4 table entry"), *why))
-            .collect();
-        let v6 = V6
-            .iter()
-            .map(|(n, why)| (n.parse().expect("valid v6 table entry"), *why))
-            .collect();
+        let v4 = V4.iter().map(|(n, why)| (n.parse().expect("valid v4 table entry"), *why)).collect();
+        let v6 = V6.iter().map(|(n, why)| (n.parse().expect("valid v6 table entry"), *why)).collect();
         (v4, v6)
     })
 }
@@ -151,9 +146,7 @@ impl IpPolicy {
         match deny_reason(ip) {
             None => Verdict::Public,
             Some(why) => {
-                if self.allow_private_networks
-                    || self.allowed_networks.iter().any(|n| n.contains(&ip))
-                {
+                if self.allow_private_networks || self.allowed_networks.iter().any(|n| n.contains(&ip)) {
                     Verdict::AllowedByConfig(why)
                 } else {
                     Verdict::Blocked(why)
@@ -296,10 +289,7 @@ mod tests {
         assert!(p.check("127.0.0.1".parse().unwrap()).is_allowed());
         assert!(!p.check("127.0.0.2".parse().unwrap()).is_allowed());
         assert!(!p.check("::ffff:127.0.0.1".parse().unwrap()).is_allowed());
-        let all = IpPolicy {
-            allow_private_networks: true,
-            allowed_networks: vec![],
-        };
+        let all = IpPolicy { allow_private_networks: true, allowed_networks: vec![] };
         assert_eq!(
             all.check("10.0.0.1".parse().unwrap()),
             Verdict::AllowedByConfig("private network (RFC 1918)")

@@ -200,8 +200,7 @@ impl Default for IntakeConfig {
             max_aspect_ratio: 2.0,
             fetch_timeout_ms: 10_000,
             max_concurrent_fetches: 16,
-            user_agent: concat!("mediagate/", env!("CARGO_PKG_VERSION"), " (asset fetcher)")
-                .to_string(),
+            user_agent: concat!("mediagate/", env!("CARGO_PKG_VERSION"), " (asset fetcher)").to_string(),
             allow_private_networks: false,
             allowed_networks: Vec::new(),
             resolve: BTreeMap::new(),
@@ -296,9 +295,7 @@ impl Intake {
             return Err(IntakeError::Invalid("fetch_timeout_ms must be at least 1".into()));
         }
         if !(config.min_aspect_ratio > 0.0 && config.min_aspect_ratio <= config.max_aspect_ratio) {
-            return Err(IntakeError::Invalid(
-                "min_aspect_ratio must be > 0 and <= max_aspect_ratio".into(),
-            ));
+            return Err(IntakeError::Invalid("min_aspect_ratio must be > 0 and <= max_aspect_ratio".into()));
         }
         if config.test_support_on() {
             tracing::warn!(
@@ -336,19 +333,12 @@ impl Intake {
             .user_agent(config.user_agent.clone())
             .dns_resolver(Arc::new(ClientResolver(Arc::new(resolver))));
         for path in &config.extra_ca_certs {
-            let pem = std::fs::read(path).map_err(|source| IntakeError::CaFile {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| IntakeError::CaPem {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+            let pem =
+                std::fs::read(path).map_err(|source| IntakeError::CaFile { path: path.clone(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| IntakeError::CaPem { path: path.clone(), detail: e.to_string() })?;
             if certs.is_empty() {
-                return Err(IntakeError::CaPem {
-                    path: path.clone(),
-                    detail: "no certificate found".into(),
-                });
+                return Err(IntakeError::CaPem { path: path.clone(), detail: "no certificate found".into() });
             }
             for c in certs {
                 builder = builder.add_root_certificate(c);
@@ -412,20 +402,17 @@ impl Intake {
         } else {
             "base64"
         };
-        reporter.step(&Step::Reference {
-            form,
-            length: reference.chars().count(),
-        });
+        reporter.step(&Step::Reference { form, length: reference.chars().count() });
         let r = match form {
-            "uuid" => self.from_store(reference, req, reporter).await,
-            "dataUri" => self.from_data_uri(reference, req, reporter),
-            "url" => self.from_url(reference, req, reporter).await,
-            _ => self.from_base64(reference, req, reporter),
+            "uuid" => self.take_stored(reference, req, reporter).await,
+            "dataUri" => self.take_data_uri(reference, req, reporter),
+            "url" => self.take_url(reference, req, reporter).await,
+            _ => self.take_base64(reference, req, reporter),
         };
         r.map_err(|e| e.into_api(req))
     }
 
-    async fn from_store(
+    async fn take_stored(
         &self,
         reference: &str,
         req: &AssetRequest<'_>,
@@ -472,7 +459,7 @@ impl Intake {
         Ok(limit)
     }
 
-    fn from_data_uri(
+    fn take_data_uri(
         &self,
         reference: &str,
         req: &AssetRequest<'_>,
@@ -517,7 +504,7 @@ impl Intake {
         })
     }
 
-    fn from_base64(
+    fn take_base64(
         &self,
         reference: &str,
         req: &AssetRequest<'_>,
@@ -560,7 +547,7 @@ impl Intake {
         })
     }
 
-    async fn from_url(
+    async fn take_url(
         &self,
         reference: &str,
         req: &AssetRequest<'_>,
@@ -600,10 +587,7 @@ impl Intake {
                 _ => Ok(prefix.len() > 256 * 1024),
             }
         };
-        let fetched = self
-            .fetcher
-            .fetch(&url, req.kind, limit, &mut early, reporter)
-            .await?;
+        let fetched = self.fetcher.fetch(&url, req.kind, limit, &mut early, reporter).await?;
         let (w, h) = self.check_content(&fetched.bytes, &fetched.essence, req, reporter)?;
         Ok(Asset {
             bytes: fetched.bytes,
@@ -646,9 +630,7 @@ impl Intake {
                 ErrorCode::AssetContentMismatch,
                 format!(
                     "The asset was declared as {essence} but its bytes are {}.",
-                    format
-                        .map(|f| f.name())
-                        .unwrap_or("not a recognised media format")
+                    format.map(|f| f.name()).unwrap_or("not a recognised media format")
                 ),
             ));
         };
@@ -665,11 +647,7 @@ impl Intake {
                 ));
             }
         };
-        reporter.step(&Step::Dimensions {
-            width: w,
-            height: h,
-            max: self.config.max_dimension,
-        });
+        reporter.step(&Step::Dimensions { width: w, height: h, max: self.config.max_dimension });
         self.check_dimensions(w, h)?;
         let bounds = match (req.kind, req.aspect) {
             (_, Some(b)) => Some(b),
@@ -724,6 +702,24 @@ mod tests {
         assert_eq!(shown_ratio(2.004, 0.5, 2.0), 2.004);
         assert_eq!(shown_ratio(0.4999, 0.5, 2.0), 0.4999);
         assert_eq!(shown_ratio(1.0 / 3.0, 0.5, 2.0), 0.33);
+    }
+
+    #[test]
+    fn intake_is_shareable_and_resolve_can_be_spawned() {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_sync<T: Send + Sync>() {}
+        is_sync::<Intake>();
+        let intake = Intake::new(IntakeConfig::default()).unwrap();
+        let store = NoStoredAssets;
+        let req = AssetRequest {
+            kind: AssetKind::Image,
+            param: ParamPath::key("inputImage"),
+            aspect: None,
+            account_id: 1,
+            stored: &store,
+        };
+        let fut = intake.resolve("https://example.com/a.png", &req);
+        is_send(&fut);
     }
 
     #[test]

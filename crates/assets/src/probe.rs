@@ -295,11 +295,7 @@ fn vint(b: &[u8], i: usize, keep_marker: bool) -> Option<(Option<u64>, usize)> {
     if len > 8 || i + len > b.len() {
         return None;
     }
-    let mut v: u64 = if keep_marker {
-        first as u64
-    } else {
-        (first as u64) & ((1u64 << (8 - len)) - 1)
-    };
+    let mut v: u64 = if keep_marker { first as u64 } else { (first as u64) & ((1u64 << (8 - len)) - 1) };
     for k in 1..len {
         v = (v << 8) | b[i + k] as u64;
     }
@@ -436,10 +432,7 @@ pub(crate) mod tests {
 
     pub(crate) fn webm(w: u16, h: u16, unknown_segment_size: bool) -> Vec<u8> {
         let header = el(&[0x1a, 0x45, 0xdf, 0xa3], &el(&[0x42, 0x82], b"webm"));
-        let video = el(
-            &[0xE0],
-            &[el(&[0xB0], &w.to_be_bytes()), el(&[0xBA], &h.to_be_bytes())].concat(),
-        );
+        let video = el(&[0xE0], &[el(&[0xB0], &w.to_be_bytes()), el(&[0xBA], &h.to_be_bytes())].concat());
         let audio_entry = el(&[0xAE], &[el(&[0xD7], &[1]), el(&[0x83], &[2])].concat());
         let video_entry = el(&[0xAE], &[el(&[0xD7], &[2]), el(&[0x83], &[1]), video].concat());
         let tracks = el(&[0x16, 0x54, 0xAE, 0x6B], &[audio_entry, video_entry].concat());

@@ -88,10 +88,7 @@ impl ValidatingResolver {
             None => match self.lookup.lookup(&host).await {
                 Ok(a) => (a, "system"),
                 Err(e) => {
-                    return Err(ResolveError::Lookup {
-                        host,
-                        detail: e.to_string(),
-                    });
+                    return Err(ResolveError::Lookup { host, detail: e.to_string() });
                 }
             },
         };
@@ -104,11 +101,7 @@ impl ValidatingResolver {
             })
             .collect();
         if let Some(r) = &reporter {
-            r.step(&Step::Dns {
-                host: host.clone(),
-                source,
-                answers: answers.clone(),
-            });
+            r.step(&Step::Dns { host: host.clone(), source, answers: answers.clone() });
         }
         if addrs.is_empty() {
             return Err(ResolveError::NoAddress { host });
@@ -116,10 +109,7 @@ impl ValidatingResolver {
         // Any refused answer refuses the name: deterministic, and a name that mixes public and
         // private answers is exactly what a rebinding or a misconfigured split-horizon looks like.
         if let Some(bad) = answers.iter().find(|a| !a.allowed) {
-            return Err(ResolveError::Blocked {
-                host,
-                explanation: bad.verdict.clone(),
-            });
+            return Err(ResolveError::Blocked { host, explanation: bad.verdict.clone() });
         }
         Ok(addrs)
     }
@@ -179,7 +169,10 @@ mod tests {
         ] {
             let r = resolver(vec![Ok(ips(mix))]);
             let e = r.resolve_host("Example.COM.").await.unwrap_err();
-            assert!(matches!(e, ResolveError::Blocked { ref host, .. } if host == "example.com"), "{mix:?}: {e}");
+            assert!(
+                matches!(e, ResolveError::Blocked { ref host, .. } if host == "example.com"),
+                "{mix:?}: {e}"
+            );
         }
         let r = resolver(vec![Ok(ips(&["93.184.216.34", "2606:2800:220:1::1"]))]);
         assert_eq!(r.resolve_host("example.com").await.unwrap().len(), 2);
@@ -189,18 +182,12 @@ mod tests {
     async fn each_lookup_is_judged_again() {
         let r = resolver(vec![Ok(ips(&["93.184.216.34"])), Ok(ips(&["127.0.0.1"]))]);
         assert!(r.resolve_host("rebind.example").await.is_ok());
-        assert!(matches!(
-            r.resolve_host("rebind.example").await,
-            Err(ResolveError::Blocked { .. })
-        ));
+        assert!(matches!(r.resolve_host("rebind.example").await, Err(ResolveError::Blocked { .. })));
     }
 
     #[tokio::test]
     async fn lookup_failures_and_empty_answers_are_dns_errors() {
-        let r = resolver(vec![
-            Err(io::Error::other("Name or service not known")),
-            Ok(vec![]),
-        ]);
+        let r = resolver(vec![Err(io::Error::other("Name or service not known")), Ok(vec![])]);
         assert!(matches!(r.resolve_host("nx.example").await, Err(ResolveError::Lookup { .. })));
         assert!(matches!(r.resolve_host("nx.example").await, Err(ResolveError::NoAddress { .. })));
     }
@@ -209,10 +196,7 @@ mod tests {
     async fn overrides_are_judged_like_answers() {
         let mut r = resolver(vec![]);
         r.overrides.insert("assets.test".into(), ips(&["127.0.0.1"]));
-        assert!(matches!(
-            r.resolve_host("ASSETS.test.").await,
-            Err(ResolveError::Blocked { .. })
-        ));
+        assert!(matches!(r.resolve_host("ASSETS.test.").await, Err(ResolveError::Blocked { .. })));
         r.policy.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()];
         assert_eq!(r.resolve_host("assets.test").await.unwrap(), ips(&["127.0.0.1"]));
     }

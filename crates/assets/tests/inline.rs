@@ -25,7 +25,8 @@ fn intake() -> Intake {
     Intake::new(IntakeConfig::default()).unwrap()
 }
 
-const UNSUPPORTED: &str = "Unsupported asset type. Data URIs must include the content type of the value they encode.";
+const UNSUPPORTED: &str =
+    "Unsupported asset type. Data URIs must include the content type of the value they encode.";
 
 #[tokio::test]
 async fn valid_data_uris_of_each_kind() {
@@ -55,7 +56,11 @@ async fn malformed_data_uris() {
         "data:image/png,%89PNG%0D%0A".to_string(),
         "data:image/png;base64,".to_string(),
     ] {
-        assert_err(i.resolve(&s, &req(AssetKind::Image)).await, ErrorCode::InvalidDataUri, "Invalid data URI.…");
+        assert_err(
+            i.resolve(&s, &req(AssetKind::Image)).await,
+            ErrorCode::InvalidDataUri,
+            "Invalid data URI.…",
+        );
     }
 }
 
@@ -63,8 +68,16 @@ async fn malformed_data_uris() {
 async fn missing_or_unsupported_media_types() {
     let i = intake();
     let p = png(4, 4);
-    assert_err(i.resolve(&format!("data:;base64,{}", b64(&p)), &req(AssetKind::Image)).await, ErrorCode::UnsupportedAssetType, UNSUPPORTED);
-    assert_err(i.resolve(&format!("data:base64,{}", b64(&p)), &req(AssetKind::Image)).await, ErrorCode::UnsupportedAssetType, UNSUPPORTED);
+    assert_err(
+        i.resolve(&format!("data:;base64,{}", b64(&p)), &req(AssetKind::Image)).await,
+        ErrorCode::UnsupportedAssetType,
+        UNSUPPORTED,
+    );
+    assert_err(
+        i.resolve(&format!("data:base64,{}", b64(&p)), &req(AssetKind::Image)).await,
+        ErrorCode::UnsupportedAssetType,
+        UNSUPPORTED,
+    );
     for media in ["image/gif", "text/plain", "application/octet-stream", "video/mp4", "image/svg+xml"] {
         let e = assert_err(
             i.resolve(&uri(media, &p), &req(AssetKind::Image)).await,
@@ -85,19 +98,30 @@ async fn data_uri_limits_are_measured_on_the_uri_as_sent() {
     let e = i.resolve(&at, &req(AssetKind::Image)).await.unwrap_err();
     assert_ne!(e.code, ErrorCode::AssetTooLarge);
     let over = format!("{at}A");
-    assert_err(i.resolve(&over, &req(AssetKind::Image)).await, ErrorCode::AssetTooLarge, "Asset size exceeds 5.0MB.");
+    assert_err(
+        i.resolve(&over, &req(AssetKind::Image)).await,
+        ErrorCode::AssetTooLarge,
+        "Asset size exceeds 5.0MB.",
+    );
     for kind in [AssetKind::Video, AssetKind::Audio] {
         let head = format!("data:{}/x;base64,", kind.as_str());
         let over = format!("{head}{}", "A".repeat(16_000_001 - head.len()));
-        assert_err(i.resolve(&over, &req(kind)).await, ErrorCode::AssetTooLarge, "Asset size exceeds 16.0MB.");
+        assert_err(
+            i.resolve(&over, &req(kind)).await,
+            ErrorCode::AssetTooLarge,
+            "Asset size exceeds 16.0MB.",
+        );
     }
     // A real image whose encoding crosses a configured limit.
-    let mut c = IntakeConfig::default();
-    c.data_uri_image_max_bytes = 100;
+    let c = IntakeConfig { data_uri_image_max_bytes: 100, ..Default::default() };
     let small = Intake::new(c).unwrap();
     let u = uri("image/png", &png(64, 64));
     assert!(u.len() > 100);
-    assert_err(small.resolve(&u, &req(AssetKind::Image)).await, ErrorCode::AssetTooLarge, "Asset size exceeds 0.0MB.");
+    assert_err(
+        small.resolve(&u, &req(AssetKind::Image)).await,
+        ErrorCode::AssetTooLarge,
+        "Asset size exceeds 0.0MB.",
+    );
 }
 
 #[tokio::test]
@@ -128,7 +152,11 @@ async fn data_uri_content_checks() {
     i.resolve(&v, &req(AssetKind::Video)).await.unwrap();
     let mut r = req(AssetKind::Video);
     r.aspect = Some((0.5, 2.0));
-    assert_err(i.resolve(&v, &r).await, ErrorCode::AssetAspectRatio, "Invalid asset aspect ratio. width / height ratio must be between 0.5 and 2. Got 30.");
+    assert_err(
+        i.resolve(&v, &r).await,
+        ErrorCode::AssetAspectRatio,
+        "Invalid asset aspect ratio. width / height ratio must be between 0.5 and 2. Got 30.",
+    );
 }
 
 #[tokio::test]
@@ -137,10 +165,18 @@ async fn raw_base64_is_sniffed() {
     let p = png(20, 20);
     let a = i.resolve(&b64(&p), &req(AssetKind::Image)).await.unwrap();
     assert_eq!((a.media_type.as_str(), a.source), ("image/png", AssetSource::Base64));
-    let e = assert_err(i.resolve(&b64(&mp4(10, 10)), &req(AssetKind::Image)).await, ErrorCode::UnsupportedAssetType, "Unsupported asset type. The base64 data is MP4…");
+    let e = assert_err(
+        i.resolve(&b64(&mp4(10, 10)), &req(AssetKind::Image)).await,
+        ErrorCode::UnsupportedAssetType,
+        "Unsupported asset type. The base64 data is MP4…",
+    );
     assert!(e.message.contains("image/jpeg, image/jpg, image/png, image/webp"));
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-    assert_err(i.resolve(&b64(gif), &req(AssetKind::Image)).await, ErrorCode::UnsupportedAssetType, "Unsupported asset type. The base64 data is GIF…");
+    assert_err(
+        i.resolve(&b64(gif), &req(AssetKind::Image)).await,
+        ErrorCode::UnsupportedAssetType,
+        "Unsupported asset type. The base64 data is GIF…",
+    );
     assert_err(
         i.resolve("example.com/a.png", &req(AssetKind::Image)).await,
         ErrorCode::InvalidDataUri,
@@ -175,7 +211,9 @@ async fn uuids_name_stored_files_of_the_right_kind() {
     assert_err(
         i.resolve(&id.to_string(), &req_with(AssetKind::Video, &store)).await,
         ErrorCode::UnsupportedAssetType,
-        &format!("Unsupported asset type. The stored file {id} is image/png, which is not accepted as a video here."),
+        &format!(
+            "Unsupported asset type. The stored file {id} is image/png, which is not accepted as a video here."
+        ),
     );
 }
 
@@ -183,7 +221,13 @@ async fn uuids_name_stored_files_of_the_right_kind() {
 async fn url_stage_refusals_name_the_parameter_path() {
     let i = intake();
     let path = ParamPath::key("inputs").child("referenceImages").index(2);
-    let r = AssetRequest { kind: AssetKind::Image, param: path.clone(), aspect: None, account_id: 1, stored: &NO_STORE };
+    let r = AssetRequest {
+        kind: AssetKind::Image,
+        param: path.clone(),
+        aspect: None,
+        account_id: 1,
+        stored: &NO_STORE,
+    };
     for (u, code, msg) in [
         ("http://example.com/a.png", ErrorCode::InvalidAssetUrl, "Only HTTPS URLs are allowed."),
         ("ftp://example.com/a.png", ErrorCode::InvalidAssetUrl, "Only HTTPS URLs are allowed."),
@@ -193,10 +237,26 @@ async fn url_stage_refusals_name_the_parameter_path() {
         ("https://0x7f.1/", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
         ("https://[::ffff:127.0.0.1]/", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
         ("https://[fe80::1%25eth0]/", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
-        ("https://user:pw@example.com/a.png", ErrorCode::InvalidAssetUrl, "Invalid URL. URLs must not contain a username or password."),
-        ("https://localhost./a.png", ErrorCode::AssetHostBlocked, "URLs must be hosted on a public domain: \"localhost\" names this machine or an internal service."),
-        ("https://metadata.google.internal/computeMetadata/v1/", ErrorCode::AssetHostBlocked, "URLs must be hosted on a public domain: \"metadata.google.internal\" names this machine or an internal service."),
-        ("https://exa mple.com/", ErrorCode::InvalidAssetUrl, "Invalid URL. The URL cannot be parsed: invalid international domain name."),
+        (
+            "https://user:pw@example.com/a.png",
+            ErrorCode::InvalidAssetUrl,
+            "Invalid URL. URLs must not contain a username or password.",
+        ),
+        (
+            "https://localhost./a.png",
+            ErrorCode::AssetHostBlocked,
+            "URLs must be hosted on a public domain: \"localhost\" names this machine or an internal service.",
+        ),
+        (
+            "https://metadata.google.internal/computeMetadata/v1/",
+            ErrorCode::AssetHostBlocked,
+            "URLs must be hosted on a public domain: \"metadata.google.internal\" names this machine or an internal service.",
+        ),
+        (
+            "https://exa mple.com/",
+            ErrorCode::InvalidAssetUrl,
+            "Invalid URL. The URL cannot be parsed: invalid international domain name.",
+        ),
     ] {
         let e = i.resolve(u, &r).await.unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (code, msg), "{u}");
@@ -242,7 +302,9 @@ async fn check_a_url_prints_every_step() {
     assert!(out.contains(&format!("[ok] body: {body} bytes received, Content-Length {body}")), "{out}");
     // Order: DNS before HEAD before GET before the verdict.
     let pos = |n: &str| out.find(n).unwrap();
-    assert!(pos("DNS") < pos("HEAD 200") && pos("HEAD 200") < pos("GET 200") && pos("GET 200") < pos("VALID"));
+    assert!(
+        pos("DNS") < pos("HEAD 200") && pos("HEAD 200") < pos("GET 200") && pos("GET 200") < pos("VALID")
+    );
 }
 
 #[tokio::test]
@@ -288,31 +350,40 @@ async fn check_files_as_data_uris_and_usage_errors() {
 
     let wide = dir.path().join("wide.png");
     std::fs::write(&wide, png_header(9000, 100)).unwrap();
-    let (code, out) = run_check(IntakeConfig::default(), wide.to_str().unwrap(), AssetKind::Image, false).await;
+    let (code, out) =
+        run_check(IntakeConfig::default(), wide.to_str().unwrap(), AssetKind::Image, false).await;
     assert_eq!(code, 1);
     assert!(out.contains("[!!] dimensions: 9000x100"), "{out}");
-    assert!(out.contains("message:   Invalid asset dimensions. Height and width must not exceed 8000px. Got 9000x100."), "{out}");
+    assert!(
+        out.contains(
+            "message:   Invalid asset dimensions. Height and width must not exceed 8000px. Got 9000x100."
+        ),
+        "{out}"
+    );
     assert!(out.contains("hint:      Resize the asset so that neither side exceeds 8000 px."), "{out}");
 
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "just text").unwrap();
-    let (code, out) = run_check(IntakeConfig::default(), text.to_str().unwrap(), AssetKind::Image, true).await;
+    let (code, out) =
+        run_check(IntakeConfig::default(), text.to_str().unwrap(), AssetKind::Image, true).await;
     assert_eq!(code, 1);
     assert!(out.lines().last().unwrap().contains("unsupportedAssetType"), "{out}");
 
     let (code, out) = run_check(IntakeConfig::default(), "/no/such/file.png", AssetKind::Image, false).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no such file"));
-    let (code, _) = run_check(IntakeConfig::default(), dir.path().to_str().unwrap(), AssetKind::Image, false).await;
+    let (code, _) =
+        run_check(IntakeConfig::default(), dir.path().to_str().unwrap(), AssetKind::Image, false).await;
     assert_eq!(code, 2, "a directory cannot be read as a file");
-    let (code, _) = run_check(IntakeConfig::default(), &Uuid::new_v4().to_string(), AssetKind::Image, false).await;
+    let (code, _) =
+        run_check(IntakeConfig::default(), &Uuid::new_v4().to_string(), AssetKind::Image, false).await;
     assert_eq!(code, 2);
-    let mut bad = IntakeConfig::default();
-    bad.extra_ca_certs = vec![dir.path().join("missing.pem")];
+    let bad = IntakeConfig { extra_ca_certs: vec![dir.path().join("missing.pem")], ..Default::default() };
     let (code, out) = run_check(bad, "https://example.com/a.png", AssetKind::Image, false).await;
     assert_eq!(code, 2, "{out}");
     // URL rules need no network.
-    let (code, out) = run_check(IntakeConfig::default(), "http://example.com/a.png", AssetKind::Image, false).await;
+    let (code, out) =
+        run_check(IntakeConfig::default(), "http://example.com/a.png", AssetKind::Image, false).await;
     assert_eq!(code, 1);
     assert!(out.contains("message:   Only HTTPS URLs are allowed."), "{out}");
 }

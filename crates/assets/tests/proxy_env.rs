@@ -49,4 +49,3 @@ async fn https_proxy_in_the_environment_is_ignored() {
         std::env::remove_var("ALL_PROXY");
     }
 }
-

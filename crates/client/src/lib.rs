@@ -1,1 +1,345 @@
-//! placeholder
+//! Rust client SDK for mediagate and any server speaking Runware's wire dialect.
+//!
+//! ```no_run
+//! use mediagate_client::{Client, tasks::ImageInference};
+//!
+//! # async fn demo() -> Result<(), mediagate_client::Error> {
+//! let client = Client::builder().base_url("http://127.0.0.1:8800").api_key("key_…").build()?;
+//! let images = client.run(ImageInference::new("a lighthouse at dusk").size(512, 512).include_cost(true)).await?;
+//! println!("{:?} cost ${:?}", images[0].image.url(), images[0].cost);
+//! # Ok(()) }
+//! ```
+//!
+//! What it guarantees:
+//!
+//! - **Typed tasks** ([`tasks`]) for every task type mediagate serves, each with a client-generated
+//!   UUID v4 `taskUUID`; [`tasks::CustomTask`] for any other.
+//! - **One error type** ([`Error`]): server error objects keep every field (`code`, `message`,
+//!   `parameter` — one or several —, `taskType`, `taskUUID`, `documentation`, anything else)
+//!   plus the HTTP status; transport failures stay distinct (connect, timeout, I/O, protocol).
+//! - **Safe retries** ([`retry`]): only transient failures, exponential backoff with full jitter,
+//!   `retry-after-ms` / `Retry-After` honoured, bounded attempts and a total deadline. The retried
+//!   body is byte-identical, so the server's taskUUID idempotency answers a task that already ran
+//!   from its store: no duplicate task, no double charge.
+//! - **Batches** ([`Batch`]): one failed task never hides its siblings' results.
+//! - **Async delivery** ([`poll`]): submit, then poll `getResponse` with a growing interval under
+//!   an overall budget.
+//!
+//! Transports sit behind [`transport::Transport`]; REST ([`rest::RestTransport`]) is built in.
+//! WebSocket transport: not yet (see [`transport`] for how it will plug in).
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod error;
+pub mod poll;
+pub mod rest;
+pub mod retry;
+pub mod tasks;
+pub mod transport;
+
+pub use batch::{Batch, BatchResults, Handle};
+pub use error::{ApiError, Code, Error, GaveUp, Parameter};
+pub use mediagate_core::ErrorCode;
+pub use poll::{PollPolicy, Submitted};
+pub use retry::RetryPolicy;
+pub use transport::{Session, Transport};
+
+use bytes::Bytes;
+use rest::{RestOptions, RestTransport};
+use retry::Verdict;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tasks::{GetResponse, Ping, Pong, ResponseItem, Task};
+use transport::Envelope;
+use uuid::Uuid;
+
+/// An API key. Its `Debug` never shows it and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key (surrounding whitespace, a common cause of 401s, is trimmed).
+    pub fn new(key: impl AsRef<str>) -> Self {
+        ApiKey(Arc::from(key.as_ref().trim()))
+    }
+
+    /// The key itself, for a transport to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl<S: AsRef<str>> From<S> for ApiKey {
+    fn from(s: S) -> Self {
+        ApiKey::new(s)
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    base_url: Option<String>,
+    api_key: Option<ApiKey>,
+    rest: RestOptions,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+    transport: Option<Arc<dyn Transport>>,
+}
+
+impl ClientBuilder {
+    /// The server, e.g. `http://127.0.0.1:8800` (`/v1` is appended unless present).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The API key.
+    pub fn api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Limit for establishing a connection (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.rest.connect_timeout = d;
+        self
+    }
+
+    /// Limit for one attempt, from sending to the complete reply (default 120 s). Sync
+    /// generation holds the request open, so keep it above the slowest task you run.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.rest.request_timeout = d;
+        self
+    }
+
+    /// `User-Agent` (default `mediagate-client/<version>`).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.rest.user_agent = ua.into();
+        self
+    }
+
+    /// The retry policy (default [`RetryPolicy::default`]).
+    pub fn retry(mut self, p: RetryPolicy) -> Self {
+        self.retry = p;
+        self
+    }
+
+    /// The polling policy for async delivery (default [`PollPolicy::default`]).
+    pub fn poll(mut self, p: PollPolicy) -> Self {
+        self.poll = p;
+        self
+    }
+
+    /// Uses this transport instead of REST (base URL, key and timeouts are then the
+    /// transport's business).
+    pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transport = Some(t);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<Client, Error> {
+        let transport = match self.transport {
+            Some(t) => t,
+            None => {
+                let base = self.base_url.ok_or_else(|| Error::Config("no base URL set".into()))?;
+                let key = self.api_key.ok_or_else(|| Error::Config("no API key set".into()))?;
+                if key.expose().is_empty() {
+                    return Err(Error::Config("the API key is empty".into()));
+                }
+                Arc::new(RestTransport::new(&base, key, self.rest)?) as Arc<dyn Transport>
+            }
+        };
+        Ok(Client { inner: Arc::new(Inner { transport, retry: self.retry, poll: self.poll }) })
+    }
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    retry: RetryPolicy,
+    poll: PollPolicy,
+}
+
+/// A client for a Runware-dialect server. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("transport", &self.inner.transport)
+            .field("retry", &self.inner.retry)
+            .field("poll", &self.inner.poll)
+            .finish()
+    }
+}
+
+/// Retry transient failures: replies the transport marks transient, retryable errors.
+fn verdict(r: &Result<Envelope, Error>) -> Verdict {
+    match r {
+        Ok(env) if env.is_transient_failure() => Verdict::Retry(env.retry_after),
+        Ok(_) => Verdict::Done,
+        Err(e) if e.is_retryable() => Verdict::Retry(e.retry_after()),
+        Err(_) => Verdict::Done,
+    }
+}
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A REST client for `base_url` with default settings.
+    pub fn new(base_url: impl Into<String>, api_key: impl Into<ApiKey>) -> Result<Client, Error> {
+        Client::builder().base_url(base_url).api_key(api_key).build()
+    }
+
+    /// A REST client from `MEDIAGATE_URL` (default `http://127.0.0.1:8800`) and
+    /// `MEDIAGATE_API_KEY`.
+    pub fn from_env() -> Result<Client, Error> {
+        let url = std::env::var("MEDIAGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8800".into());
+        let key = std::env::var("MEDIAGATE_API_KEY")
+            .map_err(|_| Error::Config("MEDIAGATE_API_KEY is not set".into()))?;
+        Client::new(url, key)
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// The polling policy in use.
+    pub fn poll_policy(&self) -> &PollPolicy {
+        &self.inner.poll
+    }
+
+    /// Runs one task and returns its typed result. With async delivery it submits, then polls
+    /// under the client's [`PollPolicy`].
+    pub async fn run<T: Task>(&self, task: T) -> Result<T::Output, Error> {
+        if task.is_async() {
+            let s = self.submit(task).await?;
+            return self.wait(&s).await;
+        }
+        let mut b = Batch::new();
+        let h = b.push(task);
+        self.run_batch(b).await?.get(&h)
+    }
+
+    /// Sends several tasks in one request. `Err` only when the request failed as a whole; each
+    /// task's own result or error is in the [`BatchResults`].
+    pub async fn run_batch(&self, batch: Batch) -> Result<BatchResults, Error> {
+        self.run_batch_within(batch, self.inner.retry.total_deadline).await
+    }
+
+    async fn run_batch_within(&self, batch: Batch, deadline: Duration) -> Result<BatchResults, Error> {
+        if batch.is_empty() {
+            return Err(Error::Config("a batch needs at least one task".into()));
+        }
+        // Serialized once: every retry sends these exact bytes.
+        let body = Bytes::from(batch.to_body());
+        let t = &self.inner.transport;
+        let out = retry::run(&self.inner.retry, deadline, || t.send(body.clone()), verdict).await;
+        let (attempts, elapsed, gave_up) = (out.attempts, out.elapsed, out.gave_up);
+        let env = out.into_result()?;
+        BatchResults::from_envelope(env, &batch.uuids, attempts, elapsed, gave_up)
+    }
+
+    /// Submits a task and returns without waiting for async results; [`Client::wait`] gets them.
+    /// (A task with sync delivery is already finished when this returns.)
+    pub async fn submit<T: Task>(&self, task: T) -> Result<Submitted<T>, Error> {
+        let mut b = Batch::new();
+        let h = b.push(task);
+        self.run_batch(b).await?.submitted(&h)
+    }
+
+    /// Waits for a submitted task under the client's [`PollPolicy`].
+    pub async fn wait<T: Task>(&self, s: &Submitted<T>) -> Result<T::Output, Error> {
+        poll::wait(self, s, &self.inner.poll).await
+    }
+
+    /// Waits for a submitted task under `policy`.
+    pub async fn wait_with<T: Task>(&self, s: &Submitted<T>, policy: &PollPolicy) -> Result<T::Output, Error> {
+        poll::wait(self, s, policy).await
+    }
+
+    /// One `getResponse`: the current items of an earlier task.
+    pub async fn get_response(&self, task_uuid: Uuid) -> Result<Vec<ResponseItem>, Error> {
+        self.get_response_within(task_uuid, self.inner.retry.total_deadline).await
+    }
+
+    pub(crate) async fn get_response_within(
+        &self,
+        task_uuid: Uuid,
+        deadline: Duration,
+    ) -> Result<Vec<ResponseItem>, Error> {
+        let mut b = Batch::new();
+        let h = b.push(GetResponse::new(task_uuid));
+        let deadline = deadline.min(self.inner.retry.total_deadline);
+        self.run_batch_within(b, deadline).await?.get(&h)
+    }
+
+    /// `ping`: checks the server answers (and that the key is accepted).
+    pub async fn ping(&self) -> Result<Pong, Error> {
+        self.run(Ping::new()).await
+    }
+
+    /// `authentication`: checks the API key with the server's `authentication` task.
+    pub async fn authenticate(&self) -> Result<Session, Error> {
+        let t = &self.inner.transport;
+        let out = retry::run(&self.inner.retry, self.inner.retry.total_deadline, || t.authenticate(), verdict).await;
+        let (attempts, elapsed, gave_up) = (out.attempts, out.elapsed, out.gave_up);
+        let env = out.into_result()?;
+        if let Some(e) = env.api_errors().into_iter().next() {
+            let err = Error::api(e);
+            return Err(match gave_up {
+                Some(reason) if err.is_retryable() => {
+                    Error::Exhausted { attempts, elapsed, reason, last: Box::new(err) }
+                }
+                _ => err,
+            });
+        }
+        let item = env.data.iter().find(|d| d.get("taskType").and_then(|t| t.as_str()) == Some("authentication"));
+        match item {
+            Some(d) => Ok(Session {
+                connection_session_uuid: d
+                    .get("connectionSessionUUID")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            }),
+            None => Err(Error::Protocol("the authentication reply has no authentication item".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_contains_the_key() {
+        let c = Client::new("http://127.0.0.1:9", "key_0123456789abcdef").unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("0123456789abcdef"), "{d}");
+        assert!(d.contains("redacted"));
+        let b = Client::builder().api_key("key_0123456789abcdef");
+        assert!(!format!("{b:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn configuration_errors() {
+        assert!(matches!(Client::builder().api_key("k").build(), Err(Error::Config(_))));
+        assert!(matches!(Client::builder().base_url("http://x").build(), Err(Error::Config(_))));
+        assert!(matches!(Client::new("http://x", "  "), Err(Error::Config(_))));
+    }
+}

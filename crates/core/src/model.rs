@@ -75,6 +75,33 @@ pub struct ModelSpec {
     /// Parameter bounds.
     #[serde(default)]
     pub bounds: Bounds,
+    /// How the engine retries provider failures for this model.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Providers tried in this order when `provider` is exhausted or its circuit is open.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+/// Retry policy for one model: exponential backoff with full jitter, only for retryable
+/// failures, within one deadline for the whole task (every attempt on every provider).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Tries per provider, the first included (1 = no retries).
+    pub attempts: u32,
+    /// Backoff ceiling before the first retry, in ms; it doubles per retry.
+    pub base_ms: u64,
+    /// Largest backoff ceiling, in ms.
+    pub cap_ms: u64,
+    /// Deadline of the whole dispatch (all attempts, waits and fallbacks), in ms.
+    pub deadline_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, base_ms: 250, cap_ms: 5_000, deadline_ms: 300_000 }
+    }
 }
 
 /// The built-in procedural stand-in's AIR id.
@@ -95,6 +122,8 @@ pub fn builtin_models() -> Vec<ModelSpec> {
                           pipeline runs without a GPU."
                 .into(),
             bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
+            fallback: vec![],
         },
         ModelSpec {
             air: LANCZOS_AIR.into(),
@@ -103,6 +132,8 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             price_usd: "0.0002".into(),
             description: "Real Lanczos3 resampling by upscaleFactor (no learned detail).".into(),
             bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
+            fallback: vec![],
         },
     ]
 }

@@ -135,6 +135,9 @@ pub struct OutputsConfig {
     pub max_ttl_secs: u64,
     /// Seconds between sweeps that delete expired outputs.
     pub sweep_interval_secs: u64,
+    /// Outputs up to this many bytes are kept in the database instead of a file of their own
+    /// (creating a file per small output costs more than the rest of the task).
+    pub inline_max_bytes: usize,
 }
 
 impl Default for OutputsConfig {
@@ -144,22 +147,17 @@ impl Default for OutputsConfig {
             min_ttl_secs: 60,
             max_ttl_secs: 30 * 86_400,
             sweep_interval_secs: 60,
+            inline_max_bytes: 256 * 1024,
         }
     }
 }
 
 /// Local provider options (`[providers]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     /// Concurrent CPU-bound renders; 0 = one per core.
     pub cpu_workers: usize,
-}
-
-impl Default for ProvidersConfig {
-    fn default() -> Self {
-        ProvidersConfig { cpu_workers: 0 }
-    }
 }
 
 impl Config {

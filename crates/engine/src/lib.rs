@@ -208,7 +208,7 @@ impl Engine {
             total += expired.len();
             let files = self.outputs.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                for o in expired {
+                for o in expired.into_iter().filter(|o| !o.inline) {
                     if let Err(e) = files.remove(o.uuid, &o.extension) {
                         tracing::warn!(output = %o.uuid, error = %e, "could not delete expired output");
                     }

@@ -8,7 +8,7 @@ use mediagate_core::task::{OutputType, ResultItem, TaskRequest};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_providers::Job;
 use mediagate_store::{
-    Admission, Finish, FinishOutcome, NewOutput, NewTask, StoredError, TaskRecord, TaskStatus,
+    Admission, Finish, FinishOutcome, NewOutput, NewTask, OutputRecord, StoredError, TaskRecord, TaskStatus,
 };
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -71,7 +71,12 @@ type Outcome = Result<Vec<ResultItem>, ApiError>;
 /// Tasks running in this process, so a concurrent duplicate waits for the first instead of
 /// racing it (the store catches duplicates across restarts; this catches them in flight).
 #[derive(Default)]
-pub(crate) struct Inflight(Mutex<HashMap<(i64, Uuid), ([u8; 32], watch::Receiver<Option<Outcome>>)>>);
+pub(crate) struct Inflight(Mutex<HashMap<TaskKey, Running>>);
+
+/// (account id, taskUUID): what idempotency is keyed by.
+type TaskKey = (i64, Uuid);
+/// A running task's request hash and the channel its outcome is published on.
+type Running = ([u8; 32], watch::Receiver<Option<Outcome>>);
 
 enum Role {
     Leader(watch::Sender<Option<Outcome>>),
@@ -152,12 +157,26 @@ impl StoredAssets for EngineAssets<'_> {
         if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
             return None;
         }
-        let bytes = self.0.outputs.read(uuid, &rec.extension).await.ok()?;
+        let bytes = self.0.read_output(&rec).await?;
         Some(StoredAsset { bytes, media_type: rec.content_type })
     }
 }
 
 impl Engine {
+    /// The bytes of a stored output, from the store row or its file.
+    pub async fn read_output(&self, rec: &OutputRecord) -> Option<Vec<u8>> {
+        if rec.inline {
+            self.store.output_data(rec.uuid).await.ok().flatten()
+        } else {
+            self.outputs.read(rec.uuid, &rec.extension).await.ok()
+        }
+    }
+
+    async fn load_output(&self, uuid: Uuid) -> Option<Vec<u8>> {
+        let rec = self.store.get_output(uuid).await.ok()??;
+        self.read_output(&rec).await
+    }
+
     fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
         ApiError::new(
             ErrorCode::InsufficientPermissions,
@@ -417,25 +436,39 @@ impl Engine {
                 extension: a.extension.into(),
                 size: a.bytes.len() as u64,
                 expires_at,
+                inline_data: None,
             });
         }
-        let files = self.outputs.clone();
-        let to_write: Vec<(Uuid, &'static str, Vec<u8>)> =
-            results.iter().zip(artifacts).map(|(r, a)| (r.output_uuid, a.extension, a.bytes)).collect();
-        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<Vec<u8>>> {
-            let mut out = Vec::with_capacity(to_write.len());
-            for (uuid, ext, bytes) in to_write {
-                files.write(uuid, ext, &bytes)?;
-                out.push(bytes);
+        // Small outputs go into the store with the task's result; large ones become files first,
+        // so a result row never points at a file that is not fully written.
+        let inline_max = self.config.outputs.inline_max_bytes;
+        let large: Vec<(Uuid, &'static str, Vec<u8>)> = results
+            .iter()
+            .zip(&artifacts)
+            .filter(|(_, a)| a.bytes.len() > inline_max)
+            .map(|(r, a)| (r.output_uuid, a.extension, a.bytes.clone()))
+            .collect();
+        if !large.is_empty() {
+            let files = self.outputs.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for (uuid, ext, bytes) in large {
+                    files.write(uuid, ext, &bytes)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "writing outputs failed");
+                ApiError::internal()
+            })?;
+        }
+        let bytes: Vec<Vec<u8>> = artifacts.into_iter().map(|a| a.bytes).collect();
+        for (o, b) in outputs.iter_mut().zip(&bytes) {
+            if b.len() <= inline_max {
+                o.inline_data = Some(b.clone());
             }
-            Ok(out)
-        })
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "writing outputs failed");
-            ApiError::internal()
-        })?;
+        }
         Ok((results, outputs, bytes))
     }
 
@@ -455,7 +488,7 @@ impl Engine {
                 OutputType::Url => None,
                 _ => Some(match fresh_bytes {
                     Some(b) => b,
-                    None => self.outputs.read(r.output_uuid, &r.extension).await.map_err(|_| {
+                    None => self.load_output(r.output_uuid).await.ok_or_else(|| {
                         ApiError::new(
                             ErrorCode::OutputNotFound,
                             format!(

@@ -2,19 +2,39 @@
 //! place that retries; a provider reports each failure once, mapped into the error catalog.
 //!
 //! Built in: [`local::Procedural`] (the image stand-in) and [`local::Lanczos`] (real resizing).
+//! Remote adapters, built from `[[providers.upstreams]]` by [`upstream::build`]:
+//! [`openai_images`], [`comfyui`], [`runware_upstream`] and [`http_worker`].
+//!
+//! # The contract
+//!
+//! A provider [`submit`](Provider::submit)s a job. Quick backends answer at once
+//! ([`Submitted::Done`]); queue-backed ones return a [`JobHandle`] that the caller then
+//! [`wait`](Provider::wait)s on (which polls or streams, forwarding [`Progress`]), or
+//! [`cancel`](Provider::cancel)s. [`Provider::run`] does submit + wait for callers that need no
+//! control. A provider never retries and never follows redirects: every failure is returned
+//! once, as a [`ProviderError`] whose [`Failure`] class tells the engine's dispatcher whether a
+//! retry, a fallback provider or neither can help.
 
 #![warn(missing_docs)]
 
+pub mod comfyui;
 pub mod encode;
+pub mod http_worker;
 pub mod lanczos;
 pub mod local;
+pub mod mapping;
+pub mod openai_images;
 pub mod procedural;
+pub mod runware_upstream;
+pub mod upstream;
 pub mod video;
 
 use async_trait::async_trait;
 use mediagate_assets::Asset;
 use mediagate_core::ErrorCode;
 use mediagate_core::task::{ImageInference, TaskType, Upscale};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// One file a provider produced.
 #[derive(Debug, Clone)]
@@ -48,23 +68,99 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The task type of the job.
+    pub fn task_type(&self) -> TaskType {
+        match self {
+            Job::Image { .. } => TaskType::ImageInference,
+            Job::Upscale { .. } => TaskType::Upscale,
+        }
+    }
+
+    /// The AIR id of the model the job was routed by.
+    pub fn model(&self) -> &str {
+        match self {
+            Job::Image { request, .. } => &request.model,
+            Job::Upscale { request, .. } => &request.model,
+        }
+    }
+}
+
+/// What the dispatcher may do after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Transient (timeouts, 429, 5xx, connection failures): retry the same provider with
+    /// backoff, then fall back. Counts against the provider's circuit breaker.
+    Transient,
+    /// The provider cannot serve this (rejected credentials, out of quota, misconfigured
+    /// model): retrying it is pointless, a fallback provider may work. Counts against the
+    /// breaker.
+    Provider,
+    /// The request itself is refused (invalid parameters, content policy): no retry, no
+    /// fallback. The provider answered, so for the breaker this is a sign of health.
+    Request,
+}
+
 /// A provider failure, already mapped into the catalog.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ProviderError {
-    /// The catalog code (decides retries and the client's status).
+    /// The catalog code (the client's status and retry advice).
     pub code: ErrorCode,
     /// Safe to show to clients: never a raw upstream body.
     pub message: String,
-    /// For logs only.
+    /// For logs only (may contain a truncated upstream body).
     pub detail: String,
+    /// How long the provider asked us to wait (`Retry-After`), if it said.
+    pub retry_after: Option<Duration>,
+    /// What may help: retry, fallback, or nothing.
+    pub failure: Failure,
 }
 
 impl ProviderError {
-    /// A failure with a client-safe message and a log-only detail.
+    /// A failure with a client-safe message and a log-only detail. Retryable catalog codes are
+    /// [`Failure::Transient`], the others [`Failure::Request`].
     pub fn new(code: ErrorCode, message: impl Into<String>, detail: impl Into<String>) -> Self {
-        ProviderError { code, message: message.into(), detail: detail.into() }
+        ProviderError {
+            code,
+            message: message.into(),
+            detail: detail.into(),
+            retry_after: None,
+            failure: if code.is_retryable() { Failure::Transient } else { Failure::Request },
+        }
     }
+
+    /// An operator-side failure (credentials, quota, configuration): the client is not at fault,
+    /// retrying cannot help, and the message says the operator must act. The `detail` is logged.
+    pub fn operator(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        ProviderError {
+            failure: Failure::Provider,
+            ..ProviderError::new(ErrorCode::InternalServerError, message, detail)
+        }
+    }
+
+    /// Sets the provider's requested wait.
+    pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
+        self.retry_after = d;
+        self
+    }
+
+    /// Overrides the failure class.
+    pub fn with_failure(mut self, f: Failure) -> Self {
+        self.failure = f;
+        self
+    }
+}
+
+/// How a provider returns results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// [`Provider::submit`] returns the results ([`Submitted::Done`]).
+    Sync,
+    /// `submit` returns a handle; [`Provider::wait`] polls for the result.
+    Poll,
+    /// `submit` returns a handle; `wait` follows a stream of events and forwards progress.
+    Stream,
 }
 
 /// What a provider can run.
@@ -72,15 +168,103 @@ impl ProviderError {
 pub struct Capabilities {
     /// Task types it serves.
     pub task_types: Vec<TaskType>,
+    /// AIR ids it is configured for; empty means any model routed to it.
+    pub models: Vec<String>,
+    /// How it delivers.
+    pub delivery: Delivery,
 }
 
-/// A backend that renders tasks.
+impl Capabilities {
+    /// Whether it serves `air` for `task_type`.
+    pub fn serves(&self, task_type: TaskType, air: &str) -> bool {
+        self.task_types.contains(&task_type) && (self.models.is_empty() || self.models.iter().any(|m| m == air))
+    }
+}
+
+/// A submitted job on a queue-backed provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobHandle {
+    /// The provider's id(s) for the job (comma-free strings; several for ComfyUI, one prompt
+    /// per result).
+    pub ids: Vec<String>,
+    /// Provider-specific context (e.g. ComfyUI's client id).
+    pub context: String,
+}
+
+/// The answer to a submit.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Finished already.
+    Done(Vec<Artifact>),
+    /// Accepted; [`Provider::wait`] for it.
+    Pending(JobHandle),
+}
+
+/// Progress of a running job.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// 0.0 ..= 1.0.
+    pub fraction: f32,
+}
+
+/// Where progress goes.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// A [`ProgressFn`] that drops everything.
+pub fn no_progress() -> ProgressFn {
+    Arc::new(|_| {})
+}
+
+/// A provider's own view of its health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Answering.
+    Healthy,
+    /// Answering but not well (busy, degraded).
+    Degraded(String),
+    /// Not answering, or refusing mediagate's credentials.
+    Unhealthy(String),
+}
+
+/// A backend that renders tasks. See the crate docs for the contract.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// The name models refer to in the catalog.
     fn name(&self) -> &str;
+
     /// What it can run.
     fn capabilities(&self) -> Capabilities;
-    /// Runs one job to completion.
-    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError>;
+
+    /// Starts a job (or runs it, for [`Delivery::Sync`] providers). Exactly one upstream
+    /// submission; never retried here.
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError>;
+
+    /// Waits for a pending job, forwarding progress. The default says the provider has no
+    /// pending jobs (right for [`Delivery::Sync`] providers).
+    async fn wait(&self, handle: &JobHandle, progress: &ProgressFn) -> Result<Vec<Artifact>, ProviderError> {
+        let _ = progress;
+        Err(ProviderError::operator(
+            "The provider returned a job it cannot wait for; the operator must check its configuration.",
+            format!("{}: wait({:?}) on a provider without pending jobs", self.name(), handle.ids),
+        ))
+    }
+
+    /// Cancels a pending job (best effort: the job may have finished).
+    async fn cancel(&self, handle: &JobHandle) -> Result<(), ProviderError> {
+        let _ = handle;
+        Ok(())
+    }
+
+    /// Checks the backend (one request, no retries).
+    async fn health(&self) -> Health {
+        Health::Healthy
+    }
+
+    /// Submit, then wait: one job to completion without cancellation control.
+    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError> {
+        match self.submit(Arc::new(job)).await? {
+            Submitted::Done(a) => Ok(a),
+            Submitted::Pending(h) => self.wait(&h, &no_progress()).await,
+        }
+    }
 }

@@ -3,7 +3,10 @@
 //! CPU work goes to the blocking pool behind a semaphore sized to the machine's cores, so a
 //! burst of large renders queues instead of starving the async runtime or oversubscribing CPUs.
 
-use crate::{Artifact, Capabilities, Job, Provider, ProviderError, encode::encode, lanczos, procedural};
+use crate::{
+    Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode, lanczos,
+    procedural,
+};
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
 use mediagate_core::task::TaskType;
@@ -45,6 +48,7 @@ fn wrong_job(name: &str) -> ProviderError {
         "The model is routed to a provider that cannot run this task type.",
         format!("{name} got a job it does not serve"),
     )
+    .with_failure(Failure::Provider)
 }
 
 /// The procedural image stand-in (see [`procedural`]).
@@ -66,15 +70,16 @@ impl Provider for Procedural {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { task_types: vec![TaskType::ImageInference] }
+        Capabilities { task_types: vec![TaskType::ImageInference], models: vec![], delivery: Delivery::Sync }
     }
 
-    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError> {
-        let Job::Image { request, seeds } = job else {
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        if !matches!(*job, Job::Image { .. }) {
             return Err(wrong_job(self.name()));
-        };
+        }
         self.pool
             .run(move || {
+                let Job::Image { request, seeds } = &*job else { unreachable!("checked above") };
                 seeds
                     .iter()
                     .map(|&seed| {
@@ -88,7 +93,8 @@ impl Provider for Procedural {
                             seed: Some(seed),
                         })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Submitted::Done)
             })
             .await?
     }
@@ -114,16 +120,17 @@ impl Provider for Lanczos {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { task_types: vec![TaskType::Upscale] }
+        Capabilities { task_types: vec![TaskType::Upscale], models: vec![], delivery: Delivery::Sync }
     }
 
-    async fn run(&self, job: Job) -> Result<Vec<Artifact>, ProviderError> {
-        let Job::Upscale { request, input } = job else {
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        if !matches!(*job, Job::Upscale { .. }) {
             return Err(wrong_job(self.name()));
-        };
+        }
         let max_side = self.max_side;
         self.pool
             .run(move || {
+                let Job::Upscale { request, input } = &*job else { unreachable!("checked above") };
                 let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
                 let f = request.upscale_factor;
                 if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
@@ -145,12 +152,12 @@ impl Provider for Lanczos {
                 })?;
                 let out = lanczos::upscale(&img, f);
                 let fmt = request.output.format;
-                Ok(vec![Artifact {
+                Ok(Submitted::Done(vec![Artifact {
                     bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
                     content_type: fmt.content_type(),
                     extension: fmt.extension(),
                     seed: None,
-                }])
+                }]))
             })
             .await?
     }

@@ -147,8 +147,8 @@ pub fn render(prompt: &str, seed: u64, width: u32, height: u32) -> RgbImage {
                 let nx = (x as f32 + 0.5) * px;
                 let a = layer.shape.coverage(nx, ny, px) * layer.alpha;
                 if a > 0.0 {
-                    for k in 0..3 {
-                        p[k] += (layer.colour[k] - p[k]) * a;
+                    for (c, target) in p.iter_mut().zip(layer.colour) {
+                        *c += (target - *c) * a;
                     }
                 }
             }

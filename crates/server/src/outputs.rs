@@ -31,8 +31,8 @@ pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>)
             return crate::runware::request_error(&state, &ApiError::internal());
         }
     };
-    match state.engine.outputs().read(uuid, ext).await {
-        Ok(bytes) => (
+    match state.engine.read_output(&rec).await {
+        Some(bytes) => (
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, rec.content_type),
@@ -41,7 +41,7 @@ pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>)
             bytes,
         )
             .into_response(),
-        Err(_) => missing(),
+        None => missing(),
     }
 }
 

@@ -96,6 +96,8 @@ pub trait Store: Send + Sync {
     // --- outputs ----------------------------------------------------------------------------
     /// One output by UUID.
     async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;
+    /// The bytes of an output stored inline.
+    async fn output_data(&self, uuid: Uuid) -> StoreResult<Option<Vec<u8>>>;
     /// Removes and returns up to `limit` outputs whose expiry is before `now_ms`.
     async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>>;
 }

@@ -197,6 +197,8 @@ pub struct NewOutput {
     pub size: u64,
     /// Expiry (ms since epoch).
     pub expires_at: i64,
+    /// The bytes, when the output is small enough to live in the store; `None` means a file.
+    pub inline_data: Option<Vec<u8>>,
 }
 
 /// A task's end.
@@ -277,4 +279,6 @@ pub struct OutputRecord {
     pub created_at: i64,
     /// Expiry (ms).
     pub expires_at: i64,
+    /// Whether the bytes live in the store ([`crate::Store::output_data`]) rather than a file.
+    pub inline: bool,
 }

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod asset_server;
+pub mod flaky_proxy;
 pub mod server;
 
 pub use server::TestServer;

@@ -14,8 +14,7 @@ use std::io::Cursor;
 /// exempts exactly its address from the deny table (the rest of the policy stays on).
 pub fn config_for(server: &AssetServer) -> IntakeConfig {
     let mut c = IntakeConfig::default();
-    c.resolve
-        .insert(server.host().to_string(), vec![server.addr().ip()]);
+    c.resolve.insert(server.host().to_string(), vec![server.addr().ip()]);
     c.allowed_networks = vec![ipnet::IpNet::from(server.addr().ip())];
     c.extra_ca_certs = vec![server.ca_file().to_path_buf()];
     c.fetch_timeout_ms = 3000;
@@ -29,13 +28,7 @@ pub fn req(kind: AssetKind) -> AssetRequest<'static> {
 }
 
 pub fn req_with(kind: AssetKind, stored: &dyn StoredAssets) -> AssetRequest<'_> {
-    AssetRequest {
-        kind,
-        param: ParamPath::key("inputImage"),
-        aspect: None,
-        account_id: 7,
-        stored,
-    }
+    AssetRequest { kind, param: ParamPath::key("inputImage"), aspect: None, account_id: 7, stored }
 }
 
 /// Asserts the error's code, that its message is exactly `msg` (or starts with it when `msg`

@@ -208,8 +208,13 @@ fn output_row(r: &Row<'_>) -> rusqlite::Result<OutputRecord> {
         size: r.get::<_, i64>("size")? as u64,
         created_at: r.get("created_at")?,
         expires_at: r.get("expires_at")?,
+        inline: r.get::<_, i64>("inline")? != 0,
     })
 }
+
+/// Output columns without the data itself (which may be large).
+const OUTPUT_COLUMNS: &str = "uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, \
+                              data IS NOT NULL AS inline";
 
 fn account_by_name(c: &Connection, name: &str) -> StoreResult<Account> {
     c.prepare_cached("SELECT * FROM accounts WHERE name = ?1")?
@@ -525,8 +530,8 @@ impl Store for SqliteStore {
                         let cost = cost_micros.clamp(0, reserved);
                         refund(c, f.account_id, reserved - cost, &uuid, "unused reservation", now)?;
                         let mut ins = c.prepare_cached(
-                            "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         )?;
                         for o in &outputs {
                             ins.execute(params![
@@ -537,7 +542,8 @@ impl Store for SqliteStore {
                                 o.extension,
                                 o.size as i64,
                                 now,
-                                o.expires_at
+                                o.expires_at,
+                                o.inline_data
                             ])?;
                         }
                         c.prepare_cached(
@@ -618,9 +624,19 @@ impl Store for SqliteStore {
 
     async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT * FROM outputs WHERE uuid = ?1")?
+            Ok(c.prepare_cached(&format!("SELECT {OUTPUT_COLUMNS} FROM outputs WHERE uuid = ?1"))?
                 .query_row([uuid.to_string()], output_row)
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn output_data(&self, uuid: Uuid) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT data FROM outputs WHERE uuid = ?1")?
+                .query_row([uuid.to_string()], |r| r.get::<_, Option<Vec<u8>>>(0))
+                .optional()?
+                .flatten())
         })
         .await
     }
@@ -629,9 +645,9 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 let rows: Vec<OutputRecord> = c
-                    .prepare_cached(
-                        "SELECT * FROM outputs WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
-                    )?
+                    .prepare_cached(&format!(
+                        "SELECT {OUTPUT_COLUMNS} FROM outputs WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
+                    ))?
                     .query_map(params![now_ms, limit], output_row)?
                     .collect::<Result<_, _>>()?;
                 let mut del = c.prepare_cached("DELETE FROM outputs WHERE uuid = ?1")?;

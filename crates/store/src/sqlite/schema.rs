@@ -4,7 +4,8 @@ use rusqlite::Connection;
 
 /// Each entry moves the schema from version `i` to `i + 1`. Append only: never edit a shipped
 /// migration, add another.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id              INTEGER PRIMARY KEY,
     name            TEXT NOT NULL UNIQUE,
@@ -59,7 +60,12 @@ CREATE TABLE outputs (
     expires_at    INTEGER NOT NULL
 );
 CREATE INDEX outputs_by_expiry ON outputs(expires_at);
-"#];
+"#,
+    r#"
+-- Small outputs live in the row itself: no file to create, and atomic with the task's result.
+ALTER TABLE outputs ADD COLUMN data BLOB;
+"#,
+];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,0 +1,719 @@
+//! Typed requests for every task type mediagate serves, and typed results.
+//!
+//! Each request is a builder that gets a fresh UUID v4 `taskUUID` when created. The UUID names
+//! the task: the SDK resends the identical body (same UUID) when it retries, so the server
+//! returns the stored result instead of running and charging the task again.
+//!
+//! ```
+//! use mediagate_client::tasks::{ImageInference, OutputFormat, Task};
+//! let t = ImageInference::new("a lighthouse at dusk").size(512, 512).output_format(OutputFormat::Webp);
+//! assert_eq!(t.to_json()["taskType"], "imageInference");
+//! assert_eq!(t.to_json()["taskUUID"], t.task_uuid().to_string());
+//! ```
+
+use crate::error::{ApiError, Error};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// A request that can be sent as one element of the task array.
+pub trait Task: Send + Sync {
+    /// The typed result of this task.
+    type Output: Send;
+
+    /// The `taskType` as sent.
+    fn task_type(&self) -> &str;
+
+    /// The `taskUUID` as sent.
+    fn task_uuid(&self) -> Uuid;
+
+    /// The task object.
+    fn to_json(&self) -> Value;
+
+    /// Whether the task asks for async delivery (`deliveryMethod: "async"`).
+    fn is_async(&self) -> bool {
+        false
+    }
+
+    /// Builds the typed result from the `data` items that carry this task's `taskUUID`.
+    fn parse_output(items: Vec<Value>) -> Result<Self::Output, Error>;
+}
+
+/// `deliveryMethod`: wait for the result in the response, or get an acknowledgement at once and
+/// poll with `getResponse` (see [`crate::poll`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The response holds the result (the default).
+    Sync,
+    /// The response is an acknowledgement; poll for the result.
+    Async,
+}
+
+/// `outputType`: how an image comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OutputType {
+    /// `imageURL`: a URL the server serves the file at until its `ttl` passes.
+    #[serde(rename = "URL")]
+    Url,
+    /// `imageBase64Data`: the file's bytes in base64.
+    #[serde(rename = "base64Data")]
+    Base64Data,
+    /// `imageDataURI`: a `data:` URI.
+    #[serde(rename = "dataURI")]
+    DataUri,
+}
+
+/// `outputFormat`: the image file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OutputFormat {
+    /// PNG.
+    #[serde(rename = "PNG")]
+    Png,
+    /// JPEG.
+    #[serde(rename = "JPG")]
+    Jpg,
+    /// WebP.
+    #[serde(rename = "WEBP")]
+    Webp,
+}
+
+/// Output options shared by image-producing tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutputOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_type: Option<OutputType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_format: Option<OutputFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_quality: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include_cost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_method: Option<Delivery>,
+}
+
+/// Builder methods for the output options and the task UUID, shared by image tasks.
+macro_rules! common_builders {
+    () => {
+        /// `outputType`: URL (default), base64 data or a data URI.
+        pub fn output_type(mut self, t: OutputType) -> Self {
+            self.output.output_type = Some(t);
+            self
+        }
+
+        /// `outputFormat`: PNG (default), JPG or WEBP.
+        pub fn output_format(mut self, f: OutputFormat) -> Self {
+            self.output.output_format = Some(f);
+            self
+        }
+
+        /// `outputQuality`: compression quality for lossy formats (20–99).
+        pub fn output_quality(mut self, q: u8) -> Self {
+            self.output.output_quality = Some(q);
+            self
+        }
+
+        /// `includeCost`: add the USD `cost` to each result.
+        pub fn include_cost(mut self, yes: bool) -> Self {
+            self.output.include_cost = Some(yes);
+            self
+        }
+
+        /// `ttl`: seconds the output URL stays valid.
+        pub fn ttl(mut self, seconds: u64) -> Self {
+            self.output.ttl = Some(seconds);
+            self
+        }
+
+        /// `deliveryMethod`. [`crate::Client::run`] waits either way; with [`Delivery::Async`]
+        /// it polls `getResponse` under the client's poll policy.
+        pub fn delivery(mut self, d: Delivery) -> Self {
+            self.output.delivery_method = Some(d);
+            self
+        }
+
+        /// Uses this `taskUUID` instead of the generated one, e.g. to fetch the stored result of
+        /// a task sent before. Resending a UUID with a different body is `conflictingTaskUUID`.
+        pub fn with_task_uuid(mut self, uuid: Uuid) -> Self {
+            self.task_uuid = uuid;
+            self
+        }
+
+        /// Gives the task a fresh `taskUUID`, making it a new task (e.g. to run a failed task
+        /// again: the server answers a replayed UUID with the stored failure).
+        pub fn renew_task_uuid(mut self) -> Self {
+            self.task_uuid = Uuid::new_v4();
+            self
+        }
+    };
+}
+
+/// `imageInference`: generate images from a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageInference {
+    task_type: &'static str,
+    #[serde(rename = "taskUUID")]
+    task_uuid: Uuid,
+    positive_prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    negative_prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<u32>,
+    #[serde(rename = "CFGScale", skip_serializing_if = "Option::is_none")]
+    cfg_scale: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_results: Option<u32>,
+    #[serde(flatten)]
+    output: OutputOptions,
+}
+
+impl ImageInference {
+    /// A new task with `positivePrompt` and a fresh `taskUUID`; everything else is the server's
+    /// default until set.
+    pub fn new(positive_prompt: impl Into<String>) -> Self {
+        ImageInference {
+            task_type: "imageInference",
+            task_uuid: Uuid::new_v4(),
+            positive_prompt: positive_prompt.into(),
+            negative_prompt: None,
+            model: None,
+            width: None,
+            height: None,
+            steps: None,
+            cfg_scale: None,
+            seed: None,
+            number_results: None,
+            output: OutputOptions::default(),
+        }
+    }
+
+    /// `negativePrompt`.
+    pub fn negative_prompt(mut self, p: impl Into<String>) -> Self {
+        self.negative_prompt = Some(p.into());
+        self
+    }
+
+    /// `model`: an AIR id such as `mediagate:procedural@1`.
+    pub fn model(mut self, air: impl Into<String>) -> Self {
+        self.model = Some(air.into());
+        self
+    }
+
+    /// `width` and `height` in pixels.
+    pub fn size(self, width: u32, height: u32) -> Self {
+        self.width(width).height(height)
+    }
+
+    /// `width` in pixels.
+    pub fn width(mut self, w: u32) -> Self {
+        self.width = Some(w);
+        self
+    }
+
+    /// `height` in pixels.
+    pub fn height(mut self, h: u32) -> Self {
+        self.height = Some(h);
+        self
+    }
+
+    /// `steps`.
+    pub fn steps(mut self, s: u32) -> Self {
+        self.steps = Some(s);
+        self
+    }
+
+    /// `CFGScale`.
+    pub fn cfg_scale(mut self, c: f64) -> Self {
+        self.cfg_scale = Some(c);
+        self
+    }
+
+    /// `seed` (≥ 1). Without one the server picks a seed and returns it.
+    pub fn seed(mut self, s: u64) -> Self {
+        self.seed = Some(s);
+        self
+    }
+
+    /// `numberResults`: how many images (each its own result item and seed).
+    pub fn number_results(mut self, n: u32) -> Self {
+        self.number_results = Some(n);
+        self
+    }
+
+    common_builders!();
+}
+
+impl Task for ImageInference {
+    type Output = Vec<ImageResult>;
+
+    fn task_type(&self) -> &str {
+        self.task_type
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a task serializes")
+    }
+
+    fn is_async(&self) -> bool {
+        self.output.delivery_method == Some(Delivery::Async)
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<Vec<ImageResult>, Error> {
+        if items.is_empty() {
+            return Err(Error::Protocol("the response has no result item for the task".into()));
+        }
+        items.iter().map(ImageResult::from_json).collect()
+    }
+}
+
+/// `upscale` (or its legacy name `imageUpscale`): enlarge an image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upscale {
+    task_type: &'static str,
+    #[serde(rename = "taskUUID")]
+    task_uuid: Uuid,
+    input_image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upscale_factor: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(flatten)]
+    output: OutputOptions,
+}
+
+impl Upscale {
+    /// A new task. `input_image` is a data URI, raw base64, or the `imageUUID` of an earlier
+    /// output.
+    pub fn new(input_image: impl Into<String>) -> Self {
+        Upscale {
+            task_type: "upscale",
+            task_uuid: Uuid::new_v4(),
+            input_image: input_image.into(),
+            upscale_factor: None,
+            model: None,
+            output: OutputOptions::default(),
+        }
+    }
+
+    /// `upscaleFactor`.
+    pub fn factor(mut self, f: u32) -> Self {
+        self.upscale_factor = Some(f);
+        self
+    }
+
+    /// `model`: an AIR id such as `mediagate:lanczos@1`.
+    pub fn model(mut self, air: impl Into<String>) -> Self {
+        self.model = Some(air.into());
+        self
+    }
+
+    /// Sends the legacy task type name `imageUpscale` instead of `upscale`.
+    pub fn legacy_task_type(mut self) -> Self {
+        self.task_type = "imageUpscale";
+        self
+    }
+
+    common_builders!();
+}
+
+impl Task for Upscale {
+    type Output = ImageResult;
+
+    fn task_type(&self) -> &str {
+        self.task_type
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a task serializes")
+    }
+
+    fn is_async(&self) -> bool {
+        self.output.delivery_method == Some(Delivery::Async)
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<ImageResult, Error> {
+        let first = items
+            .first()
+            .ok_or_else(|| Error::Protocol("the response has no result item for the upscale task".into()))?;
+        ImageResult::from_json(first)
+    }
+}
+
+/// `ping`: a keepalive; the server answers `pong`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ping {
+    task_uuid: Uuid,
+}
+
+impl Ping {
+    /// A ping with a fresh `taskUUID` (so its answer can be matched in a batch).
+    pub fn new() -> Self {
+        Ping { task_uuid: Uuid::new_v4() }
+    }
+}
+
+impl Default for Ping {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The answer to a [`Ping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pong {
+    /// The `pong` flag of the answer.
+    pub pong: bool,
+}
+
+impl Task for Ping {
+    type Output = Pong;
+
+    fn task_type(&self) -> &str {
+        "ping"
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({"taskType": "ping", "taskUUID": self.task_uuid, "ping": true})
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<Pong, Error> {
+        let first = items.first().ok_or_else(|| Error::Protocol("no answer to ping".into()))?;
+        Ok(Pong { pong: first.get("pong").and_then(Value::as_bool).unwrap_or(false) })
+    }
+}
+
+/// `getResponse`: the current state of an earlier task (typically one sent with async
+/// delivery). See [`crate::poll`] for a bounded polling loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetResponse {
+    task_uuid: Uuid,
+}
+
+impl GetResponse {
+    /// Asks for the task with this `taskUUID`.
+    pub fn new(task_uuid: Uuid) -> Self {
+        GetResponse { task_uuid }
+    }
+}
+
+impl Task for GetResponse {
+    type Output = Vec<ResponseItem>;
+
+    fn task_type(&self) -> &str {
+        "getResponse"
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({"taskType": "getResponse", "taskUUID": self.task_uuid})
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<Vec<ResponseItem>, Error> {
+        Ok(items.into_iter().map(ResponseItem::from_json).collect())
+    }
+}
+
+/// Any task object, for task types this SDK has no typed builder for yet (e.g.
+/// `videoInference`). It still gets a client-generated `taskUUID` and the same retry guarantees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomTask {
+    task_type: String,
+    task_uuid: Uuid,
+    params: Map<String, Value>,
+}
+
+impl CustomTask {
+    /// A task of `task_type` with a fresh `taskUUID` and no parameters.
+    pub fn new(task_type: impl Into<String>) -> Self {
+        CustomTask { task_type: task_type.into(), task_uuid: Uuid::new_v4(), params: Map::new() }
+    }
+
+    /// Sets a parameter (`taskType` and `taskUUID` are set by the task itself).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.params.insert(name.into(), value.into());
+        self
+    }
+
+    /// Uses this `taskUUID` instead of the generated one.
+    pub fn with_task_uuid(mut self, uuid: Uuid) -> Self {
+        self.task_uuid = uuid;
+        self
+    }
+}
+
+impl Task for CustomTask {
+    type Output = Vec<Value>;
+
+    fn task_type(&self) -> &str {
+        &self.task_type
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = self.params.clone();
+        m.insert("taskType".into(), Value::String(self.task_type.clone()));
+        m.insert("taskUUID".into(), Value::String(self.task_uuid.to_string()));
+        Value::Object(m)
+    }
+
+    fn is_async(&self) -> bool {
+        self.params.get("deliveryMethod").and_then(Value::as_str) == Some("async")
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<Vec<Value>, Error> {
+        Ok(items)
+    }
+}
+
+/// An image as the server returned it, by the task's `outputType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageData {
+    /// `imageURL`.
+    Url(String),
+    /// `imageBase64Data`.
+    Base64(String),
+    /// `imageDataURI`.
+    DataUri(String),
+}
+
+impl ImageData {
+    /// The URL, when the output type was URL.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            ImageData::Url(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The base64 payload: `imageBase64Data`, or the data part of a data URI.
+    pub fn base64(&self) -> Option<&str> {
+        match self {
+            ImageData::Base64(b) => Some(b),
+            ImageData::DataUri(d) => d.split_once(";base64,").map(|(_, b)| b),
+            ImageData::Url(_) => None,
+        }
+    }
+}
+
+/// One image result item (of `imageInference` or `upscale`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageResult {
+    /// `taskType`.
+    pub task_type: String,
+    /// `taskUUID`.
+    pub task_uuid: String,
+    /// `imageUUID`: names the stored output (usable as `inputImage` of a later task).
+    pub image_uuid: String,
+    /// The image itself.
+    pub image: ImageData,
+    /// `seed` used, when the task has one.
+    pub seed: Option<u64>,
+    /// `cost` in USD, when `includeCost` was set.
+    pub cost: Option<f64>,
+    /// `NSFWContent`, when the server reports it.
+    pub nsfw_content: Option<bool>,
+    /// `status`, on items from `getResponse`.
+    pub status: Option<String>,
+    /// Every other field of the item, verbatim.
+    pub extra: Map<String, Value>,
+}
+
+impl ImageResult {
+    /// Reads a result item.
+    pub fn from_json(v: &Value) -> Result<ImageResult, Error> {
+        let Value::Object(m) = v else {
+            return Err(Error::Protocol(format!("a result item is not an object: {v}")));
+        };
+        let mut extra = m.clone();
+        let mut take = |k: &str| match extra.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                extra.insert(k.to_string(), other);
+                None
+            }
+            None => None,
+        };
+        let missing = |k: &str| Error::Protocol(format!("a result item has no string `{k}`: {v}"));
+        let task_type = take("taskType").ok_or_else(|| missing("taskType"))?;
+        let task_uuid = take("taskUUID").ok_or_else(|| missing("taskUUID"))?;
+        let image_uuid = take("imageUUID").ok_or_else(|| missing("imageUUID"))?;
+        let status = take("status");
+        let image = if let Some(u) = take("imageURL") {
+            ImageData::Url(u)
+        } else if let Some(b) = take("imageBase64Data") {
+            ImageData::Base64(b)
+        } else if let Some(d) = take("imageDataURI") {
+            ImageData::DataUri(d)
+        } else {
+            return Err(missing("imageURL, imageBase64Data or imageDataURI"));
+        };
+        let seed = extra.get("seed").and_then(Value::as_u64);
+        if seed.is_some() {
+            extra.remove("seed");
+        }
+        let cost = extra.get("cost").and_then(Value::as_f64);
+        if cost.is_some() {
+            extra.remove("cost");
+        }
+        let nsfw_content = extra.get("NSFWContent").and_then(Value::as_bool);
+        if nsfw_content.is_some() {
+            extra.remove("NSFWContent");
+        }
+        Ok(ImageResult { task_type, task_uuid, image_uuid, image, seed, cost, nsfw_content, status, extra })
+    }
+}
+
+/// `status` of a `getResponse` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Still running.
+    Processing,
+    /// Finished; the item carries a result.
+    Success,
+    /// Failed; the item carries an `error` object.
+    Error,
+    /// A status this SDK does not know (kept verbatim), or none.
+    Other(String),
+}
+
+impl Status {
+    fn parse(s: Option<&str>) -> Status {
+        match s {
+            Some("processing") => Status::Processing,
+            Some("success") => Status::Success,
+            Some("error") => Status::Error,
+            Some(o) => Status::Other(o.to_string()),
+            None => Status::Other(String::new()),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Processing => "processing",
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::Other(s) => s,
+        }
+    }
+}
+
+/// One item of a `getResponse` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseItem {
+    /// `status`.
+    pub status: Status,
+    /// `taskType` of the polled task.
+    pub task_type: Option<String>,
+    /// The embedded `error` object of an error item (no HTTP status: it did not decide one).
+    pub error: Option<ApiError>,
+    /// The whole item, verbatim (pass it to [`ImageResult::from_json`] or [`Task::parse_output`]).
+    pub raw: Value,
+}
+
+impl ResponseItem {
+    /// Reads a `getResponse` item.
+    pub fn from_json(raw: Value) -> ResponseItem {
+        ResponseItem {
+            status: Status::parse(raw.get("status").and_then(Value::as_str)),
+            task_type: raw.get("taskType").and_then(Value::as_str).map(str::to_string),
+            error: raw.get("error").map(|e| ApiError::from_json(e, None)),
+            raw,
+        }
+    }
+
+    /// The image result of a success item of an image task.
+    pub fn image(&self) -> Option<ImageResult> {
+        (self.status == Status::Success).then(|| ImageResult::from_json(&self.raw).ok()).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn image_inference_serializes_wire_names_and_omits_unset_fields() {
+        let u = Uuid::new_v4();
+        let t = ImageInference::new("a cat")
+            .with_task_uuid(u)
+            .model("mediagate:procedural@1")
+            .size(128, 64)
+            .cfg_scale(7.5)
+            .seed(3)
+            .number_results(2)
+            .output_type(OutputType::DataUri)
+            .output_format(OutputFormat::Jpg)
+            .include_cost(true)
+            .delivery(Delivery::Async);
+        assert_eq!(
+            t.to_json(),
+            json!({"taskType": "imageInference", "taskUUID": u.to_string(), "positivePrompt": "a cat",
+                   "model": "mediagate:procedural@1", "width": 128, "height": 64, "CFGScale": 7.5, "seed": 3,
+                   "numberResults": 2, "outputType": "dataURI", "outputFormat": "JPG", "includeCost": true,
+                   "deliveryMethod": "async"})
+        );
+        assert!(t.is_async());
+    }
+
+    #[test]
+    fn each_task_gets_its_own_uuid_v4() {
+        let (a, b) = (ImageInference::new("x"), ImageInference::new("x"));
+        assert_ne!(a.task_uuid(), b.task_uuid());
+        assert_eq!(a.task_uuid().get_version_num(), 4);
+        let c = a.clone().renew_task_uuid();
+        assert_ne!(a.task_uuid(), c.task_uuid());
+    }
+
+    #[test]
+    fn upscale_legacy_name() {
+        let t = Upscale::new("abc").factor(2).legacy_task_type();
+        assert_eq!(t.to_json()["taskType"], "imageUpscale");
+        assert_eq!(t.to_json()["upscaleFactor"], 2);
+    }
+
+    #[test]
+    fn image_results_keep_unknown_fields() {
+        let r = ImageResult::from_json(&json!({"taskType": "imageInference", "taskUUID": "t", "imageUUID": "i",
+            "imageDataURI": "data:image/png;base64,QUJD", "seed": 5, "cost": 0.0006, "NSFWContent": false,
+            "future": 1}))
+        .unwrap();
+        assert_eq!(r.image.base64(), Some("QUJD"));
+        assert_eq!((r.seed, r.cost, r.nsfw_content), (Some(5), Some(0.0006), Some(false)));
+        assert_eq!(r.extra.get("future"), Some(&json!(1)));
+        assert!(ImageResult::from_json(&json!({"taskType": "imageInference"})).is_err());
+    }
+}

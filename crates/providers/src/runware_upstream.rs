@@ -1,0 +1,275 @@
+//! `runware-upstream`: forwards tasks to another Runware-dialect server (another mediagate, or
+//! the commercial service) with mediagate's own key.
+//!
+//! One `POST {base_url}/v1` per attempt with a one-task array, `outputType: "base64Data"`. Each
+//! attempt gets a **fresh taskUUID**: a Runware-dialect server replays the stored outcome of a
+//! taskUUID, including a stored failure, so reusing one would turn every retry into a replay of
+//! the first failure. The upstream's `errors[]` codes are mapped into mediagate's catalog; its
+//! messages are never shown to clients (they may name the upstream's key or account).
+
+use crate::mapping::{self, conform, send};
+use crate::upstream::{Secret, UpstreamConfig};
+use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
+use async_trait::async_trait;
+use base64::Engine as _;
+use mediagate_core::ErrorCode;
+use mediagate_core::task::TaskType;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The adapter.
+pub struct RunwareUpstream {
+    cfg: UpstreamConfig,
+    key: Secret,
+    http: reqwest::Client,
+    url: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Reply {
+    #[serde(default)]
+    data: Vec<Value>,
+    #[serde(default)]
+    errors: Vec<UpstreamError>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct UpstreamError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    parameter: Value,
+}
+
+impl RunwareUpstream {
+    /// An adapter for `cfg`, authenticating with `key` as a Bearer token when set.
+    pub fn new(cfg: UpstreamConfig, key: Secret) -> Self {
+        let url = format!("{}/v1", cfg.base().trim_end_matches("/v1"));
+        RunwareUpstream { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, url, cfg }
+    }
+
+    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+        let r = self.http.post(&self.url).json(body);
+        match self.key.expose() {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    fn task(&self, job: &Job) -> Value {
+        let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
+        let uuid = uuid::Uuid::new_v4().to_string();
+        match job {
+            Job::Image { request: r, seeds } => {
+                let mut t = json!({
+                    "taskType": "imageInference",
+                    "taskUUID": uuid,
+                    "positivePrompt": r.positive_prompt,
+                    "model": model(&r.model),
+                    "width": r.width,
+                    "height": r.height,
+                    "numberResults": seeds.len(),
+                    "outputType": "base64Data",
+                    "outputFormat": fmt_name(r.output.format),
+                    "outputQuality": r.output.quality,
+                });
+                if let Some(&s) = seeds.first() {
+                    t["seed"] = json!(s);
+                }
+                if let Some(n) = &r.negative_prompt {
+                    t["negativePrompt"] = json!(n);
+                }
+                if let Some(s) = r.steps {
+                    t["steps"] = json!(s);
+                }
+                if let Some(c) = r.cfg_scale {
+                    t["CFGScale"] = json!(c);
+                }
+                t
+            }
+            Job::Upscale { request: r, input } => json!({
+                "taskType": "upscale",
+                "taskUUID": uuid,
+                "inputImage": format!(
+                    "data:{};base64,{}",
+                    input.media_type,
+                    base64::engine::general_purpose::STANDARD.encode(&input.bytes)
+                ),
+                "model": model(&r.model),
+                "upscaleFactor": r.upscale_factor,
+                "outputType": "base64Data",
+                "outputFormat": fmt_name(r.output.format),
+                "outputQuality": r.output.quality,
+            }),
+        }
+    }
+}
+
+fn fmt_name(f: mediagate_core::task::ImageFormat) -> &'static str {
+    use mediagate_core::task::ImageFormat::*;
+    match f {
+        Png => "PNG",
+        Jpg => "JPG",
+        Webp => "WEBP",
+    }
+}
+
+/// A parameter name safe to show: a short path of identifier characters (never free text).
+fn safe_parameter(p: &Value) -> Option<String> {
+    let s = match p {
+        Value::String(s) => s.as_str(),
+        Value::Array(a) => a.first()?.as_str()?,
+        _ => return None,
+    };
+    (!s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)))
+        .then(|| s.to_string())
+}
+
+/// Maps one upstream error object (with the reply's HTTP status and headers).
+fn map_error(name: &str, e: &UpstreamError, status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
+    use ErrorCode as C;
+    let detail = || format!("{name}: HTTP {status} {}: {}", e.code, mapping::truncate(body));
+    let code = ErrorCode::from_wire(&e.code);
+    match code {
+        Some(C::TimeoutProvider) => mapping::timed_out(name, detail()),
+        Some(C::ProviderRateLimitExceeded | C::RateLimitExceeded) => {
+            mapping::rate_limited(name, mapping::retry_after(headers), body)
+        }
+        Some(C::ProviderContentPolicyViolation) => mapping::content_policy(name, body),
+        Some(
+            C::MissingApiKey
+            | C::InvalidApiKey
+            | C::ApiKeyDisabled
+            | C::ApiKeyRevoked
+            | C::AccountSuspended
+            | C::InsufficientPermissions,
+        ) => mapping::credentials_rejected(name, status, body),
+        Some(C::InsufficientCredits) => mapping::out_of_quota(name, body),
+        Some(C::UnknownModel | C::UnsupportedModelForTask | C::UnknownTaskType | C::UnsupportedTaskType) => {
+            ProviderError::operator(
+                "The provider does not serve the model mediagate routes this task to; the operator must fix \
+                 the provider's model mapping.",
+                detail(),
+            )
+        }
+        Some(
+            c @ (C::MissingParameter
+            | C::UnknownParameter
+            | C::InvalidParameterType
+            | C::InvalidParameterValue
+            | C::AssetDimensions
+            | C::AssetAspectRatio
+            | C::AssetTooLarge
+            | C::AssetContentMismatch
+            | C::UnsupportedAssetType),
+        ) => {
+            let what = match safe_parameter(&e.parameter) {
+                Some(p) => format!("parameter '{p}'"),
+                None => "the task's parameters".into(),
+            };
+            ProviderError::new(
+                c,
+                format!(
+                    "The provider refused {what} ({}). Change it and send the task again; retrying the same \
+                     request will be refused again.",
+                    c.as_str()
+                ),
+                detail(),
+            )
+        }
+        Some(c) if c.is_retryable() => mapping::failed(name, detail()).with_retry_after(mapping::retry_after(headers)),
+        Some(_) => ProviderError::operator(
+            "The provider refused the request as mediagate sent it; the operator must check the provider \
+             configuration.",
+            detail(),
+        ),
+        None if (200..300).contains(&status) => mapping::failed(name, detail()),
+        None => mapping::from_status(name, status, headers, body, false, false),
+    }
+}
+
+#[async_trait]
+impl Provider for RunwareUpstream {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            task_types: vec![TaskType::ImageInference, TaskType::Upscale],
+            models: self.cfg.models.keys().cloned().collect(),
+            delivery: Delivery::Sync,
+        }
+    }
+
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        let name = &self.cfg.name;
+        let body = json!([self.task(&job)]);
+        let (status, headers, reply) = send(name, self.post(&body)).await?;
+        let parsed: Reply = match serde_json::from_slice(&reply) {
+            Ok(r) => r,
+            Err(_) if !(200..300).contains(&status) => {
+                return Err(mapping::from_status(name, status, &headers, &reply, false, false));
+            }
+            Err(e) => {
+                return Err(mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply))));
+            }
+        };
+        if let Some(e) = parsed.errors.first() {
+            return Err(map_error(name, e, status, &headers, &reply));
+        }
+        if !(200..300).contains(&status) {
+            return Err(mapping::from_status(name, status, &headers, &reply, false, false));
+        }
+        let (output, want) = match &*job {
+            Job::Image { request, seeds } => (&request.output, seeds.len()),
+            Job::Upscale { request, .. } => (&request.output, 1),
+        };
+        if parsed.data.len() < want {
+            return Err(mapping::failed(name, format_args!("asked for {want} results, got {}", parsed.data.len())));
+        }
+        let mut out: Vec<Artifact> = Vec::with_capacity(want);
+        for (i, item) in parsed.data.iter().take(want).enumerate() {
+            let b64 = item
+                .get("imageBase64Data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| mapping::failed(name, format_args!("result {i} has no imageBase64Data")))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
+            let seed = match &*job {
+                Job::Image { seeds, .. } => item.get("seed").and_then(Value::as_u64).or(seeds.get(i).copied()),
+                Job::Upscale { .. } => None,
+            };
+            out.push(conform(name, bytes, output, seed).await?);
+        }
+        Ok(Submitted::Done(out))
+    }
+
+    async fn health(&self) -> Health {
+        let ping = json!([{"taskType": "ping", "ping": true}]);
+        match self.post(&ping).send().await {
+            Ok(r) if r.status().is_success() => Health::Healthy,
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                Health::Unhealthy("the provider rejects mediagate's credentials".into())
+            }
+            Ok(r) => Health::Degraded(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Health::Unhealthy(mapping::from_transport(&self.cfg.name, &e).detail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_shown_only_when_they_look_like_names() {
+        assert_eq!(safe_parameter(&json!("width")).as_deref(), Some("width"));
+        assert_eq!(safe_parameter(&json!(["width", "height"])).as_deref(), Some("width"));
+        assert_eq!(safe_parameter(&json!("key sk-live-123 is wrong")), None);
+        assert_eq!(safe_parameter(&json!(3)), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! Documentation that must not drift from the code: the configuration reference and the served
+//! error page (docs/errors.md is checked by mediagate-core's own test).
+
+use mediagate_engine::config::Config;
+use mediagate_testkit::TestServer;
+
+fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            match v {
+                // Tables are sections, checked by name below; their keys are the leaves.
+                toml::Value::Table(_) if k != "resolve" => keys(&format!("{prefix}{k}."), v, out),
+                _ => out.push(k.clone()),
+            }
+        }
+    }
+}
+
+#[test]
+fn configuration_reference_documents_every_key() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let mut all = Vec::new();
+    keys("", &toml::Value::try_from(Config::default()).unwrap(), &mut all);
+    let bounds = toml::Value::try_from(mediagate_core::model::Bounds::default()).unwrap();
+    keys("", &bounds, &mut all);
+    assert!(all.len() > 40, "walked {} keys", all.len());
+    for k in all {
+        assert!(
+            doc.contains(&format!("`{k}`")) || doc.contains(&format!("{k} =")),
+            "docs/configuration.md does not document `{k}`"
+        );
+    }
+    for section in
+        ["[server]", "[bootstrap]", "[store]", "[auth]", "[outputs]", "[providers]", "[assets]", "[[models]]"]
+    {
+        assert!(doc.contains(section), "{section}");
+    }
+}
+
+#[tokio::test]
+async fn served_pages_follow_the_catalog_and_name_the_stand_in() {
+    let s = TestServer::start().await;
+    let page = s.http.get(format!("{}/docs/errors", s.base_url)).send().await.unwrap().text().await.unwrap();
+    for c in mediagate_core::ErrorCode::ALL {
+        let row = format!(
+            "<tr id=\"{code}\"><td><code>{code}</code></td><td>{}</td>",
+            c.http_status(),
+            code = c.as_str()
+        );
+        assert!(page.contains(&row), "/docs/errors lacks {c}");
+    }
+    let index = s.http.get(format!("{}/docs", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(index.contains("procedural stand-in, not a generative model"));
+    assert!(index.contains("NOT a generative model"), "the catalog description says so too");
+}
