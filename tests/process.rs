@@ -324,6 +324,38 @@ fn kill_9_mid_task_is_settled_on_restart() {
 }
 
 #[test]
+fn an_acknowledged_async_task_survives_kill_9_and_is_charged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().unwrap();
+    let id = uuid();
+    let mut body = slow_task(&id);
+    body[0]["deliveryMethod"] = json!("async");
+    let (st, b) = post(&s.base, &key, &body);
+    assert_eq!((st, &b["data"][0]["status"]), (200, &json!("processing")), "{b}");
+    s.signal("-KILL");
+    drop(s);
+    let s2 = Server::start(dir.path(), &[], &[]);
+    assert!(s2.log_text().contains("resumed acknowledged tasks"), "{}", s2.log_text());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let items = loop {
+        let (st, b) = post(&s2.base, &key, &json!([{"taskType": "getResponse", "taskUUID": id}]));
+        assert_eq!(st, 200, "{b}");
+        let items = b["data"].as_array().unwrap().clone();
+        if items[0]["status"] != "processing" {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "the resumed task never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(items.len(), 20);
+    assert!(items.iter().all(|i| i["status"] == "success"));
+    let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
+    assert!(stdout(&o).contains("balance $9.988"), "charged exactly once: {}", stdout(&o));
+    assert!(!stdout(&o).contains("refund"));
+}
+
+#[test]
 fn configuration_comes_from_file_then_environment_then_flags() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("mediagate.toml");

@@ -182,8 +182,11 @@ impl ApiError {
                 m.insert("parameter".into(), v.iter().cloned().map(Value::String).collect());
             }
         }
-        for (k, v) in [("taskType", &self.task_type), ("taskUUID", &self.task_uuid), ("documentation", &self.documentation)]
-        {
+        for (k, v) in [
+            ("taskType", &self.task_type),
+            ("taskUUID", &self.task_uuid),
+            ("documentation", &self.documentation),
+        ] {
             if let Some(v) = v {
                 m.insert(k.into(), Value::String(v.clone()));
             }
@@ -302,7 +305,9 @@ pub enum Error {
     Config(String),
 
     /// Polling an async task used its whole budget without a final result.
-    #[error("task {task_uuid} still not finished after {polls} polls in {elapsed:?} (last status: {last_status})")]
+    #[error(
+        "task {task_uuid} still not finished after {polls} polls in {elapsed:?} (last status: {last_status})"
+    )]
     PollBudgetExceeded {
         /// The task polled.
         task_uuid: String,

@@ -269,7 +269,11 @@ impl Client {
     }
 
     /// Waits for a submitted task under `policy`.
-    pub async fn wait_with<T: Task>(&self, s: &Submitted<T>, policy: &PollPolicy) -> Result<T::Output, Error> {
+    pub async fn wait_with<T: Task>(
+        &self,
+        s: &Submitted<T>,
+        policy: &PollPolicy,
+    ) -> Result<T::Output, Error> {
         poll::wait(self, s, policy).await
     }
 
@@ -297,7 +301,9 @@ impl Client {
     /// `authentication`: checks the API key with the server's `authentication` task.
     pub async fn authenticate(&self) -> Result<Session, Error> {
         let t = &self.inner.transport;
-        let out = retry::run(&self.inner.retry, self.inner.retry.total_deadline, || t.authenticate(), verdict).await;
+        let out =
+            retry::run(&self.inner.retry, self.inner.retry.total_deadline, || t.authenticate(), verdict)
+                .await;
         let (attempts, elapsed, gave_up) = (out.attempts, out.elapsed, out.gave_up);
         let env = out.into_result()?;
         if let Some(e) = env.api_errors().into_iter().next() {
@@ -309,7 +315,8 @@ impl Client {
                 _ => err,
             });
         }
-        let item = env.data.iter().find(|d| d.get("taskType").and_then(|t| t.as_str()) == Some("authentication"));
+        let item =
+            env.data.iter().find(|d| d.get("taskType").and_then(|t| t.as_str()) == Some("authentication"));
         match item {
             Some(d) => Ok(Session {
                 connection_session_uuid: d

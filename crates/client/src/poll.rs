@@ -140,7 +140,10 @@ impl Progress {
     pub fn of(items: &[ResponseItem]) -> Progress {
         if let Some(e) = items.iter().find_map(|i| (i.status == Status::Error).then(|| i.error.clone())) {
             return Progress::Failed(Box::new(e.unwrap_or_else(|| {
-                crate::ApiError::from_json(&serde_json::json!({"message": "the task failed without an error object"}), None)
+                crate::ApiError::from_json(
+                    &serde_json::json!({"message": "the task failed without an error object"}),
+                    None,
+                )
             })));
         }
         if !items.is_empty() && items.iter().all(|i| i.status == Status::Success) {
@@ -151,7 +154,11 @@ impl Progress {
 }
 
 /// Polls until the task is done or failed, or the budget is used.
-pub(crate) async fn wait<T: Task>(client: &Client, s: &Submitted<T>, policy: &PollPolicy) -> Result<T::Output, Error> {
+pub(crate) async fn wait<T: Task>(
+    client: &Client,
+    s: &Submitted<T>,
+    policy: &PollPolicy,
+) -> Result<T::Output, Error> {
     if !s.pending {
         return T::parse_output(s.ack.clone());
     }
@@ -209,8 +216,12 @@ mod tests {
             Progress::of(&[item(json!({"status": "success"})), item(json!({"status": "processing"}))]),
             Progress::Processing
         );
-        assert!(matches!(Progress::of(&[item(json!({"status": "success", "x": 1}))]), Progress::Done(v) if v.len() == 1));
-        let failed = Progress::of(&[item(json!({"status": "error", "error": {"code": "providerError", "message": "m"}}))]);
+        assert!(
+            matches!(Progress::of(&[item(json!({"status": "success", "x": 1}))]), Progress::Done(v) if v.len() == 1)
+        );
+        let failed = Progress::of(&[item(
+            json!({"status": "error", "error": {"code": "providerError", "message": "m"}}),
+        )]);
         assert!(matches!(failed, Progress::Failed(e) if e.code.as_str() == "providerError"));
     }
 }

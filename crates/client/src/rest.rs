@@ -60,7 +60,8 @@ impl Default for RestOptions {
 pub fn endpoint(base_url: &str) -> Result<reqwest::Url, Error> {
     let trimmed = base_url.trim().trim_end_matches('/');
     let full = if trimmed.ends_with("/v1") { trimmed.to_string() } else { format!("{trimmed}/v1") };
-    let url = reqwest::Url::parse(&full).map_err(|e| Error::Config(format!("invalid base URL '{base_url}': {e}")))?;
+    let url = reqwest::Url::parse(&full)
+        .map_err(|e| Error::Config(format!("invalid base URL '{base_url}': {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Config(format!("base URL '{base_url}' must be http or https")));
     }
@@ -89,10 +90,13 @@ impl RestTransport {
     }
 
     async fn post(&self, body: Bytes, bearer: bool) -> Result<Envelope, Error> {
-        let mut req = self.http.post(self.endpoint.clone()).header(CONTENT_TYPE, "application/json").body(body);
+        let mut req =
+            self.http.post(self.endpoint.clone()).header(CONTENT_TYPE, "application/json").body(body);
         if bearer {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose()))
-                .map_err(|_| Error::Config("the API key contains characters not allowed in a header".into()))?;
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", self.api_key.expose())).map_err(|_| {
+                    Error::Config("the API key contains characters not allowed in a header".into())
+                })?;
             v.set_sensitive(true);
             req = req.header(AUTHORIZATION, v);
         }
@@ -146,7 +150,11 @@ impl Transport for RestTransport {
 
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    parse_retry_after(get("retry-after-ms"), h.get(RETRY_AFTER).and_then(|v| v.to_str().ok()), SystemTime::now())
+    parse_retry_after(
+        get("retry-after-ms"),
+        h.get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+        SystemTime::now(),
+    )
 }
 
 /// The error with its sources, e.g. "error sending request: connection closed before message
@@ -189,8 +197,9 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_key() {
-        let t = RestTransport::new("http://127.0.0.1:1", ApiKey::new("key_supersecret"), RestOptions::default())
-            .unwrap();
+        let t =
+            RestTransport::new("http://127.0.0.1:1", ApiKey::new("key_supersecret"), RestOptions::default())
+                .unwrap();
         let d = format!("{t:?}");
         assert!(!d.contains("supersecret"), "{d}");
     }

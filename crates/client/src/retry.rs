@@ -158,7 +158,12 @@ impl<T> Outcome<T> {
 
 /// Runs `attempt` until `verdict` says done, attempts run out, or the next attempt could not
 /// start before `deadline` (from now). Each attempt is cut off at the deadline.
-pub async fn run<T, F, Fut, V>(policy: &RetryPolicy, deadline: Duration, mut attempt: F, verdict: V) -> Outcome<T>
+pub async fn run<T, F, Fut, V>(
+    policy: &RetryPolicy,
+    deadline: Duration,
+    mut attempt: F,
+    verdict: V,
+) -> Outcome<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -250,8 +255,19 @@ mod tests {
     #[tokio::test]
     async fn attempts_are_bounded_and_counted() {
         let n = AtomicU32::new(0);
-        let p = RetryPolicy::default().max_attempts(3).backoff(Duration::from_millis(1), Duration::from_millis(2));
-        let out = run(&p, Duration::from_secs(10), || async { n.fetch_add(1, Ordering::SeqCst); transient() }, by_error).await;
+        let p = RetryPolicy::default()
+            .max_attempts(3)
+            .backoff(Duration::from_millis(1), Duration::from_millis(2));
+        let out = run(
+            &p,
+            Duration::from_secs(10),
+            || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                transient()
+            },
+            by_error,
+        )
+        .await;
         assert_eq!((out.attempts, n.load(Ordering::SeqCst)), (3, 3));
         assert_eq!(out.gave_up, Some(GaveUp::MaxAttempts));
         assert!(matches!(out.into_result(), Err(Error::Exhausted { attempts: 3, .. })));
@@ -260,10 +276,15 @@ mod tests {
     #[tokio::test]
     async fn permanent_failures_are_not_retried() {
         let n = AtomicU32::new(0);
-        let out = run(&RetryPolicy::default(), Duration::from_secs(10), || async {
-            n.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(Error::Protocol("bad".into()))
-        }, by_error)
+        let out = run(
+            &RetryPolicy::default(),
+            Duration::from_secs(10),
+            || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Error::Protocol("bad".into()))
+            },
+            by_error,
+        )
         .await;
         assert_eq!(out.attempts, 1);
         assert!(matches!(out.into_result(), Err(Error::Protocol(_))));
@@ -273,12 +294,20 @@ mod tests {
     async fn the_deadline_stops_retries_and_cuts_a_hanging_attempt() {
         let p = RetryPolicy::default().max_attempts(100);
         // The server asks for 400 ms each time; the deadline of 1 s allows attempts at 0, 400, 800.
-        let out = run(&p, Duration::from_secs(1), || async { transient() }, |_| Verdict::Retry(Some(Duration::from_millis(400)))).await;
+        let out = run(
+            &p,
+            Duration::from_secs(1),
+            || async { transient() },
+            |_| Verdict::Retry(Some(Duration::from_millis(400))),
+        )
+        .await;
         assert_eq!(out.attempts, 3);
         assert_eq!(out.gave_up, Some(GaveUp::Deadline));
         assert!(out.elapsed < Duration::from_secs(1));
         // An attempt that never answers is cut off at the deadline.
-        let out = run(&p, Duration::from_millis(300), || std::future::pending::<Result<(), Error>>(), by_error).await;
+        let out =
+            run(&p, Duration::from_millis(300), || std::future::pending::<Result<(), Error>>(), by_error)
+                .await;
         assert!(matches!(out.result, Err(Error::Timeout { .. })));
         assert_eq!(out.attempts, 1);
         assert_eq!(out.gave_up, Some(GaveUp::Deadline));

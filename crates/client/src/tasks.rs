@@ -136,6 +136,11 @@ macro_rules! common_builders {
             self
         }
 
+        /// The `taskUUID` this task is sent with.
+        pub fn task_uuid(&self) -> Uuid {
+            self.task_uuid
+        }
+
         /// Uses this `taskUUID` instead of the generated one, e.g. to fetch the stored result of
         /// a task sent before. Resending a UUID with a different body is `conflictingTaskUUID`.
         pub fn with_task_uuid(mut self, uuid: Uuid) -> Self {
@@ -361,6 +366,195 @@ impl Task for Upscale {
     }
 }
 
+/// `outputFormat` of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VideoFormat {
+    /// MP4.
+    #[serde(rename = "MP4")]
+    Mp4,
+    /// WebM.
+    #[serde(rename = "WEBM")]
+    Webm,
+}
+
+/// One entry of `frameImages`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FrameImage {
+    input_image: String,
+    frame: &'static str,
+}
+
+/// `videoInference`: generate a video from a prompt (and optionally a first frame). Video is
+/// slow; providers typically want [`Delivery::Async`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoInference {
+    task_type: &'static str,
+    #[serde(rename = "taskUUID")]
+    task_uuid: Uuid,
+    positive_prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frame_images: Vec<FrameImage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_type: Option<OutputType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_format: Option<VideoFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include_cost: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_method: Option<Delivery>,
+}
+
+impl VideoInference {
+    /// A new task with `positivePrompt` and a fresh `taskUUID`.
+    pub fn new(positive_prompt: impl Into<String>) -> Self {
+        VideoInference {
+            task_type: "videoInference",
+            task_uuid: Uuid::new_v4(),
+            positive_prompt: positive_prompt.into(),
+            model: None,
+            width: None,
+            height: None,
+            duration: None,
+            fps: None,
+            seed: None,
+            frame_images: Vec::new(),
+            output_type: None,
+            output_format: None,
+            include_cost: None,
+            ttl: None,
+            delivery_method: None,
+        }
+    }
+
+    /// `model`: an AIR id.
+    pub fn model(mut self, air: impl Into<String>) -> Self {
+        self.model = Some(air.into());
+        self
+    }
+
+    /// `width` and `height` in pixels.
+    pub fn size(mut self, width: u32, height: u32) -> Self {
+        self.width = Some(width);
+        self.height = Some(height);
+        self
+    }
+
+    /// `duration` in seconds.
+    pub fn duration(mut self, seconds: u32) -> Self {
+        self.duration = Some(seconds);
+        self
+    }
+
+    /// `fps`: frames per second.
+    pub fn fps(mut self, fps: u32) -> Self {
+        self.fps = Some(fps);
+        self
+    }
+
+    /// `seed` (≥ 1).
+    pub fn seed(mut self, s: u64) -> Self {
+        self.seed = Some(s);
+        self
+    }
+
+    /// `frameImages: [{"inputImage": …, "frame": "first"}]`: the first frame (a data URI, base64
+    /// or the UUID of an earlier output).
+    pub fn first_frame(mut self, input_image: impl Into<String>) -> Self {
+        self.frame_images = vec![FrameImage { input_image: input_image.into(), frame: "first" }];
+        self
+    }
+
+    /// `outputType`: URL (default), base64 data or a data URI.
+    pub fn output_type(mut self, t: OutputType) -> Self {
+        self.output_type = Some(t);
+        self
+    }
+
+    /// `outputFormat`: MP4 (default) or WEBM.
+    pub fn output_format(mut self, f: VideoFormat) -> Self {
+        self.output_format = Some(f);
+        self
+    }
+
+    /// `includeCost`.
+    pub fn include_cost(mut self, yes: bool) -> Self {
+        self.include_cost = Some(yes);
+        self
+    }
+
+    /// `ttl`: seconds the output URL stays valid.
+    pub fn ttl(mut self, seconds: u64) -> Self {
+        self.ttl = Some(seconds);
+        self
+    }
+
+    /// `deliveryMethod`.
+    pub fn delivery(mut self, d: Delivery) -> Self {
+        self.delivery_method = Some(d);
+        self
+    }
+
+    /// The `taskUUID` this task is sent with.
+    pub fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    /// Uses this `taskUUID` instead of the generated one.
+    pub fn with_task_uuid(mut self, uuid: Uuid) -> Self {
+        self.task_uuid = uuid;
+        self
+    }
+
+    /// Gives the task a fresh `taskUUID`, making it a new task.
+    pub fn renew_task_uuid(mut self) -> Self {
+        self.task_uuid = Uuid::new_v4();
+        self
+    }
+}
+
+impl Task for VideoInference {
+    type Output = Vec<VideoResult>;
+
+    fn task_type(&self) -> &str {
+        self.task_type
+    }
+
+    fn task_uuid(&self) -> Uuid {
+        self.task_uuid
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a task serializes")
+    }
+
+    fn is_async(&self) -> bool {
+        self.delivery_method == Some(Delivery::Async)
+    }
+
+    fn parse_output(items: Vec<Value>) -> Result<Vec<VideoResult>, Error> {
+        if items.is_empty() {
+            return Err(Error::Protocol("the response has no result item for the task".into()));
+        }
+        items.iter().map(VideoResult::from_json).collect()
+    }
+}
+
 /// `ping`: a keepalive; the server answers `pong`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ping {
@@ -443,7 +637,7 @@ impl Task for GetResponse {
 }
 
 /// Any task object, for task types this SDK has no typed builder for yet (e.g.
-/// `videoInference`). It still gets a client-generated `taskUUID` and the same retry guarantees.
+/// `audioInference`). It still gets a client-generated `taskUUID` and the same retry guarantees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomTask {
     task_type: String,
@@ -461,6 +655,11 @@ impl CustomTask {
     pub fn param(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.params.insert(name.into(), value.into());
         self
+    }
+
+    /// The `taskUUID` this task is sent with.
+    pub fn task_uuid(&self) -> Uuid {
+        self.task_uuid
     }
 
     /// Uses this `taskUUID` instead of the generated one.
@@ -497,22 +696,25 @@ impl Task for CustomTask {
     }
 }
 
-/// An image as the server returned it, by the task's `outputType`.
+/// An output (image or video) as the server returned it, by the task's `outputType`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageData {
-    /// `imageURL`.
+pub enum MediaData {
+    /// `imageURL` / `videoURL`.
     Url(String),
-    /// `imageBase64Data`.
+    /// `imageBase64Data` / `videoBase64Data`.
     Base64(String),
-    /// `imageDataURI`.
+    /// `imageDataURI` / `videoDataURI`.
     DataUri(String),
 }
 
-impl ImageData {
+/// The former name of [`MediaData`].
+pub type ImageData = MediaData;
+
+impl MediaData {
     /// The URL, when the output type was URL.
     pub fn url(&self) -> Option<&str> {
         match self {
-            ImageData::Url(u) => Some(u),
+            MediaData::Url(u) => Some(u),
             _ => None,
         }
     }
@@ -520,9 +722,9 @@ impl ImageData {
     /// The base64 payload: `imageBase64Data`, or the data part of a data URI.
     pub fn base64(&self) -> Option<&str> {
         match self {
-            ImageData::Base64(b) => Some(b),
-            ImageData::DataUri(d) => d.split_once(";base64,").map(|(_, b)| b),
-            ImageData::Url(_) => None,
+            MediaData::Base64(b) => Some(b),
+            MediaData::DataUri(d) => d.split_once(";base64,").map(|(_, b)| b),
+            MediaData::Url(_) => None,
         }
     }
 }
@@ -537,7 +739,7 @@ pub struct ImageResult {
     /// `imageUUID`: names the stored output (usable as `inputImage` of a later task).
     pub image_uuid: String,
     /// The image itself.
-    pub image: ImageData,
+    pub image: MediaData,
     /// `seed` used, when the task has one.
     pub seed: Option<u64>,
     /// `cost` in USD, when `includeCost` was set.
@@ -550,48 +752,119 @@ pub struct ImageResult {
     pub extra: Map<String, Value>,
 }
 
+/// The common fields of an image or video result item.
+struct MediaFields {
+    task_type: String,
+    task_uuid: String,
+    uuid: String,
+    data: MediaData,
+    seed: Option<u64>,
+    cost: Option<f64>,
+    nsfw_content: Option<bool>,
+    status: Option<String>,
+    extra: Map<String, Value>,
+}
+
+/// Reads a result item whose output fields are `{kind}UUID`, `{kind}URL`, … (`kind` is
+/// `image` or `video`). A base64 output is also accepted under the other kind's name.
+fn media_fields(v: &Value, kind: &str) -> Result<MediaFields, Error> {
+    let Value::Object(m) = v else {
+        return Err(Error::Protocol(format!("a result item is not an object: {v}")));
+    };
+    let mut extra = m.clone();
+    let mut take = |k: &str| match extra.remove(k) {
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            extra.insert(k.to_string(), other);
+            None
+        }
+        None => None,
+    };
+    let missing = |k: &str| Error::Protocol(format!("a result item has no string `{k}`: {v}"));
+    let task_type = take("taskType").ok_or_else(|| missing("taskType"))?;
+    let task_uuid = take("taskUUID").ok_or_else(|| missing("taskUUID"))?;
+    let uuid = take(&format!("{kind}UUID")).ok_or_else(|| missing(&format!("{kind}UUID")))?;
+    let status = take("status");
+    let data = if let Some(u) = take(&format!("{kind}URL")) {
+        MediaData::Url(u)
+    } else if let Some(b) = take(&format!("{kind}Base64Data")).or_else(|| take("imageBase64Data")) {
+        MediaData::Base64(b)
+    } else if let Some(d) = take(&format!("{kind}DataURI")) {
+        MediaData::DataUri(d)
+    } else {
+        return Err(missing(&format!("{kind}URL, {kind}Base64Data or {kind}DataURI")));
+    };
+    let seed = extra.get("seed").and_then(Value::as_u64);
+    if seed.is_some() {
+        extra.remove("seed");
+    }
+    let cost = extra.get("cost").and_then(Value::as_f64);
+    if cost.is_some() {
+        extra.remove("cost");
+    }
+    let nsfw_content = extra.get("NSFWContent").and_then(Value::as_bool);
+    if nsfw_content.is_some() {
+        extra.remove("NSFWContent");
+    }
+    Ok(MediaFields { task_type, task_uuid, uuid, data, seed, cost, nsfw_content, status, extra })
+}
+
 impl ImageResult {
     /// Reads a result item.
     pub fn from_json(v: &Value) -> Result<ImageResult, Error> {
-        let Value::Object(m) = v else {
-            return Err(Error::Protocol(format!("a result item is not an object: {v}")));
-        };
-        let mut extra = m.clone();
-        let mut take = |k: &str| match extra.remove(k) {
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                extra.insert(k.to_string(), other);
-                None
-            }
-            None => None,
-        };
-        let missing = |k: &str| Error::Protocol(format!("a result item has no string `{k}`: {v}"));
-        let task_type = take("taskType").ok_or_else(|| missing("taskType"))?;
-        let task_uuid = take("taskUUID").ok_or_else(|| missing("taskUUID"))?;
-        let image_uuid = take("imageUUID").ok_or_else(|| missing("imageUUID"))?;
-        let status = take("status");
-        let image = if let Some(u) = take("imageURL") {
-            ImageData::Url(u)
-        } else if let Some(b) = take("imageBase64Data") {
-            ImageData::Base64(b)
-        } else if let Some(d) = take("imageDataURI") {
-            ImageData::DataUri(d)
-        } else {
-            return Err(missing("imageURL, imageBase64Data or imageDataURI"));
-        };
-        let seed = extra.get("seed").and_then(Value::as_u64);
-        if seed.is_some() {
-            extra.remove("seed");
+        let f = media_fields(v, "image")?;
+        Ok(ImageResult {
+            task_type: f.task_type,
+            task_uuid: f.task_uuid,
+            image_uuid: f.uuid,
+            image: f.data,
+            seed: f.seed,
+            cost: f.cost,
+            nsfw_content: f.nsfw_content,
+            status: f.status,
+            extra: f.extra,
+        })
+    }
+}
+
+/// One video result item (of `videoInference`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoResult {
+    /// `taskType`.
+    pub task_type: String,
+    /// `taskUUID`.
+    pub task_uuid: String,
+    /// `videoUUID`: names the stored output.
+    pub video_uuid: String,
+    /// The video itself.
+    pub video: MediaData,
+    /// `seed` used, when the task has one.
+    pub seed: Option<u64>,
+    /// `cost` in USD, when `includeCost` was set.
+    pub cost: Option<f64>,
+    /// `status`, on items from `getResponse`.
+    pub status: Option<String>,
+    /// Every other field of the item, verbatim.
+    pub extra: Map<String, Value>,
+}
+
+impl VideoResult {
+    /// Reads a result item.
+    pub fn from_json(v: &Value) -> Result<VideoResult, Error> {
+        let mut f = media_fields(v, "video")?;
+        if let Some(n) = f.nsfw_content {
+            f.extra.insert("NSFWContent".into(), Value::Bool(n));
         }
-        let cost = extra.get("cost").and_then(Value::as_f64);
-        if cost.is_some() {
-            extra.remove("cost");
-        }
-        let nsfw_content = extra.get("NSFWContent").and_then(Value::as_bool);
-        if nsfw_content.is_some() {
-            extra.remove("NSFWContent");
-        }
-        Ok(ImageResult { task_type, task_uuid, image_uuid, image, seed, cost, nsfw_content, status, extra })
+        Ok(VideoResult {
+            task_type: f.task_type,
+            task_uuid: f.task_uuid,
+            video_uuid: f.uuid,
+            video: f.data,
+            seed: f.seed,
+            cost: f.cost,
+            status: f.status,
+            extra: f.extra,
+        })
     }
 }
 
@@ -658,6 +931,11 @@ impl ResponseItem {
     pub fn image(&self) -> Option<ImageResult> {
         (self.status == Status::Success).then(|| ImageResult::from_json(&self.raw).ok()).flatten()
     }
+
+    /// The video result of a success item of a video task.
+    pub fn video(&self) -> Option<VideoResult> {
+        (self.status == Status::Success).then(|| VideoResult::from_json(&self.raw).ok()).flatten()
+    }
 }
 
 #[cfg(test)]
@@ -699,6 +977,27 @@ mod tests {
     }
 
     #[test]
+    fn video_inference_wire_names() {
+        let t = VideoInference::new("waves")
+            .size(640, 360)
+            .duration(2)
+            .fps(12)
+            .first_frame("abc")
+            .output_format(VideoFormat::Webm);
+        let v = t.to_json();
+        assert_eq!(v["frameImages"], json!([{"inputImage": "abc", "frame": "first"}]));
+        assert_eq!(
+            (v["duration"].clone(), v["fps"].clone(), v["outputFormat"].clone()),
+            (json!(2), json!(12), json!("WEBM"))
+        );
+        let r =
+            VideoResult::from_json(&json!({"taskType": "videoInference", "taskUUID": "t", "videoUUID": "v",
+            "videoURL": "http://x/v.mp4", "seed": 1}))
+            .unwrap();
+        assert_eq!(r.video.url(), Some("http://x/v.mp4"));
+    }
+
+    #[test]
     fn upscale_legacy_name() {
         let t = Upscale::new("abc").factor(2).legacy_task_type();
         assert_eq!(t.to_json()["taskType"], "imageUpscale");
@@ -707,10 +1006,11 @@ mod tests {
 
     #[test]
     fn image_results_keep_unknown_fields() {
-        let r = ImageResult::from_json(&json!({"taskType": "imageInference", "taskUUID": "t", "imageUUID": "i",
+        let r =
+            ImageResult::from_json(&json!({"taskType": "imageInference", "taskUUID": "t", "imageUUID": "i",
             "imageDataURI": "data:image/png;base64,QUJD", "seed": 5, "cost": 0.0006, "NSFWContent": false,
             "future": 1}))
-        .unwrap();
+            .unwrap();
         assert_eq!(r.image.base64(), Some("QUJD"));
         assert_eq!((r.seed, r.cost, r.nsfw_content), (Some(5), Some(0.0006), Some(false)));
         assert_eq!(r.extra.get("future"), Some(&json!(1)));

@@ -44,7 +44,12 @@ impl Envelope {
             Some(Value::Array(a)) => a,
             Some(other) => vec![other],
         };
-        Some(Envelope { data: list(m.remove("data")), errors: list(m.remove("errors")), http_status, retry_after })
+        Some(Envelope {
+            data: list(m.remove("data")),
+            errors: list(m.remove("errors")),
+            http_status,
+            retry_after,
+        })
     }
 
     /// The error objects as [`ApiError`]s, each with this reply's HTTP status.
@@ -60,7 +65,11 @@ impl Envelope {
     pub fn is_transient_failure(&self) -> bool {
         match self.http_status {
             Some(s) => crate::error::status_is_transient(s),
-            None => self.data.is_empty() && !self.errors.is_empty() && self.api_errors().iter().all(ApiError::is_retryable),
+            None => {
+                self.data.is_empty()
+                    && !self.errors.is_empty()
+                    && self.api_errors().iter().all(ApiError::is_retryable)
+            }
         }
     }
 }
@@ -104,7 +113,9 @@ mod tests {
         let e = Envelope::from_json(json!({"errors": [{"code": "x"}]}), Some(503), None).unwrap();
         assert!(e.is_transient_failure());
         let ws = |code: &str| {
-            Envelope::from_json(json!({"errors": [{"code": code}]}), None, None).unwrap().is_transient_failure()
+            Envelope::from_json(json!({"errors": [{"code": code}]}), None, None)
+                .unwrap()
+                .is_transient_failure()
         };
         assert!(ws("timeoutProvider"));
         assert!(!ws("invalidApiKey"));

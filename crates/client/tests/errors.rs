@@ -5,8 +5,7 @@ mod support;
 
 use mediagate_client::tasks::{CustomTask, ImageInference, Upscale};
 use mediagate_client::{Code, Error, ErrorCode, Parameter, RetryPolicy};
-use mediagate_core::model::{Bounds, ModelSpec};
-use mediagate_core::task::TaskType;
+use mediagate_core::model::{ModelSpec, PROCEDURAL_AIR, builtin_models};
 use mediagate_testkit::TestServer;
 use mediagate_testkit::flaky_proxy::FlakyProxy;
 use support::{client, client_for, fast_retries};
@@ -43,15 +42,25 @@ async fn validation_is_400_and_names_the_parameter_and_is_sent_once() {
     assert!(a.message.contains("multiple of 64"), "{}", a.message);
     assert_eq!(proxy.request_count(), 1, "a 400 is never retried");
 
-    let e = c.run(CustomTask::new("imageInference").param("positivePrompt", "x y").param("colour", 1)).await.unwrap_err();
+    let e = c
+        .run(CustomTask::new("imageInference").param("positivePrompt", "x y").param("colour", 1))
+        .await
+        .unwrap_err();
     assert_eq!(api(&e, ErrorCode::UnknownParameter, 400).parameter, Some(Parameter::One("colour".into())));
     let e = c.run(ImageInference::new("x")).await.unwrap_err();
-    assert_eq!(api(&e, ErrorCode::InvalidParameterValue, 400).parameter, Some(Parameter::One("positivePrompt".into())));
-    let e = c.run(CustomTask::new("videoInference").param("positivePrompt", "waves")).await.unwrap_err();
+    assert_eq!(
+        api(&e, ErrorCode::InvalidParameterValue, 400).parameter,
+        Some(Parameter::One("positivePrompt".into()))
+    );
+    let e = c.run(CustomTask::new("modelSearch").param("search", "waves")).await.unwrap_err();
     api(&e, ErrorCode::UnsupportedTaskType, 400);
     let e = c.run(Upscale::new("not an image").factor(2)).await.unwrap_err();
     let a = e.api_error().expect("an API error");
-    assert_eq!((a.http_status, a.parameter.clone()), (Some(400), Some(Parameter::One("inputImage".into()))), "{e}");
+    assert_eq!(
+        (a.http_status, a.parameter.clone()),
+        (Some(400), Some(Parameter::One("inputImage".into()))),
+        "{e}"
+    );
     assert!(!e.is_retryable());
     assert_eq!(proxy.request_count(), 6, "one request per task, no retries");
 }
@@ -63,17 +72,18 @@ fn task_uuid(t: &impl mediagate_client::tasks::Task) -> String {
 #[tokio::test]
 async fn conflicting_fields_come_back_as_a_parameter_array() {
     let s = TestServer::start_with(|cfg| {
-        cfg.models.push(ModelSpec {
-            air: "test:small@1".into(),
-            task_type: TaskType::ImageInference,
-            provider: "procedural".into(),
-            price_usd: "0.0006".into(),
-            description: "procedural, with a small pixel budget".into(),
-            bounds: Bounds { max_pixels: 128 * 128, ..Bounds::default() },
+        cfg.models.push({
+            let mut m = builtin(PROCEDURAL_AIR);
+            m.air = "test:small@1".into();
+            m.bounds.max_pixels = 128 * 128;
+            m
         })
     })
     .await;
-    let e = client(&s).run(ImageInference::new("too big").model("test:small@1").size(256, 256)).await.unwrap_err();
+    let e = client(&s)
+        .run(ImageInference::new("too big").model("test:small@1").size(256, 256))
+        .await
+        .unwrap_err();
     let a = api(&e, ErrorCode::InvalidParameterValue, 400);
     assert_eq!(a.parameter, Some(Parameter::Several(vec!["width".into(), "height".into()])));
 }
@@ -86,7 +96,10 @@ async fn conflicting_task_uuid_is_400() {
     let uuid = first.task_uuid();
     c.run(first).await.unwrap();
     let e = c.run(ImageInference::new("another thing").size(64, 64).with_task_uuid(uuid)).await.unwrap_err();
-    assert_eq!(api(&e, ErrorCode::ConflictingTaskUUID, 400).parameter, Some(Parameter::One("taskUUID".into())));
+    assert_eq!(
+        api(&e, ErrorCode::ConflictingTaskUUID, 400).parameter,
+        Some(Parameter::One("taskUUID".into()))
+    );
 }
 
 #[tokio::test]
@@ -151,9 +164,13 @@ async fn async_delivery_rejected_by_this_server_is_a_400_on_delivery_method() {
     let s = TestServer::start().await;
     let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
     let c = client_for(&proxy.base_url, &s.api_key, RetryPolicy::default());
-    let task = ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
+    let task =
+        ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
     let e = c.run(task).await.unwrap_err();
-    assert_eq!(api(&e, ErrorCode::InvalidParameterValue, 400).parameter, Some(Parameter::One("deliveryMethod".into())));
+    assert_eq!(
+        api(&e, ErrorCode::InvalidParameterValue, 400).parameter,
+        Some(Parameter::One("deliveryMethod".into()))
+    );
     assert_eq!(proxy.request_count(), 1, "no retry and no polling after a rejected submit");
 }
 
@@ -172,4 +189,9 @@ async fn transport_failures_are_typed() {
     assert!(matches!(e, Error::Exhausted { attempts: 2, .. }), "{e:?}");
     assert!(matches!(e.root(), Error::Connect { .. }), "{e:?}");
     assert!(e.is_retryable());
+}
+
+/// A copy of a built-in model's spec, to redefine under another AIR id.
+fn builtin(air: &str) -> ModelSpec {
+    builtin_models().into_iter().find(|m| m.air == air).expect("a built-in model")
 }

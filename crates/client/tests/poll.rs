@@ -7,10 +7,9 @@
 
 mod support;
 
-use mediagate_client::tasks::{ImageInference, Status, Task, Upscale};
+use mediagate_client::tasks::{ImageInference, Status, Upscale};
 use mediagate_client::{Client, Error, ErrorCode, Parameter, PollPolicy, Submitted};
-use mediagate_core::model::{Bounds, ModelSpec};
-use mediagate_core::task::TaskType;
+use mediagate_core::model::{LANCZOS_AIR, ModelSpec, builtin_models};
 use mediagate_testkit::TestServer;
 use mediagate_testkit::flaky_proxy::FlakyProxy;
 use std::time::{Duration, Instant};
@@ -116,13 +115,11 @@ async fn a_failed_task_ends_polling_with_its_embedded_error() {
     // A model whose outputs may be at most 100 px a side: upscaling 64 px by 2 fails while
     // running (after admission), so the failure is stored and getResponse reports it.
     let s = TestServer::start_with(|cfg| {
-        cfg.models.push(ModelSpec {
-            air: "test:tinyup@1".into(),
-            task_type: TaskType::Upscale,
-            provider: "lanczos".into(),
-            price_usd: "0.0002".into(),
-            description: "lanczos with a tiny output limit".into(),
-            bounds: Bounds { upscale_output_max: 100, ..Bounds::default() },
+        cfg.models.push({
+            let mut m = builtin(LANCZOS_AIR);
+            m.air = "test:tinyup@1".into();
+            m.bounds.upscale_output_max = 100;
+            m
         })
     })
     .await;
@@ -135,7 +132,8 @@ async fn a_failed_task_ends_polling_with_its_embedded_error() {
 
     let items = c.get_response(uuid).await.unwrap();
     assert_eq!(items[0].status, Status::Error);
-    let e = c.wait_with(&Submitted::<Upscale>::from_task_uuid(uuid), &quick_polls(Duration::from_secs(10))).await;
+    let e =
+        c.wait_with(&Submitted::<Upscale>::from_task_uuid(uuid), &quick_polls(Duration::from_secs(10))).await;
     let e = e.unwrap_err();
     let a = e.api_error().expect("the embedded error object");
     assert_eq!(a.code, ErrorCode::InvalidParameterValue);
@@ -149,7 +147,10 @@ async fn an_unknown_task_ends_polling_at_once() {
     let s = TestServer::start().await;
     let c = client(&s);
     let e = c
-        .wait_with(&Submitted::<ImageInference>::from_task_uuid(Uuid::new_v4()), &quick_polls(Duration::from_secs(30)))
+        .wait_with(
+            &Submitted::<ImageInference>::from_task_uuid(Uuid::new_v4()),
+            &quick_polls(Duration::from_secs(30)),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::TaskNotFound));
@@ -162,7 +163,8 @@ async fn an_unknown_task_ends_polling_at_once() {
 async fn async_delivery_round_trip() {
     let s = TestServer::start().await;
     let c = client(&s);
-    let task = ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
+    let task =
+        ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
     let before = s.balance("default").await;
     let submitted = c.submit(task).await.expect("acknowledged");
     assert!(submitted.is_pending());
@@ -170,4 +172,9 @@ async fn async_delivery_round_trip() {
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].task_uuid, submitted.task_uuid().to_string());
     assert_eq!(s.balance("default").await, before - support::IMAGE_PRICE_MICROS);
+}
+
+/// A copy of a built-in model's spec, to redefine under another AIR id.
+fn builtin(air: &str) -> ModelSpec {
+    builtin_models().into_iter().find(|m| m.air == air).expect("a built-in model")
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use mediagate_client::tasks::{ImageInference, Status, Task};
+use mediagate_client::tasks::{ImageInference, Status};
 use mediagate_client::{Error, ErrorCode, GaveUp, RetryPolicy};
 use mediagate_testkit::TestServer;
 use mediagate_testkit::flaky_proxy::{Action, FlakyProxy};
@@ -110,12 +110,15 @@ async fn the_server_ran_the_task_whose_response_was_lost() {
 async fn attempts_are_bounded() {
     let s = TestServer::start().await;
     let proxy =
-        FlakyProxy::start_with_default(&s.base_url, vec![], Action::error(503, "serviceUnavailable", &[])).await;
+        FlakyProxy::start_with_default(&s.base_url, vec![], Action::error(503, "serviceUnavailable", &[]))
+            .await;
     let c = client_for(&proxy.base_url, &s.api_key, fast_retries().max_attempts(3));
     let before = s.balance("default").await;
     let e = c.run(image()).await.unwrap_err();
     match &e {
-        Error::Exhausted { attempts, reason, .. } => assert_eq!((*attempts, *reason), (3, GaveUp::MaxAttempts)),
+        Error::Exhausted { attempts, reason, .. } => {
+            assert_eq!((*attempts, *reason), (3, GaveUp::MaxAttempts))
+        }
         other => panic!("expected Exhausted, got {other:?}"),
     }
     assert_eq!(e.code(), Some(ErrorCode::ServiceUnavailable), "the last error is kept");

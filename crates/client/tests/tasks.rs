@@ -4,7 +4,7 @@ mod support;
 
 use base64::Engine as _;
 use mediagate_client::tasks::{
-    CustomTask, GetResponse, ImageData, ImageInference, OutputFormat, OutputType, Status, Upscale,
+    CustomTask, GetResponse, ImageInference, MediaData, OutputFormat, OutputType, Status, Upscale,
 };
 use mediagate_client::{Batch, Client, ErrorCode};
 use mediagate_testkit::TestServer;
@@ -58,7 +58,7 @@ async fn image_inference_inline_outputs_and_several_results() {
         .run(ImageInference::new("a red square").size(64, 64).output_type(OutputType::Base64Data))
         .await
         .unwrap();
-    let ImageData::Base64(data) = &b64[0].image else { panic!("base64 expected: {:?}", b64[0].image) };
+    let MediaData::Base64(data) = &b64[0].image else { panic!("base64 expected: {:?}", b64[0].image) };
     let png = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     assert!(b64[0].seed.unwrap() >= 1, "the server picks and returns a seed");
@@ -73,10 +73,11 @@ async fn image_inference_inline_outputs_and_several_results() {
         )
         .await
         .unwrap();
-    let ImageData::DataUri(d) = &uri[0].image else { panic!("data URI expected") };
+    let MediaData::DataUri(d) = &uri[0].image else { panic!("data URI expected") };
     assert!(d.starts_with("data:image/jpeg;base64,"), "{}", &d[..40]);
 
-    let many = c.run(ImageInference::new("three of them").size(64, 64).seed(7).number_results(3)).await.unwrap();
+    let many =
+        c.run(ImageInference::new("three of them").size(64, 64).seed(7).number_results(3)).await.unwrap();
     assert_eq!(many.len(), 3);
     let seeds: Vec<u64> = many.iter().map(|i| i.seed.unwrap()).collect();
     assert_eq!(seeds, vec![7, 8, 9], "each result its own seed");
@@ -91,7 +92,9 @@ async fn upscale_an_earlier_output_by_uuid_under_both_names() {
     let c = client(&s);
     let src = c.run(ImageInference::new("something to enlarge").size(128, 192)).await.unwrap();
     let up = c
-        .run(Upscale::new(&src[0].image_uuid).factor(2).output_type(OutputType::Base64Data).include_cost(true))
+        .run(
+            Upscale::new(&src[0].image_uuid).factor(2).output_type(OutputType::Base64Data).include_cost(true),
+        )
         .await
         .unwrap();
     assert_eq!(up.task_type, "upscale");
@@ -140,7 +143,8 @@ async fn a_batch_keeps_each_task_result_and_error_apart() {
     let ok = b.push(ImageInference::new("fine").size(64, 64));
     let bad = b.push(ImageInference::new("odd width").size(100, 64));
     let ping = b.push(mediagate_client::tasks::Ping::new());
-    let unknown = b.push(CustomTask::new("imageInference").param("positivePrompt", "x y").param("colour", "red"));
+    let unknown =
+        b.push(CustomTask::new("imageInference").param("positivePrompt", "x y").param("colour", "red"));
     let before = s.balance("default").await;
     let r = c.run_batch(b).await.expect("the request as a whole succeeded");
     assert_eq!(r.http_status(), Some(200));

@@ -105,6 +105,8 @@ catalog! {
         "No task with this `taskUUID` exists for this account.";
     OutputNotFound => "outputNotFound", 404, false,
         "The output does not exist or its time to live has expired.";
+    TaskStillProcessing => "taskStillProcessing", 504, true,
+        "A sync task outlived the sync wait; it keeps running: poll `getResponse` or resend the same task.";
     TaskInterrupted => "taskInterrupted", 500, true,
         "The server stopped while the task was running; it was not charged. Submit it again.";
 

@@ -34,6 +34,10 @@ pub struct Bounds {
     pub input_aspect_min: f64,
     /// Largest width / height ratio of an input image.
     pub input_aspect_max: f64,
+    /// Longest video, in seconds.
+    pub duration_max_secs: u32,
+    /// Highest video frame rate.
+    pub fps_max: u32,
 }
 
 impl Default for Bounds {
@@ -52,6 +56,8 @@ impl Default for Bounds {
             upscale_output_max: 8000,
             input_aspect_min: 0.5,
             input_aspect_max: 2.0,
+            duration_max_secs: 10,
+            fps_max: 30,
         }
     }
 }
@@ -106,6 +112,8 @@ impl Default for RetryPolicy {
 
 /// The built-in procedural stand-in's AIR id.
 pub const PROCEDURAL_AIR: &str = "mediagate:procedural@1";
+/// The built-in procedural video stand-in's AIR id.
+pub const PROCEDURAL_VIDEO_AIR: &str = "mediagate:procedural-video@1";
 /// The built-in Lanczos upscaler's AIR id.
 pub const LANCZOS_AIR: &str = "mediagate:lanczos@1";
 
@@ -132,6 +140,27 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             price_usd: "0.0002".into(),
             description: "Real Lanczos3 resampling by upscaleFactor (no learned detail).".into(),
             bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
+            fallback: vec![],
+        },
+        ModelSpec {
+            air: PROCEDURAL_VIDEO_AIR.into(),
+            task_type: TaskType::VideoInference,
+            provider: "procedural-video".into(),
+            price_usd: "0.005".into(),
+            description: "Procedural video stand-in, NOT a generative model: animates seeded \
+                          gradients and shapes into a real MP4 (H.264) or WebM (VP8) file so the \
+                          video pipeline runs without a GPU."
+                .into(),
+            bounds: Bounds {
+                width_min: 64,
+                width_max: 1920,
+                height_min: 64,
+                height_max: 1920,
+                dimension_step: 8,
+                max_pixels: 1920 * 1080,
+                ..Bounds::default()
+            },
             retry: RetryPolicy::default(),
             fallback: vec![],
         },

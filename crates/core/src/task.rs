@@ -14,6 +14,9 @@ pub enum TaskType {
     /// Image upscaling.
     #[serde(rename = "upscale")]
     Upscale,
+    /// Text or image to video.
+    #[serde(rename = "videoInference")]
+    VideoInference,
 }
 
 impl TaskType {
@@ -22,6 +25,7 @@ impl TaskType {
         match self {
             TaskType::ImageInference => "imageInference",
             TaskType::Upscale => "upscale",
+            TaskType::VideoInference => "videoInference",
         }
     }
 
@@ -30,6 +34,7 @@ impl TaskType {
         match name {
             "imageInference" => Some(TaskType::ImageInference),
             "upscale" | "imageUpscale" => Some(TaskType::Upscale),
+            "videoInference" => Some(TaskType::VideoInference),
             _ => None,
         }
     }
@@ -107,6 +112,31 @@ impl ImageFormat {
             ImageFormat::Png => "png",
             ImageFormat::Jpg => "jpg",
             ImageFormat::Webp => "webp",
+        }
+    }
+}
+
+/// The container of a video result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoFormat {
+    /// MP4 (H.264).
+    #[serde(rename = "MP4")]
+    Mp4,
+    /// WebM (VP8).
+    #[serde(rename = "WEBM")]
+    Webm,
+}
+
+impl VideoFormat {
+    /// Wire names.
+    pub const NAMES: &'static [&'static str] = &["MP4", "WEBM"];
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MP4" => Some(VideoFormat::Mp4),
+            "WEBM" => Some(VideoFormat::Webm),
+            _ => None,
         }
     }
 }
@@ -247,6 +277,78 @@ impl Upscale {
     }
 }
 
+/// A video request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInference {
+    /// What to show.
+    pub positive_prompt: String,
+    /// The AIR id of the model.
+    pub model: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Length in seconds.
+    pub duration_secs: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Seed; random when absent.
+    pub seed: Option<u64>,
+    /// An image to start from (asset reference as sent), if any.
+    pub first_frame: Option<String>,
+    /// The container.
+    pub video_format: VideoFormat,
+    /// Output options (`format` is unused for video).
+    pub output: OutputOptions,
+}
+
+impl VideoInference {
+    /// Checks the request against the model's declared bounds.
+    pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
+        let b = &model.bounds;
+        for (name, v, min, max) in [
+            ("width", self.width, b.width_min, b.width_max),
+            ("height", self.height, b.height_min, b.height_max),
+        ] {
+            if v < min || v > max || v % b.dimension_step != 0 {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "{v} is not allowed for model {}; it must be a multiple of {} between {min} and {max}.",
+                        model.air, b.dimension_step
+                    ),
+                ));
+            }
+        }
+        if u64::from(self.width) * u64::from(self.height) > b.max_pixels {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("width x height may be at most {} pixels for model {}.", b.max_pixels, model.air),
+            )
+            .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
+        }
+        if self.duration_secs < 1 || self.duration_secs > b.duration_max_secs {
+            return Err(invalid(
+                "duration",
+                format!(
+                    "{} is out of range for model {}; it must be between 1 and {} seconds.",
+                    self.duration_secs, model.air, b.duration_max_secs
+                ),
+            ));
+        }
+        if self.fps < 1 || self.fps > b.fps_max {
+            return Err(invalid(
+                "fps",
+                format!(
+                    "{} is out of range for model {}; it must be between 1 and {}.",
+                    self.fps, model.air, b.fps_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn invalid(param: &str, detail: String) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidParameterValue,
@@ -263,6 +365,8 @@ pub enum TaskRequest {
     ImageInference(ImageInference),
     /// Upscale.
     Upscale(Upscale),
+    /// Video.
+    VideoInference(VideoInference),
 }
 
 impl TaskRequest {
@@ -271,6 +375,7 @@ impl TaskRequest {
         match self {
             TaskRequest::ImageInference(_) => TaskType::ImageInference,
             TaskRequest::Upscale(_) => TaskType::Upscale,
+            TaskRequest::VideoInference(_) => TaskType::VideoInference,
         }
     }
 
@@ -279,6 +384,7 @@ impl TaskRequest {
         match self {
             TaskRequest::ImageInference(t) => &t.model,
             TaskRequest::Upscale(t) => &t.model,
+            TaskRequest::VideoInference(t) => &t.model,
         }
     }
 
@@ -287,6 +393,7 @@ impl TaskRequest {
         match self {
             TaskRequest::ImageInference(t) => &t.output,
             TaskRequest::Upscale(t) => &t.output,
+            TaskRequest::VideoInference(t) => &t.output,
         }
     }
 
@@ -294,7 +401,7 @@ impl TaskRequest {
     pub fn result_count(&self) -> u32 {
         match self {
             TaskRequest::ImageInference(t) => t.number_results,
-            TaskRequest::Upscale(_) => 1,
+            TaskRequest::Upscale(_) | TaskRequest::VideoInference(_) => 1,
         }
     }
 }

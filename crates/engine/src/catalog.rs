@@ -86,6 +86,7 @@ impl Catalog {
         match task_type {
             TaskType::ImageInference => mediagate_core::model::PROCEDURAL_AIR,
             TaskType::Upscale => mediagate_core::model::LANCZOS_AIR,
+            TaskType::VideoInference => mediagate_core::model::PROCEDURAL_VIDEO_AIR,
         }
     }
 }

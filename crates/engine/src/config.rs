@@ -23,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// What the first start creates.
     pub bootstrap: BootstrapConfig,
+    /// Task execution options.
+    pub tasks: TasksConfig,
     /// Store options.
     pub store: StoreConfig,
     /// Authentication options.
@@ -45,6 +47,7 @@ impl Default for Config {
             public_base_url: String::new(),
             server: ServerConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            tasks: TasksConfig::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             outputs: OutputsConfig::default(),
@@ -87,6 +90,21 @@ pub struct BootstrapConfig {
 impl Default for BootstrapConfig {
     fn default() -> Self {
         BootstrapConfig { account: "default".into(), initial_credit_usd: "10.00".into() }
+    }
+}
+
+/// Task execution options (`[tasks]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Seconds a sync request waits for its task; past it the reply is `taskStillProcessing`
+    /// and the task keeps running.
+    pub sync_timeout_secs: u64,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig { sync_timeout_secs: 120 }
     }
 }
 
@@ -158,6 +176,8 @@ impl Default for OutputsConfig {
 pub struct ProvidersConfig {
     /// Concurrent CPU-bound renders; 0 = one per core.
     pub cpu_workers: usize,
+    /// Remote providers (`[[providers.upstreams]]`), by name; see docs/providers.md.
+    pub upstreams: Vec<mediagate_providers::upstream::UpstreamConfig>,
 }
 
 impl Config {

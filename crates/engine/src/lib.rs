@@ -14,13 +14,14 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod dispatch;
 pub mod keys;
 pub mod outputs;
 mod pipeline;
 pub mod scopes;
 
 pub use auth::AuthContext;
-pub use pipeline::{Delivered, DeliveredItem, Submission, TaskView};
+pub use pipeline::{Delivered, DeliveredItem, Delivery, Submission, Submitted, TaskView};
 
 use admin::Admin;
 use auth::Authenticator;
@@ -30,6 +31,7 @@ use mediagate_assets::Intake;
 use mediagate_core::money::parse_usd;
 use mediagate_providers::Provider;
 use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
+use mediagate_providers::local_video::ProceduralVideo;
 use mediagate_store::sqlite::{SqliteOptions, SqliteStore};
 use mediagate_store::{NewKey, Store, StoreError, StoredError};
 use std::collections::HashMap;
@@ -56,7 +58,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
     catalog: Catalog,
-    providers: HashMap<String, Arc<dyn Provider>>,
+    dispatcher: dispatch::Dispatcher,
     outputs: outputs::OutputFiles,
     intake: Intake,
     inflight: pipeline::Inflight,
@@ -95,9 +97,31 @@ impl Engine {
         });
         let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone())));
+        providers.insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone())));
         providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000)));
+        // Remote providers from `[[providers.upstreams]]`, each with its own circuit breaker.
+        let mut breakers = HashMap::new();
+        for u in &config.providers.upstreams {
+            if providers.contains_key(&u.name) {
+                return Err(StartError::Config(format!(
+                    "providers.upstreams: the name '{}' is taken (by another upstream or a built-in provider)",
+                    u.name
+                )));
+            }
+            let cooldown = Duration::from_millis(u.breaker_cooldown_ms);
+            breakers.insert(
+                u.name.clone(),
+                dispatch::breaker::BreakerConfig { failures: u.breaker_failures, cooldown },
+            );
+            providers
+                .insert(u.name.clone(), mediagate_providers::upstream::build(u).map_err(StartError::Config)?);
+        }
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
         let catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;
+        let dispatcher = dispatch::Dispatcher::new(providers, breakers);
+        for m in catalog.models() {
+            dispatcher.check_route(&m.spec).map_err(StartError::Config)?;
+        }
         parse_usd(&config.bootstrap.initial_credit_usd)
             .map_err(|e| StartError::Config(format!("bootstrap.initial_credit_usd: {e}")))?;
         if config.outputs.min_ttl_secs > config.outputs.max_ttl_secs
@@ -118,7 +142,7 @@ impl Engine {
             store,
             auth,
             catalog,
-            providers,
+            dispatcher,
             outputs,
             inflight: pipeline::Inflight::default(),
         })
@@ -132,6 +156,11 @@ impl Engine {
     /// The model catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The providers, their breakers and the retry loop.
+    pub fn dispatcher(&self) -> &dispatch::Dispatcher {
+        &self.dispatcher
     }
 
     /// The store.

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -29,6 +30,31 @@ pub struct Submission {
     pub request: TaskRequest,
     /// The dialect the task came in by (for key scopes).
     pub dialect: &'static str,
+    /// How the result reaches the client.
+    pub delivery: Delivery,
+    /// Where each result is POSTed, if anywhere.
+    pub webhook_url: Option<String>,
+}
+
+/// How a task's result reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The request waits for the result (up to `tasks.sync_timeout_secs`).
+    Sync,
+    /// The request is acknowledged at once; the result is polled (or pushed).
+    Async,
+}
+
+/// What [`Engine::submit`] returns.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// The task finished (sync delivery).
+    Done(Delivered),
+    /// The task is accepted and runs on (async delivery); poll with `getResponse`.
+    Accepted {
+        /// The task.
+        task_uuid: Uuid,
+    },
 }
 
 /// One result ready for a dialect to render.
@@ -66,7 +92,15 @@ pub struct TaskView {
     pub error: Option<ApiError>,
 }
 
-type Outcome = Result<Vec<ResultItem>, ApiError>;
+/// A finished task as published to everyone waiting for it: results and, when freshly made,
+/// their bytes (so delivery need not read back what was just written).
+#[derive(Debug, Clone)]
+struct Finished {
+    items: Vec<ResultItem>,
+    bytes: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+type Outcome = Result<Finished, ApiError>;
 
 /// Tasks running in this process, so a concurrent duplicate waits for the first instead of
 /// racing it (the store catches duplicates across restarts; this catches them in flight).
@@ -98,6 +132,26 @@ impl Inflight {
     fn leave(&self, key: (i64, Uuid)) {
         self.0.lock().remove(&key);
     }
+}
+
+/// The result of trying to admit a task.
+enum Admitted {
+    /// Recorded and charged: run it.
+    New,
+    /// Known and finished (a replay): its outcome.
+    Known(Outcome),
+    /// Known and still running, but not in this process (e.g. another server on the same store).
+    RunningElsewhere,
+}
+
+fn still_processing(uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::TaskStillProcessing,
+        format!(
+            "Task {uuid} is still processing. It keeps running: poll its result with \
+             {{\"taskType\":\"getResponse\",\"taskUUID\":\"{uuid}\"}} or resend the same task."
+        ),
+    )
 }
 
 fn conflict(uuid: Uuid) -> ApiError {
@@ -211,6 +265,7 @@ impl Engine {
         match &sub.request {
             TaskRequest::ImageInference(r) => r.validate(&model.spec)?,
             TaskRequest::Upscale(r) => r.validate(&model.spec)?,
+            TaskRequest::VideoInference(r) => r.validate(&model.spec)?,
         }
         if let Some(ttl) = sub.request.output().ttl_secs {
             let o = &self.config.outputs;
@@ -228,11 +283,13 @@ impl Engine {
         Ok(model.price_micros * i64::from(sub.request.result_count()))
     }
 
-    /// Runs a task to completion (sync delivery) and returns its results.
+    /// Submits a task. Sync delivery waits for its results (up to `tasks.sync_timeout_secs`,
+    /// after which the task keeps running and the client polls); async delivery returns once the
+    /// task is durably recorded.
     ///
-    /// Replaying a `taskUUID` with the identical request returns the stored result and charges
+    /// Replaying a `taskUUID` with the identical request returns the stored task and charges
     /// nothing; the same `taskUUID` with a different request is `conflictingTaskUUID`.
-    pub async fn submit(&self, ctx: &AuthContext, sub: Submission) -> Result<Delivered, ApiError> {
+    pub async fn submit(self: &Arc<Self>, ctx: &AuthContext, sub: Submission) -> Result<Submitted, ApiError> {
         let span = tracing::info_span!(
             "task",
             task_uuid = %sub.task_uuid,
@@ -246,45 +303,78 @@ impl Engine {
             .map_err(|e| e.with_task_type(name).with_task_uuid(uuid.to_string()))
     }
 
-    async fn submit_inner(&self, ctx: &AuthContext, sub: Submission) -> Result<Delivered, ApiError> {
+    async fn submit_inner(
+        self: &Arc<Self>,
+        ctx: &AuthContext,
+        sub: Submission,
+    ) -> Result<Submitted, ApiError> {
         let price = self.authorize_and_validate(ctx, &sub)?;
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
         let hash: [u8; 32] = Sha256::digest(&canonical).into();
         let key = (ctx.account_id, sub.task_uuid);
-        let output = sub.request.output().clone();
-
-        let tx = match self.inflight.join(key, hash) {
+        let mut rx = match self.inflight.join(key, hash) {
             Role::Follower(h, _) if h != hash => return Err(conflict(sub.task_uuid)),
-            Role::Follower(_, mut rx) => {
-                tracing::debug!("duplicate of a task in flight; waiting for it");
-                let outcome = rx
-                    .wait_for(Option::is_some)
-                    .await
-                    .map_err(|_| ApiError::internal())?
-                    .clone()
-                    .expect("waited for Some");
-                return self.deliver(sub.task_uuid, &output, outcome?, None).await;
+            Role::Follower(_, rx) => {
+                tracing::debug!("duplicate of a task in flight; joining it");
+                rx
             }
-            Role::Leader(tx) => tx,
+            Role::Leader(tx) => {
+                let rx = tx.subscribe();
+                match self.admit(ctx, &sub, price, hash, &canonical).await {
+                    Ok(Admitted::New) => {
+                        let engine = self.clone();
+                        let account = ctx.account_id;
+                        let sub = sub.clone();
+                        // The task runs on its own: a client that disconnects (or an async
+                        // acknowledgement) never leaves an admitted task half done.
+                        tokio::spawn(
+                            async move { engine.run(account, sub, tx).await }
+                                .instrument(tracing::Span::current()),
+                        );
+                    }
+                    Ok(Admitted::Known(outcome)) => {
+                        let _ = tx.send(Some(outcome));
+                        self.inflight.leave(key);
+                    }
+                    Ok(Admitted::RunningElsewhere) => {
+                        self.inflight.leave(key);
+                        return match sub.delivery {
+                            Delivery::Async => Ok(Submitted::Accepted { task_uuid: sub.task_uuid }),
+                            Delivery::Sync => Err(still_processing(sub.task_uuid)),
+                        };
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Some(Err(e.clone())));
+                        self.inflight.leave(key);
+                        return Err(e);
+                    }
+                }
+                rx
+            }
         };
-        let outcome = self.lead(ctx, &sub, price, hash).await;
-        // Followers get the outcome; then the entry goes, and later replays hit the store.
-        let shared = outcome.as_ref().map(|(items, _)| items.clone()).map_err(Clone::clone);
-        let _ = tx.send(Some(shared));
-        self.inflight.leave(key);
-        let (items, inline) = outcome?;
-        self.deliver(sub.task_uuid, &output, items, inline).await
+        if sub.delivery == Delivery::Async {
+            return Ok(Submitted::Accepted { task_uuid: sub.task_uuid });
+        }
+        let limit = std::time::Duration::from_secs(self.config.tasks.sync_timeout_secs);
+        let outcome = match tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await {
+            Err(_) => return Err(still_processing(sub.task_uuid)),
+            Ok(Err(_)) => return Err(ApiError::internal()),
+            Ok(Ok(v)) => v.clone().expect("waited for Some"),
+        };
+        let f = outcome?;
+        let bytes = f.bytes.map(|b| b.as_ref().clone());
+        self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await.map(Submitted::Done)
     }
 
-    /// The first (leading) execution of a task: returns results and, for fresh results, their
-    /// bytes (so delivery need not re-read files just written).
-    async fn lead(
+    /// Records a new task (reserving its price), or finds the known one.
+    async fn admit(
         &self,
         ctx: &AuthContext,
         sub: &Submission,
         price: i64,
         hash: [u8; 32],
-    ) -> Result<(Vec<ResultItem>, Option<Vec<Vec<u8>>>), ApiError> {
+        canonical: &[u8],
+    ) -> Result<Admitted, ApiError> {
         let admission = self
             .store
             .admit_task(NewTask {
@@ -295,6 +385,9 @@ impl Engine {
                 request: record_of(&sub.request),
                 request_hash: hash,
                 price_micros: price,
+                resumable_payload: (sub.delivery == Delivery::Async)
+                    .then(|| String::from_utf8_lossy(canonical).into_owned()),
+                webhook_url: sub.webhook_url.clone(),
             })
             .await
             .map_err(|e| {
@@ -306,15 +399,14 @@ impl Engine {
             Admission::Existing(rec) => match rec.status {
                 TaskStatus::Success => {
                     tracing::debug!("replay of a finished task; returning the stored result");
-                    Ok((rec.results, None))
+                    Ok(Admitted::Known(Ok(Finished { items: rec.results, bytes: None })))
                 }
-                TaskStatus::Error => {
-                    Err(rec.error.as_ref().map(from_stored).unwrap_or_else(ApiError::internal))
-                }
-                TaskStatus::Processing => Err(ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "This taskUUID is still being processed by another server; retry shortly.",
-                )),
+                TaskStatus::Error => Ok(Admitted::Known(Err(rec
+                    .error
+                    .as_ref()
+                    .map(from_stored)
+                    .unwrap_or_else(ApiError::internal)))),
+                TaskStatus::Processing => Ok(Admitted::RunningElsewhere),
             },
             Admission::InsufficientCredits { balance_micros } => Err(ApiError::new(
                 ErrorCode::InsufficientCredits,
@@ -328,44 +420,89 @@ impl Engine {
             )),
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
-                let run = self.execute(ctx, sub).await;
-                let finish = match &run {
-                    Ok((results, outputs, _)) => FinishOutcome::Success {
-                        results: results.clone(),
-                        outputs: outputs.clone(),
-                        cost_micros: results.iter().map(|r| r.cost_micros).sum(),
-                    },
-                    Err(e) => FinishOutcome::Failure { error: to_stored(e) },
-                };
-                self.store
-                    .finish_task(Finish {
-                        account_id: ctx.account_id,
-                        task_uuid: sub.task_uuid,
-                        outcome: finish,
-                    })
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "recording the task's end failed");
-                        ApiError::internal()
-                    })?;
-                match run {
-                    Ok((results, _, bytes)) => {
-                        tracing::info!(results = results.len(), "task succeeded");
-                        Ok((results, Some(bytes)))
-                    }
-                    Err(e) => {
-                        tracing::info!(code = %e.code, "task failed");
-                        Err(e)
-                    }
-                }
+                Ok(Admitted::New)
             }
         }
+    }
+
+    /// Runs an admitted task to its end, records the end, and publishes it to every waiter.
+    async fn run(self: Arc<Self>, account_id: i64, sub: Submission, tx: watch::Sender<Option<Outcome>>) {
+        let key = (account_id, sub.task_uuid);
+        let run = self.execute(account_id, &sub).await;
+        let finish = match &run {
+            Ok((results, outputs, _)) => FinishOutcome::Success {
+                results: results.clone(),
+                outputs: outputs.clone(),
+                cost_micros: results.iter().map(|r| r.cost_micros).sum(),
+            },
+            Err(e) => FinishOutcome::Failure { error: to_stored(e) },
+        };
+        let recorded =
+            self.store.finish_task(Finish { account_id, task_uuid: sub.task_uuid, outcome: finish }).await;
+        let outcome = match (recorded, run) {
+            (Err(e), _) => {
+                // The task stays `processing` in the store and is settled at the next start.
+                tracing::error!(error = %e, "recording the task's end failed");
+                Err(ApiError::internal())
+            }
+            (Ok(()), Ok((results, _, bytes))) => {
+                tracing::info!(results = results.len(), "task succeeded");
+                Ok(Finished { items: results, bytes: Some(Arc::new(bytes)) })
+            }
+            (Ok(()), Err(e)) => {
+                tracing::info!(code = %e.code, "task failed");
+                Err(e)
+            }
+        };
+        let _ = tx.send(Some(outcome));
+        self.inflight.leave(key);
+    }
+
+    /// Runs again the async tasks a stop left unfinished (they were acknowledged, so they must
+    /// complete). Call once at start-up, after [`Engine::prepare`]. Returns how many.
+    pub async fn resume_unfinished(self: &Arc<Self>) -> Result<usize, mediagate_store::StoreError> {
+        let tasks = self.store.resumable_tasks().await?;
+        let n = tasks.len();
+        for t in tasks {
+            let request: TaskRequest = match serde_json::from_str(&t.payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(task_uuid = %t.task_uuid, error = %e, "unreadable stored task; failing it");
+                    let _ = self
+                        .store
+                        .finish_task(Finish {
+                            account_id: t.account_id,
+                            task_uuid: t.task_uuid,
+                            outcome: FinishOutcome::Failure { error: to_stored(&ApiError::internal()) },
+                        })
+                        .await;
+                    continue;
+                }
+            };
+            let sub = Submission {
+                task_uuid: t.task_uuid,
+                task_type_name: t.task_type,
+                request,
+                dialect: "runware",
+                delivery: Delivery::Async,
+                webhook_url: t.webhook_url,
+            };
+            let hash: [u8; 32] = Sha256::digest(t.payload.as_bytes()).into();
+            if let Role::Leader(tx) = self.inflight.join((t.account_id, t.task_uuid), hash) {
+                let span = tracing::info_span!("task", task_uuid = %t.task_uuid, account = %t.account_name, resumed = true);
+                tokio::spawn(self.clone().run(t.account_id, sub, tx).instrument(span));
+            }
+        }
+        if n > 0 {
+            tracing::info!(count = n, "resumed acknowledged tasks left unfinished by the last stop");
+        }
+        Ok(n)
     }
 
     /// Ingests assets, runs the provider and stores the outputs.
     async fn execute(
         &self,
-        ctx: &AuthContext,
+        account_id: i64,
         sub: &Submission,
     ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
         let model = self.catalog.resolve(sub.request.model(), sub.request.task_type())?;
@@ -390,7 +527,7 @@ impl Engine {
                             kind: AssetKind::Image,
                             param: ParamPath::key("inputImage"),
                             aspect: Some((b.input_aspect_min, b.input_aspect_max)),
-                            account_id: ctx.account_id,
+                            account_id,
                             stored: &EngineAssets(self),
                         },
                     )
@@ -410,10 +547,33 @@ impl Engine {
                 }
                 Job::Upscale { request: r.clone(), input }
             }
+            TaskRequest::VideoInference(r) => {
+                let b = &model.spec.bounds;
+                let first_frame = match &r.first_frame {
+                    None => None,
+                    Some(reference) => Some(
+                        self.intake
+                            .resolve(
+                                reference,
+                                &AssetRequest {
+                                    kind: AssetKind::Image,
+                                    param: ParamPath::key("frameImages").index(0).child("inputImage"),
+                                    aspect: Some((b.input_aspect_min, b.input_aspect_max)),
+                                    account_id,
+                                    stored: &EngineAssets(self),
+                                },
+                            )
+                            .await?,
+                    ),
+                };
+                let seed = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
+                Job::Video { request: r.clone(), seed, first_frame }
+            }
         };
-        let provider = self.providers.get(&model.spec.provider).ok_or_else(ApiError::internal)?;
-        let artifacts = provider.run(job).await.map_err(|e| {
-            tracing::warn!(provider = provider.name(), code = %e.code, detail = %e.detail, "provider failed");
+        // Retries, fallbacks and breakers live in the dispatcher; the task stays admitted once.
+        let progress = crate::dispatch::log_progress(sub.task_uuid);
+        let artifacts = self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
+            tracing::warn!(model = %model.spec.air, code = %e.code, detail = %e.detail, "dispatch failed");
             ApiError::new(e.code, e.message)
         })?;
 

@@ -81,7 +81,7 @@ impl HttpWorker {
         }
     }
 
-    fn body(&self, id: &str, job: &Job) -> Value {
+    fn body(&self, id: &str, job: &Job) -> Result<Value, ProviderError> {
         let model = self.cfg.model_for(job.model()).unwrap_or(job.model());
         let input = match job {
             Job::Image { request: r, seeds } => json!({
@@ -100,8 +100,9 @@ impl HttpWorker {
                 "factor": r.upscale_factor,
                 "outputFormat": fmt_name(r.output.format),
             }),
+            _ => return Err(self.not_served(job)),
         };
-        json!({"id": id, "taskType": job.task_type().as_str(), "model": model, "input": input})
+        Ok(json!({"id": id, "taskType": job.task_type().as_str(), "model": model, "input": input}))
     }
 
     /// Turns a job state into results, a failure, or `None` while it runs.
@@ -144,11 +145,19 @@ impl HttpWorker {
         }
     }
 
-    fn wanted(job: &Job) -> (&OutputOptions, usize) {
+    fn wanted<'j>(&self, job: &'j Job) -> Result<(&'j OutputOptions, usize), ProviderError> {
         match job {
-            Job::Image { request, seeds } => (&request.output, seeds.len()),
-            Job::Upscale { request, .. } => (&request.output, 1),
+            Job::Image { request, seeds } => Ok((&request.output, seeds.len())),
+            Job::Upscale { request, .. } => Ok((&request.output, 1)),
+            _ => Err(self.not_served(job)),
         }
+    }
+
+    fn not_served(&self, job: &Job) -> ProviderError {
+        ProviderError::operator(
+            "The model is routed to a provider that cannot run this task type.",
+            format!("{}: http-worker does not serve {}", self.cfg.name, job.task_type().as_str()),
+        )
     }
 }
 
@@ -178,15 +187,15 @@ impl Provider for HttpWorker {
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
         let id = uuid::Uuid::new_v4().to_string();
+        let (output, want) = self.wanted(&job)?;
         let (status, headers, body) =
-            send(name, self.req(reqwest::Method::POST, "/jobs").json(&self.body(&id, &job))).await?;
+            send(name, self.req(reqwest::Method::POST, "/jobs").json(&self.body(&id, &job)?)).await?;
         if !(200..300).contains(&status) {
             let (policy, _) = classify(&body);
             return Err(mapping::from_status(name, status, &headers, &body, policy, false));
         }
         let st: JobState = serde_json::from_slice(&body)
             .map_err(|e| mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&body))))?;
-        let (output, want) = Self::wanted(&job);
         // The handle carries what `wait` needs to convert outputs: the format and count.
         let context = json!({"format": fmt_name(output.format), "quality": output.quality, "want": want}).to_string();
         match self.settle(st, output, want).await? {

@@ -22,6 +22,7 @@ pub mod encode;
 pub mod http_worker;
 pub mod lanczos;
 pub mod local;
+pub mod local_video;
 pub mod mapping;
 pub mod openai_images;
 pub mod procedural;
@@ -66,6 +67,15 @@ pub enum Job {
         /// The input, resolved by the asset intake.
         input: Asset,
     },
+    /// Text or image to video.
+    Video {
+        /// The request.
+        request: mediagate_core::task::VideoInference,
+        /// The seed.
+        seed: u64,
+        /// The first frame, resolved by the asset intake.
+        first_frame: Option<Asset>,
+    },
 }
 
 impl Job {
@@ -74,6 +84,7 @@ impl Job {
         match self {
             Job::Image { .. } => TaskType::ImageInference,
             Job::Upscale { .. } => TaskType::Upscale,
+            Job::Video { .. } => TaskType::VideoInference,
         }
     }
 
@@ -82,6 +93,7 @@ impl Job {
         match self {
             Job::Image { request, .. } => &request.model,
             Job::Upscale { request, .. } => &request.model,
+            Job::Video { request, .. } => &request.model,
         }
     }
 }

@@ -23,7 +23,7 @@ impl CpuPool {
         CpuPool(Arc::new(Semaphore::new(permits.max(1))))
     }
 
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {

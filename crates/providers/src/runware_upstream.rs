@@ -58,10 +58,10 @@ impl RunwareUpstream {
         }
     }
 
-    fn task(&self, job: &Job) -> Value {
+    fn task(&self, job: &Job) -> Result<Value, ProviderError> {
         let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
         let uuid = uuid::Uuid::new_v4().to_string();
-        match job {
+        Ok(match job {
             Job::Image { request: r, seeds } => {
                 let mut t = json!({
                     "taskType": "imageInference",
@@ -103,8 +103,16 @@ impl RunwareUpstream {
                 "outputFormat": fmt_name(r.output.format),
                 "outputQuality": r.output.quality,
             }),
-        }
+            _ => return Err(not_served(&self.cfg.name, job)),
+        })
     }
+}
+
+fn not_served(name: &str, job: &Job) -> ProviderError {
+    ProviderError::operator(
+        "The model is routed to a provider that cannot run this task type.",
+        format!("{name}: runware-upstream does not serve {}", job.task_type().as_str()),
+    )
 }
 
 fn fmt_name(f: mediagate_core::task::ImageFormat) -> &'static str {
@@ -206,7 +214,7 @@ impl Provider for RunwareUpstream {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let body = json!([self.task(&job)]);
+        let body = json!([self.task(&job)?]);
         let (status, headers, reply) = send(name, self.post(&body)).await?;
         let parsed: Reply = match serde_json::from_slice(&reply) {
             Ok(r) => r,
@@ -226,6 +234,7 @@ impl Provider for RunwareUpstream {
         let (output, want) = match &*job {
             Job::Image { request, seeds } => (&request.output, seeds.len()),
             Job::Upscale { request, .. } => (&request.output, 1),
+            _ => return Err(not_served(name, &job)),
         };
         if parsed.data.len() < want {
             return Err(mapping::failed(name, format_args!("asked for {want} results, got {}", parsed.data.len())));
@@ -241,7 +250,7 @@ impl Provider for RunwareUpstream {
                 .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
             let seed = match &*job {
                 Job::Image { seeds, .. } => item.get("seed").and_then(Value::as_u64).or(seeds.get(i).copied()),
-                Job::Upscale { .. } => None,
+                _ => None,
             };
             out.push(conform(name, bytes, output, seed).await?);
         }

@@ -89,9 +89,12 @@ pub trait Store: Send + Sync {
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>>;
     /// Tasks of an account, optionally by status.
     async fn count_tasks(&self, account_id: Option<i64>, status: Option<TaskStatus>) -> StoreResult<u64>;
-    /// Marks every task still `processing` as failed with `error` and refunds it. Run at
+    /// Marks every sync task still `processing` as failed with `error` and refunds it. Run at
     /// start-up, before serving, to settle tasks a crash left behind. Returns how many.
     async fn fail_interrupted_tasks(&self, error: StoredError) -> StoreResult<u64>;
+    /// Async tasks still `processing` (admitted and acknowledged, not finished): a restart runs
+    /// them again.
+    async fn resumable_tasks(&self) -> StoreResult<Vec<ResumableTask>>;
 
     // --- outputs ----------------------------------------------------------------------------
     /// One output by UUID.

@@ -168,6 +168,28 @@ pub struct NewTask {
     pub request_hash: [u8; 32],
     /// What to reserve from the balance.
     pub price_micros: i64,
+    /// For async tasks: the full canonical request, kept until the task ends so that a restart
+    /// can run it again. `None` for sync tasks (their client is gone after a restart).
+    pub resumable_payload: Option<String>,
+    /// Where results are POSTed, if anywhere.
+    pub webhook_url: Option<String>,
+}
+
+/// An async task a restart must run again.
+#[derive(Debug, Clone)]
+pub struct ResumableTask {
+    /// Owning account.
+    pub account_id: i64,
+    /// Its name.
+    pub account_name: String,
+    /// The client's taskUUID.
+    pub task_uuid: Uuid,
+    /// Task type as sent.
+    pub task_type: String,
+    /// The full canonical request.
+    pub payload: String,
+    /// Webhook, if any.
+    pub webhook_url: Option<String>,
 }
 
 /// The outcome of admitting a task.

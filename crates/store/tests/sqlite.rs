@@ -18,6 +18,8 @@ fn task(account_id: i64, price: i64) -> NewTask {
         request: "{}".into(),
         request_hash: [7; 32],
         price_micros: price,
+        resumable_payload: None,
+        webhook_url: None,
     }
 }
 

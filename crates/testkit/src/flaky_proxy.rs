@@ -90,11 +90,12 @@ impl FlakyProxy {
     }
 
     /// Like [`FlakyProxy::start`], with `default` for requests after the script.
-    pub async fn start_with_default(upstream_base_url: &str, script: Vec<Action>, default: Action) -> FlakyProxy {
-        let upstream = upstream_base_url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+    pub async fn start_with_default(
+        upstream_base_url: &str,
+        script: Vec<Action>,
+        default: Action,
+    ) -> FlakyProxy {
+        let upstream = upstream_base_url.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let shared = Arc::new(Shared {
@@ -172,9 +173,11 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resul
         .filter(|l| !l.is_empty())
         .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect();
-    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let header =
+        |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     if header("transfer-encoding").is_some() {
-        sock.write_all(b"HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await?;
+        sock.write_all(b"HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await?;
         return Err(std::io::Error::other("chunked request bodies are not supported"));
     }
     let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);

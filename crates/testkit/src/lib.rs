@@ -4,7 +4,9 @@
 #![warn(missing_docs)]
 
 pub mod asset_server;
+pub mod comfy_mock;
 pub mod flaky_proxy;
+pub mod mock_upstream;
 pub mod server;
 
 pub use server::TestServer;

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
-use mediagate_engine::AuthContext;
+use mediagate_engine::{AuthContext, Submitted};
 use parse::Parsed;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -244,7 +244,7 @@ async fn run_one(
             let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
             let tt = view.record.task_type.clone();
             Ok(match (view.delivered, view.error) {
-                (Some(d), _) => render::image_items(&tt, &sent, &d, Some("success")),
+                (Some(d), _) => render::result_items(&tt, &sent, &d, Some("success")),
                 (None, Some(e)) => vec![json!({
                     "taskType": tt,
                     "taskUUID": sent,
@@ -256,8 +256,13 @@ async fn run_one(
         }
         Parsed::Submit { sent, submission } => {
             let tt = submission.task_type_name.clone();
-            let delivered = state.engine.submit(ctx, submission).await.map_err(tag)?;
-            Ok(render::image_items(&tt, &sent, &delivered, None))
+            match state.engine.submit(ctx, submission).await.map_err(tag)? {
+                Submitted::Done(delivered) => Ok(render::result_items(&tt, &sent, &delivered, None)),
+                // The acknowledgement of an async task: poll its result with getResponse.
+                Submitted::Accepted { .. } => {
+                    Ok(vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })])
+                }
+            }
         }
     }
 }

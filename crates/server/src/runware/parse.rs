@@ -1,16 +1,16 @@
 //! Runware task objects → canonical tasks.
 
 use mediagate_core::task::{
-    ImageFormat, ImageInference, OutputOptions, OutputType, TaskRequest, TaskType, Upscale,
+    ImageFormat, ImageInference, OutputOptions, OutputType, TaskRequest, TaskType, Upscale, VideoFormat,
+    VideoInference,
 };
 use mediagate_core::{ApiError, ErrorCode, ParamPath, ParamReader};
-use mediagate_engine::{Engine, Submission};
+use mediagate_engine::{Delivery, Engine, Submission};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Runware task types mediagate knows by name but does not serve (both naming generations).
 const UNSERVED: &[&str] = &[
-    "videoInference",
     "audioInference",
     "3dInference",
     "textInference",
@@ -33,7 +33,8 @@ const UNSERVED: &[&str] = &[
 ];
 
 /// The task types served, for messages.
-pub const SERVED: &str = "authentication, ping, imageInference, upscale (alias imageUpscale), getResponse";
+pub const SERVED: &str =
+    "authentication, ping, imageInference, upscale (alias imageUpscale), videoInference, getResponse";
 
 /// A task after parsing.
 #[derive(Debug)]
@@ -130,13 +131,19 @@ fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError> {
     })
 }
 
-fn delivery(r: &mut ParamReader<'_>) -> Result<(), ApiError> {
-    if let Some(m) = r.opt_enum("deliveryMethod", &["sync", "async"])?
-        && m != "sync"
-    {
+fn delivery(r: &mut ParamReader<'_>, default: Delivery) -> Result<Delivery, ApiError> {
+    Ok(match r.opt_enum("deliveryMethod", &["sync", "async"])? {
+        Some("sync") => Delivery::Sync,
+        Some(_) => Delivery::Async,
+        None => default,
+    })
+}
+
+fn no_webhook(r: &mut ParamReader<'_>) -> Result<(), ApiError> {
+    if r.opt_string("webhookURL", 1, 4096)?.is_some() {
         return Err(r.invalid(
-            "deliveryMethod",
-            "'async' delivery is not available on this server yet; use 'sync' (the default).",
+            "webhookURL",
+            "webhooks are not available on this server yet; poll with getResponse instead.",
         ));
     }
     Ok(())
@@ -158,7 +165,6 @@ fn image_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
     let seed = r.opt_int("seed", 1, i64::MAX)?.map(|s| s as u64);
     let number_results = r.opt_int("numberResults", 1, 1000)?.unwrap_or(1) as u32;
     let output = output_options(r)?;
-    delivery(r)?;
     Ok(TaskRequest::ImageInference(ImageInference {
         positive_prompt,
         negative_prompt,
@@ -183,8 +189,84 @@ fn upscale(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
     let model = model(r, TaskType::Upscale)?;
     let upscale_factor = r.opt_int("upscaleFactor", 1, 64)?.unwrap_or(2) as u32;
     let output = output_options(r)?;
-    delivery(r)?;
     Ok(TaskRequest::Upscale(Upscale { input_image, model, upscale_factor, output }))
+}
+
+fn video_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
+    let positive_prompt =
+        r.string("positivePrompt", 2, 3000, "describe the video to generate (2 to 3000 characters)")?;
+    let model = model(r, TaskType::VideoInference)?;
+    let width = r.opt_int("width", 1, 16384)?.unwrap_or(640) as u32;
+    let height = r.opt_int("height", 1, 16384)?.unwrap_or(360) as u32;
+    let duration_secs = r.opt_int("duration", 1, 3600)?.unwrap_or(5) as u32;
+    let fps = r.opt_int("fps", 1, 240)?.unwrap_or(24) as u32;
+    let seed = r.opt_int("seed", 1, i64::MAX)?.map(|s| s as u64);
+    let first_frame = match r.raw("frameImages") {
+        None => None,
+        Some(serde_json::Value::Array(frames)) => {
+            if frames.len() > 1 {
+                return Err(
+                    r.invalid("frameImages", "at most one frame image (the first frame) is supported.")
+                );
+            }
+            match frames.first() {
+                None => None,
+                Some(serde_json::Value::Object(f)) => {
+                    let mut fr = ParamReader::new(f, ParamPath::key("frameImages").index(0));
+                    let image = fr.string(
+                        "inputImage",
+                        1,
+                        usize::MAX,
+                        "the first frame as a data URI, base64 or image UUID",
+                    )?;
+                    if let Some(pos) = fr.opt_enum("frame", &["first"])? {
+                        debug_assert_eq!(pos, "first");
+                    }
+                    fr.finish()?;
+                    Some(image)
+                }
+                Some(_) => {
+                    return Err(r.invalid(
+                        "frameImages",
+                        "each element must be an object {\"inputImage\": ..., \"frame\": \"first\"}.",
+                    ));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(r.invalid(
+                "frameImages",
+                "it must be an array of {\"inputImage\": ..., \"frame\": \"first\"}.",
+            ));
+        }
+    };
+    let d = OutputOptions::default();
+    let output = OutputOptions {
+        output_type: r
+            .opt_enum("outputType", OutputType::NAMES)?
+            .and_then(OutputType::parse)
+            .unwrap_or(d.output_type),
+        format: d.format,
+        quality: d.quality,
+        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
+        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+    };
+    let video_format = r
+        .opt_enum("outputFormat", VideoFormat::NAMES)?
+        .and_then(VideoFormat::parse)
+        .unwrap_or(VideoFormat::Mp4);
+    Ok(TaskRequest::VideoInference(VideoInference {
+        positive_prompt,
+        model,
+        width,
+        height,
+        duration_secs,
+        fps,
+        seed,
+        first_frame,
+        video_format,
+        output,
+    }))
 }
 
 /// Parses one element of the request array (not the leading authentication element).
@@ -256,7 +338,18 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             let request = match tt {
                 TaskType::ImageInference => image_inference(&mut r)?,
                 TaskType::Upscale => upscale(&mut r)?,
+                TaskType::VideoInference => video_inference(&mut r)?,
             };
+            // Video is async-only, as on Runware: rendering outlives any sensible HTTP wait.
+            let default = if tt == TaskType::VideoInference { Delivery::Async } else { Delivery::Sync };
+            let delivery = delivery(&mut r, default)?;
+            if tt == TaskType::VideoInference && delivery == Delivery::Sync {
+                return Err(r.invalid(
+                    "deliveryMethod",
+                    "videoInference is async-only: send deliveryMethod 'async' (the default) and poll getResponse.",
+                ));
+            }
+            no_webhook(&mut r)?;
             Parsed::Submit {
                 sent,
                 submission: Submission {
@@ -264,6 +357,8 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     task_type_name: other.to_string(),
                     request,
                     dialect: "runware",
+                    delivery,
+                    webhook_url: None,
                 },
             }
         }

@@ -31,8 +31,9 @@ pub fn error(e: &ApiError, base_url: &str) -> Value {
     Value::Object(m)
 }
 
-/// One `data` item per result of an image task.
-pub fn image_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
+/// One `data` item per result: `image*` fields for image tasks, `video*` for video.
+pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
+    let kind = if task_type == "videoInference" { "video" } else { "image" };
     d.items
         .iter()
         .map(|it| {
@@ -42,7 +43,7 @@ pub fn image_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opti
             if let Some(s) = status {
                 m.insert("status".into(), json!(s));
             }
-            m.insert("imageUUID".into(), json!(it.result.output_uuid.to_string()));
+            m.insert(format!("{kind}UUID"), json!(it.result.output_uuid.to_string()));
             match (d.output_type, &it.inline) {
                 (OutputType::Base64Data, Some(b)) => {
                     m.insert(
@@ -52,7 +53,7 @@ pub fn image_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opti
                 }
                 (OutputType::DataUri, Some(b)) => {
                     m.insert(
-                        "imageDataURI".into(),
+                        format!("{kind}DataURI"),
                         json!(format!(
                             "data:{};base64,{}",
                             it.result.content_type,
@@ -61,7 +62,7 @@ pub fn image_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opti
                     );
                 }
                 _ => {
-                    m.insert("imageURL".into(), json!(it.url));
+                    m.insert(format!("{kind}URL"), json!(it.url));
                 }
             }
             if let Some(seed) = it.result.seed {

@@ -495,8 +495,9 @@ impl Store for SqliteStore {
                     .execute(params![t.account_id, -t.price_micros, uuid, t.task_type, now])?;
                 }
                 c.prepare_cached(
-                    "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8)",
+                    "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
+                                        created_at, delivery, payload, webhook_url)
+                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     t.account_id,
@@ -506,7 +507,10 @@ impl Store for SqliteStore {
                     &t.request_hash[..],
                     t.request,
                     t.price_micros,
-                    now
+                    now,
+                    if t.resumable_payload.is_some() { "async" } else { "sync" },
+                    t.resumable_payload,
+                    t.webhook_url
                 ])?;
                 Ok(Admission::Admitted)
             })
@@ -547,7 +551,7 @@ impl Store for SqliteStore {
                             ])?;
                         }
                         c.prepare_cached(
-                            "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3
+                            "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
                              WHERE account_id = ?4 AND task_uuid = ?5",
                         )?
                         .execute(params![
@@ -561,7 +565,7 @@ impl Store for SqliteStore {
                     FinishOutcome::Failure { error } => {
                         refund(c, f.account_id, reserved, &uuid, "task failed", now)?;
                         c.prepare_cached(
-                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2, payload = NULL
                              WHERE account_id = ?3 AND task_uuid = ?4",
                         )?
                         .execute(params![
@@ -604,7 +608,7 @@ impl Store for SqliteStore {
                 let now = now_ms();
                 let stuck: Vec<(i64, String, i64)> = c
                     .prepare(
-                        "SELECT account_id, task_uuid, cost_micros FROM tasks WHERE status = 'processing'",
+                        "SELECT account_id, task_uuid, cost_micros FROM tasks WHERE status = 'processing' AND payload IS NULL",
                     )?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?;
@@ -620,6 +624,31 @@ impl Store for SqliteStore {
                 Ok(stuck.len() as u64)
             })
             .await
+    }
+
+    async fn resumable_tasks(&self) -> StoreResult<Vec<ResumableTask>> {
+        self.read(|c| {
+            let rows = c
+                .prepare(
+                    "SELECT t.account_id, a.name, t.task_uuid, t.task_type, t.payload, t.webhook_url
+                     FROM tasks t JOIN accounts a ON a.id = t.account_id
+                     WHERE t.status = 'processing' AND t.payload IS NOT NULL ORDER BY t.created_at",
+                )?
+                .query_map([], |r| {
+                    let uuid: String = r.get(2)?;
+                    Ok(ResumableTask {
+                        account_id: r.get(0)?,
+                        account_name: r.get(1)?,
+                        task_uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
+                        task_type: r.get(3)?,
+                        payload: r.get(4)?,
+                        webhook_url: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {

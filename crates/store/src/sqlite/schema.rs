@@ -65,6 +65,12 @@ CREATE INDEX outputs_by_expiry ON outputs(expires_at);
 -- Small outputs live in the row itself: no file to create, and atomic with the task's result.
 ALTER TABLE outputs ADD COLUMN data BLOB;
 "#,
+    r#"
+-- Async tasks keep their full request until they finish, so a restart can run them again.
+ALTER TABLE tasks ADD COLUMN delivery TEXT NOT NULL DEFAULT 'sync';
+ALTER TABLE tasks ADD COLUMN payload TEXT;
+ALTER TABLE tasks ADD COLUMN webhook_url TEXT;
+"#,
 ];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.

@@ -1,0 +1,287 @@
+//! Dispatch: the engine's one retry loop, fallback chains and circuit breakers.
+//!
+//! For a model, the chain is `provider` followed by `fallback`, in order. Each provider gets up
+//! to `retry.attempts` tries; only [`Failure::Transient`] failures are retried, after a backoff
+//! with full jitter ([`retry`]) or the provider's `Retry-After` when longer. A
+//! [`Failure::Provider`] failure (rejected credentials, quota, configuration) or a provider's
+//! exhausted attempts move on to the next provider at once; a [`Failure::Request`] failure
+//! (invalid parameters, content policy) ends the dispatch: no other provider would accept it
+//! either. A provider whose circuit is open ([`breaker`]) is skipped without a call. The whole
+//! dispatch, every attempt, wait and backoff on every provider, runs within `retry.deadline_ms`;
+//! when it passes the running attempt is abandoned (its upstream job cancelled) and the task
+//! fails with `timeoutProvider`. A backoff that would end past the deadline is not slept: the
+//! next provider is tried instead, or the last failure is returned.
+//!
+//! Providers never retry on their own (their HTTP clients have no retry policy), so the number
+//! of upstream calls is exactly what this loop decides. Dispatch runs inside one admitted task:
+//! whatever happens here, the task is charged once (or refunded once) by the pipeline.
+
+pub mod breaker;
+pub mod retry;
+
+use breaker::{Breaker, BreakerConfig, BreakerState};
+use mediagate_core::ErrorCode;
+use mediagate_core::model::ModelSpec;
+use mediagate_providers::{
+    Artifact, Failure, Health, Job, JobHandle, ProgressFn, Provider, ProviderError, Submitted,
+};
+use retry::Jitter;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Providers by name, with a breaker each, and the retry loop over them.
+pub struct Dispatcher {
+    providers: HashMap<String, Arc<dyn Provider>>,
+    breakers: HashMap<String, Breaker>,
+    jitter: Jitter,
+}
+
+/// A provider's name, health and breaker state.
+#[derive(Debug, Clone)]
+pub struct ProviderStatus {
+    /// The provider.
+    pub name: String,
+    /// What its backend said.
+    pub health: Health,
+    /// Its circuit.
+    pub breaker: BreakerState,
+}
+
+/// Cancels a pending upstream job when dropped while armed: the attempt was abandoned (deadline,
+/// client gone) or failed, and the job may still be running (and billing) upstream.
+struct CancelOnDrop {
+    provider: Arc<dyn Provider>,
+    handle: Option<JobHandle>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else { return };
+        let provider = self.provider.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = provider.cancel(&handle).await {
+                    tracing::warn!(provider = provider.name(), ids = ?handle.ids, detail = %e.detail, "cancelling an abandoned job failed");
+                } else {
+                    tracing::debug!(provider = provider.name(), ids = ?handle.ids, "cancelled an abandoned job");
+                }
+            });
+        }
+    }
+}
+
+/// One attempt: submit, and for queued jobs wait (cancelling the job unless it succeeded).
+async fn attempt(
+    provider: &Arc<dyn Provider>,
+    job: Arc<Job>,
+    progress: &ProgressFn,
+) -> Result<Vec<Artifact>, ProviderError> {
+    match provider.submit(job).await? {
+        Submitted::Done(a) => Ok(a),
+        Submitted::Pending(h) => {
+            let mut guard = CancelOnDrop { provider: provider.clone(), handle: Some(h.clone()) };
+            let r = provider.wait(&h, progress).await;
+            if r.is_ok() {
+                guard.handle = None;
+            }
+            r
+        }
+    }
+}
+
+fn circuit_open(name: &str, remaining: Duration) -> ProviderError {
+    ProviderError::new(
+        ErrorCode::ProviderError,
+        "The provider is failing and mediagate has paused traffic to it. Retry later.",
+        format!("{name}: circuit open for {remaining:?}; not called"),
+    )
+    .with_retry_after(Some(remaining).filter(|d| !d.is_zero()))
+}
+
+fn deadline_passed(spec: &ModelSpec, last: Option<ProviderError>) -> ProviderError {
+    ProviderError::new(
+        ErrorCode::TimeoutProvider,
+        format!(
+            "The provider did not finish within this model's deadline of {} s. Retry with backoff.",
+            spec.retry.deadline_ms as f64 / 1000.0
+        ),
+        format!(
+            "{}: dispatch deadline passed; last failure: {}",
+            spec.air,
+            last.map(|e| e.detail).unwrap_or_else(|| "none".into())
+        ),
+    )
+}
+
+impl Dispatcher {
+    /// A dispatcher over `providers`; breakers use `breakers[name]` or the default settings.
+    pub fn new(
+        providers: HashMap<String, Arc<dyn Provider>>,
+        mut breakers: HashMap<String, BreakerConfig>,
+    ) -> Dispatcher {
+        let breakers = providers
+            .keys()
+            .map(|n| (n.clone(), Breaker::new(breakers.remove(n).unwrap_or_default())))
+            .collect();
+        Dispatcher { providers, breakers, jitter: retry::full_jitter() }
+    }
+
+    /// Replaces the jitter function (tests pin it to make backoff exact).
+    pub fn with_jitter(mut self, jitter: Jitter) -> Dispatcher {
+        self.jitter = jitter;
+        self
+    }
+
+    /// A provider by name.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(name)
+    }
+
+    /// Every provider name.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A provider's circuit state now.
+    pub fn breaker_state(&self, name: &str) -> Option<BreakerState> {
+        self.breakers.get(name).map(|b| b.state(Instant::now()))
+    }
+
+    /// Checks that every provider in a model's chain exists and serves the model.
+    pub fn check_route(&self, spec: &ModelSpec) -> Result<(), String> {
+        for name in std::iter::once(&spec.provider).chain(&spec.fallback) {
+            let Some(p) = self.providers.get(name) else {
+                return Err(format!(
+                    "model {}: provider '{name}' is not configured (known: {})",
+                    spec.air,
+                    self.names().join(", ")
+                ));
+            };
+            let caps = p.capabilities();
+            if !caps.serves(spec.task_type, &spec.air) {
+                return Err(format!(
+                    "model {}: provider '{name}' does not serve it (task types {:?}, models {:?})",
+                    spec.air, caps.task_types, caps.models
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every provider's health (one request each, concurrently) and breaker state.
+    pub async fn health(&self) -> Vec<ProviderStatus> {
+        let checks = self.names().into_iter().map(|n| async move {
+            let health = self.providers[n].health().await;
+            ProviderStatus { name: n.to_string(), health, breaker: self.breakers[n].state(Instant::now()) }
+        });
+        futures::future::join_all(checks).await
+    }
+
+    /// Runs a job for a model: the chain, retries, breakers and deadline described in the
+    /// module docs. The error is the last provider failure (or the deadline's).
+    pub async fn dispatch(
+        &self,
+        spec: &ModelSpec,
+        job: Job,
+        progress: ProgressFn,
+    ) -> Result<Vec<Artifact>, ProviderError> {
+        let policy = &spec.retry;
+        let deadline = Instant::now() + Duration::from_millis(policy.deadline_ms);
+        let job = Arc::new(job);
+        let mut last: Option<ProviderError> = None;
+        let mut tried: Vec<&str> = Vec::new();
+        for name in std::iter::once(&spec.provider).chain(&spec.fallback) {
+            if tried.contains(&name.as_str()) {
+                continue;
+            }
+            tried.push(name);
+            let (Some(provider), Some(breaker)) = (self.providers.get(name), self.breakers.get(name)) else {
+                last = Some(ProviderError::operator(
+                    "The model is routed to a provider that is not configured.",
+                    format!("{}: provider {name} unknown", spec.air),
+                ));
+                continue;
+            };
+            for n in 1..=policy.attempts.max(1) {
+                if Instant::now() >= deadline {
+                    return Err(deadline_passed(spec, last));
+                }
+                let permit = match breaker.try_acquire(Instant::now()) {
+                    Ok(p) => p,
+                    Err(remaining) => {
+                        tracing::info!(provider = %name, model = %spec.air, "circuit open; skipping to the fallback");
+                        last = Some(circuit_open(name, remaining));
+                        break;
+                    }
+                };
+                let outcome =
+                    tokio::time::timeout_at(deadline, attempt(provider, job.clone(), &progress)).await;
+                let e = match outcome {
+                    Ok(Ok(artifacts)) => {
+                        permit.success();
+                        if n > 1 || tried.len() > 1 {
+                            tracing::info!(provider = %name, attempt = n, "provider succeeded after earlier failures");
+                        }
+                        return Ok(artifacts);
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => {
+                        permit.failure(Instant::now());
+                        tracing::warn!(provider = %name, attempt = n, "dispatch deadline passed during an attempt");
+                        return Err(deadline_passed(spec, last));
+                    }
+                };
+                tracing::warn!(
+                    provider = %name, model = %spec.air, attempt = n, code = %e.code,
+                    failure = ?e.failure, detail = %e.detail, "provider attempt failed"
+                );
+                match e.failure {
+                    Failure::Request => {
+                        permit.success();
+                        return Err(e);
+                    }
+                    Failure::Provider => {
+                        permit.failure(Instant::now());
+                        last = Some(e);
+                        break;
+                    }
+                    Failure::Transient => {
+                        permit.failure(Instant::now());
+                        if n == policy.attempts.max(1) {
+                            last = Some(e);
+                            break;
+                        }
+                        let wait = retry::delay(policy, n, &self.jitter, e.retry_after);
+                        last = Some(e);
+                        if Instant::now() + wait >= deadline {
+                            tracing::info!(provider = %name, ?wait, "no time left to retry before the deadline");
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ProviderError::operator(
+                "The model has no provider configured.",
+                format!("{}: empty chain", spec.air),
+            )
+        }))
+    }
+}
+
+/// A progress sink that logs a task's progress at debug level, at most once per 10 %.
+pub fn log_progress(task_uuid: uuid::Uuid) -> ProgressFn {
+    let last = std::sync::atomic::AtomicU32::new(0);
+    Arc::new(move |p: mediagate_providers::Progress| {
+        let tenth = (p.fraction.clamp(0.0, 1.0) * 10.0) as u32;
+        if last.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+            tracing::debug!(task_uuid = %task_uuid, fraction = p.fraction, "task progress");
+        }
+    })
+}

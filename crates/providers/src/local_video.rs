@@ -1,0 +1,90 @@
+//! The procedural video stand-in as a provider (see [`crate::video`]): **not a generative
+//! model**; it renders a real MP4 or WebM file so the video path runs without a GPU.
+
+use crate::local::CpuPool;
+use crate::video::{VideoFormat as Container, VideoSpec, render_video};
+use crate::{Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted};
+use async_trait::async_trait;
+use mediagate_core::ErrorCode;
+use mediagate_core::task::{TaskType, VideoFormat};
+use std::sync::Arc;
+
+/// The procedural video stand-in.
+pub struct ProceduralVideo {
+    pool: CpuPool,
+}
+
+impl ProceduralVideo {
+    /// A stand-in sharing `pool` with the other local providers.
+    pub fn new(pool: CpuPool) -> Self {
+        ProceduralVideo { pool }
+    }
+}
+
+#[async_trait]
+impl Provider for ProceduralVideo {
+    fn name(&self) -> &str {
+        "procedural-video"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { task_types: vec![TaskType::VideoInference], models: vec![], delivery: Delivery::Sync }
+    }
+
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        let Job::Video { request, seed, first_frame } = &*job else {
+            return Err(ProviderError::new(
+                ErrorCode::InternalServerError,
+                "The model is routed to a provider that cannot run this task type.",
+                "procedural-video got a job it does not serve",
+            ));
+        };
+        let first = match first_frame {
+            None => None,
+            Some(a) => Some(
+                image::load_from_memory(&a.bytes)
+                    .map_err(|e| {
+                        ProviderError::new(
+                            ErrorCode::AssetContentMismatch,
+                            "The first frame could not be decoded.",
+                            e.to_string(),
+                        )
+                    })?
+                    // The stand-in draws over the image at the video's size.
+                    .resize_to_fill(request.width, request.height, image::imageops::FilterType::Triangle)
+                    .to_rgb8(),
+            ),
+        };
+        let spec = VideoSpec {
+            prompt: request.positive_prompt.clone(),
+            seed: *seed,
+            width: request.width,
+            height: request.height,
+            duration_secs: request.duration_secs,
+            fps: request.fps,
+            format: match request.video_format {
+                VideoFormat::Mp4 => Container::Mp4,
+                VideoFormat::Webm => Container::Webm,
+            },
+            first_frame: first,
+        };
+        let seed = *seed;
+        self.pool
+            .run(move || {
+                let v = render_video(&spec).map_err(|e| {
+                    ProviderError::new(
+                        ErrorCode::InvalidParameterValue,
+                        format!("The video cannot be rendered: {e}."),
+                        e.to_string(),
+                    )
+                })?;
+                Ok(Submitted::Done(vec![Artifact {
+                    bytes: v.bytes,
+                    content_type: v.content_type,
+                    extension: v.extension,
+                    seed: Some(seed),
+                }]))
+            })
+            .await?
+    }
+}
