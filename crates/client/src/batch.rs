@@ -104,6 +104,11 @@ pub struct BatchResults {
     gave_up: Option<GaveUp>,
 }
 
+/// An acknowledgement item: `status: "processing"`.
+fn is_processing(v: &Value) -> bool {
+    v.get("status").and_then(Value::as_str) == Some("processing")
+}
+
 fn uuid_of(v: &Value) -> Option<Uuid> {
     v.get("taskUUID").and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok())
 }
@@ -172,6 +177,11 @@ impl BatchResults {
             return Err(self.wrap(Error::api(e.clone())));
         }
         match self.items.get(&h.uuid) {
+            Some(items) if items.iter().any(is_processing) => Err(Error::Protocol(format!(
+                "task {} is still processing (the server chose async delivery): use \
+                 BatchResults::submitted and Client::wait",
+                h.uuid
+            ))),
             Some(items) => T::parse_output(items.clone()),
             None => Err(self.missing(h.uuid)),
         }
@@ -184,10 +194,13 @@ impl BatchResults {
             return Err(self.wrap(Error::api(e.clone())));
         }
         let items = self.items.get(&h.uuid).cloned().unwrap_or_default();
-        if !h.is_async && items.is_empty() {
+        // Pending when async was asked for, or when the server acknowledged instead of
+        // answering (it may default a task type to async delivery).
+        let pending = h.is_async || items.iter().any(is_processing);
+        if !pending && items.is_empty() {
             return Err(self.missing(h.uuid));
         }
-        Ok(Submitted::new(h.uuid, h.is_async, items))
+        Ok(Submitted::new(h.uuid, pending, items))
     }
 
     fn missing(&self, uuid: Uuid) -> Error {

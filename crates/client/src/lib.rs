@@ -226,14 +226,10 @@ impl Client {
 
     /// Runs one task and returns its typed result. With async delivery it submits, then polls
     /// under the client's [`PollPolicy`].
+    /// (Also when the server acknowledges a task it defaults to async delivery.)
     pub async fn run<T: Task>(&self, task: T) -> Result<T::Output, Error> {
-        if task.is_async() {
-            let s = self.submit(task).await?;
-            return self.wait(&s).await;
-        }
-        let mut b = Batch::new();
-        let h = b.push(task);
-        self.run_batch(b).await?.get(&h)
+        let s = self.submit(task).await?;
+        self.wait(&s).await
     }
 
     /// Sends several tasks in one request. `Err` only when the request failed as a whole; each

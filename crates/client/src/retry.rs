@@ -136,7 +136,8 @@ pub struct Outcome<T> {
     pub attempts: u32,
     /// Time from the first attempt to the end.
     pub elapsed: Duration,
-    /// Set when the loop stopped although the last result was still retryable.
+    /// Set when the loop stopped although the last result was still retryable (never when
+    /// the policy allows a single attempt).
     pub gave_up: Option<GaveUp>,
 }
 
@@ -183,7 +184,10 @@ where
             Verdict::Retry(after) => after,
         };
         let wait = policy.delay(attempts - 1, server_says);
-        let stop = if attempts >= policy.max_attempts.max(1) {
+        let stop = if policy.max_attempts <= 1 {
+            // Retries are off: the failure is returned as it is, not as "gave up".
+            return Outcome { result, attempts, elapsed: start.elapsed(), gave_up: None };
+        } else if attempts >= policy.max_attempts {
             Some(GaveUp::MaxAttempts)
         } else if start.elapsed() + wait >= deadline {
             Some(GaveUp::Deadline)

@@ -386,7 +386,7 @@ struct FrameImage {
 }
 
 /// `videoInference`: generate a video from a prompt (and optionally a first frame). Video is
-/// slow; providers typically want [`Delivery::Async`].
+/// slow: delivery is async unless [`Delivery::Sync`] is set, and [`crate::Client::run`] polls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoInference {
@@ -543,8 +543,10 @@ impl Task for VideoInference {
         serde_json::to_value(self).expect("a task serializes")
     }
 
+    /// Video is async unless sync is asked for: Runware and mediagate default `videoInference`
+    /// to async delivery.
     fn is_async(&self) -> bool {
-        self.delivery_method == Some(Delivery::Async)
+        self.delivery_method != Some(Delivery::Sync)
     }
 
     fn parse_output(items: Vec<Value>) -> Result<Vec<VideoResult>, Error> {

@@ -62,7 +62,7 @@ async fn validation_is_400_and_names_the_parameter_and_is_sent_once() {
         "{e}"
     );
     assert!(!e.is_retryable());
-    assert_eq!(proxy.request_count(), 6, "one request per task, no retries");
+    assert_eq!(proxy.request_count(), 5, "one request per task, no retries");
 }
 
 fn task_uuid(t: &impl mediagate_client::tasks::Task) -> String {
@@ -154,24 +154,6 @@ async fn get_response_of_an_unknown_task_is_404() {
     let a = api(&e, ErrorCode::TaskNotFound, 404);
     assert_eq!(a.task_uuid, Some(unknown.to_string()));
     assert_eq!(a.task_type.as_deref(), Some("getResponse"));
-}
-
-#[tokio::test]
-async fn async_delivery_rejected_by_this_server_is_a_400_on_delivery_method() {
-    // mediagate does not serve `deliveryMethod: "async"` yet; the SDK must surface the
-    // server's answer as is, without retrying or polling. (When the server gains async, the
-    // ignored test in poll.rs covers the round trip and this one should change.)
-    let s = TestServer::start().await;
-    let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
-    let c = client_for(&proxy.base_url, &s.api_key, RetryPolicy::default());
-    let task =
-        ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
-    let e = c.run(task).await.unwrap_err();
-    assert_eq!(
-        api(&e, ErrorCode::InvalidParameterValue, 400).parameter,
-        Some(Parameter::One("deliveryMethod".into()))
-    );
-    assert_eq!(proxy.request_count(), 1, "no retry and no polling after a rejected submit");
 }
 
 #[tokio::test]

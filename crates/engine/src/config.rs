@@ -25,6 +25,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// Task execution options.
     pub tasks: TasksConfig,
+    /// The WebSocket API.
+    pub websocket: WebSocketConfig,
     /// Store options.
     pub store: StoreConfig,
     /// Authentication options.
@@ -48,6 +50,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             bootstrap: BootstrapConfig::default(),
             tasks: TasksConfig::default(),
+            websocket: WebSocketConfig::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             outputs: OutputsConfig::default(),
@@ -105,6 +108,35 @@ pub struct TasksConfig {
 impl Default for TasksConfig {
     fn default() -> Self {
         TasksConfig { sync_timeout_secs: 120 }
+    }
+}
+
+/// The WebSocket API (`[websocket]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Seconds without any message from the client before the socket is closed.
+    pub idle_timeout_secs: u64,
+    /// Largest message (and frame) accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages queued for one connection; a client that falls this far behind is disconnected
+    /// (its undelivered results are kept for resume).
+    pub outbound_queue: usize,
+    /// Seconds a disconnected session can be resumed with its `connectionSessionUUID`.
+    pub resume_window_secs: u64,
+    /// Results kept for a disconnected session.
+    pub backlog_max: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            idle_timeout_secs: 120,
+            max_message_bytes: 12_000_000,
+            outbound_queue: 256,
+            resume_window_secs: 300,
+            backlog_max: 1000,
+        }
     }
 }
 

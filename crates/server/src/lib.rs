@@ -22,13 +22,15 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The public base URL (for `documentation` links and output URLs).
     pub base_url: String,
+    /// WebSocket sessions (for resume).
+    pub sessions: Arc<runware::ws::Sessions>,
 }
 
 /// The application's routes.
 pub fn router(engine: Arc<Engine>) -> Router {
-    let state = AppState { base_url: engine.config().base_url(), engine };
+    let state = AppState { base_url: engine.config().base_url(), engine, sessions: Default::default() };
     Router::new()
-        .route("/v1", post(runware::post_tasks))
+        .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
         .route("/docs", get(docs::index))
         .route("/docs/errors", get(docs::errors))

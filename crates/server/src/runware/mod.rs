@@ -6,6 +6,7 @@
 
 mod parse;
 mod render;
+pub mod ws;
 
 use crate::AppState;
 use axum::body::Body;
