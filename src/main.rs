@@ -197,6 +197,8 @@ async fn serve(cfg: mediagate_engine::config::Config) -> Result<i32> {
             b.api_key
         );
     }
+    // Acknowledged async tasks a stop left unfinished run again before anything new is taken.
+    engine.resume_unfinished().await.context("resuming unfinished tasks")?;
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;

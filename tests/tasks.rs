@@ -137,7 +137,7 @@ async fn replaying_a_task_uuid_returns_the_stored_result_and_charges_once() {
     // The same UUID with another body is a conflict, not a replay.
     let (st, b) = s.post(&json!([image(&u, json!({"seed": 99}))])).await;
     assert_eq!(st, 400);
-    assert_eq!(b["errors"][0]["code"], "conflictingTaskUUID");
+    assert_eq!(b["errors"][0]["code"], "conflictTaskUUID");
     assert_eq!(b["errors"][0]["parameter"], "taskUUID");
     // taskUUIDs are per account: another account may use the same one.
     s.engine.admin().create_account("other", "1").await.unwrap();

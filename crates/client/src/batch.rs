@@ -39,6 +39,7 @@ pub struct Batch {
 pub struct Handle<T> {
     uuid: Uuid,
     is_async: bool,
+    reports_status: bool,
     _task: PhantomData<fn() -> T>,
 }
 
@@ -51,7 +52,12 @@ impl<T> Handle<T> {
 
 impl<T> Clone for Handle<T> {
     fn clone(&self) -> Self {
-        Handle { uuid: self.uuid, is_async: self.is_async, _task: PhantomData }
+        Handle {
+            uuid: self.uuid,
+            is_async: self.is_async,
+            reports_status: self.reports_status,
+            _task: PhantomData,
+        }
     }
 }
 
@@ -72,7 +78,7 @@ impl Batch {
         let uuid = task.task_uuid();
         self.tasks.push(task.to_json());
         self.uuids.push(uuid);
-        Handle { uuid, is_async: task.is_async(), _task: PhantomData }
+        Handle { uuid, is_async: task.is_async(), reports_status: task.reports_status(), _task: PhantomData }
     }
 
     /// Number of tasks.
@@ -177,11 +183,13 @@ impl BatchResults {
             return Err(self.wrap(Error::api(e.clone())));
         }
         match self.items.get(&h.uuid) {
-            Some(items) if items.iter().any(is_processing) => Err(Error::Protocol(format!(
-                "task {} is still processing (the server chose async delivery): use \
+            Some(items) if !h.reports_status && items.iter().any(is_processing) => {
+                Err(Error::Protocol(format!(
+                    "task {} is still processing (the server chose async delivery): use \
                  BatchResults::submitted and Client::wait",
-                h.uuid
-            ))),
+                    h.uuid
+                )))
+            }
             Some(items) => T::parse_output(items.clone()),
             None => Err(self.missing(h.uuid)),
         }
@@ -196,7 +204,7 @@ impl BatchResults {
         let items = self.items.get(&h.uuid).cloned().unwrap_or_default();
         // Pending when async was asked for, or when the server acknowledged instead of
         // answering (it may default a task type to async delivery).
-        let pending = h.is_async || items.iter().any(is_processing);
+        let pending = h.is_async || (!h.reports_status && items.iter().any(is_processing));
         if !pending && items.is_empty() {
             return Err(self.missing(h.uuid));
         }

@@ -224,9 +224,9 @@ impl Client {
         &self.inner.poll
     }
 
-    /// Runs one task and returns its typed result. With async delivery it submits, then polls
-    /// under the client's [`PollPolicy`].
-    /// (Also when the server acknowledges a task it defaults to async delivery.)
+    /// Runs one task and returns its typed result. With async delivery (asked for, or chosen by
+    /// the server, which then acknowledges with `status: "processing"`) it submits, then polls
+    /// `getResponse` under the client's [`PollPolicy`].
     pub async fn run<T: Task>(&self, task: T) -> Result<T::Output, Error> {
         let s = self.submit(task).await?;
         self.wait(&s).await

@@ -35,6 +35,12 @@ pub trait Task: Send + Sync {
         false
     }
 
+    /// Whether `status: "processing"` items are this task's answer (as for `getResponse`)
+    /// rather than the acknowledgement of an async task.
+    fn reports_status(&self) -> bool {
+        false
+    }
+
     /// Builds the typed result from the `data` items that carry this task's `taskUUID`.
     fn parse_output(items: Vec<Value>) -> Result<Self::Output, Error>;
 }
@@ -142,7 +148,7 @@ macro_rules! common_builders {
         }
 
         /// Uses this `taskUUID` instead of the generated one, e.g. to fetch the stored result of
-        /// a task sent before. Resending a UUID with a different body is `conflictingTaskUUID`.
+        /// a task sent before. Resending a UUID with a different body is `conflictTaskUUID`.
         pub fn with_task_uuid(mut self, uuid: Uuid) -> Self {
             self.task_uuid = uuid;
             self
@@ -633,6 +639,10 @@ impl Task for GetResponse {
         serde_json::json!({"taskType": "getResponse", "taskUUID": self.task_uuid})
     }
 
+    fn reports_status(&self) -> bool {
+        true
+    }
+
     fn parse_output(items: Vec<Value>) -> Result<Vec<ResponseItem>, Error> {
         Ok(items.into_iter().map(ResponseItem::from_json).collect())
     }
@@ -691,6 +701,10 @@ impl Task for CustomTask {
 
     fn is_async(&self) -> bool {
         self.params.get("deliveryMethod").and_then(Value::as_str) == Some("async")
+    }
+
+    fn reports_status(&self) -> bool {
+        self.task_type == "getResponse"
     }
 
     fn parse_output(items: Vec<Value>) -> Result<Vec<Value>, Error> {

@@ -97,7 +97,7 @@ async fn conflicting_task_uuid_is_400() {
     c.run(first).await.unwrap();
     let e = c.run(ImageInference::new("another thing").size(64, 64).with_task_uuid(uuid)).await.unwrap_err();
     assert_eq!(
-        api(&e, ErrorCode::ConflictingTaskUUID, 400).parameter,
+        api(&e, ErrorCode::ConflictTaskUUID, 400).parameter,
         Some(Parameter::One("taskUUID".into()))
     );
 }

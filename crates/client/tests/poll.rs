@@ -1,17 +1,16 @@
 //! Polling `getResponse` against a real server: a task seen `processing`, then its result; a
 //! failed task's embedded error; the budget that ends polling.
 //!
-//! mediagate answers `deliveryMethod: "async"` with a 400 for now, so these tests poll tasks
-//! that a concurrent sync request is running — the server reports them `processing` until they
-//! finish, exactly as it will for async tasks.
+//! Some tests poll a task that a concurrent sync request is running (the server reports it
+//! `processing` until it finishes); others use async delivery end to end.
 
 mod support;
 
-use mediagate_client::tasks::{ImageInference, Status, Upscale};
+use mediagate_client::tasks::{Delivery, ImageInference, Status, Upscale, VideoInference};
 use mediagate_client::{Client, Error, ErrorCode, Parameter, PollPolicy, Submitted};
 use mediagate_core::model::{LANCZOS_AIR, ModelSpec, builtin_models};
 use mediagate_testkit::TestServer;
-use mediagate_testkit::flaky_proxy::FlakyProxy;
+use mediagate_testkit::flaky_proxy::{Action, FlakyProxy};
 use std::time::{Duration, Instant};
 use support::{client, client_for, fast_retries};
 use uuid::Uuid;
@@ -156,22 +155,76 @@ async fn an_unknown_task_ends_polling_at_once() {
     assert_eq!(e.code(), Some(ErrorCode::TaskNotFound));
 }
 
-/// The full async round trip. mediagate rejects `deliveryMethod: "async"` today (see
-/// errors.rs); run this with `--ignored` once the server serves async delivery.
+/// A client whose polls start after 20 ms.
+fn async_client(url: &str, key: &str) -> Client {
+    Client::builder()
+        .base_url(url)
+        .api_key(key)
+        .retry(fast_retries())
+        .poll(quick_polls(Duration::from_secs(60)))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
-#[ignore = "mediagate does not serve deliveryMethod async yet"]
-async fn async_delivery_round_trip() {
+async fn async_delivery_round_trip_submit_then_poll() {
     let s = TestServer::start().await;
-    let c = client(&s);
-    let task =
-        ImageInference::new("later please").size(64, 64).delivery(mediagate_client::tasks::Delivery::Async);
+    let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
+    let c = async_client(&proxy.base_url, &s.api_key);
     let before = s.balance("default").await;
+    let task = ImageInference::new("later please").size(64, 64).include_cost(true).delivery(Delivery::Async);
     let submitted = c.submit(task).await.expect("acknowledged");
     assert!(submitted.is_pending());
-    let images = c.wait_with(&submitted, &quick_polls(Duration::from_secs(60))).await.expect("result");
+    assert_eq!(submitted.ack()[0]["status"], "processing", "{:?}", submitted.ack());
+    let images = c.wait(&submitted).await.expect("result");
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].task_uuid, submitted.task_uuid().to_string());
+    assert_eq!(images[0].status.as_deref(), Some("success"));
+    assert_eq!(images[0].cost, Some(0.0006));
     assert_eq!(s.balance("default").await, before - support::IMAGE_PRICE_MICROS);
+    // One submit, then only getResponse polls for the same taskUUID.
+    let reqs = proxy.requests();
+    assert!(reqs.len() >= 2);
+    for r in &reqs[1..] {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (v[0]["taskType"].as_str(), v[0]["taskUUID"].as_str()),
+            (Some("getResponse"), Some(submitted.task_uuid().to_string().as_str()))
+        );
+    }
+    // `run` does both steps.
+    let images =
+        c.run(ImageInference::new("again later").size(64, 64).delivery(Delivery::Async)).await.unwrap();
+    assert_eq!(images.len(), 1);
+}
+
+#[tokio::test]
+async fn video_is_async_by_default_and_run_polls_for_it() {
+    let s = TestServer::start().await;
+    let c = async_client(&s.base_url, &s.api_key);
+    let task = VideoInference::new("waves on a shore").size(64, 64).duration(1).fps(4).include_cost(true);
+    let uuid = task.task_uuid();
+    let videos = c.run(task).await.expect("video");
+    assert_eq!(videos.len(), 1);
+    assert_eq!(videos[0].task_uuid, uuid.to_string());
+    let url = videos[0].video.url().expect("a URL");
+    let r = s.http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("video/"));
+}
+
+#[tokio::test]
+async fn a_lost_async_acknowledgement_is_retried_and_charged_once() {
+    let s = TestServer::start().await;
+    let proxy = FlakyProxy::start(&s.base_url, vec![Action::ForwardThenDrop]).await;
+    let c = async_client(&proxy.base_url, &s.api_key);
+    let before = s.balance("default").await;
+    let task = ImageInference::new("acknowledge me twice").size(64, 64).delivery(Delivery::Async);
+    let images = c.run(task).await.expect("result after a retried submit");
+    assert_eq!(images.len(), 1);
+    let reqs = proxy.requests();
+    assert_eq!(reqs[0].body, reqs[1].body, "the submit was resent byte for byte");
+    assert_eq!(s.balance("default").await, before - support::IMAGE_PRICE_MICROS, "charged once");
 }
 
 /// A copy of a built-in model's spec, to redefine under another AIR id.

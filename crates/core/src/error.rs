@@ -65,7 +65,7 @@ catalog! {
         "The task has no `taskUUID`; generate a UUID v4 per task.";
     InvalidTaskUUID => "invalidTaskUUID", 400, false,
         "The `taskUUID` is not a UUID.";
-    ConflictingTaskUUID => "conflictingTaskUUID", 400, false,
+    ConflictTaskUUID => "conflictTaskUUID", 400, false,
         "The `taskUUID` was already used for a different task body; use a new UUID per task.";
 
     // --- authentication and authorization -----------------------------------------------------

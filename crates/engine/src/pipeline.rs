@@ -156,7 +156,7 @@ fn still_processing(uuid: Uuid) -> ApiError {
 
 fn conflict(uuid: Uuid) -> ApiError {
     ApiError::new(
-        ErrorCode::ConflictingTaskUUID,
+        ErrorCode::ConflictTaskUUID,
         format!(
             "taskUUID {uuid} was already used for a different task. A taskUUID names one task: \
              resend the identical body to get its result again, or generate a new UUID v4."
@@ -288,7 +288,7 @@ impl Engine {
     /// task is durably recorded.
     ///
     /// Replaying a `taskUUID` with the identical request returns the stored task and charges
-    /// nothing; the same `taskUUID` with a different request is `conflictingTaskUUID`.
+    /// nothing; the same `taskUUID` with a different request is `conflictTaskUUID`.
     pub async fn submit(self: &Arc<Self>, ctx: &AuthContext, sub: Submission) -> Result<Submitted, ApiError> {
         let span = tracing::info_span!(
             "task",

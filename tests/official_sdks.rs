@@ -1,0 +1,105 @@
+//! The official Runware SDKs (Python `runware`, JavaScript `@runware/sdk-js`) against a real
+//! mediagate process over WebSocket: authenticate, imageInference with the procedural stand-in,
+//! upscale, an error with its code, message and taskUUID, and reconnection after the server
+//! goes away and comes back.
+//!
+//! CI installs the SDKs (see .ci/run). Elsewhere a missing interpreter or package skips the
+//! test with a message; with CI=true it fails instead.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn skip_or_fail(why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("official SDK test cannot run under CI: {why}");
+    }
+    eprintln!("skipped: {why}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs an SDK script against a server, restarting the server when the script asks.
+fn drive(program: &str, args: &[&str], cwd: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start_on(dir.path(), &listen, &[], &[]);
+    let key = server.banner_key().unwrap();
+    let mut script = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("MG_URL", format!("ws://{listen}/v1"))
+        .env("MG_KEY", &key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the SDK script");
+    let stderr = script.stderr.take().unwrap();
+    let err_log = std::thread::spawn(move || {
+        let mut s = String::new();
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s
+    });
+    let mut stdin = script.stdin.take().unwrap();
+    let mut ok = false;
+    for line in BufReader::new(script.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if line == "RESTART" {
+            // The server goes away (every socket drops) and comes back on the same address.
+            server.signal("-TERM");
+            assert!(server.wait().success());
+            server = Server::start_on(dir.path(), &listen, &[], &[]);
+            writeln!(stdin, "go").unwrap();
+        } else if line == "OK" {
+            ok = true;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let status = loop {
+        if let Some(s) = script.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the SDK script hung");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = err_log.join().unwrap();
+    assert!(
+        status.success() && ok,
+        "SDK script failed ({status}):\n{err}\nserver log:\n{}",
+        server.log_text()
+    );
+    drop(server);
+}
+
+#[test]
+fn the_runware_python_sdk_works_against_mediagate() {
+    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
+    if !matches!(&have, Ok(o) if o.status.success()) {
+        return skip_or_fail(
+            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
+        );
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    drive("python3", &["runware_sdk.py"], &dir);
+}
+
+#[test]
+fn the_runware_js_sdk_works_against_mediagate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip_or_fail("node is not installed");
+    }
+    if !dir.join("node_modules/@runware/sdk-js").exists() {
+        return skip_or_fail("@runware/sdk-js is not installed (run `npm ci` in tests/sdk)");
+    }
+    drive("node", &["runware_sdk.mjs"], &dir);
+}

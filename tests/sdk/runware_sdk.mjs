@@ -1,0 +1,40 @@
+// The official Runware JavaScript SDK (npm `@runware/sdk-js`) against mediagate's WebSocket API.
+// Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints RESTART and waits for a line
+// on stdin while the harness restarts the server, then checks the SDK reconnected. Prints OK.
+import { Runware } from "@runware/sdk-js";
+import assert from "node:assert/strict";
+import readline from "node:readline";
+
+const model = "mediagate:procedural@1";
+const r = new Runware({ apiKey: process.env.MG_KEY, url: process.env.MG_URL });
+await r.ensureConnection();
+
+const images = await r.requestImages({ model, positivePrompt: "a js fox", width: 128, height: 128, numberResults: 2 });
+assert.equal(images.length, 2);
+for (const i of images) assert.ok(i.imageURL && i.imageUUID && i.taskUUID, JSON.stringify(i));
+
+const up = await r.upscaleGan({ inputImage: images[0].imageUUID, upscaleFactor: 2 });
+assert.ok(up.imageURL && up.imageUUID, JSON.stringify(up));
+
+let failed = null;
+try {
+  await r.requestImages({ model, positivePrompt: "a bad width", width: 100, height: 128 });
+} catch (e) {
+  failed = e;
+}
+assert.ok(failed, "expected an error");
+const err = failed.error ?? failed;
+assert.equal(err.code, "invalidParameterValue", JSON.stringify(failed));
+assert.equal(err.parameter, "width");
+assert.ok(err.taskUUID && err.message, JSON.stringify(err));
+
+console.log("RESTART");
+const rl = readline.createInterface({ input: process.stdin });
+await new Promise((resolve) => rl.once("line", resolve));
+rl.close();
+
+const again = await r.requestImages({ model, positivePrompt: "after the restart", width: 64, height: 64 });
+assert.ok(again.length === 1 && again[0].imageURL, JSON.stringify(again));
+await r.disconnect();
+console.log("OK");
+process.exit(0);

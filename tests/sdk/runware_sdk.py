@@ -1,0 +1,49 @@
+"""The official Runware Python SDK (PyPI `runware`) against mediagate's WebSocket API.
+
+Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints RESTART and waits for a line
+on stdin while the harness restarts the server, then checks the SDK reconnected. Prints OK.
+"""
+import asyncio
+import os
+import sys
+
+from runware import IImageInference, IImageUpscale, Runware, RunwareAPIError
+
+MODEL = "mediagate:procedural@1"
+
+
+async def generate(r, **kw):
+    return await r.imageInference(requestImage=IImageInference(model=MODEL, **kw))
+
+
+async def main():
+    r = Runware(api_key=os.environ["MG_KEY"], url=os.environ["MG_URL"])
+    await r.connect()
+
+    images = await generate(r, positivePrompt="an sdk fox", width=128, height=128, numberResults=2, includeCost=True)
+    assert len(images) == 2, images
+    assert all(i.imageUUID and i.imageURL and i.taskUUID for i in images), images
+    assert images[0].seed != images[1].seed, images
+    assert abs(images[0].cost - 0.0006) < 1e-9, images[0].cost
+
+    up = await r.imageUpscale(upscaleGanPayload=IImageUpscale(inputImage=images[0].imageUUID, upscaleFactor=2))
+    assert up and up[0].imageUUID and up[0].imageURL, up
+
+    try:
+        await generate(r, positivePrompt="a bad width", width=100, height=128)
+        raise SystemExit("expected invalidParameterValue")
+    except RunwareAPIError as e:
+        assert e.code == "invalidParameterValue", e.error_data
+        assert e.error_data.get("parameter") == "width", e.error_data
+        assert e.error_data.get("taskUUID") and e.error_data.get("message"), e.error_data
+
+    print("RESTART", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+    again = await generate(r, positivePrompt="after the restart", width=64, height=64)
+    assert again and again[0].imageURL, again
+    await r.disconnect()
+    print("OK", flush=True)
+
+
+asyncio.run(asyncio.wait_for(main(), 180))
