@@ -73,6 +73,14 @@ pub enum AccountsCmd {
         /// Account name.
         name: String,
     },
+    /// Print the account's webhook signing secret (created on first use).
+    WebhookSecret {
+        /// Account name.
+        name: String,
+        /// Replace it with a new one (receivers must be updated).
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 /// `keys` subcommands.

@@ -95,6 +95,14 @@ async fn accounts(admin: Admin, c: AccountsCmd) -> Result<()> {
                 "account '{name}' suspended: its keys are refused (the server notices within auth.cache_ttl_ms)"
             );
         }
+        AccountsCmd::WebhookSecret { name, rotate } => {
+            let secret = admin.webhook_secret(&name, rotate).await?;
+            eprintln!(
+                "webhook signing secret of '{name}'{}: verify `webhook-signature` with it (Standard Webhooks)",
+                if rotate { " (rotated)" } else { "" }
+            );
+            println!("{secret}");
+        }
         AccountsCmd::Unsuspend { name } => {
             admin.set_account_status(&name, AccountStatus::Active).await?;
             println!("account '{name}' is active again");
@@ -198,7 +206,9 @@ async fn serve(cfg: mediagate_engine::config::Config) -> Result<i32> {
         );
     }
     // Acknowledged async tasks a stop left unfinished run again before anything new is taken.
+    mediagate_server::install(&engine);
     engine.resume_unfinished().await.context("resuming unfinished tasks")?;
+    engine.resume_webhooks().await.context("resuming webhook deliveries")?;
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;

@@ -91,6 +91,17 @@ async fn video_inference_renders_a_real_video_asynchronously() {
         assert_eq!(&bytes[magic_at..magic_at + magic.len()], magic, "{format} container signature");
         assert!(bytes.len() > 1000);
     }
+    // Inline video output uses the video field names.
+    let u = task_uuid();
+    s.post(&json!([{"taskType": "videoInference", "taskUUID": u, "positivePrompt": "inline", "width": 64,
+                    "height": 64, "duration": 1, "fps": 4, "outputType": "base64Data"}]))
+        .await;
+    let items = poll(&s, &u, Duration::from_secs(60)).await;
+    assert!(
+        items[0]["videoBase64Data"].is_string() && items[0].get("imageBase64Data").is_none(),
+        "{}",
+        items[0]
+    );
     // Sync video is refused with a clear way out; bounds are the model's.
     let (st, b) = s
         .post(&json!([{"taskType": "videoInference", "taskUUID": task_uuid(), "positivePrompt": "x y",

@@ -1,7 +1,7 @@
 //! Async delivery: submit, then poll `getResponse` with a growing interval under a budget.
 //!
-//! Servers that do not serve async delivery (mediagate, for now) answer the submit with a 400
-//! on `deliveryMethod`; the example prints it and exits.
+//! A server that does not serve async delivery answers the submit with a 400 on
+//! `deliveryMethod`; the example prints it and exits.
 //!
 //! ```sh
 //! MEDIAGATE_URL=http://127.0.0.1:8800 MEDIAGATE_API_KEY=key_… cargo run -p mediagate-client --example async_poll

@@ -153,10 +153,12 @@ impl BatchResults {
                 _ => r.unmatched_items.push(item),
             }
         }
-        if r.items.is_empty() && r.errors.is_empty() && r.unmatched_items.is_empty() {
-            if let Some(first) = r.unmatched_errors.first() {
-                return Err(r.wrap(Error::api(first.clone())));
-            }
+        if r.items.is_empty()
+            && r.errors.is_empty()
+            && r.unmatched_items.is_empty()
+            && let Some(first) = r.unmatched_errors.first()
+        {
+            return Err(r.wrap(Error::api(first.clone())));
         }
         Ok(r)
     }

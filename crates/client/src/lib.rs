@@ -340,6 +340,14 @@ mod tests {
     }
 
     #[test]
+    fn client_and_error_are_thread_safe() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Client>();
+        send_sync::<Error>();
+        send_sync::<BatchResults>();
+    }
+
+    #[test]
     fn configuration_errors() {
         assert!(matches!(Client::builder().api_key("k").build(), Err(Error::Config(_))));
         assert!(matches!(Client::builder().base_url("http://x").build(), Err(Error::Config(_))));

@@ -310,8 +310,7 @@ mod tests {
         assert!(out.elapsed < Duration::from_secs(1));
         // An attempt that never answers is cut off at the deadline.
         let out =
-            run(&p, Duration::from_millis(300), || std::future::pending::<Result<(), Error>>(), by_error)
-                .await;
+            run(&p, Duration::from_millis(300), std::future::pending::<Result<(), Error>>, by_error).await;
         assert!(matches!(out.result, Err(Error::Timeout { .. })));
         assert_eq!(out.attempts, 1);
         assert_eq!(out.gave_up, Some(GaveUp::Deadline));

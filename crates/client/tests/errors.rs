@@ -96,10 +96,7 @@ async fn conflicting_task_uuid_is_400() {
     let uuid = first.task_uuid();
     c.run(first).await.unwrap();
     let e = c.run(ImageInference::new("another thing").size(64, 64).with_task_uuid(uuid)).await.unwrap_err();
-    assert_eq!(
-        api(&e, ErrorCode::ConflictTaskUUID, 400).parameter,
-        Some(Parameter::One("taskUUID".into()))
-    );
+    assert_eq!(api(&e, ErrorCode::ConflictTaskUUID, 400).parameter, Some(Parameter::One("taskUUID".into())));
 }
 
 #[tokio::test]
@@ -125,11 +122,13 @@ async fn an_invalid_key_is_401_for_tasks_and_for_authentication() {
 #[tokio::test]
 async fn insufficient_credits_is_402() {
     let s = TestServer::start_with(|cfg| cfg.bootstrap.initial_credit_usd = "0".into()).await;
-    let c = client(&s);
+    let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
+    let c = client_for(&proxy.base_url, &s.api_key, fast_retries());
     let e = c.run(ImageInference::new("a lighthouse").size(64, 64)).await.unwrap_err();
     let a = api(&e, ErrorCode::InsufficientCredits, 402);
     assert!(a.task_uuid.is_some());
     assert_eq!(s.balance("default").await, 0);
+    assert_eq!(proxy.request_count(), 1, "402 is never retried");
     // A free task still works for a broke account.
     assert!(c.ping().await.unwrap().pong);
 }
@@ -138,22 +137,26 @@ async fn insufficient_credits_is_402() {
 async fn a_scoped_key_gets_403_outside_its_scopes() {
     let s = TestServer::start().await;
     let key = s.create_key("default", &["task:upscale"]).await;
-    let c = client_for(&s.base_url, &key, fast_retries());
+    let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
+    let c = client_for(&proxy.base_url, &key, fast_retries());
     let e = c.run(ImageInference::new("not allowed").size(64, 64)).await.unwrap_err();
     let a = api(&e, ErrorCode::InsufficientPermissions, 403);
     assert_eq!(a.parameter, Some(Parameter::One("taskType".into())));
     assert!(a.message.contains("task:imageInference"), "{}", a.message);
+    assert_eq!(proxy.request_count(), 1, "403 is never retried");
 }
 
 #[tokio::test]
 async fn get_response_of_an_unknown_task_is_404() {
     let s = TestServer::start().await;
-    let c = client(&s);
+    let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
+    let c = client_for(&proxy.base_url, &s.api_key, fast_retries());
     let unknown = uuid::Uuid::new_v4();
     let e = c.get_response(unknown).await.unwrap_err();
     let a = api(&e, ErrorCode::TaskNotFound, 404);
     assert_eq!(a.task_uuid, Some(unknown.to_string()));
     assert_eq!(a.task_type.as_deref(), Some("getResponse"));
+    assert_eq!(proxy.request_count(), 1, "404 is never retried");
 }
 
 #[tokio::test]

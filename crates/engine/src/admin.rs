@@ -107,6 +107,16 @@ impl Admin {
         Ok(self.store.grant(account, micros, note).await?)
     }
 
+    /// The account's webhook signing secret (created on first use; `rotate` replaces it).
+    pub async fn webhook_secret(&self, account: &str, rotate: bool) -> Result<String, AdminError> {
+        let a = self
+            .store
+            .account_by_name(account)
+            .await?
+            .ok_or_else(|| AdminError::Store(StoreError::NotFound(format!("account '{account}'"))))?;
+        Ok(self.store.webhook_secret(a.id, crate::webhooks::new_secret(), rotate).await?)
+    }
+
     /// An account and its newest ledger entries.
     pub async fn credits(
         &self,

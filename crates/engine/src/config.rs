@@ -27,6 +27,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// The WebSocket API.
     pub websocket: WebSocketConfig,
+    /// Webhook deliveries.
+    pub webhooks: crate::webhooks::WebhooksConfig,
     /// Store options.
     pub store: StoreConfig,
     /// Authentication options.
@@ -51,6 +53,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             tasks: TasksConfig::default(),
             websocket: WebSocketConfig::default(),
+            webhooks: Default::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             outputs: OutputsConfig::default(),

@@ -251,7 +251,9 @@ impl Dispatcher {
                     }
                     Failure::Transient => {
                         permit.failure(Instant::now());
-                        if n == policy.attempts.max(1) {
+                        // This failure opened the circuit: no backoff, go to the fallback now.
+                        let open = matches!(breaker.state(Instant::now()), BreakerState::Open(_));
+                        if open || n == policy.attempts.max(1) {
                             last = Some(e);
                             break;
                         }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod outputs;
 mod pipeline;
 pub mod scopes;
+pub mod webhooks;
 
 pub use auth::AuthContext;
 pub use pipeline::{Delivered, DeliveredItem, Delivery, Submission, Submitted, TaskView};
@@ -62,6 +63,7 @@ pub struct Engine {
     outputs: outputs::OutputFiles,
     intake: Intake,
     inflight: pipeline::Inflight,
+    renderers: parking_lot::RwLock<HashMap<&'static str, Arc<dyn webhooks::WebhookRenderer>>>,
 }
 
 /// What the first start created: the account and the only copy of its key.
@@ -145,6 +147,7 @@ impl Engine {
             dispatcher,
             outputs,
             inflight: pipeline::Inflight::default(),
+            renderers: Default::default(),
         })
     }
 

@@ -437,8 +437,52 @@ impl Engine {
             },
             Err(e) => FinishOutcome::Failure { error: to_stored(e) },
         };
-        let recorded =
-            self.store.finish_task(Finish { account_id, task_uuid: sub.task_uuid, outcome: finish }).await;
+        // Webhook bodies are rendered now and recorded with the task's end, so a restart can
+        // still deliver them.
+        let webhooks = match &sub.webhook_url {
+            None => vec![],
+            Some(url) => {
+                let rendered = match &run {
+                    Ok((results, _, bytes)) => {
+                        self.deliver(
+                            sub.task_uuid,
+                            sub.request.output(),
+                            results.clone(),
+                            Some(bytes.clone()),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                let rendered = rendered.map_err(|e| {
+                    e.with_task_type(sub.task_type_name.clone()).with_task_uuid(sub.task_uuid.to_string())
+                });
+                self.webhook_bodies(sub.dialect, &sub.task_type_name, sub.task_uuid, url, rendered.as_ref())
+                    .await
+            }
+        };
+        let recorded = self
+            .store
+            .finish_task(Finish {
+                account_id,
+                task_uuid: sub.task_uuid,
+                outcome: finish,
+                webhooks: webhooks.clone(),
+            })
+            .await;
+        if recorded.is_ok() {
+            for w in webhooks {
+                self.spawn_webhook(mediagate_store::WebhookDelivery {
+                    webhook_id: w.webhook_id,
+                    account_id,
+                    task_uuid: sub.task_uuid.to_string(),
+                    url: w.url,
+                    payload: w.payload,
+                    status: "pending".into(),
+                    attempts: vec![],
+                });
+            }
+        }
         let outcome = match (recorded, run) {
             (Err(e), _) => {
                 // The task stays `processing` in the store and is settled at the next start.
@@ -474,6 +518,7 @@ impl Engine {
                             account_id: t.account_id,
                             task_uuid: t.task_uuid,
                             outcome: FinishOutcome::Failure { error: to_stored(&ApiError::internal()) },
+                            webhooks: vec![],
                         })
                         .await;
                     continue;

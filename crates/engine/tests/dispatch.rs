@@ -340,8 +340,11 @@ async fn a_failed_probe_reopens_the_circuit() {
     // One failure opened it, so the remaining attempts on a were skipped.
     assert_eq!((a.calls(), b.calls()), (1, 1));
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let t1 = Instant::now();
     d.dispatch(&s, job(), no_progress()).await.unwrap();
     assert_eq!((a.calls(), b.calls()), (2, 2), "one probe, failed, then the fallback");
+    // The failed probe re-opened the circuit: no backoff before the fallback.
+    assert_eq!(timeline(&l, t1)[2..], [("a".to_string(), 0), ("b".to_string(), 0)]);
     assert_eq!(d.breaker_state("a"), Some(BreakerState::Open(Duration::from_secs(10))));
 }
 

@@ -26,12 +26,22 @@ pub struct AppState {
     pub sessions: Arc<runware::ws::Sessions>,
 }
 
+/// Teaches the engine this edge's renderings (webhook bodies). Call before the engine resumes
+/// unfinished tasks; [`router`] calls it too.
+pub fn install(engine: &Engine) {
+    let base_url = engine.config().base_url();
+    engine.set_webhook_renderer("runware", Arc::new(runware::render::WebhookBodies { base_url }));
+}
+
 /// The application's routes.
 pub fn router(engine: Arc<Engine>) -> Router {
-    let state = AppState { base_url: engine.config().base_url(), engine, sessions: Default::default() };
+    install(&engine);
+    let base_url = engine.config().base_url();
+    let state = AppState { base_url, engine, sessions: Default::default() };
     Router::new()
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
+        .route("/v1/webhooks/deliveries", get(runware::webhook_deliveries))
         .route("/docs", get(docs::index))
         .route("/docs/errors", get(docs::errors))
         .route("/health", get(|| async { "ok" }))

@@ -96,6 +96,23 @@ pub trait Store: Send + Sync {
     /// them again.
     async fn resumable_tasks(&self) -> StoreResult<Vec<ResumableTask>>;
 
+    // --- webhooks ---------------------------------------------------------------------------
+    /// The account's webhook signing secret: `candidate` becomes it when there is none yet or
+    /// when `rotate` is set.
+    async fn webhook_secret(&self, account_id: i64, candidate: String, rotate: bool) -> StoreResult<String>;
+    /// Records one attempt; `done` = Some("delivered" | "failed") ends the delivery.
+    async fn record_webhook_attempt(
+        &self,
+        webhook_id: &str,
+        attempt: WebhookAttempt,
+        done: Option<&'static str>,
+    ) -> StoreResult<()>;
+    /// Deliveries not yet delivered or given up (resumed at start-up).
+    async fn pending_webhooks(&self) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Deliveries of a task, with their attempts.
+    async fn webhook_deliveries(&self, account_id: i64, task_uuid: Uuid)
+    -> StoreResult<Vec<WebhookDelivery>>;
+
     // --- outputs ----------------------------------------------------------------------------
     /// One output by UUID.
     async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;

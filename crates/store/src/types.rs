@@ -223,6 +223,52 @@ pub struct NewOutput {
     pub inline_data: Option<Vec<u8>>,
 }
 
+/// A webhook delivery to record with a task's end (delivered afterwards, retried, resumed
+/// after a restart).
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    /// The delivery's id (`webhook-id` header; stable across retries for de-duplication).
+    pub webhook_id: String,
+    /// Where it goes.
+    pub url: String,
+    /// The exact body.
+    pub payload: String,
+}
+
+/// A webhook delivery and its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookDelivery {
+    /// The delivery's id.
+    pub webhook_id: String,
+    /// Owning account.
+    pub account_id: i64,
+    /// The task.
+    pub task_uuid: String,
+    /// Where it goes.
+    pub url: String,
+    /// The body.
+    pub payload: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookAttempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When (ms since epoch).
+    pub at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
 /// A task's end.
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -232,6 +278,8 @@ pub struct Finish {
     pub task_uuid: Uuid,
     /// What happened.
     pub outcome: FinishOutcome,
+    /// Webhook deliveries to record in the same transaction.
+    pub webhooks: Vec<NewWebhook>,
 }
 
 /// Success or failure of a task.

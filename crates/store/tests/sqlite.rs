@@ -67,6 +67,7 @@ async fn replays_failures_refunds_and_restart_settlement() {
             outcome: FinishOutcome::Failure {
                 error: StoredError { code: "providerError".into(), message: "x".into(), parameter: vec![] },
             },
+            webhooks: vec![],
         })
         .await
         .unwrap();
@@ -78,6 +79,7 @@ async fn replays_failures_refunds_and_restart_settlement() {
                 account_id: a.id,
                 task_uuid: t.task_uuid,
                 outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 0 },
+                webhooks: vec![],
             })
             .await
             .is_err()

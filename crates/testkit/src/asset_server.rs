@@ -13,7 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsage
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,6 +73,8 @@ pub struct Route {
     pub header_delay: Option<Duration>,
     /// Write these bytes instead of any HTTP response, then close.
     pub raw_response: Option<Vec<u8>>,
+    /// The first N requests get this status instead (shared by clones of the route).
+    pub fail_first: Option<(Arc<AtomicU32>, u16)>,
 }
 
 impl Route {
@@ -91,7 +93,14 @@ impl Route {
             drip: None,
             header_delay: None,
             raw_response: None,
+            fail_first: None,
         }
+    }
+
+    /// Answers the first `n` requests with `status` (e.g. to exercise a client's retries).
+    pub fn fail_first(mut self, n: u32, status: u16) -> Route {
+        self.fail_first = Some((Arc::new(AtomicU32::new(n)), status));
+        self
     }
 
     /// A status with an empty text body.
@@ -183,6 +192,15 @@ pub struct SeenRequest {
     pub path: String,
     /// Header lines, lowercased names.
     pub headers: Vec<(String, String)>,
+    /// The request body (read when the request declares a `Content-Length`).
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    /// The first value of a header (name in lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -396,6 +414,10 @@ fn tls_config(host: &str, mode: CertMode) -> (String, rustls::ServerConfig) {
     (ca.pem(), config)
 }
 
+fn headers_len(headers: &[(String, String)]) -> usize {
+    headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+}
+
 async fn read_head<S: AsyncReadExt + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -447,12 +469,34 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, st: Arc<State>)
         let mut first = lines.next().unwrap_or("").split(' ');
         let method = first.next().unwrap_or("").to_string();
         let path = first.next().unwrap_or("").to_string();
-        let headers = lines
+        let headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        st.seen.lock().unwrap().push(SeenRequest { method: method.clone(), path: path.clone(), headers });
-        let route = st.routes.lock().unwrap().get(&path).cloned().unwrap_or_else(|| Route::status_only(404));
+        // Request bodies (webhook POSTs) are read so tests can check what was delivered.
+        let declared: usize = headers_len(&headers);
+        while buf.len() < declared {
+            let mut tmp = [0u8; 8192];
+            match tls.read(&mut tmp).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..declared.min(buf.len())).collect();
+        st.seen.lock().unwrap().push(SeenRequest {
+            method: method.clone(),
+            path: path.clone(),
+            headers,
+            body,
+        });
+        let mut route =
+            st.routes.lock().unwrap().get(&path).cloned().unwrap_or_else(|| Route::status_only(404));
+        if route.fail_first.as_ref().is_some_and(|(n, _)| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+        }) {
+            let status = route.fail_first.as_ref().map(|(_, s)| *s).unwrap_or(500);
+            route = Route::status_only(status);
+        }
         if !respond(&mut tls, &method, &path, &route, &st).await {
             break;
         }

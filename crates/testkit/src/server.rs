@@ -40,7 +40,9 @@ impl TestServer {
         let store: Arc<dyn Store> = Arc::new(open_store(&cfg).expect("store"));
         let engine = Arc::new(Engine::new(cfg, store).expect("engine"));
         let boot = engine.prepare().await.expect("prepare").expect("a fresh store bootstraps");
+        mediagate_server::install(&engine);
         engine.resume_unfinished().await.expect("resume");
+        engine.resume_webhooks().await.expect("resume webhooks");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(mediagate_server::serve(listener, engine.clone(), async move {
             let _ = stopped.await;

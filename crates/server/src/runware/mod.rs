@@ -5,7 +5,7 @@
 //! else the status of the first error.
 
 mod parse;
-mod render;
+pub mod render;
 pub mod ws;
 
 use crate::AppState;
@@ -266,4 +266,52 @@ async fn run_one(
             }
         }
     }
+}
+
+/// `GET /v1/webhooks/deliveries?taskUUID=…`: the webhook deliveries of a task and every attempt.
+pub async fn webhook_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let result = async {
+        let key = match bearer(&headers) {
+            Some(k) => k?,
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::MissingApiKey,
+                    "Send `Authorization: Bearer <API key>`.",
+                )
+                .with_parameter(ParamPath::key("apiKey"))
+                .with_task_type("authentication"));
+            }
+        };
+        let ctx = state.engine.authenticate(&key).await?;
+        let uuid = q.get("taskUUID").and_then(|u| uuid::Uuid::try_parse(u).ok()).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidTaskUUID, "Give the task as ?taskUUID=<uuid>.")
+                .with_parameter(ParamPath::key("taskUUID"))
+        })?;
+        let list = state.engine.webhook_deliveries(ctx.account_id, uuid).await?;
+        let data: Vec<Value> = list
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "webhookId": d.webhook_id,
+                    "taskUUID": d.task_uuid,
+                    "url": d.url,
+                    "status": d.status,
+                    "attempts": d.attempts.iter().map(|a| json!({
+                        "attempt": a.attempt,
+                        "at": a.at,
+                        "statusCode": a.status_code,
+                        "error": a.error,
+                        "durationMs": a.duration_ms,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json_response(200, &json!({ "data": data })))
+    }
+    .await;
+    result.unwrap_or_else(|e| request_error(&state, &e))
 }

@@ -139,14 +139,14 @@ fn delivery(r: &mut ParamReader<'_>, default: Delivery) -> Result<Delivery, ApiE
     })
 }
 
-fn no_webhook(r: &mut ParamReader<'_>) -> Result<(), ApiError> {
-    if r.opt_string("webhookURL", 1, 4096)?.is_some() {
-        return Err(r.invalid(
-            "webhookURL",
-            "webhooks are not available on this server yet; poll with getResponse instead.",
-        ));
-    }
-    Ok(())
+/// `webhookURL`: checked by the same URL rules as asset URLs (HTTPS, a domain, no credentials,
+/// length); the address rules apply when it is called.
+fn webhook(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
+    let Some(url) = r.opt_string("webhookURL", 1, 2048)? else { return Ok(None) };
+    mediagate_assets::url_check::check_url(&url, 2048).map_err(|why| {
+        r.invalid("webhookURL", format!("{} Webhooks are POSTed to public HTTPS URLs only.", why.message()))
+    })?;
+    Ok(Some(url))
 }
 
 fn model(r: &mut ParamReader<'_>, t: TaskType) -> Result<String, ApiError> {
@@ -349,7 +349,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     "videoInference is async-only: send deliveryMethod 'async' (the default) and poll getResponse.",
                 ));
             }
-            no_webhook(&mut r)?;
+            let webhook_url = webhook(&mut r)?;
             Parsed::Submit {
                 sent,
                 submission: Submission {
@@ -358,7 +358,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     request,
                     dialect: "runware",
                     delivery,
-                    webhook_url: None,
+                    webhook_url,
                 },
             }
         }

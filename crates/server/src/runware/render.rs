@@ -47,7 +47,7 @@ pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opt
             match (d.output_type, &it.inline) {
                 (OutputType::Base64Data, Some(b)) => {
                     m.insert(
-                        "imageBase64Data".into(),
+                        format!("{kind}Base64Data"),
                         json!(base64::engine::general_purpose::STANDARD.encode(b)),
                     );
                 }
@@ -74,4 +74,22 @@ pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opt
             Value::Object(m)
         })
         .collect()
+}
+
+/// Webhook bodies in the Runware shape: the flat task object per result, as Runware sends.
+pub struct WebhookBodies {
+    /// The public base URL, for `documentation` links.
+    pub base_url: String,
+}
+
+impl mediagate_engine::webhooks::WebhookRenderer for WebhookBodies {
+    fn results(&self, task_type: &str, task_uuid: &str, delivered: &Delivered) -> Vec<Value> {
+        result_items(task_type, task_uuid, delivered, Some("success"))
+    }
+
+    fn error(&self, e: &ApiError) -> Value {
+        let mut v = error(e, &self.base_url);
+        v["status"] = json!("error");
+        v
+    }
 }

@@ -298,6 +298,43 @@ fn refund(
     Ok(())
 }
 
+fn webhook_rows(c: &Connection, filter: &str, p: impl rusqlite::Params) -> StoreResult<Vec<WebhookDelivery>> {
+    let mut rows: Vec<WebhookDelivery> = c
+        .prepare(&format!(
+            "SELECT webhook_id, account_id, task_uuid, url, payload, status FROM webhook_deliveries
+             WHERE {filter} ORDER BY created_at, webhook_id"
+        ))?
+        .query_map(p, |r| {
+            Ok(WebhookDelivery {
+                webhook_id: r.get(0)?,
+                account_id: r.get(1)?,
+                task_uuid: r.get(2)?,
+                url: r.get(3)?,
+                payload: r.get(4)?,
+                status: r.get(5)?,
+                attempts: vec![],
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = c.prepare_cached(
+        "SELECT attempt, at, status_code, error, duration_ms FROM webhook_attempts WHERE webhook_id = ?1 ORDER BY attempt",
+    )?;
+    for d in &mut rows {
+        d.attempts = q
+            .query_map([&d.webhook_id], |r| {
+                Ok(WebhookAttempt {
+                    attempt: r.get(0)?,
+                    at: r.get(1)?,
+                    status_code: r.get(2)?,
+                    error: r.get(3)?,
+                    duration_ms: r.get::<_, i64>(4)? as u64,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(rows)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_account(&self, name: &str, initial_grant_micros: i64) -> StoreResult<Account> {
@@ -576,6 +613,13 @@ impl Store for SqliteStore {
                         ])?;
                     }
                 }
+                let mut hook = c.prepare_cached(
+                    "INSERT INTO webhook_deliveries (webhook_id, account_id, task_uuid, url, payload, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?;
+                for w in &f.webhooks {
+                    hook.execute(params![w.webhook_id, f.account_id, uuid, w.url, w.payload, now])?;
+                }
                 Ok(())
             })
             .await
@@ -647,6 +691,59 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn webhook_secret(&self, account_id: i64, candidate: String, rotate: bool) -> StoreResult<String> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE accounts SET webhook_secret = ?1 WHERE id = ?2 AND (webhook_secret IS NULL OR ?3)",
+                    params![candidate, account_id, rotate],
+                )?;
+                c.query_row("SELECT webhook_secret FROM accounts WHERE id = ?1", [account_id], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("account {account_id}")))
+            })
+            .await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        webhook_id: &str,
+        a: WebhookAttempt,
+        done: Option<&'static str>,
+    ) -> StoreResult<()> {
+        let id = webhook_id.to_string();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO webhook_attempts (webhook_id, attempt, at, status_code, error, duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![id, a.attempt, a.at, a.status_code, a.error, a.duration_ms as i64])?;
+                c.prepare_cached(
+                    "UPDATE webhook_deliveries SET attempts = ?2, updated_at = ?3, status = COALESCE(?4, status)
+                     WHERE webhook_id = ?1",
+                )?
+                .execute(params![id, a.attempt, a.at, done])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn pending_webhooks(&self) -> StoreResult<Vec<WebhookDelivery>> {
+        self.read(|c| webhook_rows(c, "status = 'pending'", params![])).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        self.read(move |c| {
+            webhook_rows(c, "account_id = ?1 AND task_uuid = ?2", params![account_id, task_uuid.to_string()])
         })
         .await
     }

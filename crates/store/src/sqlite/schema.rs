@@ -71,6 +71,33 @@ ALTER TABLE tasks ADD COLUMN delivery TEXT NOT NULL DEFAULT 'sync';
 ALTER TABLE tasks ADD COLUMN payload TEXT;
 ALTER TABLE tasks ADD COLUMN webhook_url TEXT;
 "#,
+    r#"
+-- Webhooks: a signing secret per account; one delivery per result, with every attempt.
+ALTER TABLE accounts ADD COLUMN webhook_secret TEXT;
+CREATE TABLE webhook_deliveries (
+    webhook_id   TEXT PRIMARY KEY,
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    task_uuid    TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_by_task ON webhook_deliveries(account_id, task_uuid);
+CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries(status);
+CREATE TABLE webhook_attempts (
+    id           INTEGER PRIMARY KEY,
+    webhook_id   TEXT NOT NULL REFERENCES webhook_deliveries(webhook_id),
+    attempt      INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    status_code  INTEGER,
+    error        TEXT,
+    duration_ms  INTEGER NOT NULL
+);
+CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts(webhook_id, attempt);
+"#,
 ];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.
