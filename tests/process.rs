@@ -198,6 +198,12 @@ fn kill_9_mid_task_is_settled_on_restart() {
     let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
     assert!(stdout(&o).contains("balance $10.00"), "{}", stdout(&o));
     assert!(stdout(&o).contains("refund"));
+    // taskInterrupted is transient: resending the identical task runs it again, charged once.
+    let (st, b) = post(&s2.base, &key, &slow_task(&id));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 20);
+    let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
+    assert!(stdout(&o).contains("balance $9.988"), "{}", stdout(&o));
 }
 
 #[test]

@@ -144,6 +144,18 @@ enum Admitted {
     RunningElsewhere,
 }
 
+fn insufficient(price: i64, balance: i64, account: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InsufficientCredits,
+        format!(
+            "This task costs ${} but the account balance is ${}. Add credits (e.g. \
+             `mediagate credits grant --account {account} --usd 10`) and retry.",
+            format_usd(price),
+            format_usd(balance),
+        ),
+    )
+}
+
 fn still_processing(uuid: Uuid) -> ApiError {
     ApiError::new(
         ErrorCode::TaskStillProcessing,
@@ -375,25 +387,22 @@ impl Engine {
         hash: [u8; 32],
         canonical: &[u8],
     ) -> Result<Admitted, ApiError> {
-        let admission = self
-            .store
-            .admit_task(NewTask {
-                account_id: ctx.account_id,
-                task_uuid: sub.task_uuid,
-                task_type: sub.task_type_name.clone(),
-                model: Some(sub.request.model().to_string()),
-                request: record_of(&sub.request),
-                request_hash: hash,
-                price_micros: price,
-                resumable_payload: (sub.delivery == Delivery::Async)
-                    .then(|| String::from_utf8_lossy(canonical).into_owned()),
-                webhook_url: sub.webhook_url.clone(),
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "admission failed");
-                ApiError::internal()
-            })?;
+        let new_task = NewTask {
+            account_id: ctx.account_id,
+            task_uuid: sub.task_uuid,
+            task_type: sub.task_type_name.clone(),
+            model: Some(sub.request.model().to_string()),
+            request: record_of(&sub.request),
+            request_hash: hash,
+            price_micros: price,
+            resumable_payload: (sub.delivery == Delivery::Async)
+                .then(|| String::from_utf8_lossy(canonical).into_owned()),
+            webhook_url: sub.webhook_url.clone(),
+        };
+        let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
+            tracing::error!(error = %e, "admission failed");
+            ApiError::internal()
+        })?;
         match admission {
             Admission::Existing(rec) if rec.request_hash != hash => Err(conflict(sub.task_uuid)),
             Admission::Existing(rec) => match rec.status {
@@ -401,23 +410,32 @@ impl Engine {
                     tracing::debug!("replay of a finished task; returning the stored result");
                     Ok(Admitted::Known(Ok(Finished { items: rec.results, bytes: None })))
                 }
-                TaskStatus::Error => Ok(Admitted::Known(Err(rec
-                    .error
-                    .as_ref()
-                    .map(from_stored)
-                    .unwrap_or_else(ApiError::internal)))),
+                TaskStatus::Error => {
+                    let stored = rec.error.as_ref().map(from_stored).unwrap_or_else(ApiError::internal);
+                    if !stored.code.is_retryable() {
+                        return Ok(Admitted::Known(Err(stored)));
+                    }
+                    // A transient failure (provider error, timeout, interrupted by a restart) was
+                    // refunded; the identical task sent again runs again, so a client's retry
+                    // with the same taskUUID can succeed, and it is charged once.
+                    tracing::info!(previous = %stored.code, "re-running a task that failed transiently");
+                    let again = self.store.readmit_failed_task(new_task).await.map_err(|e| {
+                        tracing::error!(error = %e, "re-admission failed");
+                        ApiError::internal()
+                    })?;
+                    match again {
+                        Admission::Admitted => Ok(Admitted::New),
+                        Admission::InsufficientCredits { balance_micros } => {
+                            Err(insufficient(price, balance_micros, &ctx.account_name))
+                        }
+                        Admission::Existing(_) => Ok(Admitted::RunningElsewhere),
+                    }
+                }
                 TaskStatus::Processing => Ok(Admitted::RunningElsewhere),
             },
-            Admission::InsufficientCredits { balance_micros } => Err(ApiError::new(
-                ErrorCode::InsufficientCredits,
-                format!(
-                    "This task costs ${} but the account balance is ${}. Add credits (e.g. \
-                     `mediagate credits grant --account {} --usd 10`) and retry.",
-                    format_usd(price),
-                    format_usd(balance_micros),
-                    ctx.account_name
-                ),
-            )),
+            Admission::InsufficientCredits { balance_micros } => {
+                Err(insufficient(price, balance_micros, &ctx.account_name))
+            }
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
                 Ok(Admitted::New)

@@ -284,6 +284,9 @@ impl ComfyUi {
             .unwrap_or_else(|| vec![None; handle.ids.len()]);
         let n = handle.ids.len();
         let mut done: Vec<Option<Artifact>> = vec![None; n];
+        // Per-prompt fraction; the task's progress is their mean (prompts may run in any order).
+        let mut fractions = vec![0f64; n];
+        let report = |fractions: &[f64]| progress(Progress { fraction: (fractions.iter().sum::<f64>() / n as f64) as f32 });
         let index = |id: &str| handle.ids.iter().position(|x| x == id);
 
         let mut ws = self.ws_connect(&client_id).await;
@@ -294,7 +297,8 @@ impl ComfyUi {
                     && let Some((ended, files)) = self.history(id).await?
                 {
                     done[i] = Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
-                    progress(Progress { fraction: done.iter().filter(|d| d.is_some()).count() as f32 / n as f32 });
+                    fractions[i] = 1.0;
+                    report(&fractions);
                 }
             }
             if done.iter().all(Option::is_some) {
@@ -320,9 +324,9 @@ impl ComfyUi {
             let finished = match v["type"].as_str().unwrap_or_default() {
                 "progress" => {
                     let (val, max) = (data["value"].as_f64().unwrap_or(0.0), data["max"].as_f64().unwrap_or(0.0));
-                    if max > 0.0 {
-                        let whole = done.iter().filter(|d| d.is_some()).count() as f64;
-                        progress(Progress { fraction: ((whole + (val / max).min(1.0)) / n as f64) as f32 });
+                    if max > 0.0 && done[i].is_none() {
+                        fractions[i] = fractions[i].max((val / max).clamp(0.0, 1.0));
+                        report(&fractions);
                     }
                     false
                 }
@@ -352,7 +356,8 @@ impl ComfyUi {
                     .await?
                     .ok_or_else(|| mapping::failed(name, format_args!("prompt {id} done but not in /history")))?;
                 done[i] = Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
-                progress(Progress { fraction: done.iter().filter(|d| d.is_some()).count() as f32 / n as f32 });
+                fractions[i] = 1.0;
+                report(&fractions);
                 if done.iter().all(Option::is_some) {
                     return Ok(done.into_iter().flatten().collect());
                 }

@@ -83,6 +83,10 @@ pub trait Store: Send + Sync {
     /// Admits a task: returns the existing record for a known `(account, taskUUID)`, refuses
     /// when the balance cannot pay, else reserves the price and records the task as running.
     async fn admit_task(&self, task: NewTask) -> StoreResult<Admission>;
+    /// Runs a task that ended in a (retryable) error again under the same taskUUID: reserves
+    /// the price anew and sets it back to `processing`. Returns `Admitted`, or
+    /// `InsufficientCredits`, or `Existing` when the task is no longer in error (a race).
+    async fn readmit_failed_task(&self, task: NewTask) -> StoreResult<Admission>;
     /// Records a task's outcome, its outputs and any refund, atomically.
     async fn finish_task(&self, finish: Finish) -> StoreResult<()>;
     /// One task of an account.

@@ -72,6 +72,8 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
+    /// ComfyUI runs one prompt at a time, in queue order.
+    queue: tokio::sync::Mutex<()>,
     socket_connected: Notify,
     png: Vec<u8>,
 }
@@ -95,6 +97,7 @@ impl ComfyMock {
     pub async fn start() -> ComfyMock {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { wait_for_socket: true, ..Inner::default() }),
+            queue: tokio::sync::Mutex::new(()),
             socket_connected: Notify::new(),
             png: crate::mock_upstream::png(8, 8, [200, 40, 40]),
         });
@@ -225,6 +228,12 @@ async fn run(st: St, id: String, client: String, script: Script) {
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }
+    }
+    let _turn = st.queue.lock().await;
+    if lock(&st).deleted.contains(&id) {
+        // Deleted from the queue before it ran.
+        lock(&st).running.remove(&id);
+        return;
     }
     let stop = lock(&st).running.get(&id).cloned().unwrap_or_default();
     let ended = |st: &Shared, status: &str, outputs: Value, messages: Value| {

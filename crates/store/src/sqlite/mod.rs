@@ -554,6 +554,55 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn readmit_failed_task(&self, t: NewTask) -> StoreResult<Admission> {
+        self.writer
+            .write(move |c| {
+                let uuid = t.task_uuid.to_string();
+                let current = c
+                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                    .query_row(params![t.account_id, uuid], task_row)
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("task {uuid}")))?;
+                if current.status != TaskStatus::Error {
+                    return Ok(Admission::Existing(Box::new(current)));
+                }
+                let now = now_ms();
+                if t.price_micros > 0 {
+                    let debited = c
+                        .prepare_cached(
+                            "UPDATE accounts SET balance_micros = balance_micros - ?1 WHERE id = ?2 AND balance_micros >= ?1",
+                        )?
+                        .execute(params![t.price_micros, t.account_id])?;
+                    if debited == 0 {
+                        let balance: i64 = c
+                            .prepare_cached("SELECT balance_micros FROM accounts WHERE id = ?1")?
+                            .query_row([t.account_id], |r| r.get(0))?;
+                        return Ok(Admission::InsufficientCredits { balance_micros: balance });
+                    }
+                    c.prepare_cached(
+                        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at)
+                         VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
+                    )?
+                    .execute(params![t.account_id, -t.price_micros, uuid, format!("{} (retry)", t.task_type), now])?;
+                }
+                c.prepare_cached(
+                    "UPDATE tasks SET status = 'processing', error = NULL, result = NULL, cost_micros = ?1,
+                            finished_at = NULL, delivery = ?2, payload = ?3, webhook_url = ?4
+                     WHERE account_id = ?5 AND task_uuid = ?6 AND status = 'error'",
+                )?
+                .execute(params![
+                    t.price_micros,
+                    if t.resumable_payload.is_some() { "async" } else { "sync" },
+                    t.resumable_payload,
+                    t.webhook_url,
+                    t.account_id,
+                    uuid
+                ])?;
+                Ok(Admission::Admitted)
+            })
+            .await
+    }
+
     async fn finish_task(&self, f: Finish) -> StoreResult<()> {
         self.writer
             .write(move |c| {
