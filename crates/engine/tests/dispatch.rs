@@ -69,9 +69,10 @@ impl Provider for Fake {
         match self.steps[i.min(self.steps.len() - 1)].clone() {
             Step::Ok => Ok(Submitted::Done(vec![artifact()])),
             Step::Fail(e) => Err(e),
-            Step::Pending(d) => {
-                Ok(Submitted::Pending(JobHandle { ids: vec![format!("job{i}")], context: format!("{}", d.as_millis()) }))
-            }
+            Step::Pending(d) => Ok(Submitted::Pending(JobHandle {
+                ids: vec![format!("job{i}")],
+                context: format!("{}", d.as_millis()),
+            })),
         }
     }
     async fn wait(&self, h: &JobHandle, progress: &ProgressFn) -> Result<Vec<Artifact>, ProviderError> {
@@ -189,8 +190,10 @@ async fn jitter_picks_the_wait_within_the_ceiling() {
 #[tokio::test(start_paused = true)]
 async fn retry_after_longer_than_the_backoff_is_honoured() {
     let l = log();
-    let limited = transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_secs(3)));
-    let short = transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_millis(10)));
+    let limited =
+        transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_secs(3)));
+    let short =
+        transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_millis(10)));
     let a = Fake::new("a", vec![Step::Fail(limited), Step::Fail(short), Step::Ok], &l);
     let d = dispatcher(&[&a], &[]);
     let t0 = Instant::now();
@@ -208,7 +211,10 @@ async fn request_failures_are_not_retried_nor_sent_to_the_fallback() {
     let a = Fake::new("a", vec![Step::Fail(refused)], &l);
     let b = Fake::new("b", vec![Step::Ok], &l);
     let d = dispatcher(&[&a, &b], &[]);
-    let e = d.dispatch(&spec(&["a", "b"], policy(3, 100, 1_000, 60_000)), job(), no_progress()).await.unwrap_err();
+    let e = d
+        .dispatch(&spec(&["a", "b"], policy(3, 100, 1_000, 60_000)), job(), no_progress())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ProviderContentPolicyViolation);
     assert_eq!((a.calls(), b.calls()), (1, 0));
 }
@@ -240,7 +246,10 @@ async fn the_last_failure_is_reported_when_every_provider_fails() {
     let a = Fake::new("a", vec![Step::Fail(transient(ErrorCode::TimeoutProvider))], &l);
     let b = Fake::new("b", vec![Step::Fail(transient(ErrorCode::ProviderRateLimitExceeded))], &l);
     let d = dispatcher(&[&a, &b], &[]);
-    let e = d.dispatch(&spec(&["a", "b"], policy(1, 100, 1_000, 60_000)), job(), no_progress()).await.unwrap_err();
+    let e = d
+        .dispatch(&spec(&["a", "b"], policy(1, 100, 1_000, 60_000)), job(), no_progress())
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ProviderRateLimitExceeded);
     assert_eq!((a.calls(), b.calls()), (1, 1));
 }
@@ -248,7 +257,8 @@ async fn the_last_failure_is_reported_when_every_provider_fails() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_past_the_deadline_moves_on_at_once() {
     let l = log();
-    let limited = transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_secs(120)));
+    let limited =
+        transient(ErrorCode::ProviderRateLimitExceeded).with_retry_after(Some(Duration::from_secs(120)));
     let a = Fake::new("a", vec![Step::Fail(limited)], &l);
     let b = Fake::new("b", vec![Step::Ok], &l);
     let d = dispatcher(&[&a, &b], &[]);
@@ -287,7 +297,9 @@ async fn dropping_a_dispatch_cancels_its_pending_job_and_success_does_not() {
     assert_eq!(a.cancels.load(Ordering::SeqCst), 0);
     // Abandoned by the caller (e.g. the client went away): the job is cancelled upstream.
     let d2 = d.clone();
-    let running = tokio::spawn(async move { d2.dispatch(&spec(&["a"], policy(1, 1, 1, 60_000)), job(), no_progress()).await });
+    let running = tokio::spawn(async move {
+        d2.dispatch(&spec(&["a"], policy(1, 1, 1, 60_000)), job(), no_progress()).await
+    });
     tokio::time::sleep(Duration::from_secs(1)).await;
     running.abort();
     let _ = running.await;

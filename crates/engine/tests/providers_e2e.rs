@@ -63,7 +63,11 @@ async fn two_503s_then_success_is_three_calls_and_one_charge() {
     m.on("POST", GEN, vec![Reply::status(503), Reply::status(503), openai_b64_reply(1, &img)]);
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        add(c, vec![upstream("oai", UpstreamKind::OpenaiImages, &base)], vec![model("acme:oai@1", &["oai"], 3)])
+        add(
+            c,
+            vec![upstream("oai", UpstreamKind::OpenaiImages, &base)],
+            vec![model("acme:oai@1", &["oai"], 3)],
+        )
     })
     .await;
     let (status, body) = s.post(&task("acme:oai@1")).await;
@@ -84,7 +88,11 @@ async fn a_400_is_one_call_and_no_charge() {
     );
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        add(c, vec![upstream("oai", UpstreamKind::OpenaiImages, &base)], vec![model("acme:oai@1", &["oai"], 3)])
+        add(
+            c,
+            vec![upstream("oai", UpstreamKind::OpenaiImages, &base)],
+            vec![model("acme:oai@1", &["oai"], 3)],
+        )
     })
     .await;
     let (status, body) = s.post(&task("acme:oai@1")).await;
@@ -101,7 +109,11 @@ async fn exhausted_retries_fail_with_the_mapped_code_and_no_charge() {
     m.on("POST", GEN, vec![Reply::status(429).header("retry-after", "0")]);
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        add(c, vec![upstream("oai", UpstreamKind::OpenaiImages, &base)], vec![model("acme:oai@1", &["oai"], 2)])
+        add(
+            c,
+            vec![upstream("oai", UpstreamKind::OpenaiImages, &base)],
+            vec![model("acme:oai@1", &["oai"], 2)],
+        )
     })
     .await;
     let (status, body) = s.post(&task("acme:oai@1")).await;
@@ -121,7 +133,10 @@ async fn an_upstream_401_is_the_operators_problem_and_falls_back() {
     let s = TestServer::start_with(|c| {
         add(
             c,
-            vec![upstream("bad", UpstreamKind::OpenaiImages, &b1), upstream("good", UpstreamKind::OpenaiImages, &b2)],
+            vec![
+                upstream("bad", UpstreamKind::OpenaiImages, &b1),
+                upstream("good", UpstreamKind::OpenaiImages, &b2),
+            ],
             vec![model("acme:alone@1", &["bad"], 3), model("acme:chain@1", &["bad", "good"], 3)],
         )
     })
@@ -195,7 +210,9 @@ async fn a_mediagate_upstream_serves_another_mediagate() {
     let data = body["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     assert_eq!((data[0]["seed"].clone(), data[1]["seed"].clone()), (json!(77), json!(78)));
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data[0]["imageBase64Data"].as_str().unwrap()).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data[0]["imageBase64Data"].as_str().unwrap())
+        .unwrap();
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!((img.width(), img.height()), (512, 512));
     // Both sides charged once: us at our price, the upstream at its procedural price (2 × $0.0006).

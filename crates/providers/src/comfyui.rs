@@ -75,9 +75,9 @@ pub fn fill(template: &Value, f: &Fill<'_>) -> Value {
             "{{height}}" => json!(f.height),
             "{{steps}}" => json!(f.steps),
             "{{cfg}}" => json!(f.cfg),
-            _ if s.contains("{{") => {
-                Value::String(s.replace("{{prompt}}", f.prompt).replace("{{negative_prompt}}", f.negative_prompt))
-            }
+            _ if s.contains("{{") => Value::String(
+                s.replace("{{prompt}}", f.prompt).replace("{{negative_prompt}}", f.negative_prompt),
+            ),
             _ => template.clone(),
         },
         Value::Array(a) => Value::Array(a.iter().map(|v| fill(v, f)).collect()),
@@ -116,16 +116,22 @@ impl ComfyUi {
     pub fn new(cfg: UpstreamConfig, key: Secret) -> Result<Self, String> {
         let mut templates = HashMap::new();
         for (air, path) in &cfg.workflows {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display()))?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display()))?;
-            check_template(&v)
-                .map_err(|e| format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display())
+            })?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display())
+            })?;
+            check_template(&v).map_err(|e| {
+                format!("upstream {}: workflow for {air} ({}): {e}", cfg.name, path.display())
+            })?;
             templates.insert(air.clone(), v);
         }
         if templates.is_empty() {
-            return Err(format!("upstream {}: a comfyui upstream needs at least one entry in `workflows`", cfg.name));
+            return Err(format!(
+                "upstream {}: a comfyui upstream needs at least one entry in `workflows`",
+                cfg.name
+            ));
         }
         Ok(ComfyUi { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, cfg, templates })
     }
@@ -142,7 +148,8 @@ impl ComfyUi {
         let name = &self.cfg.name;
         let (status, headers, body) = send(
             name,
-            self.req(reqwest::Method::POST, "/prompt").json(&json!({"prompt": graph, "client_id": client_id})),
+            self.req(reqwest::Method::POST, "/prompt")
+                .json(&json!({"prompt": graph, "client_id": client_id})),
         )
         .await?;
         if status == 400 {
@@ -159,16 +166,22 @@ impl ComfyUi {
         }
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| mapping::failed(name, format_args!("unreadable /prompt reply ({e})")))?;
-        v["prompt_id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| mapping::failed(name, format_args!("/prompt reply without prompt_id: {}", mapping::truncate(&body))))
+        v["prompt_id"].as_str().map(str::to_string).ok_or_else(|| {
+            mapping::failed(
+                name,
+                format_args!("/prompt reply without prompt_id: {}", mapping::truncate(&body)),
+            )
+        })
     }
 
     /// `/history/{id}`: `None` while the prompt is not finished.
-    async fn history(&self, id: &str) -> Result<Option<(Ended, Vec<(String, String, String)>)>, ProviderError> {
+    async fn history(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Ended, Vec<(String, String, String)>)>, ProviderError> {
         let name = &self.cfg.name;
-        let (status, headers, body) = send(name, self.req(reqwest::Method::GET, &format!("/history/{id}"))).await?;
+        let (status, headers, body) =
+            send(name, self.req(reqwest::Method::GET, &format!("/history/{id}"))).await?;
         if !(200..300).contains(&status) {
             return Err(mapping::from_status(name, status, &headers, &body, false, false));
         }
@@ -235,16 +248,17 @@ impl ComfyUi {
         if let Ended::Error(m) = ended {
             return Err(mapping::failed(name, format_args!("prompt {id} failed: {m}")));
         }
-        let file = files
-            .first()
-            .ok_or_else(|| mapping::failed(name, format_args!("prompt {id} finished with no output image")))?;
+        let file = files.first().ok_or_else(|| {
+            mapping::failed(name, format_args!("prompt {id} finished with no output image"))
+        })?;
         conform(name, self.view(file).await?, output, seed).await
     }
 
     async fn ws_connect(
         &self,
         client_id: &str,
-    ) -> Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
+    ) -> Option<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>>
+    {
         let base = self.cfg.base();
         let url = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}/ws?clientId={client_id}")
@@ -286,7 +300,9 @@ impl ComfyUi {
         let mut done: Vec<Option<Artifact>> = vec![None; n];
         // Per-prompt fraction; the task's progress is their mean (prompts may run in any order).
         let mut fractions = vec![0f64; n];
-        let report = |fractions: &[f64]| progress(Progress { fraction: (fractions.iter().sum::<f64>() / n as f64) as f32 });
+        let report = |fractions: &[f64]| {
+            progress(Progress { fraction: (fractions.iter().sum::<f64>() / n as f64) as f32 })
+        };
         let index = |id: &str| handle.ids.iter().position(|x| x == id);
 
         let mut ws = self.ws_connect(&client_id).await;
@@ -296,7 +312,8 @@ impl ComfyUi {
                 if done[i].is_none()
                     && let Some((ended, files)) = self.history(id).await?
                 {
-                    done[i] = Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
+                    done[i] =
+                        Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
                     fractions[i] = 1.0;
                     report(&fractions);
                 }
@@ -323,7 +340,8 @@ impl ComfyUi {
             let Some(i) = data["prompt_id"].as_str().and_then(index) else { continue };
             let finished = match v["type"].as_str().unwrap_or_default() {
                 "progress" => {
-                    let (val, max) = (data["value"].as_f64().unwrap_or(0.0), data["max"].as_f64().unwrap_or(0.0));
+                    let (val, max) =
+                        (data["value"].as_f64().unwrap_or(0.0), data["max"].as_f64().unwrap_or(0.0));
                     if max > 0.0 && done[i].is_none() {
                         fractions[i] = fractions[i].max((val / max).clamp(0.0, 1.0));
                         report(&fractions);
@@ -345,17 +363,20 @@ impl ComfyUi {
                     ));
                 }
                 "execution_interrupted" => {
-                    return Err(mapping::failed(name, format_args!("prompt {} was interrupted", handle.ids[i])));
+                    return Err(mapping::failed(
+                        name,
+                        format_args!("prompt {} was interrupted", handle.ids[i]),
+                    ));
                 }
                 _ => false,
             };
             if finished && done[i].is_none() {
                 let id = &handle.ids[i];
-                let (ended, files) = self
-                    .history(id)
-                    .await?
-                    .ok_or_else(|| mapping::failed(name, format_args!("prompt {id} done but not in /history")))?;
-                done[i] = Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
+                let (ended, files) = self.history(id).await?.ok_or_else(|| {
+                    mapping::failed(name, format_args!("prompt {id} done but not in /history"))
+                })?;
+                done[i] =
+                    Some(self.collect(id, ended, files, &output, seeds.get(i).copied().flatten()).await?);
                 fractions[i] = 1.0;
                 report(&fractions);
                 if done.iter().all(Option::is_some) {
@@ -444,13 +465,15 @@ impl Provider for ComfyUi {
     async fn cancel(&self, handle: &JobHandle) -> Result<(), ProviderError> {
         let name = &self.cfg.name;
         let (status, headers, body) =
-            send(name, self.req(reqwest::Method::POST, "/queue").json(&json!({"delete": handle.ids}))).await?;
+            send(name, self.req(reqwest::Method::POST, "/queue").json(&json!({"delete": handle.ids})))
+                .await?;
         if !(200..300).contains(&status) {
             return Err(mapping::from_status(name, status, &headers, &body, false, false));
         }
         for id in &handle.ids {
             let (status, headers, body) =
-                send(name, self.req(reqwest::Method::POST, "/interrupt").json(&json!({"prompt_id": id}))).await?;
+                send(name, self.req(reqwest::Method::POST, "/interrupt").json(&json!({"prompt_id": id})))
+                    .await?;
             if !(200..300).contains(&status) {
                 return Err(mapping::from_status(name, status, &headers, &body, false, false));
             }

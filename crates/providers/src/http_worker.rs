@@ -117,7 +117,10 @@ impl HttpWorker {
             "queued" | "running" => Ok(None),
             "succeeded" => {
                 if st.outputs.len() < want {
-                    return Err(mapping::failed(name, format_args!("asked for {want} outputs, got {}", st.outputs.len())));
+                    return Err(mapping::failed(
+                        name,
+                        format_args!("asked for {want} outputs, got {}", st.outputs.len()),
+                    ));
                 }
                 let mut out = Vec::with_capacity(want);
                 for o in st.outputs.into_iter().take(want) {
@@ -161,13 +164,11 @@ impl HttpWorker {
     }
 }
 
-/// The worker's error body's `kind` on a non-2xx POST: (content policy, invalid).
-fn classify(body: &[u8]) -> (bool, bool) {
-    let kind = serde_json::from_slice::<Value>(body)
+/// Whether a worker's error body (`{"error": {"kind"}}`) says content policy.
+fn is_content_policy(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/kind").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default();
-    (kind == "content_policy", kind == "invalid")
+        .is_some_and(|v| v.pointer("/error/kind").and_then(Value::as_str) == Some("content_policy"))
 }
 
 #[async_trait]
@@ -191,13 +192,14 @@ impl Provider for HttpWorker {
         let (status, headers, body) =
             send(name, self.req(reqwest::Method::POST, "/jobs").json(&self.body(&id, &job)?)).await?;
         if !(200..300).contains(&status) {
-            let (policy, _) = classify(&body);
-            return Err(mapping::from_status(name, status, &headers, &body, policy, false));
+            return Err(mapping::from_status(name, status, &headers, &body, is_content_policy(&body), false));
         }
-        let st: JobState = serde_json::from_slice(&body)
-            .map_err(|e| mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&body))))?;
+        let st: JobState = serde_json::from_slice(&body).map_err(|e| {
+            mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&body)))
+        })?;
         // The handle carries what `wait` needs to convert outputs: the format and count.
-        let context = json!({"format": fmt_name(output.format), "quality": output.quality, "want": want}).to_string();
+        let context =
+            json!({"format": fmt_name(output.format), "quality": output.quality, "want": want}).to_string();
         match self.settle(st, output, want).await? {
             Some(a) => Ok(Submitted::Done(a)),
             None => Ok(Submitted::Pending(JobHandle { ids: vec![id], context })),
@@ -226,7 +228,10 @@ impl Provider for HttpWorker {
                     return Err(mapping::from_status(name, status, &headers, &body, false, false));
                 }
                 let st: JobState = serde_json::from_slice(&body).map_err(|e| {
-                    mapping::failed(name, format_args!("unreadable job state ({e}): {}", mapping::truncate(&body)))
+                    mapping::failed(
+                        name,
+                        format_args!("unreadable job state ({e}): {}", mapping::truncate(&body)),
+                    )
                 })?;
                 if let Some(p) = st.progress {
                     progress(Progress { fraction: p.clamp(0.0, 1.0) });
@@ -239,7 +244,10 @@ impl Provider for HttpWorker {
         };
         match tokio::time::timeout(self.cfg.timeout(), poll).await {
             Ok(r) => r,
-            Err(_) => Err(mapping::timed_out(name, format_args!("job {id} not done within {:?}", self.cfg.timeout()))),
+            Err(_) => Err(mapping::timed_out(
+                name,
+                format_args!("job {id} not done within {:?}", self.cfg.timeout()),
+            )),
         }
     }
 

@@ -189,7 +189,8 @@ pub struct Capabilities {
 impl Capabilities {
     /// Whether it serves `air` for `task_type`.
     pub fn serves(&self, task_type: TaskType, air: &str) -> bool {
-        self.task_types.contains(&task_type) && (self.models.is_empty() || self.models.iter().any(|m| m == air))
+        self.task_types.contains(&task_type)
+            && (self.models.is_empty() || self.models.iter().any(|m| m == air))
     }
 }
 

@@ -4,8 +4,8 @@
 //! burst of large renders queues instead of starving the async runtime or oversubscribing CPUs.
 
 use crate::{
-    Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode, lanczos,
-    procedural,
+    Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode,
+    lanczos, procedural,
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;

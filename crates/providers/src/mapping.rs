@@ -14,7 +14,7 @@
 //! failure is about mediagate's own credentials, so it never reads as the client's key being
 //! wrong.
 
-use crate::{Failure, ProviderError};
+use crate::ProviderError;
 use mediagate_core::ErrorCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::time::{Duration, SystemTime};
@@ -178,11 +178,6 @@ pub fn from_transport(provider: &str, e: &reqwest::Error) -> ProviderError {
     failed(provider, format_args!("transport: {e:#}"))
 }
 
-/// The failure class of a code as the dispatcher sees it (for mapping codes from elsewhere).
-pub fn class_of(code: ErrorCode) -> Failure {
-    if code.is_retryable() { Failure::Transient } else { Failure::Request }
-}
-
 /// Builds the HTTP client every adapter uses: **no redirects, no retries, no proxy from the
 /// environment**, one request deadline (`timeout`) and a connect deadline.
 ///
@@ -227,7 +222,10 @@ pub async fn conform(
 ) -> Result<crate::Artifact, ProviderError> {
     let want = output.format;
     let Some(got) = sniff(&bytes) else {
-        return Err(failed(provider, format_args!("output is not PNG, JPEG or WebP: {}", truncate(&bytes[..bytes.len().min(16)]))));
+        return Err(failed(
+            provider,
+            format_args!("output is not PNG, JPEG or WebP: {}", truncate(&bytes[..bytes.len().min(16)])),
+        ));
     };
     let bytes = if got == want {
         bytes
@@ -237,7 +235,8 @@ pub async fn conform(
         tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ProviderError> {
             let img = image::load_from_memory(&bytes)
                 .map_err(|e| failed(&name, format_args!("output does not decode: {e}")))?;
-            crate::encode::encode(&img.to_rgb8(), want, quality).map_err(|e| failed(&name, format_args!("re-encoding: {e}")))
+            crate::encode::encode(&img.to_rgb8(), want, quality)
+                .map_err(|e| failed(&name, format_args!("re-encoding: {e}")))
         })
         .await
         .map_err(|e| failed(provider, format_args!("re-encoding task: {e}")))??
@@ -249,7 +248,11 @@ pub async fn conform(
 pub const BODY_MAX: usize = 256 * 1024 * 1024;
 
 /// Reads a reply body up to `max` bytes; a longer body is a provider failure.
-pub async fn read_body(provider: &str, mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ProviderError> {
+pub async fn read_body(
+    provider: &str,
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, ProviderError> {
     if let Some(len) = resp.content_length()
         && len as usize > max
     {

@@ -102,7 +102,8 @@ fn classify(body: &[u8]) -> (bool, bool) {
         || kind == "content_policy_violation"
         || msg.contains("safety system")
         || msg.contains("content policy");
-    let quota = matches!(code, "insufficient_quota" | "billing_hard_limit_reached") || kind == "insufficient_quota";
+    let quota =
+        matches!(code, "insufficient_quota" | "billing_hard_limit_reached") || kind == "insufficient_quota";
     (policy, quota)
 }
 
@@ -142,8 +143,9 @@ impl Provider for OpenAiImages {
             let (policy, quota) = classify(&reply);
             return Err(mapping::from_status(name, status, &headers, &reply, policy, quota));
         }
-        let parsed: Reply = serde_json::from_slice(&reply)
-            .map_err(|e| mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply))))?;
+        let parsed: Reply = serde_json::from_slice(&reply).map_err(|e| {
+            mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)))
+        })?;
         if parsed.data.len() < seeds.len() {
             return Err(mapping::failed(
                 name,

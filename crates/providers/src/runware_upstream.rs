@@ -2,9 +2,10 @@
 //! the commercial service) with mediagate's own key.
 //!
 //! One `POST {base_url}/v1` per attempt with a one-task array, `outputType: "base64Data"`. Each
-//! attempt gets a **fresh taskUUID**: a Runware-dialect server replays the stored outcome of a
-//! taskUUID, including a stored failure, so reusing one would turn every retry into a replay of
-//! the first failure. The upstream's `errors[]` codes are mapped into mediagate's catalog; its
+//! attempt gets a **fresh taskUUID**: a Runware-dialect server answers a known taskUUID from its
+//! record (mediagate replays stored results and non-retryable failures, and answers "still being
+//! processed" while an earlier attempt runs, e.g. one we gave up on after a timeout), so reusing
+//! one would turn a retry into a replay or a refusal instead of a new attempt. The upstream's `errors[]` codes are mapped into mediagate's catalog; its
 //! messages are never shown to clients (they may name the upstream's key or account).
 
 use crate::mapping::{self, conform, send};
@@ -187,7 +188,9 @@ fn map_error(name: &str, e: &UpstreamError, status: u16, headers: &HeaderMap, bo
                 detail(),
             )
         }
-        Some(c) if c.is_retryable() => mapping::failed(name, detail()).with_retry_after(mapping::retry_after(headers)),
+        Some(c) if c.is_retryable() => {
+            mapping::failed(name, detail()).with_retry_after(mapping::retry_after(headers))
+        }
         Some(_) => ProviderError::operator(
             "The provider refused the request as mediagate sent it; the operator must check the provider \
              configuration.",
@@ -222,7 +225,10 @@ impl Provider for RunwareUpstream {
                 return Err(mapping::from_status(name, status, &headers, &reply, false, false));
             }
             Err(e) => {
-                return Err(mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply))));
+                return Err(mapping::failed(
+                    name,
+                    format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)),
+                ));
             }
         };
         if let Some(e) = parsed.errors.first() {
@@ -237,7 +243,10 @@ impl Provider for RunwareUpstream {
             _ => return Err(not_served(name, &job)),
         };
         if parsed.data.len() < want {
-            return Err(mapping::failed(name, format_args!("asked for {want} results, got {}", parsed.data.len())));
+            return Err(mapping::failed(
+                name,
+                format_args!("asked for {want} results, got {}", parsed.data.len()),
+            ));
         }
         let mut out: Vec<Artifact> = Vec::with_capacity(want);
         for (i, item) in parsed.data.iter().take(want).enumerate() {
@@ -249,7 +258,9 @@ impl Provider for RunwareUpstream {
                 .decode(b64.as_bytes())
                 .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
             let seed = match &*job {
-                Job::Image { seeds, .. } => item.get("seed").and_then(Value::as_u64).or(seeds.get(i).copied()),
+                Job::Image { seeds, .. } => {
+                    item.get("seed").and_then(Value::as_u64).or(seeds.get(i).copied())
+                }
                 _ => None,
             };
             out.push(conform(name, bytes, output, seed).await?);

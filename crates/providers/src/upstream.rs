@@ -148,10 +148,15 @@ pub fn load_key(cfg: &UpstreamConfig) -> Result<Secret, String> {
         };
     }
     if !cfg.api_key_file.as_os_str().is_empty() {
-        let v = std::fs::read_to_string(&cfg.api_key_file)
-            .map_err(|e| format!("upstream {}: api_key_file {}: {e}", cfg.name, cfg.api_key_file.display()))?;
+        let v = std::fs::read_to_string(&cfg.api_key_file).map_err(|e| {
+            format!("upstream {}: api_key_file {}: {e}", cfg.name, cfg.api_key_file.display())
+        })?;
         if v.trim().is_empty() {
-            return Err(format!("upstream {}: api_key_file {} is empty", cfg.name, cfg.api_key_file.display()));
+            return Err(format!(
+                "upstream {}: api_key_file {} is empty",
+                cfg.name,
+                cfg.api_key_file.display()
+            ));
         }
         return Ok(Secret(Some(v.trim().to_string())));
     }

@@ -117,12 +117,16 @@ async fn openai_failure(reply: Reply) -> mediagate_providers::ProviderError {
 }
 
 fn openai_error(status: u16, code: &str, kind: &str) -> Reply {
-    Reply::json(status, json!({"error": {"code": code, "type": kind, "message": format!("{SECRET} says no")}}))
+    Reply::json(
+        status,
+        json!({"error": {"code": code, "type": kind, "message": format!("{SECRET} says no")}}),
+    )
 }
 
 #[tokio::test]
 async fn rate_limits_carry_retry_after_and_are_transient() {
-    let e = openai_failure(openai_error(429, "rate_limit_exceeded", "requests").header("retry-after", "7")).await;
+    let e =
+        openai_failure(openai_error(429, "rate_limit_exceeded", "requests").header("retry-after", "7")).await;
     assert_eq!(e.code, ErrorCode::ProviderRateLimitExceeded);
     assert_eq!(e.failure, Failure::Transient);
     assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
@@ -171,7 +175,11 @@ async fn connection_failures_are_transient_provider_errors() {
 async fn content_policy_refusals_are_final() {
     for (code, kind) in [("content_policy_violation", "invalid_request_error"), ("moderation_blocked", "x")] {
         let e = openai_failure(openai_error(400, code, kind)).await;
-        assert_eq!((e.code, e.failure), (ErrorCode::ProviderContentPolicyViolation, Failure::Request), "{code}");
+        assert_eq!(
+            (e.code, e.failure),
+            (ErrorCode::ProviderContentPolicyViolation, Failure::Request),
+            "{code}"
+        );
     }
 }
 
@@ -274,9 +282,14 @@ async fn runware_upstream_forwards_the_task_with_its_own_key() {
     uuid::Uuid::parse_str(t["taskUUID"].as_str().unwrap()).unwrap();
 }
 
-async fn runware_failure(status: u16, code: &str, extra: serde_json::Value) -> mediagate_providers::ProviderError {
+async fn runware_failure(
+    status: u16,
+    code: &str,
+    extra: serde_json::Value,
+) -> mediagate_providers::ProviderError {
     let m = MockUpstream::start().await;
-    let mut err = json!({"code": code, "message": format!("{SECRET}: details"), "taskType": "imageInference"});
+    let mut err =
+        json!({"code": code, "message": format!("{SECRET}: details"), "taskType": "imageInference"});
     if let Some(p) = extra.get("parameter") {
         err["parameter"] = p.clone();
     }
@@ -309,7 +322,10 @@ async fn runware_upstream_maps_its_error_codes() {
     for code in ["invalidApiKey", "apiKeyRevoked", "insufficientPermissions", "missingApiKey"] {
         let e = runware_failure(401, code, json!({})).await;
         assert_eq!((e.code, e.failure), (ErrorCode::InternalServerError, Failure::Provider), "{code}");
-        assert!(e.message.contains("rejected mediagate's credentials") && e.message.contains("Your API key is fine"));
+        assert!(
+            e.message.contains("rejected mediagate's credentials")
+                && e.message.contains("Your API key is fine")
+        );
     }
     let e = runware_failure(402, "insufficientCredits", json!({})).await;
     assert_eq!((e.code, e.failure), (ErrorCode::InternalServerError, Failure::Provider));
@@ -383,7 +399,11 @@ async fn http_worker_submits_polls_with_progress_and_collects_outputs() {
 async fn http_worker_maps_failed_jobs_and_cancels() {
     let m = MockUpstream::start().await;
     m.on("POST", "/jobs", vec![Reply::json(202, json!({"id": "j", "status": "queued"}))]);
-    m.on("GET", "/jobs/*", vec![job_state("failed", json!({"error": {"kind": "content_policy", "message": SECRET}}))]);
+    m.on(
+        "GET",
+        "/jobs/*",
+        vec![job_state("failed", json!({"error": {"kind": "content_policy", "message": SECRET}}))],
+    );
     m.on("POST", "/jobs/*", vec![Reply::status(202)]);
     let p = build(&cfg(UpstreamKind::HttpWorker, &m.base_url)).unwrap();
     let Submitted::Pending(h) = submit(&p, image_job(1, ImageFormat::Png)).await.unwrap() else { panic!() };
@@ -406,13 +426,19 @@ async fn http_worker_maps_failed_jobs_and_cancels() {
 #[tokio::test]
 async fn http_worker_busy_and_finished_at_once() {
     let m = MockUpstream::start().await;
-    m.on("POST", "/jobs", vec![Reply::json(429, json!({"error": {"kind": "busy"}})).header("retry-after", "4")]);
+    m.on(
+        "POST",
+        "/jobs",
+        vec![Reply::json(429, json!({"error": {"kind": "busy"}})).header("retry-after", "4")],
+    );
     let p = build(&cfg(UpstreamKind::HttpWorker, &m.base_url)).unwrap();
     let e = submit(&p, image_job(1, ImageFormat::Png)).await.err().unwrap();
     assert_eq!((e.code, e.retry_after), (ErrorCode::ProviderRateLimitExceeded, Some(Duration::from_secs(4))));
     let img = base64::engine::general_purpose::STANDARD.encode(png(3, 3, [1, 1, 1]));
     m.on("POST", "/jobs", vec![job_state("succeeded", json!({"outputs": [{"base64": img}]}))]);
-    assert!(matches!(submit(&p, image_job(1, ImageFormat::Png)).await.unwrap(), Submitted::Done(ref a) if a.len() == 1));
+    assert!(
+        matches!(submit(&p, image_job(1, ImageFormat::Png)).await.unwrap(), Submitted::Done(ref a) if a.len() == 1)
+    );
     m.on("POST", "/jobs", vec![Reply::json(422, json!({"error": {"kind": "invalid", "message": SECRET}}))]);
     let e = submit(&p, image_job(1, ImageFormat::Png)).await.err().unwrap();
     assert_eq!((e.code, e.failure), (ErrorCode::InvalidParameterValue, Failure::Request));

@@ -98,7 +98,10 @@ async fn runs_filled_workflows_and_forwards_progress() {
     assert_eq!(prompts[1].2["3"]["inputs"]["seed"], json!(101));
     assert_eq!(g["3"]["inputs"]["steps"], json!(4));
     assert_eq!(g["3"]["inputs"]["cfg"], json!(7.0), "the default CFG when the task sets none");
-    assert_eq!((g["5"]["inputs"]["width"].clone(), g["5"]["inputs"]["height"].clone()), (json!(832), json!(1216)));
+    assert_eq!(
+        (g["5"]["inputs"]["width"].clone(), g["5"]["inputs"]["height"].clone()),
+        (json!(832), json!(1216))
+    );
     assert_eq!(g["6"]["inputs"]["text"], json!("a \"lighthouse\" at dusk"));
     assert_eq!(g["7"]["inputs"]["text"], json!(""));
 

@@ -195,7 +195,10 @@ async fn prompt(State(st): State<St>, Json(body): Json<Value>) -> Response {
     let (script, number) = {
         let mut g = lock(&st);
         if let Some(e) = &g.reject_prompts {
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": e, "node_errors": {"3": {"errors": [e]}}})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e, "node_errors": {"3": {"errors": [e]}}})),
+            )
                 .into_response();
         }
         g.prompts.push((id.clone(), client_id.clone(), body["prompt"].clone()));
@@ -265,7 +268,11 @@ async fn run(st: St, id: String, client: String, script: Script) {
         }
         if step < script.steps {
             step += 1;
-            send(&st, &client, event("progress", json!({"value": step, "max": script.steps, "prompt_id": id, "node": "3"})));
+            send(
+                &st,
+                &client,
+                event("progress", json!({"value": step, "max": script.steps, "prompt_id": id, "node": "3"})),
+            );
             if step == 1 {
                 // A preview frame: binary, which clients must skip.
                 send(&st, &client, Message::Binary(vec![0, 0, 0, 1, 0, 0, 0, 2, 0xFF].into()));
@@ -291,7 +298,11 @@ async fn run(st: St, id: String, client: String, script: Script) {
                 "9": {"images": [{"filename": file, "subfolder": "", "type": "output"}]},
                 "12": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}]},
             });
-            send(&st, &client, event("executed", json!({"node": "9", "prompt_id": id, "output": outputs["9"]})));
+            send(
+                &st,
+                &client,
+                event("executed", json!({"node": "9", "prompt_id": id, "output": outputs["9"]})),
+            );
             ended(&st, "success", outputs, json!([]));
             send(&st, &client, event("executing", json!({"node": null, "prompt_id": id})));
             send(&st, &client, event("execution_success", json!({"prompt_id": id})));
@@ -299,7 +310,11 @@ async fn run(st: St, id: String, client: String, script: Script) {
     }
 }
 
-async fn ws(State(st): State<St>, Query(q): Query<HashMap<String, String>>, up: WebSocketUpgrade) -> Response {
+async fn ws(
+    State(st): State<St>,
+    Query(q): Query<HashMap<String, String>>,
+    up: WebSocketUpgrade,
+) -> Response {
     count(&st, "ws");
     let client = q.get("clientId").cloned().unwrap_or_default();
     up.on_upgrade(move |socket| socket_loop(st, client, socket))
@@ -346,8 +361,12 @@ async fn view(State(st): State<St>, Query(q): Query<HashMap<String, String>>) ->
 
 async fn queue(State(st): State<St>, Json(body): Json<Value>) -> Json<Value> {
     count(&st, "queue");
-    let ids: Vec<String> =
-        body["delete"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let ids: Vec<String> = body["delete"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
     lock(&st).deleted.extend(ids);
     Json(json!({}))
 }

@@ -119,10 +119,11 @@ impl MockUpstream {
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let st = st.clone();
-            async move { handle(&st, method, uri, headers, body).await }
-        });
+        let app =
+            axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move { handle(&st, method, uri, headers, body).await }
+            });
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -137,7 +138,9 @@ impl MockUpstream {
     /// Scripts a route: `replies` answer successive calls, the last one repeating.
     pub fn on(&self, method: &str, path: &str, replies: Vec<Reply>) -> &Self {
         assert!(!replies.is_empty(), "a route needs at least one reply");
-        lock(&self.state).routes.insert((method.to_uppercase(), path.to_string()), Route { replies, served: 0 });
+        lock(&self.state)
+            .routes
+            .insert((method.to_uppercase(), path.to_string()), Route { replies, served: 0 });
         self
     }
 
@@ -223,13 +226,13 @@ async fn handle(st: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap,
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut resp = (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), reply.body)
-        .into_response();
+    let mut resp =
+        (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), reply.body)
+            .into_response();
     for (k, v) in &reply.headers {
-        if let (Ok(k), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(k.as_bytes()),
-            axum::http::HeaderValue::from_str(v),
-        ) {
+        if let (Ok(k), Ok(v)) =
+            (axum::http::HeaderName::from_bytes(k.as_bytes()), axum::http::HeaderValue::from_str(v))
+        {
             resp.headers_mut().append(k, v);
         }
     }

@@ -128,7 +128,10 @@ pub async fn upgrade(
         );
     };
     let cfg = state.engine.config().websocket.clone();
-    ws.max_message_size(cfg.max_message_bytes)
+    // Small buffers that grow on demand: the 128 KiB defaults cost that much per idle socket.
+    ws.read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes)
         .on_upgrade(move |socket| connection(state, socket))
         .into_response()

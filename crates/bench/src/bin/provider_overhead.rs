@@ -1,0 +1,416 @@
+//! `provider_overhead`: what routing an `imageInference` through mediagate's `openai-images`
+//! adapter adds on top of calling the upstream directly.
+//!
+//! One process runs the testkit's mock OpenAI-images upstream (its own thread) and a load
+//! generator (another thread); a real `mediagate serve` process is configured with one
+//! `openai-images` upstream pointing at the mock and one model routed to it. The generator
+//! drives, **interleaved in one run**, the mock directly (`POST /v1/images/generations`) and
+//! mediagate (`POST /v1` with an `imageInference` task for that model), in rounds, at each
+//! concurrency (keep-alive HTTP/1.1 connections, one request in flight per connection). The
+//! direct and gateway phases alternate order every round so drift affects both alike.
+//!
+//! Added latency = a percentile through mediagate minus the same percentile direct. Throughput
+//! is the best gateway phase. At the end every successful gateway reply must have a `success`
+//! row in `<data_dir>/mediagate.db` table `tasks`, and the mock must have served exactly one
+//! upstream call per gateway task plus the direct calls.
+//!
+//! ```sh
+//! cargo build --release -p mediagate -p mediagate-bench
+//! target/release/provider_overhead --duration 5 --rounds 3
+//! ```
+
+#[allow(dead_code)]
+#[path = "../../../testkit/src/mock_upstream.rs"]
+mod mock_upstream;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use mock_upstream::{MockUpstream, openai_b64_reply, png};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AIR: &str = "bench:openai-mock@1";
+const GEN: &str = "/v1/images/generations";
+
+/// Measure mediagate's provider overhead against a direct call to the mock upstream.
+#[derive(Parser)]
+struct Args {
+    /// Seconds per phase (one target at one concurrency in one round).
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    concurrency: Vec<usize>,
+    /// The server binary (default: `mediagate` next to this binary).
+    #[arg(long)]
+    mediagate: Option<PathBuf>,
+    /// The server's log filter (`MEDIAGATE_LOG`).
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    key: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &PathBuf, mock_base: &str, log: &str) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[providers.upstreams]]
+name = "mock-openai"
+kind = "openai-images"
+base_url = "{mock_base}"
+timeout_ms = 10000
+
+[[models]]
+air = "{AIR}"
+task_type = "imageInference"
+provider = "mock-openai"
+price_usd = "0.0001"
+description = "benchmark: the mock OpenAI-images upstream"
+"#
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("MEDIAGATE_BOOTSTRAP__INITIAL_CREDIT_USD", "1000000")
+        .env("MEDIAGATE_LOG", log)
+        .env_remove("MEDIAGATE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let (mut key, mut addr) = (None, None);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        let t = line.trim();
+        seen.push(line.clone());
+        if t.starts_with("key_") && t.len() == 132 {
+            key = Some(t.to_string());
+        }
+        if let Some(a) = t.strip_prefix("mediagate listening on http://") {
+            addr = Some(a.to_string());
+            break;
+        }
+    }
+    // Keep draining the server's logs so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    match (key, addr) {
+        (Some(key), Some(addr)) => Ok(Server { child, addr, key, dir }),
+        _ => bail!("the server did not start:\n{}", seen.join("\n")),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Direct,
+    Gateway,
+}
+
+struct Outcome {
+    hist: Histogram<u64>,
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+async fn worker(addr: String, key: String, target: Target, until: Instant) -> Result<Outcome> {
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
+    tokio::spawn(conn);
+    let mut hist = new_hist();
+    let (mut ok, mut failed) = (0, 0);
+    let auth = format!("Bearer {key}");
+    // The same upstream request the adapter sends for a 64x64 task.
+    let direct = Bytes::from_static(
+        br#"{"prompt":"benchmark tile","n":1,"size":"64x64","response_format":"b64_json"}"#,
+    );
+    let start = Instant::now();
+    while Instant::now() < until {
+        let req = match target {
+            Target::Direct => Request::post(GEN)
+                .header("host", addr.as_str())
+                .header("content-type", "application/json")
+                .body(Full::new(direct.clone()))?,
+            Target::Gateway => Request::post("/v1")
+                .header("host", addr.as_str())
+                .header("authorization", auth.as_str())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!(
+                    r#"[{{"taskType":"imageInference","taskUUID":"{}","positivePrompt":"benchmark tile","model":"{AIR}","width":64,"height":64,"outputType":"base64Data","outputFormat":"PNG"}}]"#,
+                    uuid::Uuid::new_v4()
+                ))))?,
+        };
+        let t0 = Instant::now();
+        let resp = send.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+        let good = status == 200
+            && match target {
+                Target::Direct => body.windows(8).any(|w| w == b"b64_json"),
+                Target::Gateway => {
+                    !body.windows(8).any(|w| w == b"\"errors\"")
+                        && body.windows(15).any(|w| w == b"imageBase64Data")
+                }
+            };
+        if good {
+            ok += 1;
+        } else {
+            failed += 1;
+            if failed == 1 {
+                eprintln!(
+                    "first failure: {status} {}",
+                    String::from_utf8_lossy(&body[..body.len().min(400)])
+                );
+            }
+        }
+    }
+    Ok(Outcome { hist, ok, failed, elapsed: start.elapsed() })
+}
+
+fn run_phase(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    key: &str,
+    target: Target,
+    concurrency: usize,
+    secs: f64,
+) -> Result<Outcome> {
+    rt.block_on(async {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| tokio::spawn(worker(addr.to_string(), key.to_string(), target, until)))
+            .collect();
+        let mut total = Outcome { hist: new_hist(), ok: 0, failed: 0, elapsed: Duration::ZERO };
+        for t in tasks {
+            let o = t.await??;
+            total.hist.add(&o.hist)?;
+            total.ok += o.ok;
+            total.failed += o.failed;
+            total.elapsed = total.elapsed.max(o.elapsed);
+        }
+        Ok(total)
+    })
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Clock ticks of 1/100 s on every mainstream Linux configuration.
+    Duration::from_millis(ticks * 10)
+}
+
+fn persisted(server: &Server) -> Result<u64> {
+    let db = rusqlite::Connection::open(server.dir.path().join("data").join("mediagate.db"))?;
+    Ok(db.query_row(
+        "SELECT COUNT(*) FROM tasks WHERE task_type = 'imageInference' AND model = ?1 AND status = 'success'",
+        [AIR],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = match args.mediagate {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("mediagate"),
+    };
+
+    // The mock upstream on its own thread and single-threaded runtime.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let mock = MockUpstream::serve(listener);
+            mock.count_only();
+            mock.on("POST", GEN, vec![openai_b64_reply(1, &png(64, 64, [40, 90, 160]))]);
+            let (calls_tx, calls_rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<usize>>();
+            tx.send((mock.base_url.clone(), calls_tx)).expect("send");
+            // Answer call-count queries from the main thread until it hangs up.
+            loop {
+                match calls_rx.try_recv() {
+                    Ok(reply) => {
+                        let _ = reply.send(mock.calls("POST", GEN));
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                }
+            }
+        });
+    });
+    let (mock_base, calls_tx) = rx.recv()?;
+    let mock_calls = || -> Result<usize> {
+        let (t, r) = std::sync::mpsc::channel();
+        calls_tx.send(t)?;
+        Ok(r.recv()?)
+    };
+    let mock_addr = mock_base.trim_start_matches("http://").to_string();
+
+    let server = start_server(&bin, &mock_base, &args.log)?;
+    // The generator: one thread, so it takes at most one of the machine's cores.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!(
+        "provider_overhead: server {} on {}, mock upstream {}, {} cores, {} s per phase, {} rounds, server log {}",
+        bin.display(),
+        server.addr,
+        mock_base,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        args.duration,
+        args.rounds,
+        args.log
+    );
+
+    // Warm both paths (connection pools, SQLite pages, caches).
+    for target in [Target::Direct, Target::Gateway] {
+        let addr = if target == Target::Direct { &mock_addr } else { &server.addr };
+        run_phase(&rt, addr, &server.key, target, 8, 1.0)?;
+    }
+    let warm_gateway_ok = persisted(&server)?;
+    let warm_calls = mock_calls()?;
+
+    println!(
+        "{:<5} {:>5} {:<8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "round", "conc", "target", "tasks", "tasks/s", "p50_ms", "p99_ms", "max_ms", "errors", "cpu_us/t"
+    );
+    let mut sums: Vec<(usize, Target, Histogram<u64>, f64)> = Vec::new();
+    let (mut gateway_ok, mut direct_ok, mut failures) = (0u64, 0u64, 0u64);
+    for round in 1..=args.rounds {
+        for &c in &args.concurrency {
+            let order = if round % 2 == 1 {
+                [Target::Direct, Target::Gateway]
+            } else {
+                [Target::Gateway, Target::Direct]
+            };
+            for target in order {
+                let addr = if target == Target::Direct { &mock_addr } else { &server.addr };
+                let cpu0 = cpu_of(server.child.id());
+                let o = run_phase(&rt, addr, &server.key, target, c, args.duration as f64)?;
+                let cpu = cpu_of(server.child.id()) - cpu0;
+                let rate = o.ok as f64 / o.elapsed.as_secs_f64();
+                failures += o.failed;
+                match target {
+                    Target::Direct => direct_ok += o.ok,
+                    Target::Gateway => gateway_ok += o.ok,
+                }
+                println!(
+                    "{:<5} {:>5} {:<8} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>9}",
+                    round,
+                    c,
+                    if target == Target::Direct { "direct" } else { "gateway" },
+                    o.ok,
+                    rate,
+                    ms(o.hist.value_at_quantile(0.5)),
+                    ms(o.hist.value_at_quantile(0.99)),
+                    ms(o.hist.max()),
+                    o.failed,
+                    if target == Target::Gateway && o.ok > 0 {
+                        format!("{:.0}", cpu.as_micros() as f64 / o.ok as f64)
+                    } else {
+                        "-".into()
+                    }
+                );
+                match sums.iter_mut().find(|(sc, st, _, _)| *sc == c && *st == target) {
+                    Some((_, _, h, best)) => {
+                        h.add(&o.hist)?;
+                        *best = best.max(rate);
+                    }
+                    None => sums.push((c, target, o.hist, rate)),
+                }
+            }
+        }
+    }
+
+    println!("\nsummary over all rounds (added = gateway percentile - direct percentile):");
+    println!(
+        "{:>5} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>14} {:>14}",
+        "conc",
+        "direct_p50",
+        "gw_p50",
+        "added_p50",
+        "direct_p99",
+        "gw_p99",
+        "added_p99",
+        "best_direct/s",
+        "best_gw/s"
+    );
+    for &c in &args.concurrency {
+        let get = |t: Target| sums.iter().find(|(sc, st, _, _)| *sc == c && *st == t).expect("ran");
+        let (d, g) = (get(Target::Direct), get(Target::Gateway));
+        let q = |h: &Histogram<u64>, x: f64| ms(h.value_at_quantile(x));
+        println!(
+            "{:>5} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>14.0} {:>14.0}",
+            c,
+            q(&d.2, 0.5),
+            q(&g.2, 0.5),
+            q(&g.2, 0.5) - q(&d.2, 0.5),
+            q(&d.2, 0.99),
+            q(&g.2, 0.99),
+            q(&g.2, 0.99) - q(&d.2, 0.99),
+            d.3,
+            g.3
+        );
+    }
+
+    let stored = persisted(&server)? - warm_gateway_ok;
+    let upstream = mock_calls()? - warm_calls;
+    println!(
+        "\ngateway tasks answered 200: {gateway_ok}; task rows with status success: {stored}; \
+         upstream calls: {upstream} (= {direct_ok} direct + {} via mediagate); failed replies: {failures}",
+        upstream as u64 - direct_ok.min(upstream as u64)
+    );
+    if stored != gateway_ok {
+        bail!("persisted task count {stored} differs from successful gateway replies {gateway_ok}");
+    }
+    // Without failures every call is accounted for: no retry, no duplicate, no lost task.
+    if failures == 0 && upstream as u64 != direct_ok + gateway_ok {
+        bail!("the mock saw {upstream} calls for {direct_ok} direct and {gateway_ok} gateway tasks");
+    }
+    Ok(())
+}
