@@ -257,7 +257,7 @@ async fn run_one(
         }
         Parsed::Submit { sent, submission } => {
             let tt = submission.task_type_name.clone();
-            match state.engine.submit(ctx, submission).await.map_err(tag)? {
+            match state.engine.submit(ctx, *submission).await.map_err(tag)? {
                 Submitted::Done(delivered) => Ok(render::result_items(&tt, &sent, &delivered, None)),
                 // The acknowledgement of an async task: poll its result with getResponse.
                 Submitted::Accepted { .. } => {

@@ -55,8 +55,8 @@ pub enum Parsed {
     Submit {
         /// The taskUUID as sent (echoed back exactly).
         sent: String,
-        /// The canonical task.
-        submission: Submission,
+        /// The canonical task (boxed: it dwarfs the other variants).
+        submission: Box<Submission>,
     },
 }
 
@@ -352,14 +352,14 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             let webhook_url = webhook(&mut r)?;
             Parsed::Submit {
                 sent,
-                submission: Submission {
+                submission: Box::new(Submission {
                     task_uuid: uuid,
                     task_type_name: other.to_string(),
                     request,
                     dialect: "runware",
                     delivery,
                     webhook_url,
-                },
+                }),
             }
         }
     };
