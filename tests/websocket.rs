@@ -171,3 +171,49 @@ async fn idle_sockets_close_and_oversized_messages_are_refused() {
     let _ = ws.send(Message::Text(big.to_string().into())).await;
     assert!(recv(&mut ws).await.is_none(), "a message over the limit closes the socket");
 }
+
+#[tokio::test]
+async fn a_consumer_that_cannot_keep_up_is_closed_and_loses_nothing() {
+    let s = TestServer::start_with(|c| c.websocket.outbound_queue = 1).await;
+    let mut ws = connect(&s).await;
+    let session = auth(&mut ws, &s.api_key, None).await;
+    // 24 results of ~1.4 MB each (base64 of a 1024x1024 PNG): far more than socket buffers hold.
+    let ids: Vec<String> = (0..24).map(|_| task_uuid()).collect();
+    let tasks: Vec<Value> = ids
+        .iter()
+        .map(|u| {
+            json!({"taskType": "imageInference", "taskUUID": u, "positivePrompt": "a flood of pixels",
+                        "width": 1024, "height": 1024, "outputType": "base64Data"})
+        })
+        .collect();
+    send(&mut ws, Value::Array(tasks)).await;
+    // Read nothing until every task has finished on the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for u in &ids {
+        loop {
+            let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": u}])).await;
+            if b["data"][0]["status"] == "success" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server gave up on this socket: what it had already written can be read, then it ends.
+    let mut got = std::collections::HashSet::new();
+    while let Some(m) = recv(&mut ws).await {
+        if let Some(u) = m["data"][0]["taskUUID"].as_str() {
+            got.insert(u.to_string());
+        }
+    }
+    assert!(got.len() < ids.len(), "the slow socket was closed before everything was pushed");
+    // Resume: the rest arrives; nothing is lost.
+    let mut ws = connect(&s).await;
+    assert_eq!(auth(&mut ws, &s.api_key, Some(&session)).await, session);
+    while got.len() < ids.len() {
+        let m = recv(&mut ws).await.expect("the backlog arrives on resume");
+        got.insert(m["data"][0]["taskUUID"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ids.into_iter().collect());
+}

@@ -101,6 +101,22 @@ impl Sessions {
         (id, Vec::new(), false)
     }
 
+    /// Puts messages a closed connection did not deliver back at the head of the backlog (they
+    /// precede anything queued since). Delivery is at least once: clients group by taskUUID.
+    fn requeue_front(&self, id: Uuid, messages: Vec<String>, max: usize) {
+        if messages.is_empty() {
+            return;
+        }
+        if let Some(s) = self.0.lock().get_mut(&id) {
+            for m in messages.into_iter().rev() {
+                s.backlog.push_front(m);
+            }
+            while s.backlog.len() > max {
+                s.backlog.pop_front();
+            }
+        }
+    }
+
     fn detach(&self, id: Uuid, conn_id: u64) {
         if let Some(s) = self.0.lock().get_mut(&id)
             && s.conn.as_ref().is_some_and(|(c, _)| *c == conn_id)
@@ -187,15 +203,34 @@ async fn connection(state: AppState, socket: WebSocket) {
     }
     let outbox = Outbox { sessions: state.sessions.clone(), id: session, backlog_max: cfg.backlog_max };
 
-    // 2. Writer: drains the outbound queue into the socket.
+    // 2. Writer: drains the outbound queue into the socket. Told to stop, it hands back what it
+    // had not delivered, so a dropped connection loses nothing (the session keeps it).
     let (slow_tx, mut slow_rx) = mpsc::channel::<()>(1);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(Message::Text(m.into())).await.is_err() {
-                break;
+        let mut unsent = None;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                m = rx.recv() => {
+                    let Some(m) = m else { break };
+                    tokio::select! {
+                        r = sink.send(Message::Text(m.clone().into())) => {
+                            if r.is_err() {
+                                unsent = Some(m);
+                                break;
+                            }
+                        }
+                        // A write blocked on a consumer that does not read: give up on it.
+                        _ = &mut stop_rx => {
+                            unsent = Some(m);
+                            break;
+                        }
+                    }
+                }
             }
         }
-        sink
+        (rx, unsent)
     });
 
     // 3. Reader: tasks in, with an idle timeout.
@@ -229,10 +264,17 @@ async fn connection(state: AppState, socket: WebSocket) {
             _ => {}
         }
     }
+    // New results now go to the backlog; then whatever the writer still held goes back in front.
     state.sessions.detach(session, conn_id);
     drop(tx);
-    writer.abort();
-    let _ = writer.await;
+    let _ = stop_tx.send(());
+    if let Ok((mut rx, unsent)) = writer.await {
+        let mut undelivered: Vec<String> = unsent.into_iter().collect();
+        while let Ok(m) = rx.try_recv() {
+            undelivered.push(m);
+        }
+        state.sessions.requeue_front(session, undelivered, cfg.backlog_max);
+    }
 }
 
 fn outbox_or_close(outbox: &Outbox, slow: &mpsc::Sender<()>, msg: String) {
