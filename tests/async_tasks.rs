@@ -144,3 +144,38 @@ async fn image_to_video_takes_a_first_frame_from_an_earlier_output() {
     assert_eq!(items[0]["error"]["parameter"], "frameImages[0].inputImage");
     assert_eq!(s.balance("default").await, before);
 }
+
+#[tokio::test]
+async fn get_response_returns_partial_results_as_they_complete() {
+    let s = TestServer::start().await;
+    let u = task_uuid();
+    let (st, _) = s
+        .post(&json!([{"taskType": "imageInference", "taskUUID": u, "positivePrompt": "one by one", "width": 2048,
+                       "height": 2048, "numberResults": 6, "deliveryMethod": "async", "seed": 100}]))
+        .await;
+    assert_eq!(st, 200);
+    let mut partial_seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": u}])).await;
+        let items = b["data"].as_array().unwrap().clone();
+        let done: Vec<&Value> = items.iter().filter(|i| i["status"] == "success").collect();
+        let running = items.iter().any(|i| i["status"] == "processing");
+        if running && !done.is_empty() {
+            partial_seen = partial_seen.max(done.len());
+            // Finished results are complete items with their own seed, in order.
+            for (k, d) in done.iter().enumerate() {
+                assert_eq!(d["seed"], 100 + k as u64);
+                assert!(d["imageURL"].is_string());
+            }
+        }
+        if !running {
+            assert_eq!(done.len(), 6);
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(partial_seen > 0, "getResponse never showed partial results");
+    assert_eq!(s.balance("default").await, 10_000_000 - 6 * 600, "charged for six results once");
+}

@@ -633,13 +633,57 @@ impl Engine {
                 Job::Video { request: r.clone(), seed, first_frame }
             }
         };
-        // Retries, fallbacks and breakers live in the dispatcher; the task stays admitted once.
-        let progress = crate::dispatch::log_progress(sub.task_uuid);
-        let artifacts = self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
+        // Async tasks with several results run one result at a time and record each as it
+        // completes, so getResponse returns partial results (as Runware does).
+        let partial =
+            sub.delivery == Delivery::Async && matches!(&job, Job::Image { seeds, .. } if seeds.len() > 1);
+        if !partial {
+            let artifacts = self.dispatch(model, sub.task_uuid, job).await?;
+            return self.keep_artifacts(model, sub, artifacts).await;
+        }
+        let Job::Image { request, seeds } = job else { unreachable!("checked above") };
+        let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        for seed in seeds {
+            let one = mediagate_core::task::ImageInference { number_results: 1, ..request.clone() };
+            let artifacts =
+                self.dispatch(model, sub.task_uuid, Job::Image { request: one, seeds: vec![seed] }).await?;
+            let (r, o, b) = self.keep_artifacts(model, sub, artifacts).await?;
+            results.extend(r);
+            bytes.extend(b);
+            self.store
+                .record_partial_results(account_id, sub.task_uuid, results.clone(), o.clone())
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "recording a partial result failed");
+                    ApiError::internal()
+                })?;
+            outputs.extend(o);
+        }
+        Ok((results, outputs, bytes))
+    }
+
+    /// One dispatch: retries, fallbacks and breakers live in the dispatcher; the task stays
+    /// admitted once.
+    async fn dispatch(
+        &self,
+        model: &crate::catalog::Model,
+        task_uuid: Uuid,
+        job: Job,
+    ) -> Result<Vec<mediagate_providers::Artifact>, ApiError> {
+        let progress = crate::dispatch::log_progress(task_uuid);
+        self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
             tracing::warn!(model = %model.spec.air, code = %e.code, detail = %e.detail, "dispatch failed");
             ApiError::new(e.code, e.message)
-        })?;
+        })
+    }
 
+    /// Turns artifacts into results and outputs: small ones inline, large ones written to files.
+    async fn keep_artifacts(
+        &self,
+        model: &crate::catalog::Model,
+        sub: &Submission,
+        artifacts: Vec<mediagate_providers::Artifact>,
+    ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
         let ttl = sub.request.output().ttl_secs.unwrap_or(self.config.outputs.default_ttl_secs);
         let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let mut results = Vec::with_capacity(artifacts.len());
@@ -752,8 +796,12 @@ impl Engine {
             })?;
         let output =
             serde_json::from_str::<TaskRequest>(&rec.request).map(|r| r.output().clone()).unwrap_or_default();
+        // A running task may already have partial results.
         let delivered = match rec.status {
             TaskStatus::Success => Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?),
+            TaskStatus::Processing if !rec.results.is_empty() => {
+                Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?)
+            }
             _ => None,
         };
         let error = rec.error.as_ref().map(|e| {

@@ -87,6 +87,15 @@ pub trait Store: Send + Sync {
     /// the price anew and sets it back to `processing`. Returns `Admitted`, or
     /// `InsufficientCredits`, or `Existing` when the task is no longer in error (a race).
     async fn readmit_failed_task(&self, task: NewTask) -> StoreResult<Admission>;
+    /// Records the results a running task has produced so far (and their outputs), so
+    /// `getResponse` can return them before the task ends.
+    async fn record_partial_results(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        results: Vec<mediagate_core::task::ResultItem>,
+        outputs: Vec<NewOutput>,
+    ) -> StoreResult<()>;
     /// Records a task's outcome, its outputs and any refund, atomically.
     async fn finish_task(&self, finish: Finish) -> StoreResult<()>;
     /// One task of an account.

@@ -244,7 +244,14 @@ async fn run_one(
         Parsed::GetResponse { sent, task_uuid } => {
             let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
             let tt = view.record.task_type.clone();
+            let running = view.record.status == mediagate_store::TaskStatus::Processing;
             Ok(match (view.delivered, view.error) {
+                // Partial results of a running task, then one item saying the rest is coming.
+                (Some(d), _) if running => {
+                    let mut items = render::result_items(&tt, &sent, &d, Some("success"));
+                    items.push(json!({ "taskType": tt, "taskUUID": sent, "status": "processing" }));
+                    items
+                }
                 (Some(d), _) => render::result_items(&tt, &sent, &d, Some("success")),
                 (None, Some(e)) => vec![json!({
                     "taskType": tt,

@@ -603,6 +603,45 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_partial_results(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        results: Vec<ResultItem>,
+        outputs: Vec<NewOutput>,
+    ) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                let uuid = task_uuid.to_string();
+                let now = now_ms();
+                let mut ins = c.prepare_cached(
+                    "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(uuid) DO NOTHING",
+                )?;
+                for o in &outputs {
+                    ins.execute(params![
+                        o.uuid.to_string(),
+                        account_id,
+                        uuid,
+                        o.content_type,
+                        o.extension,
+                        o.size as i64,
+                        now,
+                        o.expires_at,
+                        o.inline_data
+                    ])?;
+                }
+                c.prepare_cached("UPDATE tasks SET result = ?1 WHERE account_id = ?2 AND task_uuid = ?3 AND status = 'processing'")?
+                    .execute(params![
+                        serde_json::to_string(&results).map_err(|e| StoreError::Backend(e.to_string()))?,
+                        account_id,
+                        uuid
+                    ])?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn finish_task(&self, f: Finish) -> StoreResult<()> {
         self.writer
             .write(move |c| {
@@ -621,7 +660,7 @@ impl Store for SqliteStore {
                         refund(c, f.account_id, reserved - cost, &uuid, "unused reservation", now)?;
                         let mut ins = c.prepare_cached(
                             "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(uuid) DO NOTHING",
                         )?;
                         for o in &outputs {
                             ins.execute(params![
