@@ -10,7 +10,9 @@
 //! direct and gateway phases alternate order every round so drift affects both alike.
 //!
 //! Added latency = a percentile through mediagate minus the same percentile direct. Throughput
-//! is the best gateway phase. At the end every successful gateway reply must have a `success`
+//! is the best gateway phase. A third target, `adapter`, runs the same task in this process
+//! through the engine's `Dispatcher` and the `openai-images` adapter only (no HTTP edge, no
+//! admission, no persistence), to show which part of the added latency is the provider layer. At the end every successful gateway reply must have a `success`
 //! row in `<data_dir>/mediagate.db` table `tasks`, and the mock must have served exactly one
 //! upstream call per gateway task plus the direct calls.
 //!
@@ -29,6 +31,11 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use mediagate_core::model::{ModelSpec, builtin_models};
+use mediagate_core::task::{ImageInference, OutputOptions};
+use mediagate_engine::dispatch::Dispatcher;
+use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind, build};
+use mediagate_providers::{Job, no_progress};
 use mock_upstream::{MockUpstream, openai_b64_reply, png};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -134,6 +141,79 @@ description = "benchmark: the mock OpenAI-images upstream"
 enum Target {
     Direct,
     Gateway,
+    Adapter,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Gateway => "gateway",
+            Target::Adapter => "adapter",
+        }
+    }
+}
+
+/// The provider layer alone: a dispatcher over one `openai-images` adapter.
+struct Layer {
+    dispatcher: Dispatcher,
+    spec: ModelSpec,
+}
+
+fn layer(mock_base: &str) -> Result<Layer> {
+    let cfg = UpstreamConfig {
+        name: "mock-openai".into(),
+        kind: UpstreamKind::OpenaiImages,
+        base_url: mock_base.into(),
+        timeout_ms: 10_000,
+        ..UpstreamConfig::default()
+    };
+    let provider = build(&cfg).map_err(anyhow::Error::msg)?;
+    let dispatcher =
+        Dispatcher::new([("mock-openai".to_string(), provider)].into_iter().collect(), Default::default());
+    let mut spec = builtin_models().into_iter().next().context("a built-in model")?;
+    spec.air = AIR.into();
+    spec.provider = "mock-openai".into();
+    Ok(Layer { dispatcher, spec })
+}
+
+fn job() -> Job {
+    Job::Image {
+        request: ImageInference {
+            positive_prompt: "benchmark tile".into(),
+            negative_prompt: None,
+            model: AIR.into(),
+            width: 64,
+            height: 64,
+            steps: None,
+            cfg_scale: None,
+            seed: Some(1),
+            number_results: 1,
+            output: OutputOptions::default(),
+        },
+        seeds: vec![1],
+    }
+}
+
+async fn adapter_worker(layer: std::rc::Rc<Layer>, until: Instant) -> Result<Outcome> {
+    let mut hist = new_hist();
+    let (mut ok, mut failed) = (0, 0);
+    let start = Instant::now();
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        let r = layer.dispatcher.dispatch(&layer.spec, job(), no_progress()).await;
+        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+        match r {
+            Ok(a) if a.len() == 1 => ok += 1,
+            other => {
+                failed += 1;
+                if failed == 1 {
+                    eprintln!("first adapter failure: {:?}", other.err());
+                }
+            }
+        }
+    }
+    Ok(Outcome { hist, ok, failed, elapsed: start.elapsed() })
 }
 
 struct Outcome {
@@ -167,7 +247,7 @@ async fn worker(addr: String, key: String, target: Target, until: Instant) -> Re
                 .header("host", addr.as_str())
                 .header("content-type", "application/json")
                 .body(Full::new(direct.clone()))?,
-            Target::Gateway => Request::post("/v1")
+            Target::Gateway | Target::Adapter => Request::post("/v1")
                 .header("host", addr.as_str())
                 .header("authorization", auth.as_str())
                 .header("content-type", "application/json")
@@ -184,7 +264,7 @@ async fn worker(addr: String, key: String, target: Target, until: Instant) -> Re
         let good = status == 200
             && match target {
                 Target::Direct => body.windows(8).any(|w| w == b"b64_json"),
-                Target::Gateway => {
+                Target::Gateway | Target::Adapter => {
                     !body.windows(8).any(|w| w == b"\"errors\"")
                         && body.windows(15).any(|w| w == b"imageBase64Data")
                 }
@@ -206,16 +286,21 @@ async fn worker(addr: String, key: String, target: Target, until: Instant) -> Re
 
 fn run_phase(
     rt: &tokio::runtime::Runtime,
+    layer: &std::rc::Rc<Layer>,
     addr: &str,
     key: &str,
     target: Target,
     concurrency: usize,
     secs: f64,
 ) -> Result<Outcome> {
-    rt.block_on(async {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(rt, async {
         let until = Instant::now() + Duration::from_secs_f64(secs);
         let tasks: Vec<_> = (0..concurrency)
-            .map(|_| tokio::spawn(worker(addr.to_string(), key.to_string(), target, until)))
+            .map(|_| match target {
+                Target::Adapter => tokio::task::spawn_local(adapter_worker(layer.clone(), until)),
+                _ => tokio::task::spawn_local(worker(addr.to_string(), key.to_string(), target, until)),
+            })
             .collect();
         let mut total = Outcome { hist: new_hist(), ok: 0, failed: 0, elapsed: Duration::ZERO };
         for t in tasks {
@@ -307,10 +392,11 @@ fn main() -> Result<()> {
         args.log
     );
 
-    // Warm both paths (connection pools, SQLite pages, caches).
-    for target in [Target::Direct, Target::Gateway] {
+    let layer = std::rc::Rc::new(rt.block_on(async { layer(&mock_base) })?);
+    // Warm every path (connection pools, SQLite pages, caches).
+    for target in [Target::Direct, Target::Gateway, Target::Adapter] {
         let addr = if target == Target::Direct { &mock_addr } else { &server.addr };
-        run_phase(&rt, addr, &server.key, target, 8, 1.0)?;
+        run_phase(&rt, &layer, addr, &server.key, target, 8, 1.0)?;
     }
     let warm_gateway_ok = persisted(&server)?;
     let warm_calls = mock_calls()?;
@@ -320,30 +406,31 @@ fn main() -> Result<()> {
         "round", "conc", "target", "tasks", "tasks/s", "p50_ms", "p99_ms", "max_ms", "errors", "cpu_us/t"
     );
     let mut sums: Vec<(usize, Target, Histogram<u64>, f64)> = Vec::new();
-    let (mut gateway_ok, mut direct_ok, mut failures) = (0u64, 0u64, 0u64);
+    let (mut gateway_ok, mut direct_ok, mut adapter_ok, mut failures) = (0u64, 0u64, 0u64, 0u64);
     for round in 1..=args.rounds {
         for &c in &args.concurrency {
             let order = if round % 2 == 1 {
-                [Target::Direct, Target::Gateway]
+                [Target::Direct, Target::Gateway, Target::Adapter]
             } else {
-                [Target::Gateway, Target::Direct]
+                [Target::Adapter, Target::Gateway, Target::Direct]
             };
             for target in order {
                 let addr = if target == Target::Direct { &mock_addr } else { &server.addr };
                 let cpu0 = cpu_of(server.child.id());
-                let o = run_phase(&rt, addr, &server.key, target, c, args.duration as f64)?;
+                let o = run_phase(&rt, &layer, addr, &server.key, target, c, args.duration as f64)?;
                 let cpu = cpu_of(server.child.id()) - cpu0;
                 let rate = o.ok as f64 / o.elapsed.as_secs_f64();
                 failures += o.failed;
                 match target {
                     Target::Direct => direct_ok += o.ok,
                     Target::Gateway => gateway_ok += o.ok,
+                    Target::Adapter => adapter_ok += o.ok,
                 }
                 println!(
                     "{:<5} {:>5} {:<8} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>9}",
                     round,
                     c,
-                    if target == Target::Direct { "direct" } else { "gateway" },
+                    target.name(),
                     o.ok,
                     rate,
                     ms(o.hist.value_at_quantile(0.5)),
@@ -367,50 +454,48 @@ fn main() -> Result<()> {
         }
     }
 
-    println!("\nsummary over all rounds (added = gateway percentile - direct percentile):");
+    println!("\nsummary over all rounds (added = target percentile - direct percentile, in ms):");
     println!(
-        "{:>5} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>14} {:>14}",
-        "conc",
-        "direct_p50",
-        "gw_p50",
-        "added_p50",
-        "direct_p99",
-        "gw_p99",
-        "added_p99",
-        "best_direct/s",
-        "best_gw/s"
+        "{:>5} {:<8} {:>9} {:>9} {:>10} {:>9} {:>9} {:>10} {:>12}",
+        "conc", "target", "p50", "p99", "added_p50", "added_p99", "p99.9", "max", "best_tasks/s"
     );
     for &c in &args.concurrency {
         let get = |t: Target| sums.iter().find(|(sc, st, _, _)| *sc == c && *st == t).expect("ran");
-        let (d, g) = (get(Target::Direct), get(Target::Gateway));
+        let d = get(Target::Direct);
         let q = |h: &Histogram<u64>, x: f64| ms(h.value_at_quantile(x));
-        println!(
-            "{:>5} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>14.0} {:>14.0}",
-            c,
-            q(&d.2, 0.5),
-            q(&g.2, 0.5),
-            q(&g.2, 0.5) - q(&d.2, 0.5),
-            q(&d.2, 0.99),
-            q(&g.2, 0.99),
-            q(&g.2, 0.99) - q(&d.2, 0.99),
-            d.3,
-            g.3
-        );
+        for t in [Target::Direct, Target::Adapter, Target::Gateway] {
+            let g = get(t);
+            println!(
+                "{:>5} {:<8} {:>9.3} {:>9.3} {:>10.3} {:>9.3} {:>9.3} {:>10.3} {:>12.0}",
+                c,
+                t.name(),
+                q(&g.2, 0.5),
+                q(&g.2, 0.99),
+                q(&g.2, 0.5) - q(&d.2, 0.5),
+                q(&g.2, 0.99) - q(&d.2, 0.99),
+                q(&g.2, 0.999),
+                ms(g.2.max()),
+                g.3
+            );
+        }
     }
 
     let stored = persisted(&server)? - warm_gateway_ok;
     let upstream = mock_calls()? - warm_calls;
     println!(
         "\ngateway tasks answered 200: {gateway_ok}; task rows with status success: {stored}; \
-         upstream calls: {upstream} (= {direct_ok} direct + {} via mediagate); failed replies: {failures}",
-        upstream as u64 - direct_ok.min(upstream as u64)
+         upstream calls: {upstream} ({direct_ok} direct, {adapter_ok} adapter-only, {gateway_ok} gateway); \
+         failed replies: {failures}"
     );
     if stored != gateway_ok {
         bail!("persisted task count {stored} differs from successful gateway replies {gateway_ok}");
     }
     // Without failures every call is accounted for: no retry, no duplicate, no lost task.
-    if failures == 0 && upstream as u64 != direct_ok + gateway_ok {
-        bail!("the mock saw {upstream} calls for {direct_ok} direct and {gateway_ok} gateway tasks");
+    if failures == 0 && upstream as u64 != direct_ok + adapter_ok + gateway_ok {
+        bail!(
+            "the mock saw {upstream} calls for {} successful requests",
+            direct_ok + adapter_ok + gateway_ok
+        );
     }
     Ok(())
 }
