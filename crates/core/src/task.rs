@@ -197,32 +197,7 @@ impl ImageInference {
     /// Checks the request against the model's declared bounds.
     pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
         let b = &model.bounds;
-        for (name, v, min, max) in [
-            ("width", self.width, b.width_min, b.width_max),
-            ("height", self.height, b.height_min, b.height_max),
-        ] {
-            if v < min || v > max || v % b.dimension_step != 0 {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "{v} is not allowed for model {}; it must be a multiple of {} between {min} and {max}.",
-                        model.air, b.dimension_step
-                    ),
-                ));
-            }
-        }
-        if u64::from(self.width) * u64::from(self.height) > b.max_pixels {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameterValue,
-                format!(
-                    "width x height is {} pixels; model {} allows at most {}. Lower width or height.",
-                    u64::from(self.width) * u64::from(self.height),
-                    model.air,
-                    b.max_pixels
-                ),
-            )
-            .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
-        }
+        check_dimensions(model, self.width, self.height)?;
         if let Some(s) = self.steps
             && s > b.steps_max
         {
@@ -306,27 +281,7 @@ impl VideoInference {
     /// Checks the request against the model's declared bounds.
     pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
         let b = &model.bounds;
-        for (name, v, min, max) in [
-            ("width", self.width, b.width_min, b.width_max),
-            ("height", self.height, b.height_min, b.height_max),
-        ] {
-            if v < min || v > max || v % b.dimension_step != 0 {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "{v} is not allowed for model {}; it must be a multiple of {} between {min} and {max}.",
-                        model.air, b.dimension_step
-                    ),
-                ));
-            }
-        }
-        if u64::from(self.width) * u64::from(self.height) > b.max_pixels {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameterValue,
-                format!("width x height may be at most {} pixels for model {}.", b.max_pixels, model.air),
-            )
-            .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
-        }
+        check_dimensions(model, self.width, self.height)?;
         if self.duration_secs < 1 || self.duration_secs > b.duration_max_secs {
             return Err(invalid(
                 "duration",
@@ -347,6 +302,36 @@ impl VideoInference {
         }
         Ok(())
     }
+}
+
+/// Width and height within the model's bounds and step, and their product within its budget.
+fn check_dimensions(model: &ModelSpec, width: u32, height: u32) -> Result<(), ApiError> {
+    let b = &model.bounds;
+    for (name, v, min, max) in
+        [("width", width, b.width_min, b.width_max), ("height", height, b.height_min, b.height_max)]
+    {
+        if v < min || v > max || v % b.dimension_step != 0 {
+            return Err(invalid(
+                name,
+                format!(
+                    "{v} is not allowed for model {}; it must be a multiple of {} between {min} and {max}.",
+                    model.air, b.dimension_step
+                ),
+            ));
+        }
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > b.max_pixels {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameterValue,
+            format!(
+                "width x height is {pixels} pixels; model {} allows at most {}. Lower width or height.",
+                model.air, b.max_pixels
+            ),
+        )
+        .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
+    }
+    Ok(())
 }
 
 fn invalid(param: &str, detail: String) -> ApiError {

@@ -317,6 +317,39 @@ fn insert_key(c: &Connection, account: &Account, key: &NewKey, now: i64) -> Stor
     key_by_id(c, c.last_insert_rowid())
 }
 
+/// Debits `price` and writes the charge to the ledger, or changes nothing and returns the
+/// balance when it cannot pay. The conditional update is the whole guarantee that balances never
+/// go negative: it either debits in full or not at all.
+fn charge(
+    c: &Connection,
+    account_id: i64,
+    price: i64,
+    task_uuid: &str,
+    note: &str,
+    now: i64,
+) -> StoreResult<Option<i64>> {
+    if price <= 0 {
+        return Ok(None);
+    }
+    let debited = c
+        .prepare_cached(
+            "UPDATE accounts SET balance_micros = balance_micros - ?1 WHERE id = ?2 AND balance_micros >= ?1",
+        )?
+        .execute(params![price, account_id])?;
+    if debited == 0 {
+        let balance: i64 = c
+            .prepare_cached("SELECT balance_micros FROM accounts WHERE id = ?1")?
+            .query_row([account_id], |r| r.get(0))?;
+        return Ok(Some(balance));
+    }
+    c.prepare_cached(
+        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at)
+         VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
+    )?
+    .execute(params![account_id, -price, task_uuid, note, now])?;
+    Ok(None)
+}
+
 fn refund(
     c: &Connection,
     account_id: i64,
@@ -550,25 +583,8 @@ impl Store for SqliteStore {
                     return Ok(Admission::Existing(Box::new(rec)));
                 }
                 let now = now_ms();
-                if t.price_micros > 0 {
-                    // The conditional update is the whole guarantee that balances never go
-                    // negative: it either debits in full or changes nothing.
-                    let debited = c
-                        .prepare_cached(
-                            "UPDATE accounts SET balance_micros = balance_micros - ?1 WHERE id = ?2 AND balance_micros >= ?1",
-                        )?
-                        .execute(params![t.price_micros, t.account_id])?;
-                    if debited == 0 {
-                        let balance: i64 = c
-                            .prepare_cached("SELECT balance_micros FROM accounts WHERE id = ?1")?
-                            .query_row([t.account_id], |r| r.get(0))?;
-                        return Ok(Admission::InsufficientCredits { balance_micros: balance });
-                    }
-                    c.prepare_cached(
-                        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at)
-                         VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
-                    )?
-                    .execute(params![t.account_id, -t.price_micros, uuid, t.task_type, now])?;
+                if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &t.task_type, now)? {
+                    return Ok(Admission::InsufficientCredits { balance_micros });
                 }
                 c.prepare_cached(
                     "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
@@ -606,23 +622,9 @@ impl Store for SqliteStore {
                     return Ok(Admission::Existing(Box::new(current)));
                 }
                 let now = now_ms();
-                if t.price_micros > 0 {
-                    let debited = c
-                        .prepare_cached(
-                            "UPDATE accounts SET balance_micros = balance_micros - ?1 WHERE id = ?2 AND balance_micros >= ?1",
-                        )?
-                        .execute(params![t.price_micros, t.account_id])?;
-                    if debited == 0 {
-                        let balance: i64 = c
-                            .prepare_cached("SELECT balance_micros FROM accounts WHERE id = ?1")?
-                            .query_row([t.account_id], |r| r.get(0))?;
-                        return Ok(Admission::InsufficientCredits { balance_micros: balance });
-                    }
-                    c.prepare_cached(
-                        "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at)
-                         VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
-                    )?
-                    .execute(params![t.account_id, -t.price_micros, uuid, format!("{} (retry)", t.task_type), now])?;
+                let note = format!("{} (retry)", t.task_type);
+                if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &note, now)? {
+                    return Ok(Admission::InsufficientCredits { balance_micros });
                 }
                 c.prepare_cached(
                     "UPDATE tasks SET status = 'processing', error = NULL, result = NULL, cost_micros = ?1,
