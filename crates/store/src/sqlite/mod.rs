@@ -350,6 +350,35 @@ fn charge(
     Ok(None)
 }
 
+/// Records output rows (inline bytes included); an output already recorded (a partial result
+/// recorded again at the task's end) is left as it is.
+fn insert_outputs(
+    c: &Connection,
+    account_id: i64,
+    task_uuid: &str,
+    outputs: &[NewOutput],
+    now: i64,
+) -> StoreResult<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(uuid) DO NOTHING",
+    )?;
+    for o in outputs {
+        ins.execute(params![
+            o.uuid.to_string(),
+            account_id,
+            task_uuid,
+            o.content_type,
+            o.extension,
+            o.size as i64,
+            now,
+            o.expires_at,
+            o.inline_data
+        ])?;
+    }
+    Ok(())
+}
+
 fn refund(
     c: &Connection,
     account_id: i64,
@@ -655,23 +684,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let uuid = task_uuid.to_string();
                 let now = now_ms();
-                let mut ins = c.prepare_cached(
-                    "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(uuid) DO NOTHING",
-                )?;
-                for o in &outputs {
-                    ins.execute(params![
-                        o.uuid.to_string(),
-                        account_id,
-                        uuid,
-                        o.content_type,
-                        o.extension,
-                        o.size as i64,
-                        now,
-                        o.expires_at,
-                        o.inline_data
-                    ])?;
-                }
+                insert_outputs(c, account_id, &uuid, &outputs, now)?;
                 c.prepare_cached("UPDATE tasks SET result = ?1 WHERE account_id = ?2 AND task_uuid = ?3 AND status = 'processing'")?
                     .execute(params![
                         serde_json::to_string(&results).map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -699,23 +712,7 @@ impl Store for SqliteStore {
                     FinishOutcome::Success { results, outputs, cost_micros } => {
                         let cost = cost_micros.clamp(0, reserved);
                         refund(c, f.account_id, reserved - cost, &uuid, "unused reservation", now)?;
-                        let mut ins = c.prepare_cached(
-                            "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(uuid) DO NOTHING",
-                        )?;
-                        for o in &outputs {
-                            ins.execute(params![
-                                o.uuid.to_string(),
-                                f.account_id,
-                                uuid,
-                                o.content_type,
-                                o.extension,
-                                o.size as i64,
-                                now,
-                                o.expires_at,
-                                o.inline_data
-                            ])?;
-                        }
+                        insert_outputs(c, f.account_id, &uuid, &outputs, now)?;
                         c.prepare_cached(
                             "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
                              WHERE account_id = ?4 AND task_uuid = ?5",
