@@ -73,6 +73,31 @@ pub enum AssetSource {
     Base64,
     /// An upload or earlier output, by UUID.
     Stored(Uuid),
+    /// A file sent to the server itself (an upload being stored).
+    Upload,
+}
+
+/// The scheme of upload URIs (`runway://<upload id>`), accepted in every asset field.
+pub const UPLOAD_URI_SCHEME: &str = "runway://";
+
+impl AssetKind {
+    /// The family of a file, from its magic bytes.
+    pub fn sniff(bytes: &[u8]) -> Option<AssetKind> {
+        let f = probe::sniff(bytes)?;
+        [AssetKind::Image, AssetKind::Video, AssetKind::Audio]
+            .into_iter()
+            .find(|k| f.media_type_for(*k).is_some())
+    }
+
+    /// The family a media type belongs to (`image/png` → image).
+    pub fn of_media_type(media_type: &str) -> Option<AssetKind> {
+        match media_type.split('/').next()?.trim().to_ascii_lowercase().as_str() {
+            "image" => Some(AssetKind::Image),
+            "video" => Some(AssetKind::Video),
+            "audio" => Some(AssetKind::Audio),
+            _ => None,
+        }
+    }
 }
 
 /// A validated asset, ready for a provider.
@@ -394,6 +419,8 @@ impl Intake {
         let reference = reference.trim_matches(|c: char| c.is_ascii_whitespace());
         let form = if Uuid::parse_str(reference).is_ok() {
             "uuid"
+        } else if reference.starts_with(UPLOAD_URI_SCHEME) {
+            "uploadUri"
         } else if data_uri::is_data_uri(reference) {
             "dataUri"
         } else if reference.contains(':') {
@@ -405,11 +432,52 @@ impl Intake {
         reporter.step(&Step::Reference { form, length: reference.chars().count() });
         let r = match form {
             "uuid" => self.take_stored(reference, req, reporter).await,
+            "uploadUri" => match Uuid::parse_str(&reference[UPLOAD_URI_SCHEME.len()..]) {
+                Ok(id) => self.take_stored(&id.to_string(), req, reporter).await,
+                Err(_) => Err(Reject(
+                    ErrorCode::InvalidAssetUrl,
+                    format!(
+                        "Invalid URL. An upload URI is {UPLOAD_URI_SCHEME}<upload id>, as returned by POST /v1/uploads."
+                    ),
+                )),
+            },
             "dataUri" => self.take_data_uri(reference, req, reporter),
             "url" => self.take_url(reference, req, reporter).await,
             _ => self.take_base64(reference, req, reporter),
         };
         r.map_err(|e| e.into_api(req))
+    }
+
+    /// Validates the bytes of an upload (a file sent to the server itself, not fetched): the
+    /// declared media type when it names one of `kind`'s accepted types, else the sniffed one;
+    /// then the same content checks as every other asset (magic bytes, dimensions, aspect).
+    /// Size limits are the caller's: uploads have their own.
+    pub fn accept_upload(
+        &self,
+        bytes: Vec<u8>,
+        declared: Option<&str>,
+        req: &AssetRequest<'_>,
+    ) -> Result<Asset, ApiError> {
+        let declared = declared
+            .and_then(content_type::parse_essence)
+            .map(|e| content_type::canonical(&e).to_string())
+            .filter(|e| content_type::accepted(req.kind).contains(&e.as_str()));
+        let sniffed = probe::sniff(&bytes).and_then(|f| f.media_type_for(req.kind));
+        let Some(media) = declared.or(sniffed.map(str::to_string)) else {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedAssetType,
+                format!(
+                    "Unsupported asset type. The uploaded file is {}, which is not accepted for {}s; use {}.",
+                    probe::sniff(&bytes).map(|f| f.name()).unwrap_or("not a recognised media format"),
+                    req.kind.as_str(),
+                    content_type::accepted(req.kind).join(", ")
+                ),
+            )
+            .with_parameter(req.param.clone()));
+        };
+        let (width, height) =
+            self.check_content(&bytes, &media, req, &NoReport).map_err(|r| r.into_api(req))?;
+        Ok(Asset { bytes, media_type: media, kind: req.kind, width, height, source: AssetSource::Upload })
     }
 
     async fn take_stored(

@@ -109,6 +109,10 @@ catalog! {
         "A sync task outlived the sync wait; it keeps running: poll `getResponse` or resend the same task.";
     TaskInterrupted => "taskInterrupted", 500, true,
         "The server stopped while the task was running; it was not charged. Submit it again.";
+    TaskCancelled => "taskCancelled", 400, false,
+        "The task was cancelled before it finished (Runway `DELETE /v1/tasks/{id}`); it was not charged.";
+    MediaNotFound => "mediaNotFound", 404, false,
+        "No upload with this UUID exists for this account (it was deleted or expired).";
 
     // --- assets (input images, video, audio) ----------------------------------------------------
     InvalidDataUri => "invalidDataUri", 400, false,
@@ -159,6 +163,8 @@ catalog! {
         "No such endpoint.";
     MethodNotAllowed => "methodNotAllowed", 405, false,
         "The endpoint does not accept this HTTP method.";
+    InvalidApiVersion => "invalidApiVersion", 400, false,
+        "The Runway dialect needs the `X-Runway-Version` header with a supported version (`2024-11-06`).";
     InternalServerError => "internalServerError", 500, true,
         "Something went wrong inside mediagate; retry with backoff and report the taskUUID.";
     ServiceUnavailable => "serviceUnavailable", 503, true,

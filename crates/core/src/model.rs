@@ -165,4 +165,64 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             fallback: vec![],
         },
     ]
+    .into_iter()
+    .chain(runway_models())
+    .collect()
+}
+
+/// Runway model names (used by the Runway dialect) routed to the local stand-ins, so the Runway
+/// endpoints run without a GPU. A `[[models]]` entry with the same name routes one to a real
+/// provider instead.
+fn runway_models() -> Vec<ModelSpec> {
+    const NOTE: &str = "Runway model name served by a local stand-in, NOT the Runway model: ";
+    // Runway's ratios: every side a multiple of 8, up to 2112 wide, at most 1920x1080 pixels.
+    let image = Bounds {
+        width_min: 64,
+        width_max: 2112,
+        height_min: 64,
+        height_max: 2112,
+        dimension_step: 8,
+        max_pixels: 1920 * 1080,
+        max_number_results: 1,
+        ..Bounds::default()
+    };
+    let video = Bounds {
+        width_min: 64,
+        width_max: 1920,
+        height_min: 64,
+        height_max: 1920,
+        dimension_step: 8,
+        max_pixels: 1920 * 1080,
+        duration_max_secs: 10,
+        ..Bounds::default()
+    };
+    let entry = |air: &str, task_type, provider: &str, price: &str, what: &str, bounds: &Bounds| ModelSpec {
+        air: air.into(),
+        task_type,
+        provider: provider.into(),
+        price_usd: price.into(),
+        description: format!("{NOTE}{what}"),
+        bounds: bounds.clone(),
+        retry: RetryPolicy::default(),
+        fallback: vec![],
+    };
+    let procedural_image = "seeded gradients and shapes (mediagate:procedural@1).";
+    let procedural_video = "a real MP4 of animated seeded shapes (mediagate:procedural-video@1).";
+    let upscale = Bounds { upscale_factor_min: 2, upscale_factor_max: 16, ..Bounds::default() };
+    vec![
+        entry("gen4_image", TaskType::ImageInference, "procedural", "0.05", procedural_image, &image),
+        entry("gen4_image_turbo", TaskType::ImageInference, "procedural", "0.02", procedural_image, &image),
+        entry("gen4_turbo", TaskType::VideoInference, "procedural-video", "0.25", procedural_video, &video),
+        entry("gen4.5", TaskType::VideoInference, "procedural-video", "0.25", procedural_video, &video),
+        entry("veo3.1", TaskType::VideoInference, "procedural-video", "0.40", procedural_video, &video),
+        entry("veo3.1_fast", TaskType::VideoInference, "procedural-video", "0.20", procedural_video, &video),
+        entry(
+            "magnific_precision_upscaler_v2",
+            TaskType::Upscale,
+            "lanczos",
+            "0.02",
+            "Lanczos3 resampling by scaleFactor (mediagate:lanczos@1), no learned detail.",
+            &upscale,
+        ),
+    ]
 }

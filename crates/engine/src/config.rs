@@ -35,6 +35,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Stored outputs.
     pub outputs: OutputsConfig,
+    /// Uploaded assets (Runware `imageUpload` / `mediaStorage`, Runway `POST /v1/uploads`).
+    pub uploads: UploadsConfig,
     /// Local providers.
     pub providers: ProvidersConfig,
     /// Input asset intake.
@@ -57,6 +59,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             outputs: OutputsConfig::default(),
+            uploads: UploadsConfig::default(),
             providers: ProvidersConfig::default(),
             assets: IntakeConfig::default(),
             models: Vec::new(),
@@ -201,6 +204,32 @@ impl Default for OutputsConfig {
             max_ttl_secs: 30 * 86_400,
             sweep_interval_secs: 60,
             inline_max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Uploaded assets (`[uploads]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// Runware uploads (`imageUpload`, `mediaStorage`) are deleted this many seconds after their
+    /// last use (each use as an input restarts the count).
+    pub keep_after_use_secs: u64,
+    /// Runway ephemeral uploads (`runway://` URIs) live this long after the upload, used or not.
+    pub ephemeral_ttl_secs: u64,
+    /// Largest ephemeral upload, in bytes (1 MB = 1,000,000 bytes).
+    pub ephemeral_max_bytes: u64,
+    /// An upload target returned by `POST /v1/uploads` accepts its file for this many seconds.
+    pub upload_url_ttl_secs: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            keep_after_use_secs: 30 * 86_400,
+            ephemeral_ttl_secs: 86_400,
+            ephemeral_max_bytes: 200_000_000,
+            upload_url_ttl_secs: 3_600,
         }
     }
 }

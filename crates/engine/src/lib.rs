@@ -16,13 +16,16 @@ pub mod catalog;
 pub mod config;
 pub mod dispatch;
 pub mod keys;
+pub mod live;
 pub mod outputs;
 mod pipeline;
 pub mod scopes;
+pub mod uploads;
 pub mod webhooks;
 
 pub use auth::AuthContext;
-pub use pipeline::{Delivered, DeliveredItem, Delivery, Submission, Submitted, TaskView};
+pub use live::TaskPhase;
+pub use pipeline::{Delivered, DeliveredItem, Delivery, Removal, Submission, Submitted, TaskView};
 
 use admin::Admin;
 use auth::Authenticator;

@@ -1,5 +1,6 @@
 //! Running one task: validate → admit → ingest → dispatch → store → settle → deliver.
 
+use crate::live::{LiveTask, TaskPhase};
 use crate::{AuthContext, Engine, catalog::Catalog, scopes};
 use async_trait::async_trait;
 use mediagate_assets::{AssetKind, AssetRequest, StoredAsset, StoredAssets};
@@ -110,7 +111,8 @@ pub(crate) struct Inflight(Mutex<HashMap<TaskKey, Running>>);
 /// (account id, taskUUID): what idempotency is keyed by.
 type TaskKey = (i64, Uuid);
 /// A running task's request hash and the channel its outcome is published on.
-type Running = ([u8; 32], watch::Receiver<Option<Outcome>>);
+/// Its live state (phase, progress, cancellation) rides along.
+type Running = ([u8; 32], watch::Receiver<Option<Outcome>>, Arc<LiveTask>);
 
 enum Role {
     Leader(watch::Sender<Option<Outcome>>),
@@ -123,15 +125,34 @@ impl Inflight {
             Entry::Occupied(e) => Role::Follower(e.get().0, e.get().1.clone()),
             Entry::Vacant(v) => {
                 let (tx, rx) = watch::channel(None);
-                v.insert((hash, rx));
+                v.insert((hash, rx, Arc::default()));
                 Role::Leader(tx)
             }
         }
     }
 
+    /// The live state of a task running in this process.
+    pub(crate) fn live(&self, key: (i64, Uuid)) -> Option<Arc<LiveTask>> {
+        self.0.lock().get(&key).map(|r| r.2.clone())
+    }
+
+    /// The outcome channel of a task running in this process.
+    fn outcome(&self, key: (i64, Uuid)) -> Option<watch::Receiver<Option<Outcome>>> {
+        self.0.lock().get(&key).map(|r| r.1.clone())
+    }
+
     fn leave(&self, key: (i64, Uuid)) {
         self.0.lock().remove(&key);
     }
+}
+
+/// What [`Engine::cancel_or_delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The task was unfinished and is now cancelled (and refunded).
+    Cancelled,
+    /// The task had finished and is now deleted from view.
+    Deleted,
 }
 
 /// The result of trying to admit a task.
@@ -164,6 +185,27 @@ fn still_processing(uuid: Uuid) -> ApiError {
              {{\"taskType\":\"getResponse\",\"taskUUID\":\"{uuid}\"}} or resend the same task."
         ),
     )
+}
+
+/// The dialect a stored task came in by, from its task type name: Runway's endpoint names
+/// (`text_to_image`, ...) are snake case, Runware's task types camel case.
+fn dialect_of(task_type: &str) -> &'static str {
+    if task_type.contains('_') { "runway" } else { "runware" }
+}
+
+fn cancelled(uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::TaskCancelled,
+        format!("Task {uuid} was cancelled before it finished; it was not charged."),
+    )
+}
+
+/// Progress of result `i` of `n` reported as the whole task's progress.
+fn progress_of(live: &Arc<LiveTask>, i: usize, n: usize) -> mediagate_providers::ProgressFn {
+    let live = live.clone();
+    Arc::new(move |p: mediagate_providers::Progress| {
+        live.set_progress((i as f32 + p.fraction.clamp(0.0, 1.0)) / n as f32);
+    })
 }
 
 fn conflict(uuid: Uuid) -> ApiError {
@@ -214,12 +256,18 @@ fn record_of(req: &TaskRequest) -> String {
     serde_json::to_string(&r).unwrap_or_default()
 }
 
-struct EngineAssets<'a>(&'a Engine);
+pub(crate) struct EngineAssets<'a>(&'a Engine);
+
+/// The engine's uploads and outputs as the intake path sees them.
+pub(crate) fn engine_assets(e: &Engine) -> EngineAssets<'_> {
+    EngineAssets(e)
+}
 
 #[async_trait]
 impl StoredAssets for EngineAssets<'_> {
     async fn load(&self, account_id: i64, uuid: Uuid) -> Option<StoredAsset> {
-        let rec = self.0.store.get_output(uuid).await.ok()??;
+        // A use keeps an upload alive (`uploads.keep_after_use_secs` more).
+        let rec = self.0.store.touch_output(uuid).await.ok()??;
         if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
             return None;
         }
@@ -446,7 +494,18 @@ impl Engine {
     /// Runs an admitted task to its end, records the end, and publishes it to every waiter.
     async fn run(self: Arc<Self>, account_id: i64, sub: Submission, tx: watch::Sender<Option<Outcome>>) {
         let key = (account_id, sub.task_uuid);
-        let run = self.execute(account_id, &sub).await;
+        let live = self.inflight.live(key).unwrap_or_default();
+        let cancel = live.cancel_token().clone();
+        // Cancelling drops the execution: provider jobs are cancelled by their drop guards, and
+        // the task ends as `taskCancelled`, refunded like every failure.
+        let run = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                tracing::info!("task cancelled");
+                Err(cancelled(sub.task_uuid))
+            }
+            r = self.execute(account_id, &sub, &live) => r,
+        };
         let finish = match &run {
             Ok((results, outputs, _)) => FinishOutcome::Success {
                 results: results.clone(),
@@ -544,9 +603,9 @@ impl Engine {
             };
             let sub = Submission {
                 task_uuid: t.task_uuid,
+                dialect: dialect_of(&t.task_type),
                 task_type_name: t.task_type,
                 request,
-                dialect: "runware",
                 delivery: Delivery::Async,
                 webhook_url: t.webhook_url,
             };
@@ -567,7 +626,9 @@ impl Engine {
         &self,
         account_id: i64,
         sub: &Submission,
+        live: &Arc<LiveTask>,
     ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
+        live.set_running();
         let model = self.catalog.resolve(sub.request.model(), sub.request.task_type())?;
         let job = match &sub.request {
             TaskRequest::ImageInference(r) => {
@@ -638,15 +699,17 @@ impl Engine {
         let partial =
             sub.delivery == Delivery::Async && matches!(&job, Job::Image { seeds, .. } if seeds.len() > 1);
         if !partial {
-            let artifacts = self.dispatch(model, sub.task_uuid, job).await?;
+            let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
             return self.keep_artifacts(model, sub, artifacts).await;
         }
         let Job::Image { request, seeds } = job else { unreachable!("checked above") };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
-        for seed in seeds {
+        let n = seeds.len();
+        for (i, seed) in seeds.into_iter().enumerate() {
             let one = mediagate_core::task::ImageInference { number_results: 1, ..request.clone() };
-            let artifacts =
-                self.dispatch(model, sub.task_uuid, Job::Image { request: one, seeds: vec![seed] }).await?;
+            let job = Job::Image { request: one, seeds: vec![seed] };
+            let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
+            live.set_progress((i + 1) as f32 / n as f32);
             let (r, o, b) = self.keep_artifacts(model, sub, artifacts).await?;
             results.extend(r);
             bytes.extend(b);
@@ -669,8 +732,13 @@ impl Engine {
         model: &crate::catalog::Model,
         task_uuid: Uuid,
         job: Job,
+        progress: mediagate_providers::ProgressFn,
     ) -> Result<Vec<mediagate_providers::Artifact>, ApiError> {
-        let progress = crate::dispatch::log_progress(task_uuid);
+        let log = crate::dispatch::log_progress(task_uuid);
+        let progress: mediagate_providers::ProgressFn = Arc::new(move |p| {
+            log(p);
+            progress(p);
+        });
         self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
             tracing::warn!(model = %model.spec.air, code = %e.code, detail = %e.detail, "dispatch failed");
             ApiError::new(e.code, e.message)
@@ -808,6 +876,51 @@ impl Engine {
             from_stored(e).with_task_type(rec.task_type.clone()).with_task_uuid(task_uuid.to_string())
         });
         Ok(TaskView { record: rec, delivered, error })
+    }
+
+    /// The live phase of one of the account's tasks, when it is admitted, unfinished and
+    /// running in this process (`None` otherwise: read the stored record).
+    pub fn task_phase(&self, account_id: i64, task_uuid: Uuid) -> Option<TaskPhase> {
+        self.inflight.live((account_id, task_uuid)).map(|l| l.phase())
+    }
+
+    /// Cancels an unfinished task, or deletes (hides) a finished one (Runway's
+    /// `DELETE /v1/tasks/{id}`). A cancelled task ends as `taskCancelled` and is refunded;
+    /// this returns once its end is recorded.
+    pub async fn cancel_or_delete(&self, ctx: &AuthContext, task_uuid: Uuid) -> Result<Removal, ApiError> {
+        let key = (ctx.account_id, task_uuid);
+        if let (Some(live), Some(mut rx)) = (self.inflight.live(key), self.inflight.outcome(key)) {
+            live.cancel_token().cancel();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
+            return Ok(Removal::Cancelled);
+        }
+        let missing = || {
+            ApiError::new(
+                ErrorCode::TaskNotFound,
+                format!("No task with id {task_uuid} exists for this account."),
+            )
+        };
+        let rec = self
+            .store
+            .get_task(ctx.account_id, task_uuid)
+            .await
+            .map_err(|_| ApiError::internal())?
+            .ok_or_else(missing)?;
+        if rec.status == TaskStatus::Processing {
+            // Admitted but not running here: another server on the same store runs it.
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "Task {task_uuid} is running on another server of this deployment; retry the cancellation."
+                ),
+            ));
+        }
+        if self.store.delete_task(ctx.account_id, task_uuid).await.map_err(|_| ApiError::internal())? {
+            Ok(Removal::Deleted)
+        } else {
+            Err(missing())
+        }
     }
 
     /// The model a task names, or the task type's default (for dialects filling `model`).

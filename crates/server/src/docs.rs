@@ -67,3 +67,14 @@ pub async fn errors() -> Html<String> {
         ),
     )
 }
+
+/// `/docs/runway`: the Runway dialect's guide (the `docUrl` of its error bodies).
+pub async fn runway() -> Html<String> {
+    page(
+        "mediagate: the Runway dialect",
+        &format!(
+            "<pre style=\"white-space:pre-wrap\">{}</pre>",
+            esc(include_str!("../../../docs/runway.md"))
+        ),
+    )
+}

@@ -6,6 +6,7 @@
 mod docs;
 mod outputs;
 pub mod runware;
+pub mod runway;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -24,6 +25,8 @@ pub struct AppState {
     pub base_url: String,
     /// WebSocket sessions (for resume).
     pub sessions: Arc<runware::ws::Sessions>,
+    /// Runway upload targets handed out and not used yet.
+    pub runway_uploads: Arc<runway::UploadSlots>,
 }
 
 /// Teaches the engine this edge's renderings (webhook bodies). Call before the engine resumes
@@ -37,13 +40,16 @@ pub fn install(engine: &Engine) {
 pub fn router(engine: Arc<Engine>) -> Router {
     install(&engine);
     let base_url = engine.config().base_url();
-    let state = AppState { base_url, engine, sessions: Default::default() };
+    let state =
+        AppState { base_url, engine, sessions: Default::default(), runway_uploads: Default::default() };
     Router::new()
+        .merge(runway::routes())
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
         .route("/v1/webhooks/deliveries", get(runware::webhook_deliveries))
         .route("/docs", get(docs::index))
         .route("/docs/errors", get(docs::errors))
+        .route("/docs/runway", get(docs::runway))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -52,8 +58,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
 
 async fn not_found(
     axum::extract::State(s): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> axum::response::Response {
+    if runway::is_runway_request(&headers, uri.path()) {
+        return runway::not_found(&s, uri.path());
+    }
     runware::request_error(
         &s,
         &ApiError::new(
@@ -65,9 +75,13 @@ async fn not_found(
 
 async fn method_not_allowed(
     axum::extract::State(s): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
     method: axum::http::Method,
     uri: axum::http::Uri,
 ) -> axum::response::Response {
+    if runway::is_runway_request(&headers, uri.path()) {
+        return runway::method_not_allowed(&s, uri.path(), method.as_str());
+    }
     runware::request_error(
         &s,
         &ApiError::new(ErrorCode::MethodNotAllowed, format!("{} does not accept {method}.", uri.path())),

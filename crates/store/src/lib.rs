@@ -133,4 +133,30 @@ pub trait Store: Send + Sync {
     async fn output_data(&self, uuid: Uuid) -> StoreResult<Option<Vec<u8>>>;
     /// Removes and returns up to `limit` outputs whose expiry is before `now_ms`.
     async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>>;
+    /// Stores an upload: an output that belongs to no task. With `keep_secs`, every use
+    /// ([`Store::touch_output`]) keeps it at least that long again.
+    async fn insert_upload(
+        &self,
+        account_id: i64,
+        upload: NewOutput,
+        keep_secs: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Records a use of an output: an upload with `keep_secs` has its expiry pushed to
+    /// `now + keep_secs`. Returns the (possibly extended) record.
+    async fn touch_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;
+    /// Deletes one of an account's outputs or uploads; returns it (its file is the caller's to
+    /// remove), or `None` when the account has no such output.
+    async fn delete_output(&self, account_id: i64, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;
+
+    // --- history ----------------------------------------------------------------------------
+    /// Hides a finished task from [`Store::get_task`] (Runway's delete). Returns false when the
+    /// account has no such visible, finished task.
+    async fn delete_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<bool>;
+    /// Net spend per UTC day and model between two instants (ms): charges minus refunds.
+    async fn usage_by_day(
+        &self,
+        account_id: i64,
+        from_ms: i64,
+        before_ms: i64,
+    ) -> StoreResult<Vec<DailyUsage>>;
 }

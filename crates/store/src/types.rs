@@ -352,3 +352,14 @@ pub struct OutputRecord {
     /// Whether the bytes live in the store ([`crate::Store::output_data`]) rather than a file.
     pub inline: bool,
 }
+
+/// Net spend of one model on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsage {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// The model (as recorded on its tasks).
+    pub model: String,
+    /// Charges minus refunds, in micro-dollars (negative when refunds exceeded charges).
+    pub spent_micros: i64,
+}

@@ -262,6 +262,36 @@ async fn run_one(
                 (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
             })
         }
+        Parsed::Upload { sent, task_type, reference, param } => {
+            let kind = (task_type == "imageUpload").then_some(mediagate_assets::AssetKind::Image);
+            let retention = mediagate_engine::uploads::Retention::AfterLastUse;
+            let up = state
+                .engine
+                .upload_reference(ctx, &reference, kind, None, param, retention)
+                .await
+                .map_err(tag)?;
+            Ok(vec![if task_type == "imageUpload" {
+                json!({ "taskType": task_type, "taskUUID": sent, "imageUUID": up.uuid, "imageURL": up.url })
+            } else {
+                json!({
+                    "taskType": task_type,
+                    "taskUUID": sent,
+                    "operation": "upload",
+                    "mediaUUID": up.uuid,
+                    "mediaURL": up.url,
+                    "mediaType": up.media_type,
+                })
+            }])
+        }
+        Parsed::DeleteMedia { sent, media_uuid } => {
+            state.engine.delete_upload(ctx, media_uuid, ParamPath::key("mediaUUID")).await.map_err(tag)?;
+            Ok(vec![json!({
+                "taskType": "mediaStorage",
+                "taskUUID": sent,
+                "operation": "delete",
+                "mediaUUID": media_uuid,
+            })])
+        }
         Parsed::Submit { sent, submission } => {
             let tt = submission.task_type_name.clone();
             match state.engine.submit(ctx, *submission).await.map_err(tag)? {

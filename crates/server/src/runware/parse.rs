@@ -23,8 +23,6 @@ const UNSERVED: &[&str] = &[
     "imageControlNetPreProcess",
     "imageMasking",
     "photoMaker",
-    "imageUpload",
-    "mediaStorage",
     "getTaskDetails",
     "modelSearch",
     "modelUpload",
@@ -33,8 +31,8 @@ const UNSERVED: &[&str] = &[
 ];
 
 /// The task types served, for messages.
-pub const SERVED: &str =
-    "authentication, ping, imageInference, upscale (alias imageUpscale), videoInference, getResponse";
+pub const SERVED: &str = "authentication, ping, imageInference, upscale (alias imageUpscale), videoInference, \
+                          getResponse, imageUpload, mediaStorage";
 
 /// A task after parsing.
 #[derive(Debug)]
@@ -50,6 +48,24 @@ pub enum Parsed {
         sent: String,
         /// The task polled.
         task_uuid: Uuid,
+    },
+    /// Store an asset (`imageUpload`, `mediaStorage` with `operation: upload`).
+    Upload {
+        /// The taskUUID as sent.
+        sent: String,
+        /// `imageUpload` or `mediaStorage`.
+        task_type: &'static str,
+        /// The asset: data URI, base64, HTTPS URL or UUID.
+        reference: String,
+        /// The parameter that held it.
+        param: ParamPath,
+    },
+    /// Delete an upload (`mediaStorage` with `operation: delete`).
+    DeleteMedia {
+        /// The taskUUID as sent.
+        sent: String,
+        /// The upload.
+        media_uuid: Uuid,
     },
     /// A task to run.
     Submit {
@@ -307,6 +323,42 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
         "getResponse" => {
             let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
             Parsed::GetResponse { sent, task_uuid: uuid }
+        }
+        "imageUpload" => {
+            let (sent, _) = task_uuid(&mut r, obj, true)?.expect("required");
+            let reference = r.string(
+                "image",
+                1,
+                usize::MAX,
+                "give the image as a data URI, base64 data, an HTTPS URL or the UUID of an output",
+            )?;
+            Parsed::Upload { sent, task_type: "imageUpload", reference, param: ParamPath::key("image") }
+        }
+        "mediaStorage" => {
+            let (sent, _) = task_uuid(&mut r, obj, true)?.expect("required");
+            match r.opt_enum("operation", &["upload", "delete"])?.unwrap_or("upload") {
+                "delete" => {
+                    let media = r.string("mediaUUID", 1, 64, "give the mediaUUID of the upload to delete")?;
+                    let media_uuid = Uuid::try_parse(&media).map_err(|_| {
+                        r.invalid("mediaUUID", "it must be the mediaUUID an upload returned.")
+                    })?;
+                    Parsed::DeleteMedia { sent, media_uuid }
+                }
+                _ => {
+                    let reference = r.string(
+                        "media",
+                        1,
+                        usize::MAX,
+                        "give the file as a data URI, base64 data, an HTTPS URL or the UUID of an output",
+                    )?;
+                    Parsed::Upload {
+                        sent,
+                        task_type: "mediaStorage",
+                        reference,
+                        param: ParamPath::key("media"),
+                    }
+                }
+            }
         }
         "authentication" => {
             return Err(ApiError::new(

@@ -605,7 +605,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let uuid = t.task_uuid.to_string();
                 let existing = c
-                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND deleted_at IS NULL")?
                     .query_row(params![t.account_id, uuid], task_row)
                     .optional()?;
                 if let Some(rec) = existing {
@@ -643,7 +643,9 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let uuid = t.task_uuid.to_string();
                 let current = c
-                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                    .prepare_cached(
+                        "SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND deleted_at IS NULL",
+                    )?
                     .query_row(params![t.account_id, uuid], task_row)
                     .optional()?
                     .ok_or_else(|| StoreError::NotFound(format!("task {uuid}")))?;
@@ -753,9 +755,11 @@ impl Store for SqliteStore {
 
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
-                .query_row(params![account_id, task_uuid.to_string()], task_row)
-                .optional()?)
+            Ok(c.prepare_cached(
+                "SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND deleted_at IS NULL",
+            )?
+            .query_row(params![account_id, task_uuid.to_string()], task_row)
+            .optional()?)
         })
         .await
     }
@@ -909,5 +913,109 @@ impl Store for SqliteStore {
                 Ok(rows)
             })
             .await
+    }
+
+    async fn insert_upload(
+        &self,
+        account_id: i64,
+        upload: NewOutput,
+        keep_secs: Option<i64>,
+    ) -> StoreResult<()> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data, keep_secs)
+                     VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    upload.uuid.to_string(),
+                    account_id,
+                    upload.content_type,
+                    upload.extension,
+                    upload.size as i64,
+                    now_ms(),
+                    upload.expires_at,
+                    upload.inline_data,
+                    keep_secs
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn touch_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
+        self.writer
+            .write(move |c| {
+                let id = uuid.to_string();
+                let now = now_ms();
+                c.prepare_cached(
+                    "UPDATE outputs SET expires_at = MAX(expires_at, ?1 + keep_secs * 1000)
+                     WHERE uuid = ?2 AND keep_secs IS NOT NULL AND expires_at > ?1",
+                )?
+                .execute(params![now, id])?;
+                Ok(c.prepare_cached(&format!("SELECT {OUTPUT_COLUMNS} FROM outputs WHERE uuid = ?1"))?
+                    .query_row([id], output_row)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn delete_output(&self, account_id: i64, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
+        self.writer
+            .write(move |c| {
+                let id = uuid.to_string();
+                let rec = c
+                    .prepare_cached(&format!(
+                        "SELECT {OUTPUT_COLUMNS} FROM outputs WHERE uuid = ?1 AND account_id = ?2"
+                    ))?
+                    .query_row(params![id, account_id], output_row)
+                    .optional()?;
+                if rec.is_some() {
+                    c.prepare_cached("DELETE FROM outputs WHERE uuid = ?1")?.execute([id])?;
+                }
+                Ok(rec)
+            })
+            .await
+    }
+
+    async fn delete_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<bool> {
+        self.writer
+            .write(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE tasks SET deleted_at = ?1 WHERE account_id = ?2 AND task_uuid = ?3
+                         AND deleted_at IS NULL AND status != 'processing'",
+                    )?
+                    .execute(params![now_ms(), account_id, task_uuid.to_string()])?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn usage_by_day(
+        &self,
+        account_id: i64,
+        from_ms: i64,
+        before_ms: i64,
+    ) -> StoreResult<Vec<DailyUsage>> {
+        self.read(move |c| {
+            // Reservations are charges and their returns refunds, so the sum over a task's ledger
+            // rows is what it cost; the day is the day of each movement.
+            let rows = c
+                .prepare_cached(
+                    "SELECT strftime('%Y-%m-%d', l.created_at / 1000, 'unixepoch') AS day,
+                            COALESCE(t.model, '') AS model, -SUM(l.amount_micros) AS spent
+                     FROM ledger l JOIN tasks t ON t.account_id = l.account_id AND t.task_uuid = l.task_uuid
+                     WHERE l.account_id = ?1 AND l.created_at >= ?2 AND l.created_at < ?3
+                       AND l.kind IN ('charge', 'refund')
+                     GROUP BY day, model ORDER BY day, model",
+                )?
+                .query_map(params![account_id, from_ms, before_ms], |r| {
+                    Ok(DailyUsage { day: r.get(0)?, model: r.get(1)?, spent_micros: r.get(2)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
     }
 }

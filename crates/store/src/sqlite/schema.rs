@@ -98,6 +98,12 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts(webhook_id, attempt);
 "#,
+    r#"
+-- Runway's DELETE /v1/tasks/{id} hides a finished task; the row stays for the ledger and history.
+ALTER TABLE tasks ADD COLUMN deleted_at INTEGER;
+-- Uploads (outputs without a task) are kept `keep_secs` after their last use; NULL = fixed expiry.
+ALTER TABLE outputs ADD COLUMN keep_secs INTEGER;
+"#,
 ];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.

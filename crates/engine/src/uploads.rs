@@ -1,0 +1,260 @@
+//! Uploaded assets: files a client stores once and then names in any asset field, by UUID
+//! (Runware `imageUpload` / `mediaStorage`) or by `runway://` URI (Runway ephemeral uploads).
+//!
+//! An upload is an output row without a task: it is validated by the same intake path as every
+//! other asset, served at the same `/v1/outputs/` URL, and swept by the same expiry sweep.
+
+use crate::{AuthContext, Engine};
+use base64::Engine as _;
+use mediagate_assets::{Asset, AssetKind, AssetRequest};
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_store::NewOutput;
+use uuid::Uuid;
+
+/// A stored upload.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// Its UUID: usable in any asset field (also as `runway://<uuid>`).
+    pub uuid: Uuid,
+    /// Where it can be downloaded.
+    pub url: String,
+    /// Its media type, as validated.
+    pub media_type: String,
+    /// Its family.
+    pub kind: AssetKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it expires (ms since epoch) unless used again.
+    pub expires_at: i64,
+}
+
+/// How long an upload is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// `uploads.keep_after_use_secs` after the upload and after every later use (Runware).
+    AfterLastUse,
+    /// `uploads.ephemeral_ttl_secs` after the upload, used or not (Runway's ephemeral uploads).
+    Ephemeral,
+}
+
+/// The family a reference's own header declares (data URIs) or its bytes show (base64);
+/// `None` for URLs and UUIDs, whose family is only known once fetched.
+fn declared_kind(reference: &str) -> Option<AssetKind> {
+    let r = reference.trim();
+    if let Some(rest) = r.strip_prefix("data:") {
+        return AssetKind::of_media_type(rest.split([';', ',']).next()?);
+    }
+    if r.contains(':') || Uuid::parse_str(r).is_ok() {
+        return None;
+    }
+    // 64 base64 characters are 48 bytes: enough for every magic number the probe knows.
+    let head: String = r.chars().filter(|c| !c.is_ascii_whitespace()).take(64).collect();
+    let head = &head[..head.len() - head.len() % 4];
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(head.trim_end_matches('=')).ok().or_else(|| {
+            base64::engine::general_purpose::STANDARD_NO_PAD.decode(head.trim_end_matches('=')).ok()
+        })?;
+    AssetKind::sniff(&bytes)
+}
+
+/// File extension for a validated media type (used in the download URL).
+fn extension_of(media_type: &str) -> &'static str {
+    match media_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "image/bmp" => "bmp",
+        "image/avif" => "avif",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        "video/quicktime" => "mov",
+        "video/ogg" => "ogv",
+        "audio/mpeg" => "mp3",
+        "audio/wav" | "audio/x-wav" => "wav",
+        "audio/ogg" => "ogg",
+        "audio/flac" => "flac",
+        "audio/aac" => "aac",
+        "audio/mp4" => "m4a",
+        _ => "bin",
+    }
+}
+
+/// Codes that mean "not this family": the next family is tried for a reference whose family is
+/// only known once fetched.
+fn wrong_family(e: &ApiError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::UnsupportedAssetType | ErrorCode::AssetContentType | ErrorCode::AssetContentMismatch
+    )
+}
+
+impl Engine {
+    fn asset_request<'a>(
+        &self,
+        ctx: &AuthContext,
+        kind: AssetKind,
+        param: ParamPath,
+        stored: &'a dyn mediagate_assets::StoredAssets,
+        aspect: Option<(f64, f64)>,
+    ) -> AssetRequest<'a> {
+        // Without a bound from the caller, none: it belongs to the model that later consumes it.
+        let aspect = Some(aspect.unwrap_or((0.0, f64::INFINITY)));
+        AssetRequest { kind, param, aspect, account_id: ctx.account_id, stored }
+    }
+
+    /// Validates an asset reference (data URI, base64, HTTPS URL or UUID) and stores it as an
+    /// upload. `kind` restricts the family (Runware `imageUpload` takes images only); without
+    /// it the family comes from the reference or, for URLs, from what the server sends.
+    /// `aspect` bounds an image's width / height (the consuming model's bounds), if known.
+    pub async fn upload_reference(
+        &self,
+        ctx: &AuthContext,
+        reference: &str,
+        kind: Option<AssetKind>,
+        aspect: Option<(f64, f64)>,
+        param: ParamPath,
+        retention: Retention,
+    ) -> Result<Upload, ApiError> {
+        let stored = crate::pipeline::engine_assets(self);
+        let kinds: Vec<AssetKind> = match kind.or_else(|| declared_kind(reference)) {
+            Some(k) => vec![k],
+            None => vec![AssetKind::Image, AssetKind::Video, AssetKind::Audio],
+        };
+        let mut last = None;
+        for k in kinds {
+            match self
+                .intake
+                .resolve(reference, &self.asset_request(ctx, k, param.clone(), &stored, aspect))
+                .await
+            {
+                Ok(asset) => return self.keep_upload(ctx, Uuid::new_v4(), asset, retention).await,
+                Err(e) if wrong_family(&e) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(ApiError::internal))
+    }
+
+    /// Validates a file sent to the server itself and stores it as upload `uuid`. The family
+    /// comes from the bytes; `declared` (the part's Content-Type) is used when it agrees.
+    pub async fn upload_bytes(
+        &self,
+        ctx: &AuthContext,
+        uuid: Uuid,
+        bytes: Vec<u8>,
+        declared: Option<&str>,
+        param: ParamPath,
+        retention: Retention,
+    ) -> Result<Upload, ApiError> {
+        let Some(kind) = AssetKind::sniff(&bytes) else {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedAssetType,
+                "Unsupported asset type. The uploaded file is not an image, video or audio format this server \
+                 recognises; upload a PNG, JPEG, WebP, MP4, WebM, MOV, MP3, WAV, OGG or FLAC file.",
+            )
+            .with_parameter(param));
+        };
+        let stored = crate::pipeline::engine_assets(self);
+        let asset = self.intake.accept_upload(
+            bytes,
+            declared,
+            &self.asset_request(ctx, kind, param, &stored, None),
+        )?;
+        self.keep_upload(ctx, uuid, asset, retention).await
+    }
+
+    async fn keep_upload(
+        &self,
+        ctx: &AuthContext,
+        uuid: Uuid,
+        asset: Asset,
+        retention: Retention,
+    ) -> Result<Upload, ApiError> {
+        let cfg = &self.config.uploads;
+        let (ttl, keep) = match retention {
+            Retention::AfterLastUse => (cfg.keep_after_use_secs, Some(cfg.keep_after_use_secs as i64)),
+            Retention::Ephemeral => (cfg.ephemeral_ttl_secs, None),
+        };
+        let extension = extension_of(&asset.media_type);
+        let size = asset.bytes.len() as u64;
+        let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
+        let inline = asset.bytes.len() <= self.config.outputs.inline_max_bytes;
+        let inline_data = if inline {
+            Some(asset.bytes)
+        } else {
+            let files = self.outputs.clone();
+            let bytes = asset.bytes;
+            tokio::task::spawn_blocking(move || files.write(uuid, extension, &bytes))
+                .await
+                .map_err(|_| ApiError::internal())?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "writing an upload failed");
+                    ApiError::internal()
+                })?;
+            None
+        };
+        let row = NewOutput {
+            uuid,
+            content_type: asset.media_type.clone(),
+            extension: extension.into(),
+            size,
+            expires_at,
+            inline_data,
+        };
+        self.store.insert_upload(ctx.account_id, row, keep).await.map_err(|e| {
+            tracing::error!(error = %e, "recording an upload failed");
+            ApiError::internal()
+        })?;
+        tracing::info!(upload = %uuid, media_type = %asset.media_type, size, "upload stored");
+        Ok(Upload {
+            uuid,
+            url: format!("{}/v1/outputs/{uuid}.{extension}", self.config.base_url()),
+            media_type: asset.media_type,
+            kind: asset.kind,
+            size,
+            expires_at,
+        })
+    }
+
+    /// Deletes one of the account's uploads (Runware `mediaStorage` `delete`).
+    pub async fn delete_upload(
+        &self,
+        ctx: &AuthContext,
+        uuid: Uuid,
+        param: ParamPath,
+    ) -> Result<(), ApiError> {
+        let rec = self.store.delete_output(ctx.account_id, uuid).await.map_err(|_| ApiError::internal())?;
+        let Some(rec) = rec.filter(|r| r.task_uuid.is_none() || r.account_id == ctx.account_id) else {
+            return Err(ApiError::new(
+                ErrorCode::MediaNotFound,
+                format!(
+                    "No upload with mediaUUID {uuid} exists for this account (it was deleted or expired)."
+                ),
+            )
+            .with_parameter(param));
+        };
+        if !rec.inline {
+            let files = self.outputs.clone();
+            let _ = tokio::task::spawn_blocking(move || files.remove(rec.uuid, &rec.extension)).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_from_references() {
+        assert_eq!(declared_kind("data:video/mp4;base64,AAAA"), Some(AssetKind::Video));
+        assert_eq!(declared_kind("data:image/png;base64,AAAA"), Some(AssetKind::Image));
+        assert_eq!(declared_kind("https://example.com/a.png"), None);
+        assert_eq!(declared_kind(&Uuid::new_v4().to_string()), None);
+        // A PNG signature in raw base64.
+        let png = base64::engine::general_purpose::STANDARD
+            .encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0");
+        assert_eq!(declared_kind(&png), Some(AssetKind::Image));
+    }
+}

@@ -1,0 +1,200 @@
+//! The Runway dialect: per-endpoint REST with polled tasks, over the same engine, keys, credits
+//! and asset intake as the Runware dialect.
+//!
+//! Every request needs `X-Runway-Version: 2024-11-06` and `Authorization: Bearer key_…`.
+//! Task-creating endpoints validate the whole body (and fetch its assets) before answering
+//! `{"id": …}`; the task then runs asynchronously and is polled at `GET /v1/tasks/{id}`.
+//! Errors use Runway's bodies: `{"error", "docUrl", "issues": [{"code", "path", "message"}]}`.
+
+mod body;
+mod create;
+mod issues;
+mod organization;
+mod tasks;
+mod uploads;
+
+pub use uploads::UploadSlots;
+
+use crate::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use issues::Issue;
+use mediagate_core::{ApiError, ErrorCode};
+use mediagate_engine::AuthContext;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The API versions this dialect speaks (`X-Runway-Version`).
+pub const API_VERSIONS: &[&str] = &["2024-11-06"];
+
+/// The Runway dialect's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/text_to_image", post(create::text_to_image))
+        .route("/v1/image_to_video", post(create::image_to_video))
+        .route("/v1/text_to_video", post(create::text_to_video))
+        .route("/v1/image_upscale", post(create::image_upscale))
+        .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::delete_task))
+        .route("/v1/uploads", post(uploads::create))
+        // The upload target takes files up to `uploads.ephemeral_max_bytes`; it enforces that
+        // limit itself while streaming.
+        .route("/v1/uploads/{id}", post(uploads::receive).layer(DefaultBodyLimit::disable()))
+        .route("/v1/organization/usage", post(organization::usage))
+}
+
+/// Whether a request is addressed to the Runway dialect (for the shared 404/405 fallbacks).
+pub fn is_runway_request(headers: &HeaderMap, path: &str) -> bool {
+    headers.contains_key("x-runway-version")
+        || [
+            "/v1/tasks",
+            "/v1/uploads",
+            "/v1/organization",
+            "/v1/text_to_",
+            "/v1/image_to_",
+            "/v1/image_upscale",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+fn doc_url(state: &AppState) -> String {
+    format!("{}/docs/runway", state.base_url)
+}
+
+/// A JSON response.
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(body).unwrap_or_default())
+        .into_response()
+}
+
+/// `400 Validation of body failed` with its issues.
+fn validation_failed(state: &AppState, what: &str, issues: &[Issue]) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "error": format!("Validation of {what} failed"),
+            "docUrl": doc_url(state),
+            "issues": issues.iter().map(Issue::to_json).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// A catalog error in Runway's shape: parameter errors become validation issues, the rest
+/// `{"error": message}` with the catalog's status (and `Retry-After` where it applies).
+pub fn error_response(state: &AppState, e: &ApiError) -> Response {
+    if e.http_status() == 400
+        && let Some(issues) = issues::from_api_error(e)
+    {
+        return validation_failed(state, "body", &issues);
+    }
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = json_response(
+        status,
+        &json!({
+            "error": e.message,
+            "code": e.code.as_str(),
+            "docUrl": format!("{}/docs/errors#{}", state.base_url, e.code.as_str()),
+        }),
+    );
+    if e.code.is_retryable() {
+        // Runway's SDKs retry 429 and 5xx; say explicitly that retrying is right.
+        r.headers_mut().insert("x-should-retry", HeaderValue::from_static("true"));
+    } else {
+        r.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+    r
+}
+
+/// Checks `X-Runway-Version`.
+fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let path = mediagate_core::ParamPath::key("X-Runway-Version");
+    let issue = match headers.get("x-runway-version").map(|v| v.to_str().unwrap_or("")) {
+        None => Issue::required(path, "string"),
+        Some(v) if API_VERSIONS.contains(&v.trim()) => return Ok(()),
+        Some(v) => {
+            let opts: Vec<Value> = API_VERSIONS.iter().map(|o| json!(o)).collect();
+            Issue::not_in_enum(path, &opts, &json!(v))
+        }
+    };
+    let mut issue = issue;
+    issue.message = format!(
+        "{}. Send the header `X-Runway-Version: {}` (the official SDKs send it).",
+        issue.message, API_VERSIONS[0]
+    );
+    Err(validation_failed(state, "headers", &[issue]))
+}
+
+/// The caller's key from `Authorization: Bearer …`.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthContext>, Response> {
+    let missing = || {
+        ApiError::new(
+            ErrorCode::MissingApiKey,
+            "No API key: send `Authorization: Bearer key_…` (the SDKs read RUNWAYML_API_SECRET).",
+        )
+    };
+    let key = match headers.get(header::AUTHORIZATION) {
+        None => return Err(error_response(state, &missing())),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| {
+                error_response(
+                    state,
+                    &ApiError::new(ErrorCode::InvalidApiKey, "The Authorization header is not valid text."),
+                )
+            })?;
+            match s.strip_prefix("Bearer ") {
+                Some(k) => k.to_string(),
+                None => {
+                    return Err(error_response(
+                        state,
+                        &ApiError::new(
+                            ErrorCode::InvalidApiKey,
+                            "Invalid Authorization header: send it as `Authorization: Bearer key_…`.",
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    state.engine.authenticate(&key).await.map_err(|e| error_response(state, &e))
+}
+
+/// Version check, then authentication: what every Runway endpoint but the upload target does.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthContext>, Response> {
+    check_version(state, headers)?;
+    authenticate(state, headers).await
+}
+
+/// The JSON object of a request body, or the 400 saying why not.
+fn json_object(state: &AppState, bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Response> {
+    let bad = |msg: String| {
+        json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg, "docUrl": doc_url(state) }))
+    };
+    if bytes.is_empty() {
+        return Err(bad("The request body is empty; send a JSON object.".into()));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(validation_failed(
+            state,
+            "body",
+            &[Issue::wrong_type(mediagate_core::ParamPath::default(), "object", &other)],
+        )),
+        Err(e) => Err(bad(format!("The request body is not valid JSON ({e})."))),
+    }
+}
+
+/// 404 for an unknown path in this dialect.
+pub fn not_found(state: &AppState, path: &str) -> Response {
+    error_response(state, &ApiError::new(ErrorCode::NotFound, format!("No endpoint at {path}.")))
+}
+
+/// 405 for a known path and the wrong method.
+pub fn method_not_allowed(state: &AppState, path: &str, method: &str) -> Response {
+    error_response(
+        state,
+        &ApiError::new(ErrorCode::MethodNotAllowed, format!("{path} does not accept {method}.")),
+    )
+}

@@ -1,0 +1,83 @@
+//! `GET /v1/organization` and `POST /v1/organization/usage`.
+
+use super::body::{Body, Need};
+use super::issues::Issue;
+use super::tasks::credits;
+use super::{caller, error_response, json_object, json_response, validation_failed};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{Duration, NaiveDate, Utc};
+use mediagate_core::{ApiError, ParamPath};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Longest usage window Runway allows, in days.
+const MAX_WINDOW_DAYS: i64 = 90;
+
+fn date(b: &mut Body<'_>, key: &'static str) -> Option<NaiveDate> {
+    let s = b.string(key, Need::Optional, 10, 10)?;
+    match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
+        Ok(d) => Some(d),
+        Err(_) => {
+            b.issues.push(Issue::custom(b.path(key), format!("Invalid date '{s}': use YYYY-MM-DD (UTC).")));
+            None
+        }
+    }
+}
+
+/// `POST /v1/organization/usage` `{startDate?, beforeDate?}`: credits spent per UTC day and
+/// model (charges minus refunds). Defaults: the 30 days ending today, today included.
+pub async fn usage(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let ctx = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let obj = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match json_object(&state, &bytes) {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    };
+    let mut b = Body::new(&obj, ParamPath::default());
+    let start = date(&mut b, "startDate");
+    let before = date(&mut b, "beforeDate");
+    let mut issues = b.finish();
+    let today = Utc::now().date_naive();
+    // Defaults: the 30 days ending today, today included (Runway's literal defaults, "30 days
+    // before today" to "30 days after the start", would leave today out).
+    let start = start.unwrap_or(today - Duration::days(29));
+    let before = before.unwrap_or((start + Duration::days(30)).min(today + Duration::days(1))).max(start);
+    if (before - start).num_days() > MAX_WINDOW_DAYS {
+        issues.push(Issue::custom(
+            ParamPath::key("beforeDate"),
+            format!("beforeDate must be at most {MAX_WINDOW_DAYS} days after startDate."),
+        ));
+    }
+    if !issues.is_empty() {
+        return validation_failed(&state, "body", &issues);
+    }
+    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+    let rows = match state.engine.store().usage_by_day(ctx.account_id, ms(start), ms(before)).await {
+        Ok(r) => r,
+        Err(_) => return error_response(&state, &ApiError::internal()),
+    };
+    let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut models: Vec<String> = Vec::new();
+    for r in rows {
+        if !models.contains(&r.model) {
+            models.push(r.model.clone());
+        }
+        by_day
+            .entry(r.day)
+            .or_default()
+            .push(json!({ "model": r.model, "amount": credits(r.spent_micros).round() as i64 }));
+    }
+    let results: Vec<Value> =
+        by_day.into_iter().map(|(day, used)| json!({ "date": day, "usedCredits": used })).collect();
+    json_response(StatusCode::OK, &json!({ "results": results, "models": models }))
+}

@@ -1,0 +1,133 @@
+//! `GET /v1/tasks/{id}` and `DELETE /v1/tasks/{id}`.
+
+use super::{caller, error_response, json_response};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mediagate_core::{ApiError, ErrorCode};
+use mediagate_engine::{TaskPhase, TaskView};
+use mediagate_store::TaskStatus;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Micro-dollars → Runway credits (1 credit = $0.01).
+pub fn credits(micros: i64) -> f64 {
+    micros as f64 / 10_000.0
+}
+
+/// A failure's `failureCode`, from its catalog code (see Runway's task-failure table).
+pub fn failure_code(code: ErrorCode) -> &'static str {
+    use ErrorCode::*;
+    match code {
+        InvalidDataUri | UnsupportedAssetType | InvalidAssetUrl | AssetHostBlocked | AssetFetchFailed
+        | AssetHttpStatus | AssetTimeout | AssetContentType | AssetContentLength | AssetTooLarge
+        | AssetContentMismatch | AssetDimensions | AssetAspectRatio | AssetNotFound => "ASSET.INVALID",
+        ProviderContentPolicyViolation => "SAFETY.INPUT.GENERAL",
+        InvalidParameterValue | InvalidParameterType | MissingParameter | UnknownParameter => {
+            "INPUT_PREPROCESSING.INVALID"
+        }
+        _ => "INTERNAL",
+    }
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_id(state: &AppState, id: &str) -> Result<Uuid, Response> {
+    Uuid::try_parse(id).map_err(|_| {
+        error_response(
+            state,
+            &ApiError::new(
+                ErrorCode::TaskNotFound,
+                "Task ids are UUIDs, as returned by the endpoint that created the task.",
+            ),
+        )
+    })
+}
+
+/// The task as Runway shows it.
+fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
+    let r = &view.record;
+    let mut v = json!({ "id": r.task_uuid, "createdAt": iso(r.created_at) });
+    let o = v.as_object_mut().expect("object");
+    match r.status {
+        TaskStatus::Processing => {
+            o.insert("estimatedCost".into(), json!({ "credits": credits(r.cost_micros) }));
+            match phase {
+                Some(TaskPhase::Running { progress }) => {
+                    o.insert("status".into(), json!("RUNNING"));
+                    o.insert("progress".into(), json!((progress as f64 * 1000.0).round() / 1000.0));
+                }
+                Some(TaskPhase::Throttled) => {
+                    o.insert("status".into(), json!("THROTTLED"));
+                }
+                _ => {
+                    o.insert("status".into(), json!("PENDING"));
+                }
+            }
+        }
+        TaskStatus::Success => {
+            o.insert("status".into(), json!("SUCCEEDED"));
+            o.insert("cost".into(), json!({ "credits": credits(r.cost_micros).ceil() as i64 }));
+            let urls: Vec<&str> =
+                view.delivered.iter().flat_map(|d| d.items.iter().map(|i| i.url.as_str())).collect();
+            o.insert("output".into(), json!(urls));
+        }
+        TaskStatus::Error => {
+            let e = view.error.clone().unwrap_or_else(ApiError::internal);
+            o.insert("cost".into(), json!({ "credits": 0 }));
+            if e.code == ErrorCode::TaskCancelled {
+                o.insert("status".into(), json!("CANCELLED"));
+            } else {
+                o.insert("status".into(), json!("FAILED"));
+                o.insert("failure".into(), json!(e.message));
+                o.insert("failureCode".into(), json!(failure_code(e.code)));
+            }
+        }
+    }
+    v
+}
+
+/// `GET /v1/tasks/{id}`.
+pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let ctx = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match parse_id(&state, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.engine.get_response(&ctx, id).await {
+        Ok(view) => {
+            let phase = state.engine.task_phase(ctx.account_id, id);
+            json_response(StatusCode::OK, &render(&view, phase))
+        }
+        Err(e) => error_response(&state, &e),
+    }
+}
+
+/// `DELETE /v1/tasks/{id}`: cancels a pending or running task (and its provider job), or
+/// deletes a finished one. 204 either way.
+pub async fn delete_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let ctx = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let id = match parse_id(&state, &id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.engine.cancel_or_delete(&ctx, id).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(&state, &e),
+    }
+}

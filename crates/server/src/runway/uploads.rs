@@ -1,0 +1,190 @@
+//! Ephemeral uploads: `POST /v1/uploads` hands out an upload target on this server and the
+//! `runway://` URI the file will have; the client then POSTs the file (multipart, with the
+//! returned `fields`) to the target. The file is validated like every asset and kept for
+//! `uploads.ephemeral_ttl_secs` (24 h by default).
+
+use super::body::{Body, Need};
+use super::{caller, error_response, json_object, json_response, validation_failed};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mediagate_assets::UPLOAD_URI_SCHEME;
+use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_engine::AuthContext;
+use mediagate_engine::uploads::Retention;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Upload targets handed out and not used yet. They live in memory: a target is used seconds
+/// after it is created, by the same client, and an unused one costs nothing to lose.
+#[derive(Default)]
+pub struct UploadSlots(Mutex<HashMap<Uuid, Slot>>);
+
+struct Slot {
+    ctx: Arc<AuthContext>,
+    token: String,
+    expires: Instant,
+}
+
+impl UploadSlots {
+    fn insert(&self, id: Uuid, slot: Slot) {
+        let mut m = self.0.lock();
+        let now = Instant::now();
+        m.retain(|_, s| s.expires > now);
+        m.insert(id, slot);
+    }
+
+    /// The account a live target belongs to, if `token` is its token.
+    fn check(&self, id: Uuid, token: &str) -> Option<Arc<AuthContext>> {
+        let m = self.0.lock();
+        let s = m.get(&id).filter(|s| s.expires > Instant::now())?;
+        // Constant time: the token is the only credential of the upload request.
+        let same = s.token.len() == token.len()
+            && s.token.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        same.then(|| s.ctx.clone())
+    }
+
+    fn remove(&self, id: Uuid) {
+        self.0.lock().remove(&id);
+    }
+}
+
+/// `POST /v1/uploads` `{"filename", "type": "ephemeral"}`.
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let ctx = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let obj = match json_object(&state, &bytes) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let mut b = Body::new(&obj, ParamPath::default());
+    b.string("filename", Need::Required, 1, 255);
+    b.one_of("type", Need::Required, &["ephemeral"]);
+    let issues = b.finish();
+    if !issues.is_empty() {
+        return validation_failed(&state, "body", &issues);
+    }
+    let id = Uuid::new_v4();
+    let mut raw = [0u8; 32];
+    if getrandom::fill(&mut raw).is_err() {
+        return error_response(&state, &ApiError::internal());
+    }
+    let token = hex::encode(raw);
+    let ttl = Duration::from_secs(state.engine.config().uploads.upload_url_ttl_secs);
+    state.runway_uploads.insert(id, Slot { ctx, token: token.clone(), expires: Instant::now() + ttl });
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "uploadUrl": format!("{}/v1/uploads/{id}", state.base_url),
+            "fields": { "key": id, "token": token },
+            "runwayUri": format!("{UPLOAD_URI_SCHEME}{id}"),
+        }),
+    )
+}
+
+fn refused(state: &AppState, code: ErrorCode, message: impl Into<String>) -> Response {
+    error_response(state, &ApiError::new(code, message))
+}
+
+/// `POST /v1/uploads/{id}`: the upload target (multipart: `key`, `token`, optional
+/// `metadata`, then `file`). No API key: the token from `POST /v1/uploads` is the credential.
+pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, mut form: Multipart) -> Response {
+    let Ok(id) = Uuid::try_parse(&id) else {
+        return refused(
+            &state,
+            ErrorCode::NotFound,
+            "No upload target here; create one with POST /v1/uploads.",
+        );
+    };
+    let max = state.engine.config().uploads.ephemeral_max_bytes;
+    let mut ctx = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return refused(
+                    &state,
+                    ErrorCode::InvalidRequestBody,
+                    format!("The multipart body is malformed: {e}."),
+                );
+            }
+        };
+        match field.name().unwrap_or("") {
+            "token" => {
+                let token = field.text().await.unwrap_or_default();
+                ctx = state.runway_uploads.check(id, token.trim());
+                if ctx.is_none() {
+                    return refused(
+                        &state,
+                        ErrorCode::InvalidApiKey,
+                        "The upload token is wrong or the upload target expired; create a new one with POST /v1/uploads.",
+                    );
+                }
+            }
+            "file" => {
+                let Some(ctx) = ctx.clone() else {
+                    return refused(
+                        &state,
+                        ErrorCode::InvalidApiKey,
+                        "Send the `token` field (from POST /v1/uploads) before the `file` field.",
+                    );
+                };
+                let declared = field.content_type().map(str::to_string);
+                let mut field = field;
+                let mut bytes = Vec::new();
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if (bytes.len() + chunk.len()) as u64 > max {
+                                return refused(
+                                    &state,
+                                    ErrorCode::AssetTooLarge,
+                                    format!("Asset size exceeds {:.1}MB.", max as f64 / 1e6),
+                                );
+                            }
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return refused(
+                                &state,
+                                ErrorCode::InvalidRequestBody,
+                                format!("The upload ended early: {e}."),
+                            );
+                        }
+                    }
+                }
+                let stored = state
+                    .engine
+                    .upload_bytes(
+                        &ctx,
+                        id,
+                        bytes,
+                        declared.as_deref(),
+                        ParamPath::key("file"),
+                        Retention::Ephemeral,
+                    )
+                    .await;
+                return match stored {
+                    Ok(_) => {
+                        state.runway_uploads.remove(id);
+                        StatusCode::NO_CONTENT.into_response()
+                    }
+                    Err(e) => error_response(&state, &e),
+                };
+            }
+            // `key` names the target (it is in the path too); `metadata` is the client's own.
+            _ => {}
+        }
+    }
+    refused(&state, ErrorCode::MissingParameter, "The multipart body has no `file` field.")
+}

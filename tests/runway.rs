@@ -1,0 +1,492 @@
+//! The Runway dialect over real HTTP: every endpoint, status transition and error shape.
+
+use base64::Engine as _;
+use mediagate_testkit::TestServer;
+use mediagate_testkit::asset_server::{AssetServer, Route};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const VERSION: &str = "2024-11-06";
+
+/// A PNG of the given size, as a data URI.
+fn png_data_uri(w: u32, h: u32) -> String {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out.into_inner()))
+}
+
+async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    call_with(s, method, path, body, Some(&s.api_key), Some(VERSION)).await
+}
+
+async fn call_with(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    key: Option<&str>,
+    version: Option<&str>,
+) -> (u16, Value) {
+    let mut r = s.http.request(method, format!("{}{path}", s.base_url));
+    if let Some(k) = key {
+        r = r.header("Authorization", format!("Bearer {k}"));
+    }
+    if let Some(v) = version {
+        r = r.header("X-Runway-Version", v);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(json!(text)) })
+}
+
+async fn create(s: &TestServer, endpoint: &str, body: Value) -> String {
+    let (st, b) = call(s, reqwest::Method::POST, &format!("/v1/{endpoint}"), Some(&body)).await;
+    assert_eq!(st, 200, "{b}");
+    b["id"].as_str().expect("an id").to_string()
+}
+
+/// Polls a task until `done` says so; returns every distinct status seen and the last body.
+async fn wait_for(s: &TestServer, id: &str, done: impl Fn(&Value) -> bool) -> (Vec<String>, Value) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let (st, b) = call(s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None).await;
+        assert_eq!(st, 200, "{b}");
+        let status = b["status"].as_str().unwrap().to_string();
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+        if done(&b) {
+            return (seen, b);
+        }
+        assert!(Instant::now() < deadline, "task {id} never finished: {b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn terminal(b: &Value) -> bool {
+    matches!(b["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED"))
+}
+
+#[tokio::test]
+async fn text_to_image_runs_to_succeeded_with_output_and_cost() {
+    let s = TestServer::start().await;
+    let before = s.balance("default").await;
+    let id = create(
+        &s,
+        "text_to_image",
+        json!({"model": "gen4_image", "promptText": "a lighthouse at dusk", "ratio": "1280:720", "seed": 7}),
+    )
+    .await;
+    let (seen, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    assert!(seen.iter().all(|st| ["PENDING", "RUNNING", "SUCCEEDED"].contains(&st.as_str())), "{seen:?}");
+    assert_eq!(b["id"], id);
+    assert_eq!(b["cost"], json!({"credits": 5}));
+    assert!(chrono_like(b["createdAt"].as_str().unwrap()), "{b}");
+    let url = b["output"][0].as_str().unwrap();
+    let png = s.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    let img = image::load_from_memory(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (1280, 720));
+    assert_eq!(s.balance("default").await, before - 50_000);
+}
+
+fn chrono_like(s: &str) -> bool {
+    s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T'
+}
+
+#[tokio::test]
+async fn image_to_video_with_a_data_uri_makes_a_real_mp4() {
+    let s = TestServer::start().await;
+    let id = create(
+        &s,
+        "image_to_video",
+        json!({"model": "gen4_turbo", "promptImage": png_data_uri(640, 360), "promptText": "waves",
+               "ratio": "1280:720", "duration": 2}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    let url = b["output"][0].as_str().unwrap();
+    assert!(url.ends_with(".mp4"), "{url}");
+    let mp4 = s.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&mp4[4..8], b"ftyp");
+    assert_eq!(b["cost"], json!({"credits": 25}));
+}
+
+#[tokio::test]
+async fn text_to_video_and_array_prompt_images() {
+    let s = TestServer::start().await;
+    let id = create(
+        &s,
+        "text_to_video",
+        json!({"model": "veo3.1_fast", "promptText": "city lights", "ratio": "720:1280", "duration": 4}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    let id = create(
+        &s,
+        "image_to_video",
+        json!({"model": "veo3.1", "promptImage": [{"uri": png_data_uri(64, 64), "position": "first"}],
+               "ratio": "1280:720", "duration": 4}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+}
+
+#[tokio::test]
+async fn the_version_header_is_required_and_checked() {
+    let s = TestServer::start().await;
+    let body = json!({"model": "gen4_image", "promptText": "x", "ratio": "1280:720"});
+    let (st, b) =
+        call_with(&s, reqwest::Method::POST, "/v1/text_to_image", Some(&body), Some(&s.api_key), None).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["issues"][0]["path"], json!(["X-Runway-Version"]));
+    assert_eq!(b["issues"][0]["code"], "invalid_type");
+    assert!(b["issues"][0]["message"].as_str().unwrap().contains("X-Runway-Version: 2024-11-06"), "{b}");
+    let (st, b) =
+        call_with(&s, reqwest::Method::GET, "/v1/tasks/x", None, Some(&s.api_key), Some("2023-01-01")).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["issues"][0]["code"], "invalid_enum_value");
+    assert_eq!(b["issues"][0]["options"], json!(["2024-11-06"]));
+}
+
+#[tokio::test]
+async fn keys_are_refused_with_the_reason() {
+    let s = TestServer::start().await;
+    let get = |key: Option<String>| {
+        let s = &s;
+        async move {
+            call_with(
+                s,
+                reqwest::Method::GET,
+                "/v1/tasks/00000000-0000-4000-8000-000000000000",
+                None,
+                key.as_deref(),
+                Some(VERSION),
+            )
+            .await
+        }
+    };
+    let (st, b) = get(None).await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("missingApiKey")), "{b}");
+    let good = s.api_key.clone();
+    for (bad, says) in [
+        (good.replacen("key_", "kay_", 1), "start with 'key_'"),
+        (good[..good.len() - 1].to_string(), "exactly 128"),
+        (format!("{}g", &good[..good.len() - 1]), "hexadecimal"),
+    ] {
+        let (st, b) = get(Some(bad.clone())).await;
+        assert_eq!(st, 401, "{b}");
+        let msg = b["error"].as_str().unwrap();
+        assert!(msg.contains(says), "{msg}");
+        assert!(!msg.contains(&bad[4..]), "the key must not be echoed: {msg}");
+    }
+    // A disabled key, then a suspended account.
+    let admin = s.engine.admin();
+    let key = s.create_key("default", &[]).await;
+    let rec = admin.list_keys(None).await.unwrap().into_iter().find(|k| key.starts_with(&k.prefix)).unwrap();
+    admin.set_key_status(rec.id, mediagate_store::KeyStatus::Disabled).await.unwrap();
+    let (st, b) = get(Some(key)).await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("apiKeyDisabled")), "{b}");
+    admin.set_account_status("default", mediagate_store::AccountStatus::Suspended).await.unwrap();
+    let (st, b) = get(Some(good)).await;
+    assert_eq!((st, b["code"].as_str()), (401, Some("accountSuspended")), "{b}");
+}
+
+#[tokio::test]
+async fn validation_lists_every_issue_zod_style() {
+    let s = TestServer::start().await;
+    let long = "é".repeat(1001);
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/text_to_image",
+        Some(
+            &json!({"model": "gen4_image", "promptText": long, "ratio": "1:1", "seed": 1.5, "colour": "red",
+                     "contentModeration": {"publicFigureThreshold": "high"}}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"], "Validation of body failed");
+    assert!(b["docUrl"].as_str().unwrap().ends_with("/docs/runway"));
+    let issues = b["issues"].as_array().unwrap();
+    let by_path =
+        |p: Value| issues.iter().find(|i| i["path"] == p).unwrap_or_else(|| panic!("no issue at {p}: {b}"));
+    assert_eq!(by_path(json!(["promptText"]))["code"], "too_big");
+    assert_eq!(by_path(json!(["ratio"]))["code"], "invalid_enum_value");
+    assert_eq!(by_path(json!(["seed"]))["message"], "Expected integer, received float");
+    assert_eq!(by_path(json!(["contentModeration", "publicFigureThreshold"]))["code"], "invalid_enum_value");
+    assert_eq!(by_path(json!([]))["keys"], json!(["colour"]));
+    assert_eq!(issues.len(), 5, "{b}");
+
+    // A missing prompt, an unknown model, wrong types.
+    let (st, b) = call(&s, reqwest::Method::POST, "/v1/text_to_video", Some(&json!({"model": "sora"}))).await;
+    assert_eq!(st, 400);
+    assert_eq!(b["issues"][0]["code"], "invalid_enum_value");
+    assert_eq!(b["issues"][0]["path"], json!(["model"]));
+    let (_, b) =
+        call(&s, reqwest::Method::POST, "/v1/text_to_video", Some(&json!({"model": "gen4.5", "ratio": 5})))
+            .await;
+    let codes: Vec<(Value, Value)> =
+        b["issues"].as_array().unwrap().iter().map(|i| (i["path"].clone(), i["code"].clone())).collect();
+    assert!(codes.contains(&(json!(["promptText"]), json!("invalid_type"))), "{b}");
+    assert!(codes.contains(&(json!(["duration"]), json!("invalid_type"))), "{b}");
+    assert!(codes.contains(&(json!(["ratio"]), json!("invalid_enum_value"))), "{b}");
+    // Nothing was charged for refused requests.
+    assert_eq!(s.balance("default").await, 10_000_000);
+}
+
+#[tokio::test]
+async fn bad_assets_are_400s_with_the_asset_guides_messages_and_paths() {
+    let assets = AssetServer::builder().host("assets.test").start().await;
+    assets.route("/missing.png", Route::status_only(404));
+    assets.route("/blob.png", Route::ok("application/octet-stream", vec![0; 100]));
+    let (host, ip, ca) = (assets.host().to_string(), assets.addr().ip(), assets.ca_file().to_path_buf());
+    let s = TestServer::start_with(move |c| {
+        c.assets.resolve.insert(host, vec![ip]);
+        c.assets.allowed_networks = vec![ipnet::IpNet::from(ip)];
+        c.assets.extra_ca_certs = vec![ca];
+    })
+    .await;
+    let post = |body: Value| {
+        let s = &s;
+        async move { call(s, reqwest::Method::POST, "/v1/image_to_video", Some(&body)).await }
+    };
+    let base = json!({"model": "gen4_turbo", "ratio": "1280:720"});
+    let with = |pi: Value| {
+        let mut b = base.clone();
+        b["promptImage"] = pi;
+        b
+    };
+    let (st, b) = post(with(json!([{"uri": assets.url("/missing.png"), "position": "first"}]))).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(
+        b["issues"][0],
+        json!({"code": "custom", "path": ["promptImage", 0, "uri"],
+               "message": "Failed to fetch asset. Received HTTP response code 404"})
+    );
+    let (_, b) = post(with(json!(assets.url("/blob.png")))).await;
+    assert_eq!(b["issues"][0]["path"], json!(["promptImage"]));
+    assert!(b["issues"][0]["message"].as_str().unwrap().contains("application/octet-stream"), "{b}");
+    let (_, b) = post(with(json!("http://assets.test/a.png"))).await;
+    assert_eq!(b["issues"][0]["message"], "Only HTTPS URLs are allowed.");
+    let (_, b) = post(with(json!("https://11.22.33.44/a.png"))).await;
+    assert_eq!(b["issues"][0]["message"], "URLs must be hosted on a domain.");
+    let (_, b) = post(with(json!("data:image/png;base64,!!!"))).await;
+    assert!(b["issues"][0]["message"].as_str().unwrap().starts_with("Invalid data URI"), "{b}");
+    // The wide fixture breaks the model's aspect bounds (0.5 to 2).
+    let wide = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wide_200x50.png")).unwrap();
+    let wide = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(wide));
+    let (_, b) = post(with(json!(wide))).await;
+    assert_eq!(
+        b["issues"][0]["message"],
+        "Invalid asset aspect ratio. width / height ratio must be between 0.5 and 2. Got 4."
+    );
+    assert_eq!(s.balance("default").await, 10_000_000);
+}
+
+#[tokio::test]
+async fn ephemeral_uploads_are_usable_as_runway_uris() {
+    let s = TestServer::start().await;
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/uploads",
+        Some(&json!({"filename": "in.png", "type": "ephemeral"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let uri = b["runwayUri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("runway://"), "{b}");
+    let target = b["uploadUrl"].as_str().unwrap().to_string();
+    let fields = b["fields"].as_object().unwrap().clone();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(png_data_uri(100, 80).split_once(',').unwrap().1)
+        .unwrap();
+    // A wrong token is refused and stores nothing.
+    let form = reqwest::multipart::Form::new()
+        .text("key", fields["key"].as_str().unwrap().to_string())
+        .text("token", "0".repeat(64))
+        .part("file", reqwest::multipart::Part::bytes(png.clone()).file_name("in.png"));
+    let r = s.http.post(&target).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in &fields {
+        form = form.text(k.clone(), v.as_str().unwrap().to_string());
+    }
+    let form = form.part("file", reqwest::multipart::Part::bytes(png).file_name("in.png"));
+    let r = s.http.post(&target).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+
+    let id = create(
+        &s,
+        "image_upscale",
+        json!({"model": "magnific_precision_upscaler_v2", "imageUri": uri, "scaleFactor": 4}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    let out = s.http.get(b["output"][0].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    let img = image::load_from_memory(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (400, 320));
+
+    // Another account cannot use it; an unknown upload is a 400 on create.
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/image_upscale",
+        Some(&json!({"model": "magnific_precision_upscaler_v2", "imageUri": "runway://00000000-0000-4000-8000-000000000000"})),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert_eq!(b["issues"][0]["path"], json!(["imageUri"]));
+    s.engine.admin().create_account("other", "5").await.unwrap();
+    let other = s.create_key("other", &[]).await;
+    let (st, _) = call_with(
+        &s,
+        reqwest::Method::POST,
+        "/v1/image_upscale",
+        Some(&json!({"model": "magnific_precision_upscaler_v2", "imageUri": uri})),
+        Some(&other),
+        Some(VERSION),
+    )
+    .await;
+    assert_eq!(st, 400);
+}
+
+#[tokio::test]
+async fn delete_cancels_a_running_task_and_refunds_it_then_deletes_it() {
+    let s = TestServer::start().await;
+    let before = s.balance("default").await;
+    // The longest, largest video the stand-in renders: seconds of work.
+    let id = create(
+        &s,
+        "text_to_video",
+        json!({"model": "veo3.1", "promptText": "a long take", "ratio": "1920:1080", "duration": 8}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, |b| b["status"] == "RUNNING").await;
+    let p = b["progress"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p), "{b}");
+    assert!(b["estimatedCost"]["credits"].as_f64().unwrap() == 40.0, "{b}");
+    assert!(s.balance("default").await < before, "reserved while running");
+    let (st, _) = call(&s, reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(st, 204);
+    let (st, b) = call(&s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!((st, b["status"].as_str()), (200, Some("CANCELLED")), "{b}");
+    assert_eq!(b["cost"], json!({"credits": 0}));
+    assert_eq!(s.balance("default").await, before, "a cancelled task is refunded");
+    // Deleting it again removes it from view.
+    let (st, _) = call(&s, reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(st, 204);
+    let (st, b) = call(&s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!((st, b["code"].as_str()), (404, Some("taskNotFound")), "{b}");
+    let (st, _) = call(&s, reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn finished_tasks_are_deleted_and_unknown_ones_are_404() {
+    let s = TestServer::start().await;
+    let id = create(
+        &s,
+        "text_to_image",
+        json!({"model": "gen4_image_turbo", "promptText": "x", "ratio": "720:720",
+        "referenceImages": [{"uri": png_data_uri(64, 64), "tag": "ref_1"}]}),
+    )
+    .await;
+    let (_, b) = wait_for(&s, &id, terminal).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    let (st, _) = call(&s, reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(st, 204);
+    let (st, _) = call(&s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(st, 404);
+    let (st, b) = call(&s, reqwest::Method::GET, "/v1/tasks/not-a-uuid", None).await;
+    assert_eq!(st, 404, "{b}");
+    // Another account's task is not visible.
+    s.engine.admin().create_account("other", "5").await.unwrap();
+    let other = s.create_key("other", &[]).await;
+    let id =
+        create(&s, "text_to_image", json!({"model": "gen4_image", "promptText": "mine", "ratio": "720:720"}))
+            .await;
+    let (st, _) =
+        call_with(&s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None, Some(&other), Some(VERSION))
+            .await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn wrong_methods_and_paths_get_runway_shaped_errors() {
+    let s = TestServer::start().await;
+    let (st, b) =
+        call(&s, reqwest::Method::PUT, "/v1/tasks/00000000-0000-4000-8000-000000000000", None).await;
+    assert_eq!(st, 405, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("does not accept PUT"), "{b}");
+    let (st, b) = call(&s, reqwest::Method::GET, "/v1/text_to_image", None).await;
+    assert_eq!(st, 405, "{b}");
+    let (st, b) = call(&s, reqwest::Method::POST, "/v1/video_to_video", Some(&json!({}))).await;
+    assert_eq!(st, 404, "{b}");
+    assert!(b.get("error").is_some(), "{b}");
+}
+
+#[tokio::test]
+async fn usage_reports_credits_per_day_and_model() {
+    let s = TestServer::start().await;
+    for _ in 0..2 {
+        let id = create(
+            &s,
+            "text_to_image",
+            json!({"model": "gen4_image", "promptText": "x", "ratio": "720:720"}),
+        )
+        .await;
+        wait_for(&s, &id, terminal).await;
+    }
+    let (st, b) = call(&s, reqwest::Method::POST, "/v1/organization/usage", Some(&json!({}))).await;
+    assert_eq!(st, 200, "{b}");
+    let today = b["results"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["usedCredits"], json!([{"model": "gen4_image", "amount": 10}]), "{b}");
+    assert_eq!(b["models"], json!(["gen4_image"]));
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/organization/usage",
+        Some(&json!({"startDate": "2026-01-01", "beforeDate": "2026-12-31"})),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["issues"][0]["path"], json!(["beforeDate"]));
+}
+
+#[tokio::test]
+async fn runware_and_runway_share_keys_scopes_and_tasks() {
+    let s = TestServer::start().await;
+    let runware_only = s.create_key("default", &["dialect:runware"]).await;
+    let (st, b) = call_with(
+        &s,
+        reqwest::Method::POST,
+        "/v1/text_to_image",
+        Some(&json!({"model": "gen4_image", "promptText": "x", "ratio": "720:720"})),
+        Some(&runware_only),
+        Some(VERSION),
+    )
+    .await;
+    assert_eq!((st, b["code"].as_str()), (403, Some("insufficientPermissions")), "{b}");
+    assert!(b["error"].as_str().unwrap().contains("dialect:runway"), "{b}");
+    // A Runway task polled through the Runware dialect.
+    let id =
+        create(&s, "text_to_image", json!({"model": "gen4_image", "promptText": "x", "ratio": "720:720"}))
+            .await;
+    wait_for(&s, &id, terminal).await;
+    let (st, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": id}])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"][0]["status"], "success");
+}
