@@ -1,7 +1,13 @@
-//! The official Runware SDKs (Python `runware`, JavaScript `@runware/sdk-js`) against a real
-//! mediagate process over WebSocket: authenticate, imageInference with the procedural stand-in,
-//! upscale, an error with its code, message and taskUUID, and reconnection after the server
-//! goes away and comes back.
+//! The official SDKs against a real mediagate process.
+//!
+//! Runware (Python `runware`, JavaScript `@runware/sdk-js`), over WebSocket: authenticate,
+//! imageInference with the procedural stand-in, upscale, an error with its code, message and
+//! taskUUID, and reconnection after the server goes away and comes back.
+//!
+//! Runway (Python `runwayml`, Node `@runwayml/sdk`), over REST with `base_url` pointed at
+//! mediagate: text_to_image waited for with the SDK's poller, image_to_video with a data-URI
+//! promptImage, an ephemeral upload used by its runway:// URI, AuthenticationError for a bad key,
+//! BadRequestError with the asset's issue path, and tasks.delete cancelling a running task.
 //!
 //! CI installs the SDKs (see .ci/run). Elsewhere a missing interpreter or package skips the
 //! test with a message; with CI=true it fails instead.
@@ -35,6 +41,7 @@ fn drive(program: &str, args: &[&str], cwd: &Path) {
         .args(args)
         .current_dir(cwd)
         .env("MG_URL", format!("ws://{listen}/v1"))
+        .env("MG_HTTP", format!("http://{listen}"))
         .env("MG_KEY", &key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -102,4 +109,28 @@ fn the_runware_js_sdk_works_against_mediagate() {
         return skip_or_fail("@runware/sdk-js is not installed (run `npm ci` in tests/sdk)");
     }
     drive("node", &["runware_sdk.mjs"], &dir);
+}
+
+#[test]
+fn the_runway_python_sdk_works_against_mediagate() {
+    let have = Command::new("python3").args(["-c", "import runwayml, httpx"]).output();
+    if !matches!(&have, Ok(o) if o.status.success()) {
+        return skip_or_fail(
+            "python3 with the `runwayml` package is not installed (pip install runwayml==5.24.0)",
+        );
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    drive("python3", &["runway_sdk.py"], &dir);
+}
+
+#[test]
+fn the_runway_node_sdk_works_against_mediagate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip_or_fail("node is not installed");
+    }
+    if !dir.join("node_modules/@runwayml/sdk").exists() {
+        return skip_or_fail("@runwayml/sdk is not installed (run `npm ci` in tests/sdk)");
+    }
+    drive("node", &["runway_sdk.mjs"], &dir);
 }
