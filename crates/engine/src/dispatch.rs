@@ -78,7 +78,7 @@ async fn attempt(
     job: Arc<Job>,
     progress: &ProgressFn,
 ) -> Result<Vec<Artifact>, ProviderError> {
-    match provider.submit(job).await? {
+    match provider.submit_with_progress(job, progress).await? {
         Submitted::Done(a) => Ok(a),
         Submitted::Pending(h) => {
             let mut guard = CancelOnDrop { provider: provider.clone(), handle: Some(h.clone()) };

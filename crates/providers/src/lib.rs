@@ -252,6 +252,17 @@ pub trait Provider: Send + Sync {
     /// submission; never retried here.
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError>;
 
+    /// [`Provider::submit`] for providers that do their work inside submit and can report its
+    /// progress there (the local stand-ins). The default ignores `progress`.
+    async fn submit_with_progress(
+        &self,
+        job: Arc<Job>,
+        progress: &ProgressFn,
+    ) -> Result<Submitted, ProviderError> {
+        let _ = progress;
+        self.submit(job).await
+    }
+
     /// Waits for a pending job, forwarding progress. The default says the provider has no
     /// pending jobs (right for [`Delivery::Sync`] providers).
     async fn wait(&self, handle: &JobHandle, progress: &ProgressFn) -> Result<Vec<Artifact>, ProviderError> {

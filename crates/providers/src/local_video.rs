@@ -2,12 +2,25 @@
 //! model**; it renders a real MP4 or WebM file so the video path runs without a GPU.
 
 use crate::local::CpuPool;
-use crate::video::{VideoFormat as Container, VideoSpec, render_video};
-use crate::{Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted};
+use crate::video::{VideoError, VideoFormat as Container, VideoSpec, render_video_with};
+use crate::{
+    Artifact, Capabilities, Delivery, Job, Progress, ProgressFn, Provider, ProviderError, Submitted,
+    no_progress,
+};
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
 use mediagate_core::task::{TaskType, VideoFormat};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The procedural video stand-in.
 pub struct ProceduralVideo {
@@ -32,6 +45,14 @@ impl Provider for ProceduralVideo {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        self.submit_with_progress(job, &no_progress()).await
+    }
+
+    async fn submit_with_progress(
+        &self,
+        job: Arc<Job>,
+        progress: &ProgressFn,
+    ) -> Result<Submitted, ProviderError> {
         let Job::Video { request, seed, first_frame } = &*job else {
             return Err(ProviderError::new(
                 ErrorCode::InternalServerError,
@@ -69,14 +90,28 @@ impl Provider for ProceduralVideo {
             first_frame: first,
         };
         let seed = *seed;
+        // Dropping this future (the task was cancelled, or its deadline passed) stops the render
+        // at the next frame instead of letting it run to the end on a blocking thread.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let stopped = stop.0.clone();
+        let progress = progress.clone();
         self.pool
             .run(move || {
-                let v = render_video(&spec).map_err(|e| {
-                    ProviderError::new(
+                let mut on_frame = |done: u32, total: u32| {
+                    progress(Progress { fraction: done as f32 / total as f32 });
+                    !stopped.load(Ordering::Relaxed)
+                };
+                let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
+                    VideoError::Stopped => ProviderError::new(
+                        ErrorCode::ServiceUnavailable,
+                        "The render was stopped.",
+                        "procedural-video render stopped by its caller",
+                    ),
+                    e => ProviderError::new(
                         ErrorCode::InvalidParameterValue,
                         format!("The video cannot be rendered: {e}."),
                         e.to_string(),
-                    )
+                    ),
                 })?;
                 Ok(Submitted::Done(vec![Artifact {
                     bytes: v.bytes,

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use image::{Rgb, RgbImage};
 use mediagate_providers::video::{
-    STAND_IN_LABEL, VideoError, VideoFormat, VideoSpec, draw_frame, render_video,
+    STAND_IN_LABEL, VideoError, VideoFormat, VideoSpec, draw_frame, render_video, render_video_with,
 };
 
 /// Small enough to render quickly in a debug build, big enough to hold the full caption.
@@ -383,5 +383,26 @@ fn video_render_timings() {
                 out.bytes.len() / 1024
             );
         }
+    }
+}
+
+#[test]
+fn renders_report_each_frame_and_stop_when_told() {
+    for format in [VideoFormat::Mp4, VideoFormat::Webm] {
+        let mut seen = Vec::new();
+        let v = render_video_with(&spec(format, 3), &mut |done, total| {
+            seen.push((done, total));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, (1..=12).map(|i| (i, 12)).collect::<Vec<_>>());
+        assert_eq!(v.frames, 12);
+        let mut calls = 0;
+        let stopped = render_video_with(&spec(format, 3), &mut |done, _| {
+            calls += 1;
+            done < 4
+        });
+        assert!(matches!(stopped, Err(VideoError::Stopped)), "{format:?}");
+        assert_eq!(calls, 4, "stops right after the frame that said so");
     }
 }

@@ -186,6 +186,9 @@ pub enum VideoError {
     /// The encoder failed (an internal error, not the caller's fault).
     #[error("video encoder failed: {0}")]
     Encode(String),
+    /// The caller stopped the render (its task was cancelled).
+    #[error("rendering was stopped")]
+    Stopped,
 }
 
 /// Checks a spec's numbers and input image without rendering anything.
@@ -225,6 +228,15 @@ pub fn draw_frame(spec: &VideoSpec, index: u32) -> Result<RgbImage, VideoError> 
 /// Renders the whole clip and encodes it. CPU-bound and synchronous: call it from a blocking
 /// thread (e.g. `tokio::task::spawn_blocking`), not from an async task.
 pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
+    render_video_with(spec, &mut |_, _| true)
+}
+
+/// [`render_video`], calling `on_frame(done, total)` after each frame; when it returns false
+/// the render stops with [`VideoError::Stopped`] (a cancelled task frees its core at once).
+pub fn render_video_with(
+    spec: &VideoSpec,
+    on_frame: &mut dyn FnMut(u32, u32) -> bool,
+) -> Result<RenderedVideo, VideoError> {
     validate(spec)?;
     let scene = frames::Scene::new(spec);
     let count = spec.frame_count();
@@ -236,6 +248,9 @@ pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
             for i in 0..count {
                 planes.fill_from_rgb(&scene.draw(i));
                 enc.encode(&planes, i)?;
+                if !on_frame(i + 1, count) {
+                    return Err(VideoError::Stopped);
+                }
             }
             let stream = enc.finish()?;
             mp4::mux(&stream, w, h, spec.fps, STAND_IN_LABEL)
@@ -247,6 +262,9 @@ pub fn render_video(spec: &VideoSpec) -> Result<RenderedVideo, VideoError> {
             for i in 0..count {
                 planes.fill_from_rgb(&scene.draw(i));
                 encoded.push(enc.encode_key_frame(&planes)?);
+                if !on_frame(i + 1, count) {
+                    return Err(VideoError::Stopped);
+                }
             }
             webm::mux(&encoded, w, h, spec.fps, STAND_IN_LABEL)
         }
