@@ -750,7 +750,9 @@ async fn run_socket(
     }
     drop(tx);
 
-    let write_limit = shared.opts.pong_timeout.max(Duration::from_secs(1));
+    // A frame that cannot be written within a call's whole time limit will not help any call;
+    // the socket is then taken for dead (a blocked write also holds up the pong deadline).
+    let write_limit = shared.opts.request_timeout.max(shared.opts.pong_timeout);
     let mut ping = shared.opts.ping_interval.map(|p| {
         let mut i = tokio::time::interval_at(Instant::now() + p, p);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -365,7 +365,7 @@ async fn a_half_open_socket_is_detected_by_the_pong_deadline_and_the_lost_task_r
     let relay = Relay::start(&s.base_url).await;
     let opts = WsOptions {
         ping_interval: Some(Duration::from_millis(200)),
-        pong_timeout: Duration::from_millis(600),
+        pong_timeout: Duration::from_millis(1500),
         ..ws_options()
     };
     let (c, t) = ws_client(&relay.ws_url, &s.api_key, opts);
