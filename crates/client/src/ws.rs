@@ -23,7 +23,9 @@
 //!   authenticates with the saved `connectionSessionUUID`, so the server resumes the session
 //!   and delivers the results produced while the client was away (its backlog). When the policy
 //!   gives up, every waiting call fails with [`Error::Exhausted`] whose last error is the
-//!   connect failure; the next call starts a new round of attempts.
+//!   connect failure; the next call starts a new round of attempts. A socket that drops within
+//!   2 s of connecting also waits a backoff step (growing while it keeps happening) before the
+//!   next connection, so a server that accepts and drops at once is not hammered.
 //! - **Calls survive reconnects.** A task whose answer never arrived is **resent with the same
 //!   `taskUUID`** on the new socket, once the backlog has been delivered (a `ping` sent right
 //!   after a resumed authentication comes back after the backlog, which marks its end). Resending
@@ -593,10 +595,15 @@ impl Transport for WsTransport {
     }
 }
 
+/// A socket that drops sooner than this after connecting delays the next connection by a
+/// backoff step.
+const SHORT_LIVED: Duration = Duration::from_secs(2);
+
 /// The background task: connects while there is demand, runs the socket, reconnects.
 async fn drive(shared: Arc<Shared>) {
     let mut closed = shared.closed.subscribe();
     let mut generation = 0u64;
+    let mut short_lived = 0u32;
     loop {
         // Wait for something to connect for.
         loop {
@@ -632,8 +639,21 @@ async fn drive(shared: Arc<Shared>) {
             Err(e) => lock(&shared.state).fail_all(&e),
             Ok(conn) => {
                 generation += 1;
+                let started = Instant::now();
                 if run_socket(&shared, conn, generation, &mut closed).await {
                     return;
+                }
+                // A server that accepts and drops at once must not be hammered: a short-lived
+                // socket counts as a failed attempt, with the policy's backoff before the next.
+                if started.elapsed() < SHORT_LIVED {
+                    short_lived += 1;
+                    let wait = policy.jittered_backoff(short_lived - 1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = until_closed(&mut closed) => return,
+                    }
+                } else {
+                    short_lived = 0;
                 }
             }
         }

@@ -127,6 +127,27 @@ async fn a_batch_keeps_each_result_and_error_apart_over_websocket() {
 }
 
 #[tokio::test]
+async fn concurrent_calls_share_one_socket_and_each_gets_its_own_result() {
+    let s = TestServer::start().await;
+    let (c, t) = ws(&s);
+    let calls: Vec<_> = (0..16u64)
+        .map(|i| {
+            let c = c.clone();
+            let task = ImageInference::new(format!("picture {i}")).size(64, 64).seed(100 + i);
+            let uuid = task.task_uuid().to_string();
+            tokio::spawn(async move { (uuid, 100 + i, c.run(task).await) })
+        })
+        .collect();
+    for call in calls {
+        let (uuid, seed, r) = call.await.unwrap();
+        let images = r.unwrap();
+        assert_eq!(images.len(), 1);
+        assert_eq!((images[0].task_uuid.as_str(), images[0].seed), (uuid.as_str(), Some(seed)));
+    }
+    assert_eq!(t.stats().connections, 1, "{:?}", t.stats());
+}
+
+#[tokio::test]
 async fn async_delivery_and_get_response_over_websocket() {
     let s = TestServer::start().await;
     let (c, _t) = ws(&s);
@@ -498,4 +519,41 @@ async fn close_and_drop_send_a_close_frame() {
     assert!(c.ping().await.unwrap().pong);
     drop(c);
     assert!(tokio::time::timeout(Duration::from_secs(5), closed).await.unwrap().unwrap(), "dropped");
+}
+
+#[tokio::test]
+async fn a_server_that_drops_every_socket_after_authentication_is_not_hammered() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", l.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else { return };
+                if let Some(Ok(Message::Text(_))) = ws.next().await {
+                    let auth = json!({"data": [{"taskType": "authentication",
+                                                "connectionSessionUUID": Uuid::new_v4()}]});
+                    let _ = ws.send(Message::text(auth.to_string())).await;
+                }
+                // ... and hang up before answering anything else.
+            });
+        }
+    });
+    let reconnect = RetryPolicy::default()
+        .max_attempts(1000)
+        .backoff(Duration::from_millis(100), Duration::from_millis(100));
+    let opts = WsOptions { reconnect, request_timeout: Duration::from_secs(1), ..ws_options() };
+    let (_c, t) = ws_client(&url, "key_x", opts);
+    let e = mediagate_client::Transport::send(&*t, r#"[{"taskType":"ping","ping":true}]"#.into())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // Without a backoff between short-lived sockets this loops thousands of times a second.
+    assert!((2..60).contains(&n), "{n} connections in one second");
+    assert_eq!(t.stats().connections as usize, n);
 }
