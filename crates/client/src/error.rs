@@ -2,7 +2,7 @@
 //!
 //! A failure is either an error object the server sent ([`ApiError`], every field kept, plus the
 //! HTTP status on REST) or something that went wrong on the way ([`Error::Connect`],
-//! [`Error::Timeout`], [`Error::Io`], [`Error::Protocol`], …). [`Error::is_retryable`] says
+//! [`Error::Timeout`], [`Error::Io`], [`Error::Protocol`], [`Error::Closed`], …). [`Error::is_retryable`] says
 //! whether sending the same request again may succeed.
 
 use mediagate_core::ErrorCode;
@@ -319,6 +319,11 @@ pub enum Error {
         last_status: String,
     },
 
+    /// The transport was closed by this client ([`crate::Client::close`], or the last client
+    /// was dropped); nothing more can be sent on it.
+    #[error("the transport is closed")]
+    Closed,
+
     /// Retries stopped while the failure was still transient; `last` is the last failure.
     #[error("gave up after {attempts} attempts in {elapsed:?} ({reason:?}); last error: {last}")]
     Exhausted {
@@ -350,7 +355,7 @@ impl Error {
             Error::Api(e) => e.is_retryable(),
             Error::Status { status, .. } => status_is_transient(*status),
             Error::Connect { .. } | Error::Timeout { .. } | Error::Io { .. } => true,
-            Error::Protocol(_) | Error::Config(_) | Error::PollBudgetExceeded { .. } => false,
+            Error::Protocol(_) | Error::Config(_) | Error::PollBudgetExceeded { .. } | Error::Closed => false,
             Error::Exhausted { last, .. } => last.is_retryable(),
         }
     }
@@ -384,6 +389,37 @@ impl Error {
         match self {
             Error::Status { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// A copy for another waiter of the same failure (error sources, which cannot be cloned, are
+    /// left out; their text is already in the message).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Api(e) => Error::Api(e.clone()),
+            Error::Status { status, body, retry_after } => {
+                Error::Status { status: *status, body: body.clone(), retry_after: *retry_after }
+            }
+            Error::Connect { message, .. } => Error::Connect { message: message.clone(), source: None },
+            Error::Timeout { after } => Error::Timeout { after: *after },
+            Error::Io { message, .. } => Error::Io { message: message.clone(), source: None },
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::PollBudgetExceeded { task_uuid, polls, elapsed, last_status } => {
+                Error::PollBudgetExceeded {
+                    task_uuid: task_uuid.clone(),
+                    polls: *polls,
+                    elapsed: *elapsed,
+                    last_status: last_status.clone(),
+                }
+            }
+            Error::Closed => Error::Closed,
+            Error::Exhausted { attempts, elapsed, reason, last } => Error::Exhausted {
+                attempts: *attempts,
+                elapsed: *elapsed,
+                reason: *reason,
+                last: Box::new(last.duplicate()),
+            },
         }
     }
 
@@ -461,6 +497,7 @@ mod tests {
         assert!(Error::Connect { message: "refused".into(), source: None }.is_retryable());
         assert!(Error::Io { message: "reset".into(), source: None }.is_retryable());
         assert!(!Error::Protocol("x".into()).is_retryable());
+        assert!(!Error::Closed.is_retryable());
         assert!(Error::Status { status: 502, body: String::new(), retry_after: None }.is_retryable());
         assert!(!Error::Status { status: 404, body: String::new(), retry_after: None }.is_retryable());
     }

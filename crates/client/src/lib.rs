@@ -25,8 +25,22 @@
 //! - **Async delivery** ([`poll`]): submit, then poll `getResponse` with a growing interval under
 //!   an overall budget.
 //!
-//! Transports sit behind [`transport::Transport`]; REST ([`rest::RestTransport`]) is built in.
-//! WebSocket transport: not yet (see [`transport`] for how it will plug in).
+//! - **Two transports, one API** ([`transport::Transport`]): REST ([`rest::RestTransport`], the
+//!   default) and WebSocket ([`ws::WsTransport`]: authentication on connect, keepalive pings with
+//!   a pong deadline, reconnection with backoff that resumes the session by its
+//!   `connectionSessionUUID`, unanswered tasks resent with the same taskUUID). Pick WebSocket
+//!   with [`ClientBuilder::websocket`] or a `ws://` / `wss://` base URL:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mediagate_client::Error> {
+//! use mediagate_client::{Client, tasks::ImageInference};
+//! let client = Client::builder().base_url("ws://127.0.0.1:8800").api_key("key_…").build()?;
+//! let session = client.authenticate().await?; // connects; optional, the first task would too
+//! println!("session {:?}", session.connection_session_uuid);
+//! let images = client.run(ImageInference::new("a lighthouse at dusk").size(512, 512)).await?;
+//! client.close().await; // close frame; dropping the last clone does it too
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -37,6 +51,7 @@ pub mod rest;
 pub mod retry;
 pub mod tasks;
 pub mod transport;
+pub mod ws;
 
 pub use batch::{Batch, BatchResults, Handle};
 pub use error::{ApiError, Code, Error, GaveUp, Parameter};
@@ -44,6 +59,7 @@ pub use mediagate_core::ErrorCode;
 pub use poll::{PollPolicy, Submitted};
 pub use retry::RetryPolicy;
 pub use transport::{Session, Transport};
+pub use ws::{WsOptions, WsStats, WsTransport};
 
 use bytes::Bytes;
 use rest::{RestOptions, RestTransport};
@@ -92,10 +108,14 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     poll: PollPolicy,
     transport: Option<Arc<dyn Transport>>,
+    websocket: bool,
+    ws_ping: Option<(Option<Duration>, Duration)>,
+    reconnect: Option<RetryPolicy>,
 }
 
 impl ClientBuilder {
-    /// The server, e.g. `http://127.0.0.1:8800` (`/v1` is appended unless present).
+    /// The server, e.g. `http://127.0.0.1:8800` (`/v1` is appended unless present). A `ws://`
+    /// or `wss://` URL selects the WebSocket transport.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -107,14 +127,16 @@ impl ClientBuilder {
         self
     }
 
-    /// Limit for establishing a connection (default 10 s).
+    /// Limit for establishing a connection (default 10 s). On WebSocket it also covers the
+    /// upgrade and the authentication reply.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.rest.connect_timeout = d;
         self
     }
 
     /// Limit for one attempt, from sending to the complete reply (default 120 s). Sync
-    /// generation holds the request open, so keep it above the slowest task you run.
+    /// generation holds the request open, so keep it above the slowest task you run. On
+    /// WebSocket: the limit for one call to get all its answers (across reconnects).
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.rest.request_timeout = d;
         self
@@ -138,6 +160,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Uses the WebSocket transport ([`ws::WsTransport`]) instead of REST; an `http(s)://` base
+    /// URL becomes `ws(s)://`. Timeouts and user agent apply to it too.
+    pub fn websocket(mut self) -> Self {
+        self.websocket = true;
+        self
+    }
+
+    /// WebSocket keepalive: a `ping` every `interval` (`None`: none), and a socket with nothing
+    /// received within `pong_timeout` of a ping is replaced (default 30 s and 10 s).
+    pub fn ws_ping(mut self, interval: Option<Duration>, pong_timeout: Duration) -> Self {
+        self.ws_ping = Some((interval, pong_timeout));
+        self
+    }
+
+    /// How the WebSocket transport retries connecting, on the first call and after a lost
+    /// socket (default: the client's [`RetryPolicy`]). When it gives up, waiting calls fail
+    /// with [`Error::Exhausted`] around the last connect failure.
+    pub fn reconnect(mut self, p: RetryPolicy) -> Self {
+        self.reconnect = Some(p);
+        self
+    }
+
     /// Uses this transport instead of REST (base URL, key and timeouts are then the
     /// transport's business).
     pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
@@ -155,7 +199,24 @@ impl ClientBuilder {
                 if key.expose().is_empty() {
                     return Err(Error::Config("the API key is empty".into()));
                 }
-                Arc::new(RestTransport::new(&base, key, self.rest)?) as Arc<dyn Transport>
+                let ws_url =
+                    base.trim_start().starts_with("ws://") || base.trim_start().starts_with("wss://");
+                if self.websocket || ws_url {
+                    let defaults = WsOptions::default();
+                    let (ping_interval, pong_timeout) =
+                        self.ws_ping.unwrap_or((defaults.ping_interval, defaults.pong_timeout));
+                    let opts = WsOptions {
+                        connect_timeout: self.rest.connect_timeout,
+                        request_timeout: self.rest.request_timeout,
+                        ping_interval,
+                        pong_timeout,
+                        reconnect: self.reconnect.unwrap_or_else(|| self.retry.clone()),
+                        user_agent: self.rest.user_agent.clone(),
+                    };
+                    Arc::new(WsTransport::new(&base, key, opts)?) as Arc<dyn Transport>
+                } else {
+                    Arc::new(RestTransport::new(&base, key, self.rest)?) as Arc<dyn Transport>
+                }
             }
         };
         Ok(Client { inner: Arc::new(Inner { transport, retry: self.retry, poll: self.poll }) })
@@ -184,11 +245,14 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Retry transient failures: replies the transport marks transient, retryable errors.
+/// Retry transient failures: replies the transport marks transient, retryable errors. An
+/// [`Error::Exhausted`] from the transport (the WebSocket reconnect policy gave up) already
+/// spent its retries and is not retried again.
 fn verdict(r: &Result<Envelope, Error>) -> Verdict {
     match r {
         Ok(env) if env.is_transient_failure() => Verdict::Retry(env.retry_after),
         Ok(_) => Verdict::Done,
+        Err(Error::Exhausted { .. }) => Verdict::Done,
         Err(e) if e.is_retryable() => Verdict::Retry(e.retry_after()),
         Err(_) => Verdict::Done,
     }
@@ -200,18 +264,30 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// A REST client for `base_url` with default settings.
+    /// A client for `base_url` with default settings: REST, or WebSocket for a `ws://` /
+    /// `wss://` URL.
     pub fn new(base_url: impl Into<String>, api_key: impl Into<ApiKey>) -> Result<Client, Error> {
         Client::builder().base_url(base_url).api_key(api_key).build()
     }
 
-    /// A REST client from `MEDIAGATE_URL` (default `http://127.0.0.1:8800`) and
-    /// `MEDIAGATE_API_KEY`.
+    /// A client from `MEDIAGATE_URL` (default `http://127.0.0.1:8800`; `ws://` for WebSocket)
+    /// and `MEDIAGATE_API_KEY`.
     pub fn from_env() -> Result<Client, Error> {
         let url = std::env::var("MEDIAGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8800".into());
         let key = std::env::var("MEDIAGATE_API_KEY")
             .map_err(|_| Error::Config("MEDIAGATE_API_KEY is not set".into()))?;
         Client::new(url, key)
+    }
+
+    /// The transport in use (`rest` or `websocket` by [`Transport::name`]).
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// Closes the transport's connections (on WebSocket: a close frame; calls still waiting and
+    /// later calls fail with [`Error::Closed`]). Dropping the last clone closes it too.
+    pub async fn close(&self) {
+        self.inner.transport.close().await;
     }
 
     /// The retry policy in use.

@@ -1,15 +1,12 @@
 //! The transport seam: how a task array reaches the server and how its reply comes back.
 //!
 //! The [`crate::Client`] API (typed tasks, batches, retries, polling) sits above this trait, so
-//! another transport gets all of it unchanged. [`crate::rest::RestTransport`] is the only
-//! implementation today.
-//!
-//! WebSocket transport: not yet. A future `WsTransport` implements [`Transport`] over one
-//! socket: `authenticate` sends the `authentication` message and keeps the returned
-//! `connectionSessionUUID` (resending it on reconnect to resume the session), `send` writes the
-//! body as a text frame and gathers the frames carrying the sent taskUUIDs into one
-//! [`Envelope`] with `http_status: None` (retry decisions then use error codes, as the Runware
-//! docs say for WebSocket).
+//! every transport gets all of it unchanged. Two implementations: [`crate::rest::RestTransport`]
+//! (`POST /v1`) and [`crate::ws::WsTransport`] (one WebSocket: `authenticate` returns the
+//! socket's authentication reply with its `connectionSessionUUID`, `send` writes the body as a
+//! text frame and gathers the frames carrying the sent taskUUIDs into one [`Envelope`] with
+//! `http_status: None`, so retry decisions use error codes, as the Runware docs say for
+//! WebSocket).
 
 use crate::error::{ApiError, Error};
 use async_trait::async_trait;
@@ -97,6 +94,10 @@ pub trait Transport: Send + Sync + Debug {
 
     /// A short name for logs, e.g. `rest`.
     fn name(&self) -> &'static str;
+
+    /// Releases the transport's connections (a WebSocket sends its close frame). Later calls
+    /// may fail with [`Error::Closed`]. The default does nothing (REST holds no session).
+    async fn close(&self) {}
 }
 
 #[cfg(test)]

@@ -33,3 +33,27 @@ pub fn fast_retries() -> RetryPolicy {
         .backoff(Duration::from_millis(10), Duration::from_millis(50))
         .total_deadline(Duration::from_secs(30))
 }
+
+pub mod relay;
+
+use mediagate_client::{WsOptions, WsTransport};
+use std::sync::Arc;
+
+/// WebSocket settings for tests: quick reconnects, no keepalive unless a test asks.
+pub fn ws_options() -> WsOptions {
+    WsOptions {
+        connect_timeout: Duration::from_secs(20),
+        request_timeout: Duration::from_secs(30),
+        ping_interval: None,
+        pong_timeout: Duration::from_secs(10),
+        reconnect: fast_retries(),
+        ..WsOptions::default()
+    }
+}
+
+/// A WebSocket client for `url` (http or ws) and its transport, to read its counters.
+pub fn ws_client(url: &str, key: &str, opts: WsOptions) -> (Client, Arc<WsTransport>) {
+    let t = Arc::new(WsTransport::new(url, key.into(), opts).expect("ws transport"));
+    let c = Client::builder().transport(t.clone()).retry(fast_retries()).build().expect("client");
+    (c, t)
+}
