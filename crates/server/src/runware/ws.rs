@@ -102,12 +102,26 @@ impl Sessions {
     }
 
     /// Puts messages a closed connection did not deliver back at the head of the backlog (they
-    /// precede anything queued since). Delivery is at least once: clients group by taskUUID.
+    /// precede anything queued since), or, when the session has meanwhile moved to a new
+    /// connection, sends them there: a backlog is only read on resume, so parking them would
+    /// strand them. Delivery is at least once: clients group by taskUUID.
     fn requeue_front(&self, id: Uuid, messages: Vec<String>, max: usize) {
         if messages.is_empty() {
             return;
         }
         if let Some(s) = self.0.lock().get_mut(&id) {
+            let mut messages = messages;
+            if let Some((_, tx)) = &s.conn {
+                let mut rest = Vec::new();
+                for m in messages {
+                    if let Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
+                        tx.try_send(m)
+                    {
+                        rest.push(m);
+                    }
+                }
+                messages = rest;
+            }
             for m in messages.into_iter().rev() {
                 s.backlog.push_front(m);
             }
@@ -355,5 +369,30 @@ fn handle_text(
             };
             outbox_or_close(&outbox, &slow, msg);
         });
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn undelivered_messages_of_an_old_connection_go_to_the_session_s_new_one() {
+        let sessions = Sessions::default();
+        let window = Duration::from_secs(60);
+        let (tx1, _rx1) = mpsc::channel(8);
+        let (id, _, _) = sessions.attach(1, None, (1, tx1), window);
+        // The client resumes on a second connection before the first one has wound down.
+        let (tx2, mut rx2) = mpsc::channel(8);
+        let (again, _, resumed) = sessions.attach(1, Some(id), (2, tx2), window);
+        assert!(resumed && again == id);
+        sessions.detach(id, 1);
+        sessions.requeue_front(id, vec!["a".into(), "b".into()], 100);
+        assert_eq!((rx2.try_recv().unwrap(), rx2.try_recv().unwrap()), ("a".to_string(), "b".to_string()));
+        assert!(sessions.0.lock()[&id].backlog.is_empty());
+        // With no live connection they wait in the backlog for the next resume.
+        sessions.detach(id, 2);
+        sessions.requeue_front(id, vec!["c".into()], 100);
+        assert_eq!(sessions.0.lock()[&id].backlog.len(), 1);
     }
 }
