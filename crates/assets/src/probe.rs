@@ -246,9 +246,9 @@ fn boxes(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
         if size < header {
             return None;
         }
-        let end = pos as u64 + size;
-        // A box claiming more than we have is truncated: read what is there.
-        let end = end.min(b.len() as u64) as usize;
+        // A 64-bit size may be anything (found by `cargo fuzz`: u64::MAX overflowed the sum). A
+        // box claiming more than we have is truncated: read what is there.
+        let end = (pos as u64).saturating_add(size).min(b.len() as u64) as usize;
         let start = pos + header as usize;
         if start > end {
             return None;
@@ -391,6 +391,22 @@ pub fn ebml_dimensions(b: &[u8]) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    /// Found by `cargo fuzz run probe`: a 64-bit box size of u64::MAX overflowed the box end.
+    #[test]
+    fn huge_64_bit_box_sizes_do_not_overflow() {
+        let crash = [
+            0x00, 0x00, 0x00, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 0x0a, 0x00, 0x00, 0x00, 0x01,
+            0x00, 0xde, 0xde, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0xde, 0xde,
+            0xde, 0xde, 0xde, 0xde, 0xde, 0xe0,
+        ];
+        let _ = mp4_dimensions(&crash);
+        let mut b = vec![0, 0, 0, 1, b'm', b'o', b'o', b'v'];
+        b.extend_from_slice(&u64::MAX.to_be_bytes());
+        b.extend_from_slice(&[0; 16]);
+        assert_eq!(mp4_dimensions(&b), None);
+    }
+
     use super::*;
 
     fn bx(typ: &[u8; 4], payload: &[u8]) -> Vec<u8> {
