@@ -320,6 +320,8 @@ impl Engine {
         ctx: &AuthContext,
         sub: Submission,
     ) -> Result<Submitted, ApiError> {
+        self.refresh_limits_if_stale();
+        self.check_rate(ctx)?;
         let price = self.authorize_and_validate(ctx, &sub)?;
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
         let hash: [u8; 32] = Sha256::digest(&canonical).into();
@@ -332,15 +334,32 @@ impl Engine {
             }
             Role::Leader(tx) => {
                 let rx = tx.subscribe();
+                let model = sub.request.model().to_string();
+                // Daily cap and queue place come before the store charges anything. A known task
+                // (a replay) is still answered when they refuse: only new tasks are limited.
+                let place = match self.reserve_place(ctx, &model, sub.task_uuid).await {
+                    Ok(p) => Some(p),
+                    Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
+                        Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
+                        _ => {
+                            let _ = tx.send(Some(Err(e.clone())));
+                            self.inflight.leave(key);
+                            return Err(e);
+                        }
+                    },
+                };
                 match self.admit(ctx, &sub, price, hash, &canonical).await {
                     Ok(Admitted::New) => {
+                        let mut place = place
+                            .unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
+                        place.admitted();
                         let engine = self.clone();
                         let account = ctx.account_id;
                         let sub = sub.clone();
                         // The task runs on its own: a client that disconnects (or an async
                         // acknowledgement) never leaves an admitted task half done.
                         tokio::spawn(
-                            async move { engine.run(account, sub, tx).await }
+                            async move { engine.run(account, sub, tx, place).await }
                                 .instrument(tracing::Span::current()),
                         );
                     }
@@ -398,6 +417,7 @@ impl Engine {
             resumable_payload: (sub.delivery == Delivery::Async)
                 .then(|| String::from_utf8_lossy(canonical).into_owned()),
             webhook_url: sub.webhook_url.clone(),
+            spend_cap_micros: self.effective_limits(ctx.account_id, None).max_monthly_spend_micros,
         };
         let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "admission failed");
@@ -428,6 +448,9 @@ impl Engine {
                         Admission::InsufficientCredits { balance_micros } => {
                             Err(insufficient(price, balance_micros, &ctx.account_name))
                         }
+                        Admission::SpendCapReached { spent_micros } => {
+                            Err(self.spend_cap_error(ctx, price, spent_micros))
+                        }
                         Admission::Existing(_) => Ok(Admitted::RunningElsewhere),
                     }
                 }
@@ -435,6 +458,9 @@ impl Engine {
             },
             Admission::InsufficientCredits { balance_micros } => {
                 Err(insufficient(price, balance_micros, &ctx.account_name))
+            }
+            Admission::SpendCapReached { spent_micros } => {
+                Err(self.spend_cap_error(ctx, price, spent_micros))
             }
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
@@ -444,9 +470,18 @@ impl Engine {
     }
 
     /// Runs an admitted task to its end, records the end, and publishes it to every waiter.
-    async fn run(self: Arc<Self>, account_id: i64, sub: Submission, tx: watch::Sender<Option<Outcome>>) {
+    /// It first waits for a concurrency slot (`place`), which it frees once executed.
+    async fn run(
+        self: Arc<Self>,
+        account_id: i64,
+        sub: Submission,
+        tx: watch::Sender<Option<Outcome>>,
+        mut place: crate::limits::Place,
+    ) {
         let key = (account_id, sub.task_uuid);
+        place.ready().await;
         let run = self.execute(account_id, &sub).await;
+        place.finished(run.is_err());
         let finish = match &run {
             Ok((results, outputs, _)) => FinishOutcome::Success {
                 results: results.clone(),
@@ -553,7 +588,9 @@ impl Engine {
             let hash: [u8; 32] = Sha256::digest(t.payload.as_bytes()).into();
             if let Role::Leader(tx) = self.inflight.join((t.account_id, t.task_uuid), hash) {
                 let span = tracing::info_span!("task", task_uuid = %t.task_uuid, account = %t.account_name, resumed = true);
-                tokio::spawn(self.clone().run(t.account_id, sub, tx).instrument(span));
+                // Acknowledged already: it runs whatever the queue's length, in its turn.
+                let place = self.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
+                tokio::spawn(self.clone().run(t.account_id, sub, tx, place).instrument(span));
             }
         }
         if n > 0 {
