@@ -207,8 +207,9 @@ pub struct ApiError {
     pub task_type: Option<String>,
     /// The taskUUID as the client sent it, if known.
     pub task_uuid: Option<String>,
-    /// How long to wait before retrying (sent as `Retry-After` and `retry-after-ms` on REST).
-    pub retry_after: Option<std::time::Duration>,
+    /// How long to wait before retrying, in milliseconds (sent as `Retry-After` and
+    /// `retry-after-ms` on REST). Milliseconds in 32 bits (up to 49 days) keep the error small.
+    pub retry_after_ms: Option<std::num::NonZeroU32>,
 }
 
 impl ApiError {
@@ -220,7 +221,7 @@ impl ApiError {
             parameter: None,
             task_type: None,
             task_uuid: None,
-            retry_after: None,
+            retry_after_ms: None,
         }
     }
 
@@ -246,10 +247,17 @@ impl ApiError {
         self
     }
 
-    /// Sets how long the client should wait before retrying.
+    /// Sets how long the client should wait before retrying (rounded up to a millisecond,
+    /// at least 1 ms, at most 49 days).
     pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
-        self.retry_after = Some(wait);
+        let ms = wait.as_nanos().div_ceil(1_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+        self.retry_after_ms = std::num::NonZeroU32::new(ms);
         self
+    }
+
+    /// How long the client should wait before retrying, if the error says.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms.get())))
     }
 
     /// The HTTP status of this error's code.

@@ -56,7 +56,7 @@ fn error_response(e: &ApiError) -> Response {
         json!({ "error": { "code": e.code.as_str(), "message": e.message } }).to_string(),
     )
         .into_response();
-    crate::runware::with_retry_after(r, e.retry_after)
+    crate::runware::with_retry_after(r, e.retry_after())
 }
 
 fn ok(v: Value) -> Response {

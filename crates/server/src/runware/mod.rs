@@ -49,7 +49,7 @@ pub fn with_retry_after(mut r: Response, wait: Option<std::time::Duration>) -> R
 pub fn request_error(state: &AppState, e: &ApiError) -> Response {
     with_retry_after(
         json_response(e.http_status(), &json!({ "errors": [render::error(e, &state.base_url)] })),
-        e.retry_after,
+        e.retry_after(),
     )
 }
 
@@ -226,7 +226,7 @@ async fn handle(
             Ok(items) => data.extend(items),
             Err(e) => {
                 if first_error_status.is_none() {
-                    first_retry_after = e.retry_after;
+                    first_retry_after = e.retry_after();
                 }
                 first_error_status.get_or_insert(e.http_status());
                 errors.push(render::error(&e, &state.base_url));
