@@ -254,7 +254,7 @@ impl Limits {
 
 /// A task's reservations before admission: its place in the queue and its count toward the
 /// daily cap. Dropped unused, it gives both back.
-pub(crate) struct Place {
+pub struct Place {
     ticket: Ticket,
     daily: Option<Arc<caps::Window>>,
     task_uuid: Uuid,
@@ -263,17 +263,17 @@ pub(crate) struct Place {
 
 impl Place {
     /// The task is admitted: its daily count stays.
-    pub(crate) fn admitted(&mut self) {
+    pub fn admitted(&mut self) {
         self.admitted = true;
     }
 
     /// Waits for a slot (cancel-safe).
-    pub(crate) async fn ready(&mut self) {
+    pub async fn ready(&mut self) {
         self.ticket.ready().await;
     }
 
     /// The task ran: frees its slot; a failed task stops counting toward the daily cap.
-    pub(crate) fn finished(mut self, failed: bool) {
+    pub fn finished(mut self, failed: bool) {
         if !failed {
             self.daily = None;
         }
@@ -355,8 +355,9 @@ impl Engine {
     }
 
     /// Reserves a task's count toward the daily cap and its place in the queue, or refuses it
-    /// (429 `dailyLimitExceeded` / `queueFull`, each with the wait).
-    pub(crate) async fn reserve_place(
+    /// (429 `dailyLimitExceeded` / `queueFull`, each with the wait). [`Engine::submit`] calls
+    /// it before the store admits a task; it is public for the admission benchmark.
+    pub async fn reserve_place(
         &self,
         ctx: &AuthContext,
         model: &str,
