@@ -34,6 +34,12 @@ pub enum Command {
     /// Grant and inspect credits.
     #[command(subcommand)]
     Credits(CreditsCmd),
+    /// Manage admin keys (for the admin API under /admin/v1; distinct from API keys).
+    #[command(subcommand)]
+    AdminKeys(AdminKeysCmd),
+    /// Show and set per-account and per-model limits.
+    #[command(subcommand)]
+    Limits(LimitsCmd),
     /// Validate an input asset exactly as the API would, step by step.
     #[command(subcommand)]
     Assets(AssetsCmd),
@@ -144,6 +150,69 @@ pub enum CreditsCmd {
         /// How many ledger entries to show.
         #[arg(long, default_value_t = 20)]
         entries: u32,
+    },
+}
+
+/// `admin-keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminKeysCmd {
+    /// Create an admin key and print it once (stdout); only its digest is stored.
+    Create {
+        /// Free text to recognise the key by.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List admin keys (never the secrets).
+    List,
+    /// Revoke an admin key forever.
+    Revoke {
+        /// Admin key id (from `admin-keys list`).
+        id: i64,
+    },
+}
+
+/// `limits` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCmd {
+    /// Show the stored limits (overrides of the `[limits]` defaults).
+    Show {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Replace the stored limits of an account, or of an account on one model. Values left out
+    /// fall back to the account's and then to `[limits]`; none at all removes the override.
+    Set {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// A model's AIR id: set the per-model limits (concurrency, queue, daily cap).
+        #[arg(long)]
+        model: Option<String>,
+        /// Task submissions per second per key (0 = unlimited).
+        #[arg(long)]
+        key_rate_per_sec: Option<f64>,
+        /// Burst per key.
+        #[arg(long)]
+        key_burst: Option<u32>,
+        /// Task submissions per second for the account (0 = unlimited).
+        #[arg(long)]
+        account_rate_per_sec: Option<f64>,
+        /// Burst for the account.
+        #[arg(long)]
+        account_burst: Option<u32>,
+        /// Tasks running at once per model (0 = unlimited).
+        #[arg(long)]
+        max_concurrent: Option<u32>,
+        /// Tasks waiting per model (0 = unlimited).
+        #[arg(long)]
+        max_queued: Option<u32>,
+        /// Tasks per model per rolling 24 h (0 = unlimited).
+        #[arg(long)]
+        max_daily: Option<u32>,
+        /// Spend per calendar month (UTC), USD ("0" = no cap).
+        #[arg(long)]
+        max_monthly_spend_usd: Option<String>,
     },
 }
 

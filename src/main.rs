@@ -8,7 +8,7 @@ mod config;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{AccountsCmd, AssetsCmd, Cli, Command, CreditsCmd, DocsCmd, KeysCmd};
+use cli::{AccountsCmd, AdminKeysCmd, AssetsCmd, Cli, Command, CreditsCmd, DocsCmd, KeysCmd, LimitsCmd};
 use mediagate_core::money::format_usd;
 use mediagate_engine::admin::Admin;
 use mediagate_engine::{Engine, open_store};
@@ -51,7 +51,98 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Accounts(c) => with_admin(&cfg, |admin| accounts(admin, c)).await,
         Command::Keys(c) => with_admin(&cfg, |admin| keys(admin, c)).await,
         Command::Credits(c) => with_admin(&cfg, |admin| credits(admin, c)).await,
+        Command::AdminKeys(c) => with_admin(&cfg, |admin| admin_keys(admin, c)).await,
+        Command::Limits(c) => with_admin(&cfg, |admin| limits(admin, c)).await,
     }
+}
+
+async fn admin_keys(admin: Admin, c: AdminKeysCmd) -> Result<()> {
+    match c {
+        AdminKeysCmd::Create { description } => {
+            let (k, secret) = admin.create_admin_key(&description).await?;
+            eprintln!("admin key {} created; it is shown once, store it now:", k.id);
+            println!("{secret}");
+        }
+        AdminKeysCmd::List => {
+            println!("{:>4}  {:<16} {:<9} {:<21} DESCRIPTION", "ID", "PREFIX", "STATUS", "CREATED");
+            for k in admin.list_admin_keys().await? {
+                println!(
+                    "{:>4}  {:<16} {:<9} {:<21} {}",
+                    k.id,
+                    format!("{}…", k.prefix),
+                    k.status,
+                    fmt_time(k.created_at),
+                    k.description
+                );
+            }
+        }
+        AdminKeysCmd::Revoke { id } => {
+            admin.revoke_admin_key(id).await?;
+            println!("admin key {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+async fn limits(admin: Admin, c: LimitsCmd) -> Result<()> {
+    match c {
+        LimitsCmd::Show { account } => {
+            let list = admin.limit_overrides(account.as_deref()).await?;
+            if list.is_empty() {
+                println!("no stored limits: the [limits] defaults apply (see `mediagate docs config`)");
+            }
+            for o in list {
+                println!(
+                    "{:<20} {:<32} {}",
+                    o.account_name,
+                    o.model.as_deref().unwrap_or("(account)"),
+                    serde_json::to_string(&o.values)?
+                );
+            }
+        }
+        LimitsCmd::Set {
+            account,
+            model,
+            key_rate_per_sec,
+            key_burst,
+            account_rate_per_sec,
+            account_burst,
+            max_concurrent,
+            max_queued,
+            max_daily,
+            max_monthly_spend_usd,
+        } => {
+            let spend = max_monthly_spend_usd
+                .as_deref()
+                .map(mediagate_core::money::parse_usd)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--max-monthly-spend-usd: {e}"))?;
+            let values = mediagate_store::LimitValues {
+                key_rate_per_sec,
+                key_burst,
+                account_rate_per_sec,
+                account_burst,
+                max_concurrent,
+                max_queued,
+                max_daily,
+                max_monthly_spend_micros: spend,
+            };
+            let empty = values.is_empty();
+            admin.set_limits(&account, model.as_deref(), values).await?;
+            let target = match &model {
+                Some(m) => format!("account '{account}' on model {m}"),
+                None => format!("account '{account}'"),
+            };
+            if empty {
+                println!("stored limits of {target} removed: the defaults apply");
+            } else {
+                println!(
+                    "limits of {target} stored (a running server applies them within limits.refresh_ms)"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn with_admin<F, Fut>(cfg: &mediagate_engine::config::Config, f: F) -> Result<i32>

@@ -30,9 +30,17 @@ fn configuration_reference_documents_every_key() {
             "docs/configuration.md does not document `{k}`"
         );
     }
-    for section in
-        ["[server]", "[bootstrap]", "[store]", "[auth]", "[outputs]", "[providers]", "[assets]", "[[models]]"]
-    {
+    for section in [
+        "[server]",
+        "[bootstrap]",
+        "[store]",
+        "[auth]",
+        "[limits]",
+        "[outputs]",
+        "[providers]",
+        "[assets]",
+        "[[models]]",
+    ] {
         assert!(doc.contains(section), "{section}");
     }
 }

@@ -491,3 +491,63 @@ async fn runware_and_runway_share_keys_scopes_and_tasks() {
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["data"][0]["status"], "success");
 }
+
+#[tokio::test]
+async fn over_concurrency_tasks_are_throttled_and_the_organization_shows_it() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_concurrent = 1;
+        c.limits.max_monthly_spend_usd = "50".into();
+    })
+    .await;
+    let long = json!({"model": "veo3.1", "promptText": "a long take", "ratio": "1920:1080", "duration": 8});
+    let first = create(&s, "text_to_video", long.clone()).await;
+    let second = create(&s, "text_to_video", long).await;
+    wait_for(&s, &first, |b| b["status"] == "RUNNING").await;
+    let (_, b) = call(&s, reqwest::Method::GET, &format!("/v1/tasks/{second}"), None).await;
+    assert_eq!(b["status"], "THROTTLED", "{b}");
+    assert_eq!(b["estimatedCost"], json!({"credits": 40.0}));
+
+    let (st, org) = call(&s, reqwest::Method::GET, "/v1/organization", None).await;
+    assert_eq!(st, 200, "{org}");
+    assert_eq!(org["creditBalance"], 1000 - 80, "{org}");
+    assert_eq!(org["tier"]["maxMonthlyCreditSpend"], 5000);
+    assert_eq!(
+        org["tier"]["models"]["veo3.1"],
+        json!({"maxConcurrentGenerations": 1, "maxDailyGenerations": null})
+    );
+    assert_eq!(
+        org["usage"]["models"]["veo3.1"],
+        json!({"dailyGenerations": 2, "running": 1, "throttled": 1})
+    );
+
+    // A throttled task leaves the queue when cancelled; then the running one is cancelled too.
+    for id in [&second, &first] {
+        let (st, _) = call(&s, reqwest::Method::DELETE, &format!("/v1/tasks/{id}"), None).await;
+        assert_eq!(st, 204);
+        let (_, b) = call(&s, reqwest::Method::GET, &format!("/v1/tasks/{id}"), None).await;
+        assert_eq!(b["status"], "CANCELLED", "{b}");
+    }
+    assert_eq!(s.balance("default").await, 10_000_000);
+}
+
+#[tokio::test]
+async fn a_daily_cap_is_a_429_with_retry_after() {
+    let s = TestServer::start_with(|c| c.limits.max_daily = 1).await;
+    let body = json!({"model": "gen4_image", "promptText": "x", "ratio": "720:720"});
+    create(&s, "text_to_image", body.clone()).await;
+    let r = s
+        .http
+        .post(format!("{}/v1/text_to_image", s.base_url))
+        .bearer_auth(&s.api_key)
+        .header("X-Runway-Version", VERSION)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(secs > 86_000 && secs <= 86_400, "{secs}");
+    assert_eq!(r.headers()["x-should-retry"], "true");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "dailyLimitExceeded", "{b}");
+}

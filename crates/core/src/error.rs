@@ -81,6 +81,8 @@ catalog! {
         "The account that owns the API key is suspended.";
     InsufficientPermissions => "insufficientPermissions", 403, false,
         "The API key's scopes do not cover this task type, model or dialect.";
+    InvalidAdminKey => "invalidAdminKey", 401, false,
+        "The admin API needs an admin key (`admin_…`, made with `mediagate admin-keys create`); this one is missing, malformed, unknown or revoked.";
 
     // --- money ----------------------------------------------------------------------------------
     InsufficientCredits => "insufficientCredits", 402, false,
@@ -103,6 +105,8 @@ catalog! {
     // --- tasks and outputs ----------------------------------------------------------------------
     TaskNotFound => "taskNotFound", 404, false,
         "No task with this `taskUUID` exists for this account.";
+    ResourceNotFound => "resourceNotFound", 404, false,
+        "The account, key or other named resource of an admin request does not exist.";
     OutputNotFound => "outputNotFound", 404, false,
         "The output does not exist or its time to live has expired.";
     TaskStillProcessing => "taskStillProcessing", 504, true,
@@ -147,6 +151,12 @@ catalog! {
     // --- limits ---------------------------------------------------------------------------------
     RateLimitExceeded => "rateLimitExceeded", 429, true,
         "Too many requests; wait for the time in `Retry-After` and retry.";
+    QueueFull => "queueFull", 429, true,
+        "The account's queue for this model is full; wait for the time in `Retry-After` (an estimate) and retry.";
+    DailyLimitExceeded => "dailyLimitExceeded", 429, true,
+        "The account reached its daily task limit for this model (rolling 24 h); `Retry-After` says when a slot frees.";
+    MonthlySpendLimitExceeded => "monthlySpendLimitExceeded", 402, false,
+        "The task would take the account's spend this month (UTC) past its monthly spend cap.";
 
     // --- providers ------------------------------------------------------------------------------
     TimeoutProvider => "timeoutProvider", 504, true,
@@ -203,12 +213,22 @@ pub struct ApiError {
     pub task_type: Option<String>,
     /// The taskUUID as the client sent it, if known.
     pub task_uuid: Option<String>,
+    /// How long to wait before retrying, in milliseconds (sent as `Retry-After` and
+    /// `retry-after-ms` on REST). Milliseconds in 32 bits (up to 49 days) keep the error small.
+    pub retry_after_ms: Option<std::num::NonZeroU32>,
 }
 
 impl ApiError {
     /// A new error with a code and message and nothing else filled in.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), parameter: None, task_type: None, task_uuid: None }
+        ApiError {
+            code,
+            message: message.into(),
+            parameter: None,
+            task_type: None,
+            task_uuid: None,
+            retry_after_ms: None,
+        }
     }
 
     /// Sets the parameter at fault.
@@ -231,6 +251,19 @@ impl ApiError {
             self.task_uuid = Some(u.into());
         }
         self
+    }
+
+    /// Sets how long the client should wait before retrying (rounded up to a millisecond,
+    /// at least 1 ms, at most 49 days).
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        let ms = wait.as_nanos().div_ceil(1_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+        self.retry_after_ms = std::num::NonZeroU32::new(ms);
+        self
+    }
+
+    /// How long the client should wait before retrying, if the error says.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms.get())))
     }
 
     /// The HTTP status of this error's code.

@@ -3,7 +3,10 @@
 use crate::auth::Authenticator;
 use crate::{keys, scopes};
 use mediagate_core::money::parse_usd;
-use mediagate_store::{Account, AccountStatus, KeyRecord, KeyStatus, LedgerEntry, NewKey, Store, StoreError};
+use mediagate_store::{
+    Account, AccountStatus, AdminKeyRecord, KeyRecord, KeyStatus, LedgerEntry, LimitOverride, LimitValues,
+    NewKey, Store, StoreError,
+};
 use std::sync::Arc;
 
 /// Errors of administrative operations, in plain words.
@@ -131,4 +134,82 @@ impl Admin {
         let l = self.store.ledger(account, entries).await?;
         Ok((a, l))
     }
+
+    /// Creates an admin key; the secret is in the result and nowhere else.
+    pub async fn create_admin_key(&self, description: &str) -> Result<(AdminKeyRecord, String), AdminError> {
+        let secret = crate::admin_keys::generate()
+            .map_err(|e| AdminError::Invalid(format!("OS random source failed: {e}")))?;
+        let record = self
+            .store
+            .create_admin_key(NewKey {
+                digest: crate::admin_keys::digest(&secret),
+                prefix: crate::admin_keys::display_prefix(&secret),
+                description: description.to_string(),
+                scopes: vec![],
+            })
+            .await?;
+        Ok((record, secret))
+    }
+
+    /// Every admin key (never the secrets).
+    pub async fn list_admin_keys(&self) -> Result<Vec<AdminKeyRecord>, AdminError> {
+        Ok(self.store.list_admin_keys().await?)
+    }
+
+    /// Revokes an admin key forever.
+    pub async fn revoke_admin_key(&self, id: i64) -> Result<AdminKeyRecord, AdminError> {
+        Ok(self.store.set_admin_key_status(id, KeyStatus::Revoked).await?)
+    }
+
+    /// Replaces the stored limits of an account (`model` None) or of an account on a model.
+    /// Unset values fall back to the account's, then to `[limits]`; all unset removes the row.
+    pub async fn set_limits(
+        &self,
+        account: &str,
+        model: Option<&str>,
+        values: LimitValues,
+    ) -> Result<(), AdminError> {
+        check_limit_values(model, &values).map_err(AdminError::Invalid)?;
+        Ok(self.store.set_limits(account, model, values).await?)
+    }
+
+    /// Stored limit overrides, optionally of one account.
+    pub async fn limit_overrides(&self, account: Option<&str>) -> Result<Vec<LimitOverride>, AdminError> {
+        if let Some(a) = account
+            && self.store.account_by_name(a).await?.is_none()
+        {
+            return Err(AdminError::Store(StoreError::NotFound(format!("account '{a}'"))));
+        }
+        let all = self.store.limit_overrides().await?;
+        Ok(all.into_iter().filter(|o| account.is_none_or(|a| o.account_name == a)).collect())
+    }
+}
+
+/// Checks limit values: rates finite and >= 0; account-wide values not set per model.
+pub fn check_limit_values(model: Option<&str>, v: &LimitValues) -> Result<(), String> {
+    for (name, r) in [("keyRatePerSec", v.key_rate_per_sec), ("accountRatePerSec", v.account_rate_per_sec)] {
+        if let Some(r) = r
+            && (!r.is_finite() || r < 0.0)
+        {
+            return Err(format!("{name} must be a number >= 0 (0 = unlimited), not {r}"));
+        }
+    }
+    if v.max_monthly_spend_micros.is_some_and(|m| m < 0) {
+        return Err("the monthly spend cap cannot be negative (0 = no cap)".into());
+    }
+    if let Some(m) = model {
+        let account_wide = [
+            ("keyRatePerSec", v.key_rate_per_sec.is_some()),
+            ("keyBurst", v.key_burst.is_some()),
+            ("accountRatePerSec", v.account_rate_per_sec.is_some()),
+            ("accountBurst", v.account_burst.is_some()),
+            ("maxMonthlySpend", v.max_monthly_spend_micros.is_some()),
+        ];
+        if let Some((name, _)) = account_wide.iter().find(|(_, set)| *set) {
+            return Err(format!(
+                "{name} applies to the whole account, not to model {m}; set it without a model"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -6,10 +6,12 @@
 //! at once; the CLI, a separate process, is seen within the TTL.
 
 use crate::keys;
+use crate::limits::rate::{KeyedGcra, Rate};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_store::{AccountStatus, KeyStatus, Store};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,8 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
+    failures: KeyedGcra<IpAddr>,
+    failure_rate: Rate,
 }
 
 fn auth_error(code: ErrorCode, message: String) -> ApiError {
@@ -45,7 +49,43 @@ fn auth_error(code: ErrorCode, message: String) -> ApiError {
 impl Authenticator {
     /// An authenticator over `store` caching results for `ttl`.
     pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        Authenticator { store, ttl, cache: Mutex::new(HashMap::new()) }
+        Authenticator {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+            failures: KeyedGcra::default(),
+            failure_rate: Rate { per_sec: 0.0, burst: 0 },
+        }
+    }
+
+    /// Throttles client addresses that keep failing authentication: past `rate`, their next
+    /// attempts are refused with 429 before the key is even looked up.
+    pub fn with_failure_throttle(mut self, rate: Rate) -> Self {
+        self.failure_rate = rate;
+        self
+    }
+
+    /// Refuses an address that failed too often lately (429 with the wait); changes nothing.
+    pub fn check_client(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = client else { return Ok(()) };
+        self.failures.peek(Instant::now(), &ip, self.failure_rate).map_err(|wait| {
+            ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                format!(
+                    "Too many failed authentications from this address. Retry in {:.3} s (Retry-After) with a                      valid key.",
+                    wait.as_secs_f64()
+                ),
+            )
+            .with_task_type("authentication")
+            .with_retry_after(wait)
+        })
+    }
+
+    /// Counts a failed authentication from an address.
+    pub fn record_failure(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            self.failures.record(Instant::now(), ip, self.failure_rate);
+        }
     }
 
     /// Forgets every cached result (after a key or account change in this process).
@@ -53,11 +93,40 @@ impl Authenticator {
         self.cache.lock().clear();
     }
 
-    /// Authenticates a key. Errors are `authentication` errors on parameter `apiKey`.
-    pub async fn authenticate(&self, key: &str) -> Result<Arc<AuthContext>, ApiError> {
+    /// Authenticates a key sent from `client` (if known). Errors are `authentication` errors
+    /// on parameter `apiKey`.
+    pub async fn authenticate(
+        &self,
+        key: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<AuthContext>, ApiError> {
+        let result = self.authenticate_inner(key, client).await;
+        if let Err(e) = &result
+            && e.http_status() == 401
+        {
+            self.record_failure(client);
+        }
+        result
+    }
+
+    async fn authenticate_inner(
+        &self,
+        key: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<AuthContext>, ApiError> {
+        // Only keys of the right length are worth a digest before the format check.
+        let digest = (key.len() == keys::PREFIX.len() + keys::HEX_LEN).then(|| keys::digest(key));
+        // A key known to be good is let through whatever its address did.
+        if let Some(d) = &digest
+            && let Some((at, r @ Ok(_))) = self.cache.lock().get(d)
+            && at.elapsed() < self.ttl
+        {
+            return r.clone();
+        }
+        self.check_client(client)?;
         keys::check_format(key)
             .map_err(|why| auth_error(ErrorCode::InvalidApiKey, format!("Invalid API key: {why}.")))?;
-        let digest = keys::digest(key);
+        let digest = digest.unwrap_or_else(|| keys::digest(key));
         if let Some((at, r)) = self.cache.lock().get(&digest)
             && at.elapsed() < self.ttl
         {

@@ -33,6 +33,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Authentication options.
     pub auth: AuthConfig,
+    /// Rate limits, concurrency, queues and caps.
+    pub limits: crate::limits::LimitsConfig,
     /// Stored outputs.
     pub outputs: OutputsConfig,
     /// Uploaded assets (Runware `imageUpload` / `mediaStorage`, Runway `POST /v1/uploads`).
@@ -58,6 +60,7 @@ impl Default for Config {
             webhooks: Default::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            limits: Default::default(),
             outputs: OutputsConfig::default(),
             uploads: UploadsConfig::default(),
             providers: ProvidersConfig::default(),

@@ -27,6 +27,10 @@ pub fn check_format(key: &str) -> Result<(), String> {
         return Err("the API key starts with whitespace; remove it".into());
     }
     let Some(hex) = key.strip_prefix(PREFIX) else {
+        if key.starts_with(crate::admin_keys::PREFIX) {
+            return Err("this is an admin key, which only the admin API (/admin/v1) accepts; use an API key                         ('key_…') here"
+                .into());
+        }
         return Err(format!("API keys start with '{PREFIX}'"));
     };
     if hex.len() != HEX_LEN {

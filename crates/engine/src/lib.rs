@@ -11,11 +11,13 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admin_keys;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod dispatch;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod outputs;
 mod pipeline;
@@ -24,6 +26,7 @@ pub mod uploads;
 pub mod webhooks;
 
 pub use auth::AuthContext;
+pub use limits::{LimitsView, ModelLimits, Phase};
 pub use live::TaskPhase;
 pub use pipeline::{Delivered, DeliveredItem, Delivery, Removal, Submission, Submitted, TaskView};
 
@@ -66,6 +69,7 @@ pub struct Engine {
     outputs: outputs::OutputFiles,
     intake: Intake,
     inflight: pipeline::Inflight,
+    limits: limits::Limits,
     renderers: parking_lot::RwLock<HashMap<&'static str, Arc<dyn webhooks::WebhookRenderer>>>,
 }
 
@@ -138,8 +142,11 @@ impl Engine {
             ));
         }
         let outputs = outputs::OutputFiles::open(config.outputs_dir())?;
-        let auth =
-            Arc::new(Authenticator::new(store.clone(), Duration::from_millis(config.auth.cache_ttl_ms)));
+        let limits = limits::Limits::new(config.limits.clone()).map_err(StartError::Config)?;
+        let auth = Arc::new(
+            Authenticator::new(store.clone(), Duration::from_millis(config.auth.cache_ttl_ms))
+                .with_failure_throttle(limits.invalid_key_rate()),
+        );
         Ok(Engine {
             intake: Intake::new(config.assets.clone())
                 .map_err(|e| StartError::Config(format!("assets: {e}")))?,
@@ -150,6 +157,7 @@ impl Engine {
             dispatcher,
             outputs,
             inflight: pipeline::Inflight::default(),
+            limits,
             renderers: Default::default(),
         })
     }
@@ -186,7 +194,17 @@ impl Engine {
 
     /// Authenticates an API key.
     pub async fn authenticate(&self, key: &str) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
-        self.auth.authenticate(key).await
+        self.auth.authenticate(key, None).await
+    }
+
+    /// Authenticates an API key sent from `client`: an address that keeps sending invalid keys
+    /// is refused with 429 before any store lookup (`limits.invalid_key_*`).
+    pub async fn authenticate_from(
+        &self,
+        key: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
+        self.auth.authenticate(key, client).await
     }
 
     /// Start-up work before serving: settle tasks a crash left running, and create the first
@@ -203,6 +221,7 @@ impl Engine {
         if interrupted > 0 {
             tracing::warn!(count = interrupted, "settled tasks left running by an earlier stop (refunded)");
         }
+        self.limits.reload(self.store.as_ref()).await?;
         let grant = parse_usd(&self.config.bootstrap.initial_credit_usd).map_err(StartError::Config)?;
         let api_key = keys::generate().map_err(|e| StartError::Config(format!("OS random source: {e}")))?;
         let made = self

@@ -20,8 +20,7 @@ pub enum TaskPhase {
 }
 
 const PENDING: u8 = 0;
-const THROTTLED: u8 = 1;
-const RUNNING: u8 = 2;
+const RUNNING: u8 = 1;
 
 /// Shared between a running task and the readers of its state.
 #[derive(Debug, Default)]
@@ -36,14 +35,8 @@ impl LiveTask {
     pub fn phase(&self) -> TaskPhase {
         match self.phase.load(Ordering::Acquire) {
             PENDING => TaskPhase::Pending,
-            THROTTLED => TaskPhase::Throttled,
             _ => TaskPhase::Running { progress: f32::from_bits(self.progress.load(Ordering::Relaxed)) },
         }
-    }
-
-    /// Marks the task as waiting for a concurrency slot.
-    pub fn set_throttled(&self) {
-        self.phase.store(THROTTLED, Ordering::Release);
     }
 
     /// Marks the task as running.
@@ -74,8 +67,6 @@ mod tests {
     fn phases_and_monotonic_progress() {
         let t = LiveTask::default();
         assert_eq!(t.phase(), TaskPhase::Pending);
-        t.set_throttled();
-        assert_eq!(t.phase(), TaskPhase::Throttled);
         t.set_running();
         t.set_progress(0.5);
         t.set_progress(0.25);

@@ -368,6 +368,8 @@ impl Engine {
         ctx: &AuthContext,
         sub: Submission,
     ) -> Result<Submitted, ApiError> {
+        self.refresh_limits_if_stale();
+        self.check_rate(ctx)?;
         let price = self.authorize_and_validate(ctx, &sub)?;
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
         let hash: [u8; 32] = Sha256::digest(&canonical).into();
@@ -380,15 +382,32 @@ impl Engine {
             }
             Role::Leader(tx) => {
                 let rx = tx.subscribe();
+                let model = sub.request.model().to_string();
+                // Daily cap and queue place come before the store charges anything. A known task
+                // (a replay) is still answered when they refuse: only new tasks are limited.
+                let place = match self.reserve_place(ctx, &model, sub.task_uuid).await {
+                    Ok(p) => Some(p),
+                    Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
+                        Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
+                        _ => {
+                            let _ = tx.send(Some(Err(e.clone())));
+                            self.inflight.leave(key);
+                            return Err(e);
+                        }
+                    },
+                };
                 match self.admit(ctx, &sub, price, hash, &canonical).await {
                     Ok(Admitted::New) => {
+                        let mut place = place
+                            .unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
+                        place.admitted();
                         let engine = self.clone();
                         let account = ctx.account_id;
                         let sub = sub.clone();
                         // The task runs on its own: a client that disconnects (or an async
                         // acknowledgement) never leaves an admitted task half done.
                         tokio::spawn(
-                            async move { engine.run(account, sub, tx).await }
+                            async move { engine.run(account, sub, tx, place).await }
                                 .instrument(tracing::Span::current()),
                         );
                     }
@@ -446,6 +465,7 @@ impl Engine {
             resumable_payload: (sub.delivery == Delivery::Async)
                 .then(|| String::from_utf8_lossy(canonical).into_owned()),
             webhook_url: sub.webhook_url.clone(),
+            spend_cap_micros: self.effective_limits(ctx.account_id, None).max_monthly_spend_micros,
         };
         let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "admission failed");
@@ -476,6 +496,9 @@ impl Engine {
                         Admission::InsufficientCredits { balance_micros } => {
                             Err(insufficient(price, balance_micros, &ctx.account_name))
                         }
+                        Admission::SpendCapReached { spent_micros } => {
+                            Err(self.spend_cap_error(ctx, price, spent_micros))
+                        }
                         Admission::Existing(_) => Ok(Admitted::RunningElsewhere),
                     }
                 }
@@ -483,6 +506,9 @@ impl Engine {
             },
             Admission::InsufficientCredits { balance_micros } => {
                 Err(insufficient(price, balance_micros, &ctx.account_name))
+            }
+            Admission::SpendCapReached { spent_micros } => {
+                Err(self.spend_cap_error(ctx, price, spent_micros))
             }
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
@@ -492,20 +518,32 @@ impl Engine {
     }
 
     /// Runs an admitted task to its end, records the end, and publishes it to every waiter.
-    async fn run(self: Arc<Self>, account_id: i64, sub: Submission, tx: watch::Sender<Option<Outcome>>) {
+    /// It first waits for a concurrency slot (`place`), which it frees once executed.
+    async fn run(
+        self: Arc<Self>,
+        account_id: i64,
+        sub: Submission,
+        tx: watch::Sender<Option<Outcome>>,
+        mut place: crate::limits::Place,
+    ) {
         let key = (account_id, sub.task_uuid);
         let live = self.inflight.live(key).unwrap_or_default();
         let cancel = live.cancel_token().clone();
-        // Cancelling drops the execution: provider jobs are cancelled by their drop guards, and
-        // the task ends as `taskCancelled`, refunded like every failure.
+        // Cancelling drops the wait for a concurrency slot or the execution: the queue place is
+        // given back, provider jobs are cancelled by their drop guards, and the task ends as
+        // `taskCancelled`, refunded like every failure.
         let run = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
                 tracing::info!("task cancelled");
                 Err(cancelled(sub.task_uuid))
             }
-            r = self.execute(account_id, &sub, &live) => r,
+            r = async {
+                place.ready().await;
+                self.execute(account_id, &sub, &live).await
+            } => r,
         };
+        place.finished(run.is_err());
         let finish = match &run {
             Ok((results, outputs, _)) => FinishOutcome::Success {
                 results: results.clone(),
@@ -612,7 +650,9 @@ impl Engine {
             let hash: [u8; 32] = Sha256::digest(t.payload.as_bytes()).into();
             if let Role::Leader(tx) = self.inflight.join((t.account_id, t.task_uuid), hash) {
                 let span = tracing::info_span!("task", task_uuid = %t.task_uuid, account = %t.account_name, resumed = true);
-                tokio::spawn(self.clone().run(t.account_id, sub, tx).instrument(span));
+                // Acknowledged already: it runs whatever the queue's length, in its turn.
+                let place = self.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
+                tokio::spawn(self.clone().run(t.account_id, sub, tx, place).instrument(span));
             }
         }
         if n > 0 {
@@ -879,9 +919,15 @@ impl Engine {
     }
 
     /// The live phase of one of the account's tasks, when it is admitted, unfinished and
-    /// running in this process (`None` otherwise: read the stored record).
+    /// running in this process (`None` otherwise: read the stored record): `Throttled` while it
+    /// waits for a concurrency slot, then `Running` with the provider's progress.
     pub fn task_phase(&self, account_id: i64, task_uuid: Uuid) -> Option<TaskPhase> {
-        self.inflight.live((account_id, task_uuid)).map(|l| l.phase())
+        let live = self.inflight.live((account_id, task_uuid))?;
+        Some(match (self.queue_phase(account_id, task_uuid), live.phase()) {
+            (Some(crate::Phase::Queued), _) => TaskPhase::Throttled,
+            (Some(crate::Phase::Running), TaskPhase::Pending) => TaskPhase::Running { progress: 0.0 },
+            (_, phase) => phase,
+        })
     }
 
     /// Cancels an unfinished task, or deletes (hides) a finished one (Runway's

@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod admin_api;
+pub mod client_addr;
 mod docs;
 mod outputs;
 pub mod runware;
@@ -47,6 +49,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
         .route("/v1/webhooks/deliveries", get(runware::webhook_deliveries))
+        .nest("/admin/v1", admin_api::routes())
         .route("/docs", get(docs::index))
         .route("/docs/errors", get(docs::errors))
         .route("/docs/runway", get(docs::runway))
@@ -99,5 +102,8 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await
+    // Connect info gives handlers the client's address (invalid-key throttling).
+    axum::serve(listener, router(engine).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

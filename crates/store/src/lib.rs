@@ -126,6 +126,35 @@ pub trait Store: Send + Sync {
     async fn webhook_deliveries(&self, account_id: i64, task_uuid: Uuid)
     -> StoreResult<Vec<WebhookDelivery>>;
 
+    // --- limits and usage -------------------------------------------------------------------
+    /// Every stored limit override.
+    async fn limit_overrides(&self) -> StoreResult<Vec<LimitOverride>>;
+    /// Replaces the limits of an account (`model` None) or of an account on a model; empty
+    /// values remove the row.
+    async fn set_limits(&self, account: &str, model: Option<&str>, values: LimitValues) -> StoreResult<()>;
+    /// Spent this calendar month (UTC) by an account: charges minus refunds, micro-dollars.
+    async fn month_spend(&self, account_id: i64) -> StoreResult<i64>;
+    /// Admission times and taskUUIDs of an account's tasks on a model since `since_ms`, not
+    /// counting tasks that ended in error.
+    async fn recent_admissions(
+        &self,
+        account_id: i64,
+        model: &str,
+        since_ms: i64,
+    ) -> StoreResult<Vec<(i64, Uuid)>>;
+    /// Tasks per model of an account since `since_ms`, not counting tasks that ended in error.
+    async fn recent_task_counts(&self, account_id: i64, since_ms: i64) -> StoreResult<Vec<(String, u32)>>;
+
+    // --- admin keys ---------------------------------------------------------------------------
+    /// Stores a new admin key (digest only).
+    async fn create_admin_key(&self, key: NewKey) -> StoreResult<AdminKeyRecord>;
+    /// Every admin key.
+    async fn list_admin_keys(&self) -> StoreResult<Vec<AdminKeyRecord>>;
+    /// Revokes (or disables / enables) an admin key. A revoked key stays revoked.
+    async fn set_admin_key_status(&self, id: i64, status: KeyStatus) -> StoreResult<AdminKeyRecord>;
+    /// The admin key with this SHA-256 digest.
+    async fn admin_key_by_digest(&self, digest: [u8; 32]) -> StoreResult<Option<AdminKeyRecord>>;
+
     // --- outputs ----------------------------------------------------------------------------
     /// One output by UUID.
     async fn get_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;

@@ -173,6 +173,9 @@ pub struct NewTask {
     pub resumable_payload: Option<String>,
     /// Where results are POSTed, if anywhere.
     pub webhook_url: Option<String>,
+    /// The account's monthly spend cap in micro-dollars (0 = none): admission is refused when
+    /// this month's spend (UTC) plus the price would exceed it.
+    pub spend_cap_micros: i64,
 }
 
 /// An async task a restart must run again.
@@ -204,6 +207,76 @@ pub enum Admission {
         /// The balance at the time.
         balance_micros: i64,
     },
+    /// The price would take this month's spend past the cap; nothing was recorded.
+    SpendCapReached {
+        /// Spent this month so far.
+        spent_micros: i64,
+    },
+}
+
+/// Limits set for an account or an account and model; `None` = the configured default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitValues {
+    /// Task submissions per second per key (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_rate_per_sec: Option<f64>,
+    /// Burst per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_burst: Option<u32>,
+    /// Task submissions per second for the whole account (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_rate_per_sec: Option<f64>,
+    /// Burst for the whole account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_burst: Option<u32>,
+    /// Tasks running at once per model (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// Tasks waiting per model (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queued: Option<u32>,
+    /// Tasks per model per rolling 24 h (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_daily: Option<u32>,
+    /// Spend per calendar month (UTC) in micro-dollars (0 = unlimited). Account-wide only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_monthly_spend_micros: Option<i64>,
+}
+
+impl LimitValues {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == LimitValues::default()
+    }
+}
+
+/// Stored limits of an account (`model` = None) or of an account on one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitOverride {
+    /// The account.
+    pub account_id: i64,
+    /// Its name.
+    pub account_name: String,
+    /// The model's AIR id, or None for account-wide values.
+    pub model: Option<String>,
+    /// The values set.
+    pub values: LimitValues,
+}
+
+/// A stored admin key (its digest only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminKeyRecord {
+    /// Row id.
+    pub id: i64,
+    /// Display prefix.
+    pub prefix: String,
+    /// Free text.
+    pub description: String,
+    /// Active or revoked (disabled is treated as refused too).
+    pub status: KeyStatus,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
 }
 
 /// An output file to record.

@@ -20,6 +20,7 @@ fn task(account_id: i64, price: i64) -> NewTask {
         price_micros: price,
         resumable_payload: None,
         webhook_url: None,
+        spend_cap_micros: 0,
     }
 }
 
@@ -113,4 +114,51 @@ async fn keys_bootstrap_and_names() {
     assert!(matches!(store.create_account("bad name", 0).await, Err(StoreError::Invalid(_))));
     assert!(matches!(store.grant("nobody", 5, "").await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.grant("default", -5, "").await, Err(StoreError::Invalid(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admissions_never_pass_the_monthly_spend_cap_and_refunds_give_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("db"), SqliteOptions::default()).unwrap());
+    let a = store.create_account("a", 1_000_000).await.unwrap();
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(
+                async move { s.admit_task(NewTask { spend_cap_micros: 1_000, ..task(a.id, 300) }).await },
+            )
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut capped = 0;
+    for h in handles {
+        match h.await.unwrap().unwrap() {
+            Admission::Admitted => admitted.push(()),
+            Admission::SpendCapReached { spent_micros } => {
+                assert_eq!(spent_micros, 900);
+                capped += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), capped), (3, 47), "3 x 300 fits under 1000, a fourth does not");
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 900);
+    // A failed task is refunded, and its spend with it.
+    let t = NewTask { spend_cap_micros: 1_000, ..task(a.id, 100) };
+    assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 1_000);
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            outcome: FinishOutcome::Failure {
+                error: StoredError { code: "providerError".into(), message: "x".into(), parameter: vec![] },
+            },
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 900);
+    // Without a cap nothing is refused.
+    assert!(matches!(store.admit_task(task(a.id, 500)).await.unwrap(), Admission::Admitted));
 }

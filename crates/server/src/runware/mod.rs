@@ -9,6 +9,7 @@ pub mod render;
 pub mod ws;
 
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,9 +32,25 @@ fn json_response(status: u16, body: &Value) -> Response {
         .into_response()
 }
 
+/// Adds `Retry-After` (whole seconds, rounded up) and `retry-after-ms` when the deciding error
+/// says how long to wait.
+pub fn with_retry_after(mut r: Response, wait: Option<std::time::Duration>) -> Response {
+    if let Some(wait) = wait {
+        let ms = wait.as_millis().max(1);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let h = r.headers_mut();
+        h.insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+        h.insert("retry-after-ms", header::HeaderValue::from(ms as u64));
+    }
+    r
+}
+
 /// A response carrying one request-level error.
 pub fn request_error(state: &AppState, e: &ApiError) -> Response {
-    json_response(e.http_status(), &json!({ "errors": [render::error(e, &state.base_url)] }))
+    with_retry_after(
+        json_response(e.http_status(), &json!({ "errors": [render::error(e, &state.base_url)] })),
+        e.retry_after(),
+    )
 }
 
 fn bearer(headers: &HeaderMap) -> Option<Result<String, ApiError>> {
@@ -107,14 +124,24 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `POST /v1`.
-pub async fn post_tasks(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&state, &headers, body).await {
+pub async fn post_tasks(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match handle(&state, client, &headers, body).await {
         Ok(r) => r,
         Err(e) => request_error(&state, &e),
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     check_content_type(headers)?;
     let bytes = read_body(state, headers, body).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -169,7 +196,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
             }
         }
     };
-    let ctx = state.engine.authenticate(&key).await?;
+    let ctx = state.engine.authenticate_from(&key, client).await?;
     drop(key);
 
     if tasks.is_empty() {
@@ -193,16 +220,21 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let mut data = Vec::new();
     let mut errors = Vec::new();
     let mut first_error_status = None;
+    let mut first_retry_after = None;
     for o in outcomes {
         match o {
             Ok(items) => data.extend(items),
             Err(e) => {
+                if first_error_status.is_none() {
+                    first_retry_after = e.retry_after();
+                }
                 first_error_status.get_or_insert(e.http_status());
                 errors.push(render::error(&e, &state.base_url));
             }
         }
     }
     let status = if data.is_empty() { first_error_status.unwrap_or(200) } else { 200 };
+    let retry_after = if data.is_empty() { first_retry_after } else { None };
     let mut body = serde_json::Map::new();
     if !data.is_empty() {
         body.insert("data".into(), Value::Array(data));
@@ -210,7 +242,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     if !errors.is_empty() {
         body.insert("errors".into(), Value::Array(errors));
     }
-    Ok(json_response(status, &Value::Object(body)))
+    Ok(with_retry_after(json_response(status, &Value::Object(body)), retry_after))
 }
 
 /// Runs one task; errors carry the task's type and UUID as the client sent them.
@@ -308,6 +340,7 @@ async fn run_one(
 /// `GET /v1/webhooks/deliveries?taskUUID=…`: the webhook deliveries of a task and every attempt.
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
@@ -323,7 +356,7 @@ pub async fn webhook_deliveries(
                 .with_task_type("authentication"));
             }
         };
-        let ctx = state.engine.authenticate(&key).await?;
+        let ctx = state.engine.authenticate_from(&key, client).await?;
         let uuid = q.get("taskUUID").and_then(|u| uuid::Uuid::try_parse(u).ok()).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidTaskUUID, "Give the task as ?taskUUID=<uuid>.")
                 .with_parameter(ParamPath::key("taskUUID"))

@@ -146,6 +146,7 @@ static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 /// `GET /v1`: upgrades to the WebSocket API; without an upgrade, says how to use the endpoint.
 pub async fn upgrade(
     State(state): State<AppState>,
+    crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
@@ -163,7 +164,7 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes)
-        .on_upgrade(move |socket| connection(state, socket))
+        .on_upgrade(move |socket| connection(state, socket, client))
         .into_response()
 }
 
@@ -171,7 +172,7 @@ fn error_message(state: &AppState, e: &ApiError) -> String {
     json!({ "errors": [render::error(e, &state.base_url)] }).to_string()
 }
 
-async fn connection(state: AppState, socket: WebSocket) {
+async fn connection(state: AppState, socket: WebSocket, client: Option<std::net::IpAddr>) {
     let cfg = state.engine.config().websocket.clone();
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     let (mut sink, mut stream) = socket.split();
@@ -182,7 +183,7 @@ async fn connection(state: AppState, socket: WebSocket) {
         Ok(Some(Ok(Message::Text(t)))) => t,
         _ => return,
     };
-    let (ctx, resume) = match authenticate(&state, first.as_str()).await {
+    let (ctx, resume) = match authenticate(&state, first.as_str(), client).await {
         Ok(v) => v,
         Err(e) => {
             let _ = sink.send(Message::Text(error_message(&state, &e).into())).await;
@@ -298,7 +299,11 @@ fn outbox_or_close(outbox: &Outbox, slow: &mpsc::Sender<()>, msg: String) {
 }
 
 /// Parses the first message: `[{"taskType":"authentication","apiKey":..., "connectionSessionUUID"?}]`.
-async fn authenticate(state: &AppState, text: &str) -> Result<(Arc<AuthContext>, Option<Uuid>), ApiError> {
+async fn authenticate(
+    state: &AppState,
+    text: &str,
+    client: Option<std::net::IpAddr>,
+) -> Result<(Arc<AuthContext>, Option<Uuid>), ApiError> {
     let need_auth = || {
         ApiError::new(
             ErrorCode::MissingApiKey,
@@ -317,7 +322,7 @@ async fn authenticate(state: &AppState, text: &str) -> Result<(Arc<AuthContext>,
         return Err(need_auth());
     }
     let key = first.get("apiKey").and_then(Value::as_str).ok_or_else(need_auth)?;
-    let ctx = state.engine.authenticate(key).await?;
+    let ctx = state.engine.authenticate_from(key, client).await?;
     let resume =
         first.get("connectionSessionUUID").and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok());
     Ok((ctx, resume))

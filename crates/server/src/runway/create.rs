@@ -6,6 +6,7 @@ use super::body::{Body, Need};
 use super::issues::Issue;
 use super::{caller, error_response, json_object, json_response, validation_failed};
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -385,12 +386,13 @@ async fn ingest(
 
 async fn create(
     state: AppState,
+    client: Option<std::net::IpAddr>,
     headers: HeaderMap,
     bytes: Bytes,
     endpoint: &'static str,
     parse: fn(&mut Body<'_>) -> Option<Parsed>,
 ) -> Response {
-    let ctx = match caller(&state, &headers).await {
+    let ctx = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -458,23 +460,43 @@ fn rename_params(mut e: ApiError) -> ApiError {
 }
 
 /// `POST /v1/text_to_image`.
-pub async fn text_to_image(State(s): State<AppState>, h: HeaderMap, b: Bytes) -> Response {
-    create(s, h, b, "text_to_image", parse_text_to_image).await
+pub async fn text_to_image(
+    State(s): State<AppState>,
+    ClientAddr(c): ClientAddr,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    create(s, c, h, b, "text_to_image", parse_text_to_image).await
 }
 
 /// `POST /v1/image_to_video`.
-pub async fn image_to_video(State(s): State<AppState>, h: HeaderMap, b: Bytes) -> Response {
-    create(s, h, b, "image_to_video", |b| parse_video(b, IMAGE_TO_VIDEO, true)).await
+pub async fn image_to_video(
+    State(s): State<AppState>,
+    ClientAddr(c): ClientAddr,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    create(s, c, h, b, "image_to_video", |b| parse_video(b, IMAGE_TO_VIDEO, true)).await
 }
 
 /// `POST /v1/text_to_video`.
-pub async fn text_to_video(State(s): State<AppState>, h: HeaderMap, b: Bytes) -> Response {
-    create(s, h, b, "text_to_video", |b| parse_video(b, TEXT_TO_VIDEO, false)).await
+pub async fn text_to_video(
+    State(s): State<AppState>,
+    ClientAddr(c): ClientAddr,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    create(s, c, h, b, "text_to_video", |b| parse_video(b, TEXT_TO_VIDEO, false)).await
 }
 
 /// `POST /v1/image_upscale`.
-pub async fn image_upscale(State(s): State<AppState>, h: HeaderMap, b: Bytes) -> Response {
-    create(s, h, b, "image_upscale", parse_image_upscale).await
+pub async fn image_upscale(
+    State(s): State<AppState>,
+    ClientAddr(c): ClientAddr,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    create(s, c, h, b, "image_upscale", parse_image_upscale).await
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         // The upload target takes files up to `uploads.ephemeral_max_bytes`; it enforces that
         // limit itself while streaming.
         .route("/v1/uploads/{id}", post(uploads::receive).layer(DefaultBodyLimit::disable()))
+        .route("/v1/organization", get(organization::get_organization))
         .route("/v1/organization/usage", post(organization::usage))
 }
 
@@ -91,13 +92,16 @@ pub fn error_response(state: &AppState, e: &ApiError) -> Response {
         return validation_failed(state, "body", &issues);
     }
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = json_response(
-        status,
-        &json!({
+    let mut r = crate::runware::with_retry_after(
+        json_response(
+            status,
+            &json!({
             "error": e.message,
             "code": e.code.as_str(),
-            "docUrl": format!("{}/docs/errors#{}", state.base_url, e.code.as_str()),
-        }),
+                "docUrl": format!("{}/docs/errors#{}", state.base_url, e.code.as_str()),
+            }),
+        ),
+        e.retry_after(),
     );
     if e.code.is_retryable() {
         // Runway's SDKs retry 429 and 5xx; say explicitly that retrying is right.
@@ -127,8 +131,13 @@ fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Response> 
     Err(validation_failed(state, "headers", &[issue]))
 }
 
-/// The caller's key from `Authorization: Bearer …`.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthContext>, Response> {
+/// The caller's key from `Authorization: Bearer …` (repeated invalid keys from one address are
+/// throttled before any lookup).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
+) -> Result<Arc<AuthContext>, Response> {
     let missing = || {
         ApiError::new(
             ErrorCode::MissingApiKey,
@@ -158,13 +167,17 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthC
             }
         }
     };
-    state.engine.authenticate(&key).await.map_err(|e| error_response(state, &e))
+    state.engine.authenticate_from(&key, client).await.map_err(|e| error_response(state, &e))
 }
 
 /// Version check, then authentication: what every Runway endpoint but the upload target does.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthContext>, Response> {
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
+) -> Result<Arc<AuthContext>, Response> {
     check_version(state, headers)?;
-    authenticate(state, headers).await
+    authenticate(state, headers, client).await
 }
 
 /// The JSON object of a request body, or the 400 saying why not.

@@ -5,6 +5,7 @@ use super::issues::Issue;
 use super::tasks::credits;
 use super::{caller, error_response, json_object, json_response, validation_failed};
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +14,56 @@ use chrono::{Duration, NaiveDate, Utc};
 use mediagate_core::{ApiError, ParamPath};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+/// `GET /v1/organization`: the credit balance, the limits in force per model, and usage.
+/// Limits of 0 in mediagate mean "none" and are shown as `null` (Runway's "no limit"), the
+/// monthly spend cap included.
+pub async fn get_organization(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    let ctx = match caller(&state, &headers, client).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let view = match state.engine.limits_view(ctx.account_id).await {
+        Ok(v) => v,
+        Err(e) => return error_response(&state, &e),
+    };
+    let limit = |n: u32| if n == 0 { Value::Null } else { json!(n) };
+    let mut tier_models = serde_json::Map::new();
+    let mut usage_models = serde_json::Map::new();
+    for m in &view.models {
+        tier_models.insert(
+            m.model.clone(),
+            json!({
+                "maxConcurrentGenerations": limit(m.max_concurrent),
+                "maxDailyGenerations": limit(m.max_daily),
+            }),
+        );
+        usage_models.insert(
+            m.model.clone(),
+            json!({ "dailyGenerations": m.daily_used, "running": m.running, "throttled": m.queued }),
+        );
+    }
+    let cap = if view.max_monthly_spend_micros > 0 {
+        json!(credits(view.max_monthly_spend_micros).floor() as i64)
+    } else {
+        Value::Null
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "creditBalance": credits(view.balance_micros).floor() as i64,
+            "tier": { "maxMonthlyCreditSpend": cap, "models": tier_models },
+            "usage": {
+                "models": usage_models,
+                "monthlyCreditSpend": credits(view.month_spend_micros),
+            },
+        }),
+    )
+}
 
 /// Longest usage window Runway allows, in days.
 const MAX_WINDOW_DAYS: i64 = 90;
@@ -30,8 +81,13 @@ fn date(b: &mut Body<'_>, key: &'static str) -> Option<NaiveDate> {
 
 /// `POST /v1/organization/usage` `{startDate?, beforeDate?}`: credits spent per UTC day and
 /// model (charges minus refunds). Defaults: the 30 days ending today, today included.
-pub async fn usage(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let ctx = match caller(&state, &headers).await {
+pub async fn usage(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let ctx = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -2,6 +2,7 @@
 
 use super::{caller, error_response, json_response};
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,8 +94,13 @@ fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
 }
 
 /// `GET /v1/tasks/{id}`.
-pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let ctx = match caller(&state, &headers).await {
+pub async fn get_task(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let ctx = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -115,10 +121,11 @@ pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id
 /// deletes a finished one. 204 either way.
 pub async fn delete_task(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = match caller(&state, &headers).await {
+    let ctx = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(r) => return r,
     };

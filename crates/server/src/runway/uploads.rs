@@ -6,6 +6,7 @@
 use super::body::{Body, Need};
 use super::{caller, error_response, json_object, json_response, validation_failed};
 use crate::AppState;
+use crate::client_addr::ClientAddr;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -56,8 +57,13 @@ impl UploadSlots {
 }
 
 /// `POST /v1/uploads` `{"filename", "type": "ephemeral"}`.
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let ctx = match caller(&state, &headers).await {
+pub async fn create(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let ctx = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(r) => return r,
     };

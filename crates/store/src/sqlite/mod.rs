@@ -255,6 +255,26 @@ fn output_row(r: &Row<'_>) -> rusqlite::Result<OutputRecord> {
 const OUTPUT_COLUMNS: &str = "uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, \
                               data IS NOT NULL AS inline";
 
+const ADMIN_KEY_COLUMNS: &str = "id, prefix, description, status, created_at";
+
+fn admin_key_row(r: &Row<'_>) -> rusqlite::Result<AdminKeyRecord> {
+    Ok(AdminKeyRecord {
+        id: r.get(0)?,
+        prefix: r.get(1)?,
+        description: r.get(2)?,
+        // An unreadable status must never grant access.
+        status: KeyStatus::parse(&r.get::<_, String>(3)?).unwrap_or(KeyStatus::Revoked),
+        created_at: r.get(4)?,
+    })
+}
+
+fn admin_key_by_id(c: &Connection, id: i64) -> StoreResult<AdminKeyRecord> {
+    c.prepare_cached(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE id = ?1"))?
+        .query_row([id], admin_key_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("admin key {id}")))
+}
+
 fn account_by_name(c: &Connection, name: &str) -> StoreResult<Account> {
     c.prepare_cached("SELECT * FROM accounts WHERE name = ?1")?
         .query_row([name], account_row)
@@ -347,7 +367,44 @@ fn charge(
          VALUES (?1, ?2, 'charge', ?3, ?4, ?5)",
     )?
     .execute(params![account_id, -price, task_uuid, note, now])?;
+    add_spend(c, account_id, price, now)?;
     Ok(None)
+}
+
+/// Adds to (or, negative, takes from) the account's spend in the month of `now`.
+fn add_spend(c: &Connection, account_id: i64, micros: i64, now: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO account_spend (account_id, month, spent_micros)
+         VALUES (?1, strftime('%Y-%m', ?2 / 1000, 'unixepoch'), ?3)
+         ON CONFLICT (account_id, month) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros",
+    )?
+    .execute(params![account_id, now, micros])?;
+    Ok(())
+}
+
+fn spent_this_month(c: &Connection, account_id: i64, now: i64) -> StoreResult<i64> {
+    Ok(c.prepare_cached(
+        "SELECT spent_micros FROM account_spend WHERE account_id = ?1 AND month = strftime('%Y-%m', ?2 / 1000, 'unixepoch')",
+    )?
+    .query_row(params![account_id, now], |r| r.get::<_, i64>(0))
+    .optional()?
+    .unwrap_or(0)
+    .max(0))
+}
+
+/// The spend so far when `price` would take it past `cap` (0 = no cap).
+fn over_spend_cap(
+    c: &Connection,
+    account_id: i64,
+    price: i64,
+    cap: i64,
+    now: i64,
+) -> StoreResult<Option<i64>> {
+    if cap <= 0 || price <= 0 {
+        return Ok(None);
+    }
+    let spent = spent_this_month(c, account_id, now)?;
+    Ok((spent.saturating_add(price) > cap).then_some(spent))
 }
 
 /// Records output rows (inline bytes included); an output already recorded (a partial result
@@ -396,7 +453,7 @@ fn refund(
         "INSERT INTO ledger (account_id, amount_micros, kind, task_uuid, note, created_at) VALUES (?1, ?2, 'refund', ?3, ?4, ?5)",
     )?
     .execute(params![account_id, micros, task_uuid, note, now])?;
-    Ok(())
+    add_spend(c, account_id, -micros, now)
 }
 
 fn webhook_rows(c: &Connection, filter: &str, p: impl rusqlite::Params) -> StoreResult<Vec<WebhookDelivery>> {
@@ -612,6 +669,9 @@ impl Store for SqliteStore {
                     return Ok(Admission::Existing(Box::new(rec)));
                 }
                 let now = now_ms();
+                if let Some(spent_micros) = over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)? {
+                    return Ok(Admission::SpendCapReached { spent_micros });
+                }
                 if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &t.task_type, now)? {
                     return Ok(Admission::InsufficientCredits { balance_micros });
                 }
@@ -654,6 +714,11 @@ impl Store for SqliteStore {
                 }
                 let now = now_ms();
                 let note = format!("{} (retry)", t.task_type);
+                if let Some(spent_micros) =
+                    over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)?
+                {
+                    return Ok(Admission::SpendCapReached { spent_micros });
+                }
                 if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &note, now)? {
                     return Ok(Admission::InsufficientCredits { balance_micros });
                 }
@@ -874,6 +939,143 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<WebhookDelivery>> {
         self.read(move |c| {
             webhook_rows(c, "account_id = ?1 AND task_uuid = ?2", params![account_id, task_uuid.to_string()])
+        })
+        .await
+    }
+
+    async fn limit_overrides(&self) -> StoreResult<Vec<LimitOverride>> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT l.account_id, a.name, l.model, l.settings FROM account_limits l
+                     JOIN accounts a ON a.id = l.account_id ORDER BY a.name, l.model",
+                )?
+                .query_map([], |r| {
+                    let model: String = r.get(2)?;
+                    let settings: String = r.get(3)?;
+                    Ok(LimitOverride {
+                        account_id: r.get(0)?,
+                        account_name: r.get(1)?,
+                        model: (!model.is_empty()).then_some(model),
+                        values: serde_json::from_str(&settings).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_limits(&self, account: &str, model: Option<&str>, values: LimitValues) -> StoreResult<()> {
+        let (account, model) = (account.to_string(), model.unwrap_or("").to_string());
+        self.writer
+            .write(move |c| {
+                let a = account_by_name(c, &account)?;
+                if values.is_empty() {
+                    c.execute(
+                        "DELETE FROM account_limits WHERE account_id = ?1 AND model = ?2",
+                        params![a.id, model],
+                    )?;
+                } else {
+                    let json = serde_json::to_string(&values).map_err(|e| StoreError::Backend(e.to_string()))?;
+                    c.execute(
+                        "INSERT INTO account_limits (account_id, model, settings, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (account_id, model) DO UPDATE SET settings = excluded.settings,
+                                                                     updated_at = excluded.updated_at",
+                        params![a.id, model, json, now_ms()],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn month_spend(&self, account_id: i64) -> StoreResult<i64> {
+        self.read(move |c| spent_this_month(c, account_id, now_ms())).await
+    }
+
+    async fn recent_admissions(
+        &self,
+        account_id: i64,
+        model: &str,
+        since_ms: i64,
+    ) -> StoreResult<Vec<(i64, Uuid)>> {
+        let model = model.to_string();
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT created_at, task_uuid FROM tasks
+                     WHERE account_id = ?1 AND model = ?2 AND created_at > ?3 AND status != 'error'",
+                )?
+                .query_map(params![account_id, model, since_ms], |r| {
+                    let u: String = r.get(1)?;
+                    Ok((r.get::<_, i64>(0)?, Uuid::parse_str(&u).unwrap_or_default()))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn recent_task_counts(&self, account_id: i64, since_ms: i64) -> StoreResult<Vec<(String, u32)>> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT model, COUNT(*) FROM tasks
+                     WHERE account_id = ?1 AND created_at > ?2 AND status != 'error' AND model IS NOT NULL
+                     GROUP BY model",
+                )?
+                .query_map(params![account_id, since_ms], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_admin_key(&self, key: NewKey) -> StoreResult<AdminKeyRecord> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO admin_keys (digest, prefix, description, status, created_at)
+                     VALUES (?1, ?2, ?3, 'active', ?4)",
+                    params![&key.digest[..], key.prefix, key.description, now_ms()],
+                )?;
+                admin_key_by_id(c, c.last_insert_rowid())
+            })
+            .await
+    }
+
+    async fn list_admin_keys(&self) -> StoreResult<Vec<AdminKeyRecord>> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys ORDER BY id"))?
+                .query_map([], admin_key_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_admin_key_status(&self, id: i64, status: KeyStatus) -> StoreResult<AdminKeyRecord> {
+        self.writer
+            .write(move |c| {
+                let k = admin_key_by_id(c, id)?;
+                if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
+                    return Err(StoreError::Conflict(format!(
+                        "admin key {id} is revoked and cannot be changed; create a new one instead"
+                    )));
+                }
+                c.execute("UPDATE admin_keys SET status = ?1 WHERE id = ?2", params![status.as_str(), id])?;
+                admin_key_by_id(c, id)
+            })
+            .await
+    }
+
+    async fn admin_key_by_digest(&self, digest: [u8; 32]) -> StoreResult<Option<AdminKeyRecord>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!("SELECT {ADMIN_KEY_COLUMNS} FROM admin_keys WHERE digest = ?1"))?
+                .query_row([&digest[..]], admin_key_row)
+                .optional()?)
         })
         .await
     }

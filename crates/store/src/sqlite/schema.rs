@@ -104,6 +104,36 @@ ALTER TABLE tasks ADD COLUMN deleted_at INTEGER;
 -- Uploads (outputs without a task) are kept `keep_secs` after their last use; NULL = fixed expiry.
 ALTER TABLE outputs ADD COLUMN keep_secs INTEGER;
 "#,
+    r#"
+-- Limits set per account ('' model = account-wide) or per account and model, as JSON.
+CREATE TABLE account_limits (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    model       TEXT NOT NULL DEFAULT '',
+    settings    TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, model)
+);
+-- Spend per account and calendar month (UTC, 'YYYY-MM'): charges minus refunds, kept with every
+-- ledger write so the monthly spend cap is one row read at admission.
+CREATE TABLE account_spend (
+    account_id    INTEGER NOT NULL REFERENCES accounts(id),
+    month         TEXT NOT NULL,
+    spent_micros  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, month)
+);
+INSERT INTO account_spend (account_id, month, spent_micros)
+    SELECT account_id, strftime('%Y-%m', created_at / 1000, 'unixepoch'), -SUM(amount_micros)
+    FROM ledger WHERE kind IN ('charge', 'refund') GROUP BY 1, 2;
+-- Admin keys: digests only, like API keys.
+CREATE TABLE admin_keys (
+    id           INTEGER PRIMARY KEY,
+    digest       BLOB NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    description  TEXT NOT NULL DEFAULT '',
+    status       TEXT NOT NULL DEFAULT 'active',
+    created_at   INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.

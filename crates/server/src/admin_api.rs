@@ -1,0 +1,401 @@
+//! The admin API under `/admin/v1`: accounts, API keys, credits and limits, authenticated by
+//! admin keys (`Authorization: Bearer admin_…`, made with `mediagate admin-keys create`).
+//!
+//! API keys are refused here and admin keys on the task API. Replies are JSON; errors are
+//! `{"error": {"code", "message"}}` with the catalog's HTTP status. The operations are the
+//! CLI's ([`mediagate_engine::admin::Admin`]).
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `GET /accounts` | lists accounts |
+//! | `POST /accounts` `{name, creditUsd?}` | creates one |
+//! | `POST /accounts/{name}/suspend`, `/unsuspend` | suspends (keys refused with 401) or reactivates |
+//! | `GET /accounts/{name}/credits?entries=N` | balance and newest ledger entries |
+//! | `POST /accounts/{name}/credits` `{usd, note?}` | grants credit |
+//! | `GET /accounts/{name}/limits` | stored overrides, limits in force and current usage per model |
+//! | `PUT /accounts/{name}/limits` `{model?, keyRatePerSec?, …}` | replaces the account's (or the account and model's) overrides |
+//! | `GET /keys?account=NAME` | lists keys (never secrets) |
+//! | `POST /keys` `{account, description?, scopes?}` | creates a key; the secret is in this reply only |
+//! | `POST /keys/{id}/disable`, `/enable`, `/revoke` | changes a key's status |
+
+use crate::AppState;
+use crate::client_addr::ClientAddr;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mediagate_core::money::{format_usd, parse_usd};
+use mediagate_core::{ApiError, ErrorCode};
+use mediagate_engine::admin::AdminError;
+use mediagate_store::{Account, AccountStatus, KeyRecord, KeyStatus, LimitValues, StoreError};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// The admin routes, to nest under `/admin/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/accounts", get(list_accounts).post(create_account))
+        .route("/accounts/{name}/suspend", post(suspend))
+        .route("/accounts/{name}/unsuspend", post(unsuspend))
+        .route("/accounts/{name}/credits", get(credits).post(grant))
+        .route("/accounts/{name}/limits", get(limits).put(set_limits))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}/{action}", post(key_action))
+}
+
+/// An error reply of the admin API.
+fn error_response(e: &ApiError) -> Response {
+    let r = (
+        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "error": { "code": e.code.as_str(), "message": e.message } }).to_string(),
+    )
+        .into_response();
+    crate::runware::with_retry_after(r, e.retry_after())
+}
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+type Reply = Result<Response, ApiError>;
+
+fn done(r: Reply) -> Response {
+    r.unwrap_or_else(|e| error_response(&e))
+}
+
+fn admin_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::Invalid(m) => ApiError::new(ErrorCode::InvalidParameterValue, m),
+        AdminError::Store(StoreError::Invalid(m) | StoreError::Conflict(m)) => {
+            ApiError::new(ErrorCode::InvalidParameterValue, m)
+        }
+        AdminError::Store(StoreError::NotFound(what)) => {
+            ApiError::new(ErrorCode::ResourceNotFound, format!("{what} does not exist."))
+        }
+        AdminError::Store(StoreError::Backend(m)) => {
+            tracing::error!(error = %m, "admin operation failed");
+            ApiError::internal()
+        }
+    }
+}
+
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequestBody,
+            format!("The request body is not the expected JSON object: {e}."),
+        )
+    })
+}
+
+/// Proof that the request carries a valid admin key.
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ClientAddr(client) =
+            ClientAddr::from_request_parts(parts, state).await.unwrap_or(ClientAddr(None));
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")));
+        let Some(key) = key else {
+            return Err(error_response(&ApiError::new(
+                ErrorCode::InvalidAdminKey,
+                "Send an admin key as `Authorization: Bearer admin_…` (create one with `mediagate admin-keys create`).",
+            )));
+        };
+        state.engine.authenticate_admin(key, client).await.map_err(|e| error_response(&e))?;
+        Ok(AdminAuth)
+    }
+}
+
+fn account_json(a: &Account) -> Value {
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "status": a.status.as_str(),
+        "balanceMicros": a.balance_micros,
+        "balanceUsd": format_usd(a.balance_micros),
+        "createdAt": a.created_at,
+    })
+}
+
+fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "account": k.account_name,
+        "prefix": k.prefix,
+        "description": k.description,
+        "scopes": k.scopes,
+        "status": k.status.as_str(),
+        "createdAt": k.created_at,
+    })
+}
+
+async fn list_accounts(_: AdminAuth, State(s): State<AppState>) -> Response {
+    done(
+        async {
+            let list = s.engine.admin().list_accounts().await.map_err(admin_error)?;
+            Ok(ok(json!({ "data": list.iter().map(account_json).collect::<Vec<_>>() })))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewAccount {
+    name: String,
+    #[serde(default)]
+    credit_usd: Option<String>,
+}
+
+async fn create_account(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
+    done(
+        async {
+            let req: NewAccount = body(&b)?;
+            let a = s
+                .engine
+                .admin()
+                .create_account(&req.name, req.credit_usd.as_deref().unwrap_or("0"))
+                .await
+                .map_err(admin_error)?;
+            Ok(ok(account_json(&a)))
+        }
+        .await,
+    )
+}
+
+async fn set_status(s: &AppState, name: &str, status: AccountStatus) -> Response {
+    done(
+        async {
+            let a = s.engine.admin().set_account_status(name, status).await.map_err(admin_error)?;
+            Ok(ok(account_json(&a)))
+        }
+        .await,
+    )
+}
+
+async fn suspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    set_status(&s, &name, AccountStatus::Suspended).await
+}
+
+async fn unsuspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    set_status(&s, &name, AccountStatus::Active).await
+}
+
+async fn credits(
+    _: AdminAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    done(
+        async {
+            let entries = q.get("entries").and_then(|n| n.parse().ok()).unwrap_or(20);
+            let (a, ledger) = s.engine.admin().credits(&name, entries).await.map_err(admin_error)?;
+            let ledger: Vec<Value> = ledger
+                .iter()
+                .map(|l| {
+                    json!({
+                        "id": l.id,
+                        "amountMicros": l.amount_micros,
+                        "kind": l.kind,
+                        "taskUUID": l.task_uuid,
+                        "note": l.note,
+                        "createdAt": l.created_at,
+                    })
+                })
+                .collect();
+            Ok(ok(json!({ "account": account_json(&a), "ledger": ledger })))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    usd: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn grant(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
+    done(
+        async {
+            let req: Grant = body(&b)?;
+            let balance = s
+                .engine
+                .admin()
+                .grant(&name, &req.usd, req.note.as_deref().unwrap_or("granted by admin API"))
+                .await
+                .map_err(admin_error)?;
+            Ok(ok(json!({ "balanceMicros": balance, "balanceUsd": format_usd(balance) })))
+        }
+        .await,
+    )
+}
+
+async fn account_id(s: &AppState, name: &str) -> Result<Account, ApiError> {
+    s.engine.store().account_by_name(name).await.map_err(|e| admin_error(e.into()))?.ok_or_else(|| {
+        ApiError::new(ErrorCode::ResourceNotFound, format!("account '{name}' does not exist."))
+    })
+}
+
+async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    done(
+        async {
+            let a = account_id(&s, &name).await?;
+            let overrides = s.engine.admin().limit_overrides(Some(&name)).await.map_err(admin_error)?;
+            let view = s.engine.limits_view(a.id).await?;
+            let overrides: Vec<Value> =
+                overrides.iter().map(|o| json!({ "model": o.model, "values": o.values })).collect();
+            Ok(ok(json!({
+                "account": account_json(&a),
+                "overrides": overrides,
+                "limits": view,
+            })))
+        }
+        .await,
+    )
+}
+
+/// `PUT /accounts/{name}/limits`: values for the account, or with `model` for one model.
+/// Omitted values fall back to the account's and then to `[limits]`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SetLimits {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    key_rate_per_sec: Option<f64>,
+    #[serde(default)]
+    key_burst: Option<u32>,
+    #[serde(default)]
+    account_rate_per_sec: Option<f64>,
+    #[serde(default)]
+    account_burst: Option<u32>,
+    #[serde(default)]
+    max_concurrent: Option<u32>,
+    #[serde(default)]
+    max_queued: Option<u32>,
+    #[serde(default)]
+    max_daily: Option<u32>,
+    #[serde(default)]
+    max_monthly_spend_usd: Option<String>,
+}
+
+async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
+    done(
+        async {
+            let req: SetLimits = body(&b)?;
+            if let Some(m) = &req.model
+                && !s.engine.catalog().models().any(|x| &x.spec.air == m)
+            {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownModel,
+                    format!("Unknown model '{m}'; limits are set per model of this server's catalog."),
+                ));
+            }
+            let spend = req.max_monthly_spend_usd.as_deref().map(parse_usd).transpose().map_err(|e| {
+                ApiError::new(ErrorCode::InvalidParameterValue, format!("maxMonthlySpendUsd: {e}"))
+            })?;
+            let values = LimitValues {
+                key_rate_per_sec: req.key_rate_per_sec,
+                key_burst: req.key_burst,
+                account_rate_per_sec: req.account_rate_per_sec,
+                account_burst: req.account_burst,
+                max_concurrent: req.max_concurrent,
+                max_queued: req.max_queued,
+                max_daily: req.max_daily,
+                max_monthly_spend_micros: spend,
+            };
+            s.engine.admin().set_limits(&name, req.model.as_deref(), values).await.map_err(admin_error)?;
+            s.engine.reload_limits().await.map_err(|e| admin_error(e.into()))?;
+            Ok(limits(AdminAuth, State(s.clone()), Path(name)).await)
+        }
+        .await,
+    )
+}
+
+async fn list_keys(
+    _: AdminAuth,
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    done(
+        async {
+            let list = s
+                .engine
+                .admin()
+                .list_keys(q.get("account").map(String::as_str))
+                .await
+                .map_err(admin_error)?;
+            Ok(ok(json!({ "data": list.iter().map(key_json).collect::<Vec<_>>() })))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    account: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
+    done(
+        async {
+            let req: NewKey = body(&b)?;
+            let k = s
+                .engine
+                .admin()
+                .create_key(&req.account, &req.description, &req.scopes)
+                .await
+                .map_err(admin_error)?;
+            // The only time the secret is shown.
+            Ok(ok(json!({ "key": key_json(&k.record), "secret": k.secret })))
+        }
+        .await,
+    )
+}
+
+async fn key_action(
+    _: AdminAuth,
+    State(s): State<AppState>,
+    Path((id, action)): Path<(i64, String)>,
+) -> Response {
+    done(
+        async {
+            let status = match action.as_str() {
+                "disable" => KeyStatus::Disabled,
+                "enable" => KeyStatus::Active,
+                "revoke" => KeyStatus::Revoked,
+                other => {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("No key action '{other}'; use disable, enable or revoke."),
+                    ));
+                }
+            };
+            let k = s.engine.admin().set_key_status(id, status).await.map_err(admin_error)?;
+            Ok(ok(key_json(&k)))
+        }
+        .await,
+    )
+}
