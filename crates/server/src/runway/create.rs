@@ -392,14 +392,8 @@ async fn create(
     endpoint: &'static str,
     parse: fn(&mut Body<'_>) -> Option<Parsed>,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let obj = match json_object(&state, &bytes) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
+    let obj = or_reply!(json_object(&state, &bytes));
     let mut body = Body::new(&obj, ParamPath::default());
     let parsed = parse(&mut body);
     let issues = body.finish();

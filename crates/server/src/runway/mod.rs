@@ -6,6 +6,16 @@
 //! `{"id": …}`; the task then runs asynchronously and is polled at `GET /v1/tasks/{id}`.
 //! Errors use Runway's bodies: `{"error", "docUrl", "issues": [{"code", "path", "message"}]}`.
 
+/// Unwraps a `Result<T, Response>` in a handler, answering with the error response.
+macro_rules! or_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(response) => return response,
+        }
+    };
+}
+
 mod body;
 mod create;
 mod issues;

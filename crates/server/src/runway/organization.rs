@@ -23,10 +23,7 @@ pub async fn get_organization(
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
     let view = match state.engine.limits_view(ctx.account_id).await {
         Ok(v) => v,
         Err(e) => return error_response(&state, &e),
@@ -87,17 +84,11 @@ pub async fn usage(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
     let obj = if bytes.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
-        match json_object(&state, &bytes) {
-            Ok(o) => o,
-            Err(r) => return r,
-        }
+        or_reply!(json_object(&state, &bytes))
     };
     let mut b = Body::new(&obj, ParamPath::default());
     let start = date(&mut b, "startDate");

@@ -100,14 +100,8 @@ pub async fn get_task(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&state, &id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
+    let id = or_reply!(parse_id(&state, &id));
     match state.engine.get_response(&ctx, id).await {
         Ok(view) => {
             let phase = state.engine.task_phase(ctx.account_id, id);
@@ -125,14 +119,8 @@ pub async fn delete_task(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let id = match parse_id(&state, &id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
+    let id = or_reply!(parse_id(&state, &id));
     match state.engine.cancel_or_delete(&ctx, id).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(&state, &e),

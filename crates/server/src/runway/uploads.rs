@@ -63,14 +63,8 @@ pub async fn create(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let ctx = match caller(&state, &headers, client).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let obj = match json_object(&state, &bytes) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    let ctx = or_reply!(caller(&state, &headers, client).await);
+    let obj = or_reply!(json_object(&state, &bytes));
     let mut b = Body::new(&obj, ParamPath::default());
     b.string("filename", Need::Required, 1, 255);
     b.one_of("type", Need::Required, &["ephemeral"]);
