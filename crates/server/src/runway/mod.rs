@@ -6,15 +6,18 @@
 //! `{"id": …}`; the task then runs asynchronously and is polled at `GET /v1/tasks/{id}`.
 //! Errors use Runway's bodies: `{"error", "docUrl", "issues": [{"code", "path", "message"}]}`.
 
-/// Unwraps a `Result<T, Response>` in a handler, answering with the error response.
+/// Unwraps a `Result<T, Refusal>` in a handler, answering with the refusal.
 macro_rules! or_reply {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(response) => return response,
+            Err(refusal) => return *refusal,
         }
     };
 }
+
+/// A response that ends a request early (boxed: responses are large and this is the rare path).
+type Refusal = Box<axum::response::Response>;
 
 mod body;
 mod create;
@@ -123,7 +126,7 @@ pub fn error_response(state: &AppState, e: &ApiError) -> Response {
 }
 
 /// Checks `X-Runway-Version`.
-fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     let path = mediagate_core::ParamPath::key("X-Runway-Version");
     let issue = match headers.get("x-runway-version").map(|v| v.to_str().unwrap_or("")) {
         None => Issue::required(path, "string"),
@@ -138,7 +141,7 @@ fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Response> 
         "{}. Send the header `X-Runway-Version: {}` (the official SDKs send it).",
         issue.message, API_VERSIONS[0]
     );
-    Err(validation_failed(state, "headers", &[issue]))
+    Err(Box::new(validation_failed(state, "headers", &[issue])))
 }
 
 /// The caller's key from `Authorization: Bearer …` (repeated invalid keys from one address are
@@ -147,7 +150,7 @@ async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     client: Option<std::net::IpAddr>,
-) -> Result<Arc<AuthContext>, Response> {
+) -> Result<Arc<AuthContext>, Refusal> {
     let missing = || {
         ApiError::new(
             ErrorCode::MissingApiKey,
@@ -155,29 +158,29 @@ async fn authenticate(
         )
     };
     let key = match headers.get(header::AUTHORIZATION) {
-        None => return Err(error_response(state, &missing())),
+        None => return Err(Box::new(error_response(state, &missing()))),
         Some(v) => {
             let s = v.to_str().map_err(|_| {
-                error_response(
+                Box::new(error_response(
                     state,
                     &ApiError::new(ErrorCode::InvalidApiKey, "The Authorization header is not valid text."),
-                )
+                ))
             })?;
             match s.strip_prefix("Bearer ") {
                 Some(k) => k.to_string(),
                 None => {
-                    return Err(error_response(
+                    return Err(Box::new(error_response(
                         state,
                         &ApiError::new(
                             ErrorCode::InvalidApiKey,
                             "Invalid Authorization header: send it as `Authorization: Bearer key_…`.",
                         ),
-                    ));
+                    )));
                 }
             }
         }
     };
-    state.engine.authenticate_from(&key, client).await.map_err(|e| error_response(state, &e))
+    state.engine.authenticate_from(&key, client).await.map_err(|e| Box::new(error_response(state, &e)))
 }
 
 /// Version check, then authentication: what every Runway endpoint but the upload target does.
@@ -185,26 +188,26 @@ async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     client: Option<std::net::IpAddr>,
-) -> Result<Arc<AuthContext>, Response> {
+) -> Result<Arc<AuthContext>, Refusal> {
     check_version(state, headers)?;
     authenticate(state, headers, client).await
 }
 
 /// The JSON object of a request body, or the 400 saying why not.
-fn json_object(state: &AppState, bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Response> {
+fn json_object(state: &AppState, bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Refusal> {
     let bad = |msg: String| {
-        json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg, "docUrl": doc_url(state) }))
+        Box::new(json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg, "docUrl": doc_url(state) })))
     };
     if bytes.is_empty() {
         return Err(bad("The request body is empty; send a JSON object.".into()));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(validation_failed(
+        Ok(other) => Err(Box::new(validation_failed(
             state,
             "body",
             &[Issue::wrong_type(mediagate_core::ParamPath::default(), "object", &other)],
-        )),
+        ))),
         Err(e) => Err(bad(format!("The request body is not valid JSON ({e})."))),
     }
 }

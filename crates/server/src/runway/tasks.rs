@@ -38,15 +38,15 @@ fn iso(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn parse_id(state: &AppState, id: &str) -> Result<Uuid, Response> {
+fn parse_id(state: &AppState, id: &str) -> Result<Uuid, super::Refusal> {
     Uuid::try_parse(id).map_err(|_| {
-        error_response(
+        Box::new(error_response(
             state,
             &ApiError::new(
                 ErrorCode::TaskNotFound,
                 "Task ids are UUIDs, as returned by the endpoint that created the task.",
             ),
-        )
+        ))
     })
 }
 
