@@ -228,6 +228,17 @@ async fn validation_lists_every_issue_zod_style() {
     assert_eq!(by_path(json!([]))["keys"], json!(["colour"]));
     assert_eq!(issues.len(), 5, "{b}");
 
+    // An empty prompt is too small.
+    let (_, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/text_to_image",
+        Some(&json!({"model": "gen4_image", "promptText": "", "ratio": "720:720"})),
+    )
+    .await;
+    assert_eq!(b["issues"][0]["code"], "too_small", "{b}");
+    assert_eq!(b["issues"][0]["minimum"], 1.0);
+
     // A missing prompt, an unknown model, wrong types.
     let (st, b) = call(&s, reqwest::Method::POST, "/v1/text_to_video", Some(&json!({"model": "sora"}))).await;
     assert_eq!(st, 400);
@@ -296,7 +307,7 @@ async fn bad_assets_are_400s_with_the_asset_guides_messages_and_paths() {
 
 #[tokio::test]
 async fn ephemeral_uploads_are_usable_as_runway_uris() {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.uploads.ephemeral_max_bytes = 1_000_000).await;
     let (st, b) = call(
         &s,
         reqwest::Method::POST,
@@ -338,6 +349,27 @@ async fn ephemeral_uploads_are_usable_as_runway_uris() {
     let out = s.http.get(b["output"][0].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     let img = image::load_from_memory(&out).unwrap();
     assert_eq!((img.width(), img.height()), (400, 320));
+
+    // A file over `uploads.ephemeral_max_bytes` is refused.
+    let (_, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/uploads",
+        Some(&json!({"filename": "big.png", "type": "ephemeral"})),
+    )
+    .await;
+    let form = reqwest::multipart::Form::new()
+        .text("key", b["fields"]["key"].as_str().unwrap().to_string())
+        .text("token", b["fields"]["token"].as_str().unwrap().to_string())
+        .part("file", reqwest::multipart::Part::bytes(vec![0u8; 1_000_001]).file_name("big.png"));
+    let r = s.http.post(b["uploadUrl"].as_str().unwrap()).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        (b["code"].as_str(), b["error"].as_str()),
+        (Some("assetTooLarge"), Some("Asset size exceeds 1.0MB.")),
+        "{b}"
+    );
 
     // Another account cannot use it; an unknown upload is a 400 on create.
     let (st, b) = call(

@@ -125,3 +125,67 @@ async fn delete_interrupts_the_providers_job() {
     }
     assert_eq!(mock.interrupts().len(), 1);
 }
+
+/// A server whose `gen4_image` goes to an OpenAI-compatible mock (no retries: one call each).
+async fn openai_server(m: &mediagate_testkit::mock_upstream::MockUpstream) -> TestServer {
+    let base = m.url("");
+    TestServer::start_with(move |c| {
+        c.providers.upstreams.push(UpstreamConfig {
+            name: "openai".into(),
+            kind: UpstreamKind::OpenaiImages,
+            base_url: base,
+            timeout_ms: 5_000,
+            ..UpstreamConfig::default()
+        });
+        let mut spec = builtin_models().into_iter().find(|m| m.air == "gen4_image").unwrap();
+        spec.provider = "openai".into();
+        spec.retry.attempts = 1;
+        c.models.push(spec);
+    })
+    .await
+}
+
+async fn finish(s: &TestServer, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = get(s, id).await;
+        if !["PENDING", "THROTTLED", "RUNNING"].contains(&b["status"].as_str().unwrap()) {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "never finished: {b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn provider_failures_are_failed_tasks_with_failure_codes_and_no_charge() {
+    use mediagate_testkit::mock_upstream::{MockUpstream, Reply};
+    let m = MockUpstream::start().await;
+    let s = openai_server(&m).await;
+    let before = s.balance("default").await;
+
+    m.on(
+        "POST",
+        "/v1/images/generations",
+        vec![Reply::json(500, json!({"error": {"message": "boom: secret-internal-detail"}}))],
+    );
+    let b = finish(&s, &create(&s).await).await;
+    assert_eq!(b["status"], "FAILED", "{b}");
+    assert_eq!(b["failureCode"], "INTERNAL");
+    assert_eq!(b["cost"], json!({"credits": 0}));
+    let failure = b["failure"].as_str().unwrap();
+    assert!(!failure.is_empty() && !failure.contains("secret-internal-detail"), "{failure}");
+
+    m.on(
+        "POST",
+        "/v1/images/generations",
+        vec![Reply::json(
+            400,
+            json!({"error": {"code": "content_policy_violation", "message": "rejected by the safety system"}}),
+        )],
+    );
+    let b = finish(&s, &create(&s).await).await;
+    assert_eq!(b["status"], "FAILED", "{b}");
+    assert_eq!(b["failureCode"], "SAFETY.INPUT.GENERAL", "{b}");
+    assert_eq!(s.balance("default").await, before, "failed tasks are refunded");
+}
