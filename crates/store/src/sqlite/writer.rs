@@ -77,10 +77,12 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached statements: a savepoint per job is on every write's path, and re-parsing the SQL
+    // each time showed in profiles.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
@@ -103,13 +105,17 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
         }
         // IMMEDIATE takes the write lock now (waiting up to busy_timeout for another process,
         // e.g. the CLI), so no statement inside the batch can fail on a lock upgrade.
-        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
+        let commit = match conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut b| b.execute([])) {
             Err(e) => Err(StoreError::from(e)),
-            Ok(()) => {
+            Ok(_) => {
                 for job in batch.iter_mut() {
                     job.run(&conn);
                 }
-                let c = conn.execute_batch("COMMIT").map_err(StoreError::from);
+                let c = conn
+                    .prepare_cached("COMMIT")
+                    .and_then(|mut c| c.execute([]))
+                    .map(drop)
+                    .map_err(StoreError::from);
                 if c.is_err() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
