@@ -60,4 +60,11 @@ async fn served_pages_follow_the_catalog_and_name_the_stand_in() {
     let index = s.http.get(format!("{}/docs", s.base_url)).send().await.unwrap().text().await.unwrap();
     assert!(index.contains("procedural stand-in, not a generative model"));
     assert!(index.contains("NOT a generative model"), "the catalog description says so too");
+    // Runway model names are labelled as stand-ins too, and the Runway guide is served.
+    assert!(
+        index.contains("<code>gen4_turbo</code>")
+            && index.contains("served by a local stand-in, NOT the Runway model")
+    );
+    let guide = s.http.get(format!("{}/docs/runway", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(guide.contains("X-Runway-Version: 2024-11-06") && guide.contains("NOT by Runway's models"));
 }

@@ -37,7 +37,10 @@ pub async fn index(State(state): State<AppState>) -> Html<String> {
         "mediagate",
         &format!(
             "<h1>mediagate</h1><p>A self-hosted API server for generative-media tasks speaking the Runware \
-             task-array dialect at <code>POST /v1</code>.</p>\
+             task-array dialect at <code>POST /v1</code> and the Runway dialect at \
+             <code>POST /v1/text_to_image</code>, <code>GET /v1/tasks/{{id}}</code>, … \
+             (<a href=\"/docs/runway\">guide</a>). Runway model names are served by the same local \
+             stand-ins unless configured otherwise.</p>\
              <p><strong>Note:</strong> the built-in model <code>mediagate:procedural@1</code> is a \
              <em>procedural stand-in, not a generative model</em>: it draws deterministic seeded gradients \
              and shapes so the whole pipeline runs without a GPU. Configure real providers for real images.</p>\
