@@ -583,3 +583,38 @@ async fn a_daily_cap_is_a_429_with_retry_after() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["code"], "dailyLimitExceeded", "{b}");
 }
+
+#[tokio::test]
+async fn uploads_beyond_the_json_body_limit_are_streamed_in() {
+    // 6 MB of noise as PNG: more than `server.max_body_bytes`-style limits on JSON routes and more
+    // than a data URI may carry (5 MB), well within the 200 MB ephemeral limit.
+    let s = TestServer::start().await;
+    let mut x: u32 = 12345;
+    let img = image::RgbImage::from_fn(1500, 1400, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    assert!(png.len() > 6_000_000, "{}", png.len());
+    let (_, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/uploads",
+        Some(&json!({"filename": "big.png", "type": "ephemeral"})),
+    )
+    .await;
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in b["fields"].as_object().unwrap() {
+        form = form.text(k.clone(), v.as_str().unwrap().to_string());
+    }
+    let form = form.part("file", reqwest::multipart::Part::bytes(png.clone()).file_name("big.png"));
+    let r = s.http.post(b["uploadUrl"].as_str().unwrap()).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let id: uuid::Uuid = b["runwayUri"].as_str().unwrap().trim_start_matches("runway://").parse().unwrap();
+    let rec = s.engine.store().get_output(id).await.unwrap().unwrap();
+    assert_eq!((rec.size, rec.content_type.as_str(), rec.inline), (png.len() as u64, "image/png", false));
+}
