@@ -24,7 +24,7 @@ pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>)
         return missing();
     };
     let rec = match state.engine.store().get_output(uuid).await {
-        Ok(Some(r)) if r.extension == ext && r.expires_at > mediagate_store_now() => r,
+        Ok(Some(r)) if r.extension == ext && r.expires_at > mediagate_store::now_ms() => r,
         Ok(_) => return missing(),
         Err(e) => {
             tracing::error!(error = %e, "output lookup failed");
@@ -43,11 +43,4 @@ pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>)
             .into_response(),
         None => missing(),
     }
-}
-
-fn mediagate_store_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
