@@ -278,13 +278,21 @@ async fn credits(admin: Admin, c: CreditsCmd) -> Result<()> {
     Ok(())
 }
 
-async fn serve(cfg: mediagate_engine::config::Config) -> Result<i32> {
+async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
     config::init_logging();
+    // Bound first, so that URLs the server hands out (outputs, uploads, documentation links)
+    // carry the real port when `--listen` asks for any free one (`:0`).
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let local = listener.local_addr()?;
+    if cfg.public_base_url.is_empty() {
+        cfg.public_base_url = format!("http://{local}");
+    }
     let store: Arc<dyn Store> = Arc::new(
         open_store(&cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
     );
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    let listen = cfg.listen.clone();
     let engine = Arc::new(Engine::new(cfg, store).context("starting the engine")?);
     if let Some(b) = engine.prepare().await.context("preparing the store")? {
         // Printed straight to stderr, never through the log pipeline, and never again.
@@ -300,9 +308,6 @@ async fn serve(cfg: mediagate_engine::config::Config) -> Result<i32> {
     mediagate_server::install(&engine);
     engine.resume_unfinished().await.context("resuming unfinished tasks")?;
     engine.resume_webhooks().await.context("resuming webhook deliveries")?;
-    let listener =
-        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-    let local = listener.local_addr()?;
     tracing::info!(address = %local, data_dir = %engine.config().data_dir.display(), "mediagate listening");
     eprintln!("mediagate listening on http://{local}");
     tokio::spawn(engine.clone().sweep_outputs_forever());

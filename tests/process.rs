@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use base64::Engine as _;
+
 use common::*;
 
 fn ping() -> Value {
@@ -237,6 +239,47 @@ fn an_acknowledged_async_task_survives_kill_9_and_is_charged_once() {
     let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
     assert!(stdout(&o).contains("balance $9.988"), "charged exactly once: {}", stdout(&o));
     assert!(!stdout(&o).contains("refund"));
+}
+
+#[test]
+fn an_accepted_runway_task_survives_kill_9_and_is_charged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().unwrap();
+    // A first frame sent inline is kept as an upload, so the resumed task still has it.
+    let frame = {
+        let img = image::RgbImage::from_fn(160, 90, |x, y| image::Rgb([x as u8, y as u8, 200]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(png.into_inner())
+        )
+    };
+    let body = json!({"model": "gen4_turbo", "promptImage": frame, "ratio": "1584:672", "duration": 10});
+    let (st, b) = runway(&s.base, &key, "POST", "/v1/image_to_video", Some(&body));
+    assert_eq!(st, 200, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    s.signal("-KILL");
+    drop(s);
+    let s2 = Server::start(dir.path(), &[], &[]);
+    assert!(s2.log_text().contains("resumed acknowledged tasks"), "{}", s2.log_text());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (st, b) = runway(&s2.base, &key, "GET", &format!("/v1/tasks/{id}"), None);
+        assert_eq!(st, 200, "{b}");
+        if !["PENDING", "THROTTLED", "RUNNING"].contains(&b["status"].as_str().unwrap()) {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the resumed task never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    // URLs carry the port actually bound (the test server listens on `:0`).
+    let url = done["output"][0].as_str().unwrap();
+    assert!(url.starts_with(&s2.base) && url.ends_with(".mp4"), "{url} vs {}", s2.base);
+    let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
+    assert!(stdout(&o).contains("balance $9.75"), "charged exactly once: {}", stdout(&o));
 }
 
 #[test]

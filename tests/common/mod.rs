@@ -114,6 +114,24 @@ pub fn post(base: &str, key: &str, body: &Value) -> (u16, Value) {
     client(base, key, body)
 }
 
+/// A Runway-dialect request (`X-Runway-Version` and the key set) from a synchronous test.
+pub fn runway(base: &str, key: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut r = ::reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(key)
+            .header("X-Runway-Version", "2024-11-06")
+            .timeout(std::time::Duration::from_secs(120));
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let r = r.send().await.expect("request");
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(Value::Null))
+    })
+}
+
 mod reqwest {
     pub use ::reqwest::*;
     /// A blocking-style POST through a throwaway runtime (tests here are synchronous).

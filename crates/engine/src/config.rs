@@ -17,7 +17,7 @@ pub struct Config {
     pub listen: String,
     /// Directory holding the SQLite database and stored outputs.
     pub data_dir: PathBuf,
-    /// Base URL clients reach the server at, used in output URLs; empty = `http://<listen>`.
+    /// Base URL clients reach the server at, used in output URLs; empty = `http://` + the bound address.
     pub public_base_url: String,
     /// HTTP edge options.
     pub server: ServerConfig,
