@@ -9,15 +9,14 @@
 //! cargo build --release --workspace && target/release/mediagate-bench --duration 10
 //! ```
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use std::io::{BufRead, BufReader};
+use mediagate_bench::server::Server;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Load-test a mediagate server.
@@ -35,53 +34,6 @@ struct Args {
     /// The server binary (default: `mediagate` next to this binary).
     #[arg(long)]
     mediagate: Option<PathBuf>,
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    key: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(bin: &PathBuf) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MEDIAGATE_BOOTSTRAP__INITIAL_CREDIT_USD", "1000000")
-        .env_remove("MEDIAGATE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let (mut key, mut addr) = (None, None);
-    for line in lines.by_ref() {
-        let line = line?;
-        let t = line.trim();
-        if t.starts_with("key_") && t.len() == 132 {
-            key = Some(t.to_string());
-        }
-        if let Some(a) = t.strip_prefix("mediagate listening on http://") {
-            addr = Some(a.to_string());
-            break;
-        }
-    }
-    // Keep draining the server's logs so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    match (key, addr) {
-        (Some(key), Some(addr)) => Ok(Server { child, addr, key, dir }),
-        _ => bail!("the server did not start (no key or address on stderr)"),
-    }
 }
 
 struct Outcome {
@@ -164,7 +116,7 @@ fn run_scenario(server: &Server, scenario: &str, concurrency: usize, secs: u64) 
 
 /// CPU time (user + system) the server process has used so far, from /proc.
 fn server_cpu(server: &Server) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -175,7 +127,7 @@ fn server_cpu(server: &Server) -> Duration {
 }
 
 fn persisted_image_tasks(server: &Server) -> Result<u64> {
-    let db = rusqlite::Connection::open(server.dir.path().join("mediagate.db"))?;
+    let db = rusqlite::Connection::open(server.database())?;
     Ok(db.query_row(
         "SELECT COUNT(*) FROM tasks WHERE task_type = 'imageInference' AND status = 'success'",
         [],
@@ -189,7 +141,7 @@ fn main() -> Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("mediagate"),
     };
-    let server = start_server(&bin)?;
+    let server = Server::start(&bin, |_, _| Ok(()))?;
     println!(
         "mediagate-bench: server {} on {} ({} s per scenario, {} cores)",
         bin.display(),

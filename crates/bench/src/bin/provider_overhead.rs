@@ -31,15 +31,14 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use mediagate_bench::server::Server;
 use mediagate_core::model::{ModelSpec, builtin_models};
 use mediagate_core::task::{ImageInference, OutputOptions};
 use mediagate_engine::dispatch::Dispatcher;
 use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind, build};
 use mediagate_providers::{Job, no_progress};
 use mock_upstream::{MockUpstream, openai_b64_reply, png};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AIR: &str = "bench:openai-mock@1";
@@ -63,78 +62,6 @@ struct Args {
     /// The server's log filter (`MEDIAGATE_LOG`).
     #[arg(long, default_value = "info")]
     log: String,
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    key: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(bin: &PathBuf, mock_base: &str, log: &str) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("mediagate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[providers.upstreams]]
-name = "mock-openai"
-kind = "openai-images"
-base_url = "{mock_base}"
-timeout_ms = 10000
-
-[[models]]
-air = "{AIR}"
-task_type = "imageInference"
-provider = "mock-openai"
-price_usd = "0.0001"
-description = "benchmark: the mock OpenAI-images upstream"
-"#
-        ),
-    )?;
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MEDIAGATE_BOOTSTRAP__INITIAL_CREDIT_USD", "1000000")
-        .env("MEDIAGATE_LOG", log)
-        .env_remove("MEDIAGATE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let (mut key, mut addr) = (None, None);
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line?;
-        let t = line.trim();
-        seen.push(line.clone());
-        if t.starts_with("key_") && t.len() == 132 {
-            key = Some(t.to_string());
-        }
-        if let Some(a) = t.strip_prefix("mediagate listening on http://") {
-            addr = Some(a.to_string());
-            break;
-        }
-    }
-    // Keep draining the server's logs so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    match (key, addr) {
-        (Some(key), Some(addr)) => Ok(Server { child, addr, key, dir }),
-        _ => bail!("the server did not start:\n{}", seen.join("\n")),
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -326,7 +253,7 @@ fn cpu_of(pid: u32) -> Duration {
 }
 
 fn persisted(server: &Server) -> Result<u64> {
-    let db = rusqlite::Connection::open(server.dir.path().join("data").join("mediagate.db"))?;
+    let db = rusqlite::Connection::open(server.database())?;
     Ok(db.query_row(
         "SELECT COUNT(*) FROM tasks WHERE task_type = 'imageInference' AND model = ?1 AND status = 'success'",
         [AIR],
@@ -378,7 +305,30 @@ fn main() -> Result<()> {
     };
     let mock_addr = mock_base.trim_start_matches("http://").to_string();
 
-    let server = start_server(&bin, &mock_base, &args.log)?;
+    let server = Server::start(&bin, |dir, cmd| {
+        let config = dir.join("mediagate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[[providers.upstreams]]
+name = "mock-openai"
+kind = "openai-images"
+base_url = "{mock_base}"
+timeout_ms = 10000
+
+[[models]]
+air = "{AIR}"
+task_type = "imageInference"
+provider = "mock-openai"
+price_usd = "0.0001"
+description = "benchmark: the mock OpenAI-images upstream"
+"#
+            ),
+        )?;
+        cmd.arg("--config").arg(&config).env("MEDIAGATE_LOG", &args.log);
+        Ok(())
+    })?;
     // The generator: one thread, so it takes at most one of the machine's cores.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!(
@@ -416,9 +366,9 @@ fn main() -> Result<()> {
             };
             for target in order {
                 let addr = if target == Target::Direct { &mock_addr } else { &server.addr };
-                let cpu0 = cpu_of(server.child.id());
+                let cpu0 = cpu_of(server.pid());
                 let o = run_phase(&rt, &layer, addr, &server.key, target, c, args.duration as f64)?;
-                let cpu = cpu_of(server.child.id()) - cpu0;
+                let cpu = cpu_of(server.pid()) - cpu0;
                 let rate = o.ok as f64 / o.elapsed.as_secs_f64();
                 failures += o.failed;
                 match target {

@@ -10,12 +10,11 @@
 //! cargo build --release --workspace && target/release/ws_load --connections 1000
 //! ```
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use futures::{SinkExt, StreamExt};
+use mediagate_bench::server::Server;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,51 +26,6 @@ struct Args {
     /// The server binary (default: `mediagate` next to this binary).
     #[arg(long)]
     mediagate: Option<std::path::PathBuf>,
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-    key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(bin: &std::path::Path) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("MEDIAGATE_BOOTSTRAP__INITIAL_CREDIT_USD", "1000000")
-        .env("MEDIAGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-    let (mut key, mut addr) = (None, None);
-    for line in lines.by_ref() {
-        let line = line?;
-        let t = line.trim();
-        if t.starts_with("key_") && t.len() == 132 {
-            key = Some(t.to_string());
-        }
-        if let Some(a) = t.strip_prefix("mediagate listening on http://") {
-            addr = Some(a.to_string());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    match (key, addr) {
-        (Some(key), Some(addr)) => Ok(Server { child, addr, key, _dir: dir }),
-        _ => bail!("server did not start"),
-    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -103,8 +57,11 @@ async fn next_json(ws: &mut Ws) -> Result<Value> {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let bin = args.mediagate.unwrap_or(std::env::current_exe()?.with_file_name("mediagate"));
-    let server = start(&bin)?;
-    let pid = server.child.id();
+    let server = Server::start(&bin, |_, cmd| {
+        cmd.env("MEDIAGATE_LOG", "warn");
+        Ok(())
+    })?;
+    let pid = server.pid();
     let url = format!("ws://{}/v1", server.addr);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = rss_kib(pid);

@@ -1,0 +1,5 @@
+//! Pieces shared by the benchmark binaries (not published).
+
+#![warn(missing_docs)]
+
+pub mod server;
