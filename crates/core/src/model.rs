@@ -152,15 +152,7 @@ pub fn builtin_models() -> Vec<ModelSpec> {
                           gradients and shapes into a real MP4 (H.264) or WebM (VP8) file so the \
                           video pipeline runs without a GPU."
                 .into(),
-            bounds: Bounds {
-                width_min: 64,
-                width_max: 1920,
-                height_min: 64,
-                height_max: 1920,
-                dimension_step: 8,
-                max_pixels: 1920 * 1080,
-                ..Bounds::default()
-            },
+            bounds: video_bounds(),
             retry: RetryPolicy::default(),
             fallback: vec![],
         },
@@ -168,6 +160,20 @@ pub fn builtin_models() -> Vec<ModelSpec> {
     .into_iter()
     .chain(runway_models())
     .collect()
+}
+
+/// What the procedural video stand-in renders: up to 1920 a side and 1080p worth of pixels,
+/// sides in steps of 8 (every Runway ratio is one).
+fn video_bounds() -> Bounds {
+    Bounds {
+        width_min: 64,
+        width_max: 1920,
+        height_min: 64,
+        height_max: 1920,
+        dimension_step: 8,
+        max_pixels: 1920 * 1080,
+        ..Bounds::default()
+    }
 }
 
 /// Runway model names (used by the Runway dialect) routed to the local stand-ins, so the Runway
@@ -186,16 +192,7 @@ fn runway_models() -> Vec<ModelSpec> {
         max_number_results: 1,
         ..Bounds::default()
     };
-    let video = Bounds {
-        width_min: 64,
-        width_max: 1920,
-        height_min: 64,
-        height_max: 1920,
-        dimension_step: 8,
-        max_pixels: 1920 * 1080,
-        duration_max_secs: 10,
-        ..Bounds::default()
-    };
+    let video = video_bounds();
     let entry = |air: &str, task_type, provider: &str, price: &str, what: &str, bounds: &Bounds| ModelSpec {
         air: air.into(),
         task_type,

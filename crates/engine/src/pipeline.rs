@@ -266,8 +266,12 @@ pub(crate) fn engine_assets(e: &Engine) -> EngineAssets<'_> {
 #[async_trait]
 impl StoredAssets for EngineAssets<'_> {
     async fn load(&self, account_id: i64, uuid: Uuid) -> Option<StoredAsset> {
-        // A use keeps an upload alive (`uploads.keep_after_use_secs` more).
-        let rec = self.0.store.touch_output(uuid).await.ok()??;
+        let mut rec = self.0.store.get_output(uuid).await.ok()??;
+        // A use keeps an upload alive (`uploads.keep_after_use_secs` more). Task outputs have a
+        // fixed expiry: reading them costs no write.
+        if rec.task_uuid.is_none() {
+            rec = self.0.store.touch_output(uuid).await.ok()??;
+        }
         if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
             return None;
         }

@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use mediagate_core::money::{format_usd, parse_usd};
 use mediagate_core::{ApiError, ErrorCode};
@@ -50,17 +50,15 @@ pub fn routes() -> Router<AppState> {
 
 /// An error reply of the admin API.
 fn error_response(e: &ApiError) -> Response {
-    let r = (
+    let r = crate::json_response(
         StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "error": { "code": e.code.as_str(), "message": e.message } }).to_string(),
-    )
-        .into_response();
+        &json!({ "error": { "code": e.code.as_str(), "message": e.message } }),
+    );
     crate::runware::with_retry_after(r, e.retry_after())
 }
 
 fn ok(v: Value) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    crate::json_response(StatusCode::OK, &v)
 }
 
 type Reply = Result<Response, ApiError>;

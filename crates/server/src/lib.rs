@@ -91,6 +91,20 @@ async fn method_not_allowed(
     )
 }
 
+/// A JSON response (both dialects and the admin API answer in JSON).
+pub(crate) fn json_response(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,

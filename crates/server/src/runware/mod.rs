@@ -13,7 +13,7 @@ use crate::client_addr::ClientAddr;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_engine::{AuthContext, Submitted};
@@ -21,15 +21,9 @@ use parse::Parsed;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// A JSON response with the given status.
+/// A JSON response with a catalog status.
 fn json_response(status: u16, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
+    crate::json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
 }
 
 /// Adds `Retry-After` (whole seconds, rounded up) and `retry-after-ms` when the deciding error

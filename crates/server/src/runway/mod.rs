@@ -32,7 +32,7 @@ use crate::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use issues::Issue;
 use mediagate_core::{ApiError, ErrorCode};
@@ -78,11 +78,7 @@ fn doc_url(state: &AppState) -> String {
     format!("{}/docs/runway", state.base_url)
 }
 
-/// A JSON response.
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(body).unwrap_or_default())
-        .into_response()
-}
+use crate::json_response;
 
 /// `400 Validation of body failed` with its issues.
 fn validation_failed(state: &AppState, what: &str, issues: &[Issue]) -> Response {
