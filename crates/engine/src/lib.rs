@@ -92,6 +92,7 @@ pub fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
             synchronous: config.store.synchronous,
             readers: config.store.readers,
             busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+            ..SqliteOptions::default()
         },
     )?)
 }

@@ -609,7 +609,9 @@ impl Engine {
                 Err(ApiError::internal())
             }
             (Ok(()), Ok((results, _, bytes))) => {
-                tracing::info!(results = results.len(), "task succeeded");
+                // Debug, not info: a line per successful task cost more than a tenth of a small
+                // task's CPU at benchmark rates. Failures stay at info.
+                tracing::debug!(results = results.len(), "task succeeded");
                 Ok(Finished { items: results, bytes: Some(Arc::new(bytes)) })
             }
             (Ok(()), Err(e)) => {
@@ -801,7 +803,10 @@ impl Engine {
         let mut results = Vec::with_capacity(artifacts.len());
         let mut outputs = Vec::with_capacity(artifacts.len());
         for a in &artifacts {
-            let uuid = Uuid::new_v4();
+            // Time-ordered (v7): new outputs land at the end of the store's uuid index instead of
+            // on a random page of it, which was one more 4 KiB page written per result. The 74
+            // random bits left still make an output URL unguessable.
+            let uuid = Uuid::now_v7();
             results.push(ResultItem {
                 output_uuid: uuid,
                 content_type: a.content_type.into(),

@@ -82,6 +82,10 @@ pub trait Store: Send + Sync {
     // --- tasks ------------------------------------------------------------------------------
     /// Admits a task: returns the existing record for a known `(account, taskUUID)`, refuses
     /// when the balance cannot pay, else reserves the price and records the task as running.
+    /// An async task (with a resumable payload) is answered once that is durable. A sync task may
+    /// be answered as soon as the decision is made: its client is told nothing before
+    /// [`Store::finish_task`] commits, which commits after the admission or, had the admission
+    /// been lost, fails for want of a running task.
     async fn admit_task(&self, task: NewTask) -> StoreResult<Admission>;
     /// Runs a task that ended in a (retryable) error again under the same taskUUID: reserves
     /// the price anew and sets it back to `processing`. Returns `Admitted`, or

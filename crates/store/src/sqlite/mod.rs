@@ -38,11 +38,19 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// How long a connection waits for another process's write lock.
     pub busy_timeout: Duration,
+    /// WAL length (in 4 KiB frames) past which the log is made to start over even under a
+    /// steady stream of writes (see [`WAL_RESTART_FRAMES`], the default).
+    pub wal_restart_frames: i64,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { synchronous: Synchronous::Normal, readers: 4, busy_timeout: Duration::from_secs(5) }
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            wal_restart_frames: WAL_RESTART_FRAMES,
+        }
     }
 }
 
@@ -64,22 +72,65 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Runs a passive WAL checkpoint every 250 ms (and a truncating one when the WAL is large) on its
-/// own connection, so commits never wait for one. Passive checkpoints never block writers.
+/// WAL frames (4 KiB pages, so 256 MiB) after which the log should start again from its
+/// beginning. Each restart stalls commits for one short checkpoint (its two fsyncs took 5-45 ms
+/// under load on the development VM), so it should be rare: at 4,096 frames the stalls came four
+/// times a second and set the benchmark's p99; at this size about every three seconds at full
+/// load. A longer log costs reads a little (more WAL-index segments to search).
+pub const WAL_RESTART_FRAMES: i64 = 65_536;
+
+/// The writer is asked to finish a checkpoint only once a pass here had at most this many frames
+/// to copy, so what is left for it (the frames written during that short pass) is small.
+const HANDOFF_FRAMES: i64 = 256;
+
+/// Checkpoints the WAL on its own connection, so commits never wait for the bulk of the copying
+/// and its fsyncs.
+///
+/// Passive checkpoints alone never let the log start over while writes keep arriving: by the
+/// time a pass has copied the frames it saw, new ones follow them, so the WAL file grew without
+/// bound (1.8 GB in ten seconds of the benchmark, every frame a fresh block for the file system
+/// to allocate and write back). So when the log is long, passes follow each other at once, each
+/// copying what arrived during the one before, until one is short; then the writer finishes the
+/// job between two batches (`restart`), with only a few frames left to copy, and its next commit
+/// rewinds the log to its start. Handing the writer a long remainder instead stalled every
+/// commit behind a 15-20 ms checkpoint four times a second.
 fn spawn_checkpointer(
     path: &Path,
     options: &SqliteOptions,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
 ) -> StoreResult<()> {
     let conn = Connection::open(path)?;
     configure(&conn, options)?;
+    let restart_frames = options.wal_restart_frames;
+    let passive = move || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+    };
     std::thread::Builder::new()
         .name("mediagate-store-checkpoint".into())
         .spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                let mut copied_before = 0;
+                for pass in 0..8 {
+                    let (log, copied) = match passive() {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                            break;
+                        }
+                    };
+                    if log < restart_frames {
+                        break;
+                    }
+                    let this_pass = if log >= copied_before { log - copied_before } else { log };
+                    copied_before = copied;
+                    if (copied == log && this_pass <= HANDOFF_FRAMES) || pass == 7 {
+                        restart.store(true, std::sync::atomic::Ordering::Relaxed);
+                        break;
+                    }
                 }
             }
         })
@@ -124,8 +175,9 @@ impl SqliteStore {
         // commit batch behind them (the p99 spikes). A separate connection checkpoints instead.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        spawn_checkpointer(&path, &options, stop.clone())?;
-        let (writer, handle) = Writer::start(conn, 16_384)
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_checkpointer(&path, &options, stop.clone(), restart.clone())?;
+        let (writer, handle) = Writer::start(conn, 16_384, restart)
             .map_err(|e| StoreError::Backend(format!("cannot start writer: {e}")))?;
         Ok(SqliteStore {
             writer,
@@ -658,24 +710,33 @@ impl Store for SqliteStore {
     }
 
     async fn admit_task(&self, t: NewTask) -> StoreResult<Admission> {
-        self.writer
-            .write(move |c| {
-                let uuid = t.task_uuid.to_string();
-                let existing = c
-                    .prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND deleted_at IS NULL")?
-                    .query_row(params![t.account_id, uuid], task_row)
-                    .optional()?;
-                if let Some(rec) = existing {
-                    return Ok(Admission::Existing(Box::new(rec)));
-                }
-                let now = now_ms();
-                if let Some(spent_micros) = over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)? {
-                    return Ok(Admission::SpendCapReached { spent_micros });
-                }
-                if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &t.task_type, now)? {
-                    return Ok(Admission::InsufficientCredits { balance_micros });
-                }
-                c.prepare_cached(
+        // A sync task (no resumable payload) is answered once admitted, without waiting for the
+        // commit: a sync client is told nothing until `finish_task` has committed, which happens
+        // after this commit, and that finish fails if this batch did not commit (no running
+        // task to finish). It saves every sync task one commit wait. An async task's admission
+        // is its acknowledgement, so it waits until durable.
+        let sync = t.resumable_payload.is_none();
+        let admit = move |c: &Connection| {
+            let uuid = t.task_uuid.to_string();
+            let existing = c
+                .prepare_cached(
+                    "SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND deleted_at IS NULL",
+                )?
+                .query_row(params![t.account_id, uuid], task_row)
+                .optional()?;
+            if let Some(rec) = existing {
+                return Ok(Admission::Existing(Box::new(rec)));
+            }
+            let now = now_ms();
+            if let Some(spent_micros) =
+                over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)?
+            {
+                return Ok(Admission::SpendCapReached { spent_micros });
+            }
+            if let Some(balance_micros) = charge(c, t.account_id, t.price_micros, &uuid, &t.task_type, now)? {
+                return Ok(Admission::InsufficientCredits { balance_micros });
+            }
+            c.prepare_cached(
                     "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
                                         created_at, delivery, payload, webhook_url)
                      VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -693,9 +754,9 @@ impl Store for SqliteStore {
                     t.resumable_payload,
                     t.webhook_url
                 ])?;
-                Ok(Admission::Admitted)
-            })
-            .await
+            Ok(Admission::Admitted)
+        };
+        if sync { self.writer.decide(admit).await } else { self.writer.write(admit).await }
     }
 
     async fn readmit_failed_task(&self, t: NewTask) -> StoreResult<Admission> {

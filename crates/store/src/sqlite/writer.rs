@@ -8,6 +8,8 @@
 
 use crate::StoreError;
 use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// A queued write: run inside the batch's transaction, then told whether the batch committed.
@@ -19,7 +21,9 @@ trait Job: Send {
 struct Pending<T, F> {
     work: Option<F>,
     result: Option<Result<T, StoreError>>,
-    tx: oneshot::Sender<Result<T, StoreError>>,
+    tx: Option<oneshot::Sender<Result<T, StoreError>>>,
+    /// Answer as soon as the work has run, before the batch commits (see [`Writer::decide`]).
+    early: bool,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -29,21 +33,34 @@ where
 {
     fn run(&mut self, conn: &Connection) {
         if let Some(work) = self.work.take() {
-            self.result = Some(in_savepoint(conn, work));
+            let result = in_savepoint(conn, work);
+            match (self.early, self.tx.take()) {
+                (true, Some(tx)) => {
+                    let _ = tx.send(result);
+                }
+                (_, tx) => {
+                    self.tx = tx;
+                    self.result = Some(result);
+                }
+            }
         }
     }
 
     fn reply(self: Box<Self>, commit: Result<(), StoreError>) {
+        let Some(tx) = self.tx else { return };
         let outcome = match commit {
             Err(e) => Err(e),
             Ok(()) => self.result.unwrap_or_else(|| Err(StoreError::Backend("the write did not run".into()))),
         };
-        let _ = self.tx.send(outcome);
+        let _ = tx.send(outcome);
     }
 }
 
 /// Most jobs committed in one transaction; bounds a batch's latency.
 const MAX_BATCH: usize = 512;
+
+/// How long a batch waits for company when the writer is busy.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// Handle to the writer thread. Dropping every handle stops the thread after it drains.
 #[derive(Clone)]
@@ -53,10 +70,17 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread over `conn`.
-    pub fn start(conn: Connection, queue: usize) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+    /// When `checkpoint` is set (by the checkpointer), the writer checkpoints between two batches
+    /// and clears it, so the WAL can start over.
+    pub fn start(
+        conn: Connection,
+        queue: usize,
+        checkpoint: Arc<AtomicBool>,
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(queue);
-        let handle =
-            std::thread::Builder::new().name("mediagate-store-writer".into()).spawn(move || run(conn, rx))?;
+        let handle = std::thread::Builder::new()
+            .name("mediagate-store-writer".into())
+            .spawn(move || run(conn, rx, checkpoint))?;
         Ok((Writer { tx }, handle))
     }
 
@@ -66,8 +90,29 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.queue(f, false).await
+    }
+
+    /// Runs `f` in the next batch and returns its result as soon as it has run, before the batch
+    /// commits. Only for a decision whose writes nobody relies on until a later write through
+    /// this same writer has committed: jobs run and commit in order, so that later write commits
+    /// in the same batch or after it, and if this batch failed, that later write runs on a
+    /// database without this one's changes and can tell.
+    pub async fn decide<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.queue(f, true).await
+    }
+
+    async fn queue<T, F>(&self, f: F, early: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job = Box::new(Pending { work: Some(f), result: None, tx });
+        let job = Box::new(Pending { work: Some(f), result: None, tx: Some(tx), early });
         self.tx.send(job).await.map_err(|_| StoreError::Backend("the store is closed".into()))?;
         rx.await.map_err(|_| StoreError::Backend("the store writer stopped".into()))?
     }
@@ -93,16 +138,37 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+fn drain_into(rx: &mut mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, checkpoint: Arc<AtomicBool>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        if checkpoint.swap(false, Ordering::Relaxed) {
+            // No transaction is open here, so this checkpoint can reach the end of the log (bar
+            // a reader still on an older snapshot) and the batch below restarts the WAL.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
             }
         }
+        batch.push(first);
+        drain_into(&mut rx, &mut batch);
+        if busy && batch.len() < MAX_BATCH {
+            // Under load, wait a moment for more jobs: every commit rewrites the pages all tasks
+            // share (the account row, the tails of the tables and indexes), so a batch of two
+            // wrote several times the bytes per task of a batch of twenty. An idle server (the
+            // last batch held one job) commits at once, so a lone request waits for nothing.
+            std::thread::sleep(LINGER);
+            drain_into(&mut rx, &mut batch);
+        }
+        busy = batch.len() > 1;
         // IMMEDIATE takes the write lock now (waiting up to busy_timeout for another process,
         // e.g. the CLI), so no statement inside the batch can fail on a lock upgrade.
         let commit = match conn.prepare_cached("BEGIN IMMEDIATE").and_then(|mut b| b.execute([])) {
