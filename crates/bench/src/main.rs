@@ -68,7 +68,7 @@ fn parse_paced(spec: &str) -> Result<Run> {
         bail!("--paced wants scenario:connections:rate, got {spec:?}");
     };
     let rate: f64 = rate.parse()?;
-    if !(rate > 0.0) || connections.parse::<usize>()? == 0 {
+    if !rate.is_finite() || rate <= 0.0 || connections.parse::<usize>()? == 0 {
         bail!("--paced wants a positive rate and at least one connection, got {spec:?}");
     }
     Ok(Run { scenario: scenario.into(), connections: connections.parse()?, rate: Some(rate) })
