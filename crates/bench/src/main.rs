@@ -67,11 +67,11 @@ fn parse_paced(spec: &str) -> Result<Run> {
     let [scenario, connections, rate] = parts[..] else {
         bail!("--paced wants scenario:connections:rate, got {spec:?}");
     };
-    let rate: f64 = rate.parse()?;
-    if !rate.is_finite() || rate <= 0.0 || connections.parse::<usize>()? == 0 {
+    let (connections, rate): (usize, f64) = (connections.parse()?, rate.parse()?);
+    if !rate.is_finite() || rate <= 0.0 || connections == 0 {
         bail!("--paced wants a positive rate and at least one connection, got {spec:?}");
     }
-    Ok(Run { scenario: scenario.into(), connections: connections.parse()?, rate: Some(rate) })
+    Ok(Run { scenario: scenario.into(), connections, rate: Some(rate) })
 }
 
 struct Outcome {
@@ -181,7 +181,7 @@ fn run_scenario(server: &Server, run: &Run, secs: u64) -> Result<Outcome> {
 }
 
 /// CPU time (user + system) a `/proc/.../stat` line reports.
-fn stat_cpu(path: &str) -> Duration {
+fn stat_cpu(path: &std::path::Path) -> Duration {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
@@ -196,13 +196,13 @@ fn stat_cpu(path: &str) -> Duration {
 /// SQLite writer and checkpointer) used.
 fn server_cpu(server: &Server) -> (Duration, Duration) {
     let pid = server.pid();
-    let total = stat_cpu(&format!("/proc/{pid}/stat"));
+    let total = stat_cpu(format!("/proc/{pid}/stat").as_ref());
     let mut store = Duration::ZERO;
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
         let dir = entry.path();
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         if comm.starts_with("mediagate-store") {
-            store += stat_cpu(&dir.join("stat").to_string_lossy());
+            store += stat_cpu(&dir.join("stat"));
         }
     }
     (total, store)

@@ -171,14 +171,10 @@ pub fn render(prompt: &str, seed: u64, width: u32, height: u32) -> RgbImage {
             if xs >= xe {
                 continue;
             }
-            let span = xs..xe;
-            layer.shape.coverage_row(&xs_norm[span.clone()], ny, inv_px, &mut cover[span.clone()]);
+            layer.shape.coverage_row(&xs_norm[xs..xe], ny, inv_px, &mut cover[xs..xe]);
             let [lr, lg, lb] = layer.colour;
-            for (((c, pr), pg), pb) in cover[span.clone()]
-                .iter()
-                .zip(&mut r[span.clone()])
-                .zip(&mut g[span.clone()])
-                .zip(&mut b[span])
+            for (((c, pr), pg), pb) in
+                cover[xs..xe].iter().zip(&mut r[xs..xe]).zip(&mut g[xs..xe]).zip(&mut b[xs..xe])
             {
                 // A zero coverage leaves the pixel exactly as it was, so no branch is needed.
                 let a = c * layer.alpha;
