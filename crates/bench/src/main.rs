@@ -38,6 +38,7 @@ struct Args {
     /// from the moment its request was due, so a slow reply also counts against the requests it
     /// delayed (no coordinated omission). This asks "does it serve this rate, and how fast",
     /// which a closed loop cannot: there, latency is concurrency / throughput by Little's law.
+    /// `--paced ''` runs none.
     #[arg(long, value_delimiter = ',', default_value = "ping:64:20000,image:64:5000")]
     paced: Vec<String>,
     /// The server binary (default: `mediagate` next to this binary).
@@ -251,7 +252,8 @@ fn main() -> Result<()> {
             runs.push(Run { scenario: scenario.clone(), connections: c, rate: None });
         }
     }
-    for spec in &args.paced {
+    // `--paced ''` runs none.
+    for spec in args.paced.iter().filter(|s| !s.is_empty()) {
         runs.push(parse_paced(spec)?);
     }
     let mut image_ok = 0;

@@ -42,6 +42,8 @@ async fn concurrent_admissions_never_overdraw() {
         }
     }
     assert_eq!(admitted, 1_000 / 30);
+    // Sync admissions are answered before their batch commits; a flush makes them visible.
+    store.flush().await.unwrap();
     let bal = store.account_by_name("a").await.unwrap().unwrap().balance_micros;
     assert_eq!(bal, 1_000 - 33 * 30);
     assert_eq!(store.count_tasks(Some(a.id), Some(TaskStatus::Processing)).await.unwrap(), 33);
@@ -60,6 +62,7 @@ async fn replays_failures_refunds_and_restart_settlement() {
         Admission::Existing(r) => assert_eq!(r.status, TaskStatus::Processing),
         other => panic!("{other:?}"),
     }
+    store.flush().await.unwrap();
     assert_eq!(store.account_by_name("a").await.unwrap().unwrap().balance_micros, 900);
     store
         .finish_task(Finish {
@@ -142,9 +145,11 @@ async fn concurrent_admissions_never_pass_the_monthly_spend_cap_and_refunds_give
         }
     }
     assert_eq!((admitted.len(), capped), (3, 47), "3 x 300 fits under 1000, a fourth does not");
+    store.flush().await.unwrap();
     assert_eq!(store.month_spend(a.id).await.unwrap(), 900);
     // A failed task is refunded, and its spend with it. (Async, so its admission has committed
-    // when it returns and a reader sees the spend: a sync task's is answered before its commit.)
+    // when it returns and a reader sees the spend: a sync task's is answered before its commit,
+    // so a reader would need a `flush` first.)
     let t = NewTask { spend_cap_micros: 1_000, resumable_payload: Some("{}".into()), ..task(a.id, 100) };
     assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
     assert_eq!(store.month_spend(a.id).await.unwrap(), 1_000);

@@ -198,6 +198,13 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Returns once every write queued before it has committed, sync admissions included: they
+    /// are answered before their batch commits, so a reader that must see one it was just told
+    /// about waits for this first.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.writer.write(|_| Ok(())).await
+    }
+
     /// Waits for queued writes to commit and stops the writer thread. Call on shutdown after
     /// the last user of the store is gone; later writes fail.
     pub fn close(self) {
