@@ -51,7 +51,7 @@ pub fn routes() -> Router<AppState> {
 /// An error reply of the admin API.
 fn error_response(e: &ApiError) -> Response {
     let r = crate::json_response(
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        crate::catalog_status(e.http_status()),
         &json!({ "error": { "code": e.code.as_str(), "message": e.message } }),
     );
     crate::runware::with_retry_after(r, e.retry_after())

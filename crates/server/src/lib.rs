@@ -91,6 +91,12 @@ async fn method_not_allowed(
     )
 }
 
+/// The HTTP status of a catalog status number (every catalog status is a valid one; anything
+/// else would be our bug, answered as a 500).
+pub(crate) fn catalog_status(status: u16) -> axum::http::StatusCode {
+    axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A JSON response (both dialects and the admin API answer in JSON).
 pub(crate) fn json_response(
     status: axum::http::StatusCode,

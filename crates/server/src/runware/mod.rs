@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::client_addr::ClientAddr;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 /// A JSON response with a catalog status.
 fn json_response(status: u16, body: &Value) -> Response {
-    crate::json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body)
+    crate::json_response(crate::catalog_status(status), body)
 }
 
 /// Adds `Retry-After` (whole seconds, rounded up) and `retry-after-ms` when the deciding error

@@ -28,7 +28,7 @@ mod uploads;
 
 pub use uploads::UploadSlots;
 
-use crate::AppState;
+use crate::{AppState, json_response};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -78,8 +78,6 @@ fn doc_url(state: &AppState) -> String {
     format!("{}/docs/runway", state.base_url)
 }
 
-use crate::json_response;
-
 /// `400 Validation of body failed` with its issues.
 fn validation_failed(state: &AppState, what: &str, issues: &[Issue]) -> Response {
     json_response(
@@ -100,7 +98,7 @@ pub fn error_response(state: &AppState, e: &ApiError) -> Response {
     {
         return validation_failed(state, "body", &issues);
     }
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = crate::catalog_status(e.http_status());
     let mut r = crate::runware::with_retry_after(
         json_response(
             status,

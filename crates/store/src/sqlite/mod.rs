@@ -83,6 +83,9 @@ pub const WAL_RESTART_FRAMES: i64 = 65_536;
 /// to copy, so what is left for it (the frames written during that short pass) is small.
 const HANDOFF_FRAMES: i64 = 256;
 
+/// Passes in one checkpoint round at most; after the last the writer is handed what is left.
+const MAX_PASSES: usize = 8;
+
 /// Checkpoints the WAL on its own connection, so commits never wait for the bulk of the copying
 /// and its fsyncs.
 ///
@@ -114,7 +117,7 @@ fn spawn_checkpointer(
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(250));
                 let mut copied_before = 0;
-                for pass in 0..8 {
+                for pass in 1..=MAX_PASSES {
                     let (log, copied) = match passive() {
                         Ok(v) => v,
                         Err(e) => {
@@ -127,7 +130,7 @@ fn spawn_checkpointer(
                     }
                     let this_pass = if log >= copied_before { log - copied_before } else { log };
                     copied_before = copied;
-                    if (copied == log && this_pass <= HANDOFF_FRAMES) || pass == 7 {
+                    if (copied == log && this_pass <= HANDOFF_FRAMES) || pass == MAX_PASSES {
                         restart.store(true, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
