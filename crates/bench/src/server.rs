@@ -49,7 +49,14 @@ impl Server {
             }
         }
         // Keep draining the server's logs so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let echo = std::env::var_os("BENCH_ECHO_SERVER_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
+            }
+        });
         match (key, addr) {
             (Some(key), Some(addr)) => Ok(Server { child, addr, key, dir }),
             _ => bail!("the server did not start:\n{}", seen.join("\n")),

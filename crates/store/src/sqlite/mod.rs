@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! Writes go through one batching writer thread ([`writer`]); reads use a small pool of
+//! Writes go through one connection ([`writer`]): a lone write commits on its caller's thread,
+//! concurrent ones are group-committed by the writer thread. Reads use a small pool of
 //! read-only connections on the blocking thread pool, which WAL lets run beside the writer.
 //! Other processes (the CLI) may open the same file at any time: every connection waits up to
 //! `busy_timeout` for the write lock instead of failing.
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 use writer::Writer;
+pub use writer::WriterStats;
 
 /// Durability of commits (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -206,6 +208,12 @@ impl SqliteStore {
     /// about waits for this first.
     pub async fn flush(&self) -> StoreResult<()> {
         self.writer.write(|_| Ok(())).await
+    }
+
+    /// Transactions committed so far on callers' threads (a lone write) and by the writer
+    /// thread (queued writes, group-committed).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     /// Waits for queued writes to commit and stops the writer thread. Call on shutdown after
@@ -913,8 +921,9 @@ impl Store for SqliteStore {
     }
 
     async fn fail_interrupted_tasks(&self, error: StoredError) -> StoreResult<u64> {
+        // Every task a stop left running, in one job: bulk work for the writer thread.
         self.writer
-            .write(move |c| {
+            .write_queued(move |c| {
                 let now = now_ms();
                 let stuck: Vec<(i64, String, i64)> = c
                     .prepare(
@@ -1171,8 +1180,9 @@ impl Store for SqliteStore {
     }
 
     async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>> {
+        // Up to `limit` rows at a time: bulk work for the writer thread.
         self.writer
-            .write(move |c| {
+            .write_queued(move |c| {
                 let rows: Vec<OutputRecord> = c
                     .prepare_cached(&format!(
                         "SELECT {OUTPUT_COLUMNS} FROM outputs WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
