@@ -21,6 +21,7 @@ pub mod limits;
 pub mod live;
 pub mod outputs;
 mod pipeline;
+mod run_to_end;
 pub mod scopes;
 pub mod uploads;
 pub mod webhooks;

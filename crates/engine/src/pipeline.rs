@@ -1,6 +1,7 @@
 //! Running one task: validate → admit → ingest → dispatch → store → settle → deliver.
 
 use crate::live::{LiveTask, TaskPhase};
+use crate::run_to_end::RunToEnd;
 use crate::{AuthContext, Engine, catalog::Catalog, scopes};
 use async_trait::async_trait;
 use mediagate_assets::{AssetKind, AssetRequest, StoredAsset, StoredAssets};
@@ -378,6 +379,9 @@ impl Engine {
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
         let hash: [u8; 32] = Sha256::digest(&canonical).into();
         let key = (ctx.account_id, sub.task_uuid);
+        let delivery = sub.delivery;
+        // A sync task this request leads runs here, in `running`.
+        let mut running: Option<RunToEnd> = None;
         let mut rx = match self.inflight.join(key, hash) {
             Role::Follower(h, _) if h != hash => return Err(conflict(sub.task_uuid)),
             Role::Follower(_, rx) => {
@@ -408,12 +412,16 @@ impl Engine {
                         let engine = self.clone();
                         let account = ctx.account_id;
                         let sub = sub.clone();
-                        // The task runs on its own: a client that disconnects (or an async
-                        // acknowledgement) never leaves an admitted task half done.
-                        tokio::spawn(
-                            async move { engine.run(account, sub, tx, place).await }
-                                .instrument(tracing::Span::current()),
-                        );
+                        // The task runs to its end whatever the client does: an async task in a
+                        // task of its own at once; a sync one in this request while the client
+                        // waits, and in a task of its own if the client goes (or the wait times
+                        // out) first.
+                        let work = async move { engine.run(account, sub, tx, place).await }
+                            .instrument(tracing::Span::current());
+                        match delivery {
+                            Delivery::Async => drop(tokio::spawn(work)),
+                            Delivery::Sync => running = Some(RunToEnd::new(work)),
+                        }
                     }
                     Ok(Admitted::Known(outcome)) => {
                         let _ = tx.send(Some(outcome));
@@ -439,10 +447,17 @@ impl Engine {
             return Ok(Submitted::Accepted { task_uuid: sub.task_uuid });
         }
         let limit = std::time::Duration::from_secs(self.config.tasks.sync_timeout_secs);
-        let outcome = match tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await {
+        let waited = tokio::time::timeout(limit, async {
+            if let Some(run) = running.as_mut() {
+                run.await;
+            }
+            rx.wait_for(Option::is_some).await.map(|v| v.clone())
+        })
+        .await;
+        let outcome = match waited {
             Err(_) => return Err(still_processing(sub.task_uuid)),
             Ok(Err(_)) => return Err(ApiError::internal()),
-            Ok(Ok(v)) => v.clone().expect("waited for Some"),
+            Ok(Ok(v)) => v.expect("waited for Some"),
         };
         let f = outcome?;
         let bytes = f.bytes.map(|b| b.as_ref().clone());

@@ -268,3 +268,55 @@ async fn misrouted_models_stop_the_server_from_starting() {
     let err = mediagate_engine::Engine::new(cfg, store).err().expect("refused").to_string();
     assert!(err.contains("taken"), "{err}");
 }
+
+/// A sync task runs inside its request, but a client that hangs up (here: a client timeout
+/// while the upstream is still working) must not leave it half done: it finishes, is recorded
+/// and charged once, and resending the same task returns the stored result without another
+/// upstream call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_task_whose_client_hangs_up_still_finishes_and_is_charged_once() {
+    let m = MockUpstream::start().await;
+    let img = png(8, 8, [10, 20, 30]);
+    m.on("POST", GEN, vec![openai_b64_reply(1, &img).delay(std::time::Duration::from_millis(400))]);
+    let base = m.base_url.clone();
+    let s = TestServer::start_with(|c| {
+        add(
+            c,
+            vec![upstream("oai", UpstreamKind::OpenaiImages, &base)],
+            vec![model("acme:oai@1", &["oai"], 1)],
+        )
+    })
+    .await;
+    let body = task("acme:oai@1");
+    let uuid = body[0]["taskUUID"].as_str().unwrap().to_string();
+    let hung_up = s
+        .http
+        .post(format!("{}/v1", s.base_url))
+        .bearer_auth(&s.api_key)
+        .json(&body)
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the client should have given up before the upstream answered");
+    // The task is admitted and keeps running without its client.
+    let poll = json!([{"taskType": "getResponse", "taskUUID": uuid}]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let result = loop {
+        let (status, r) = s.post(&poll).await;
+        if status == 200 && r["data"][0]["status"] == "success" {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the task never finished: {status} {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(result["data"][0]["taskUUID"], uuid.as_str());
+    assert_eq!(m.calls("POST", GEN), 1);
+    assert_eq!(s.balance("default").await, START - PRICE, "charged exactly once");
+    // Resending the identical task returns the stored result: no second call, no second charge.
+    let (status, again) = s.post(&body).await;
+    assert_eq!(status, 200, "{again}");
+    let b64 = again["data"][0]["imageBase64Data"].as_str().unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).unwrap(), img);
+    assert_eq!(m.calls("POST", GEN), 1);
+    assert_eq!(s.balance("default").await, START - PRICE);
+}

@@ -9,7 +9,10 @@
 //! concurrency (keep-alive HTTP/1.1 connections, one request in flight per connection). The
 //! direct and gateway phases alternate order every round so drift affects both alike.
 //!
-//! Added latency = a percentile through mediagate minus the same percentile direct. Throughput
+//! Added latency = a percentile through mediagate minus the same percentile direct. A fourth
+//! phase per round alternates: each worker sends a direct request, then a gateway one, on two
+//! connections, so the two histograms sample the same moments of a noisy machine (`direct*`,
+//! `gateway*`). Throughput
 //! is the best gateway phase. A third target, `adapter`, runs the same task in this process
 //! through the engine's `Dispatcher` and the `openai-images` adapter only (no HTTP edge, no
 //! admission, no persistence), to show which part of the added latency is the provider layer. At the end every successful gateway reply must have a `success`
@@ -154,61 +157,145 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
-async fn worker(addr: String, key: String, target: Target, until: Instant) -> Result<Outcome> {
-    let stream = tokio::net::TcpStream::connect(&addr).await?;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A keep-alive HTTP/1.1 connection to `addr`.
+async fn connect(addr: &str) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await?;
     tokio::spawn(conn);
-    let mut hist = new_hist();
-    let (mut ok, mut failed) = (0, 0);
-    let auth = format!("Bearer {key}");
-    // The same upstream request the adapter sends for a 64x64 task.
-    let direct = Bytes::from_static(
-        br#"{"prompt":"benchmark tile","n":1,"size":"64x64","response_format":"b64_json"}"#,
-    );
-    let start = Instant::now();
-    while Instant::now() < until {
-        let req = match target {
-            Target::Direct => Request::post(GEN)
-                .header("host", addr.as_str())
-                .header("content-type", "application/json")
-                .body(Full::new(direct.clone()))?,
-            Target::Gateway | Target::Adapter => Request::post("/v1")
-                .header("host", addr.as_str())
-                .header("authorization", auth.as_str())
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(format!(
-                    r#"[{{"taskType":"imageInference","taskUUID":"{}","positivePrompt":"benchmark tile","model":"{AIR}","width":64,"height":64,"outputType":"base64Data","outputFormat":"PNG"}}]"#,
-                    uuid::Uuid::new_v4()
-                ))))?,
-        };
-        let t0 = Instant::now();
-        let resp = send.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
-        let good = status == 200
-            && match target {
-                Target::Direct => body.windows(8).any(|w| w == b"b64_json"),
-                Target::Gateway | Target::Adapter => {
-                    !body.windows(8).any(|w| w == b"\"errors\"")
-                        && body.windows(15).any(|w| w == b"imageBase64Data")
-                }
-            };
-        if good {
-            ok += 1;
-        } else {
-            failed += 1;
-            if failed == 1 {
-                eprintln!(
-                    "first failure: {status} {}",
-                    String::from_utf8_lossy(&body[..body.len().min(400)])
-                );
+    Ok(send)
+}
+
+/// The same upstream request the adapter sends for a 64x64 task.
+const DIRECT_BODY: &[u8] =
+    br#"{"prompt":"benchmark tile","n":1,"size":"64x64","response_format":"b64_json"}"#;
+
+/// One request to `target` over `send`; records its latency in `out`.
+async fn one_request(
+    send: &mut Sender,
+    host: &str,
+    auth: &str,
+    target: Target,
+    out: &mut Outcome,
+) -> Result<()> {
+    let req = match target {
+        Target::Direct => Request::post(GEN)
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(DIRECT_BODY)))?,
+        Target::Gateway | Target::Adapter => Request::post("/v1")
+            .header("host", host)
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                r#"[{{"taskType":"imageInference","taskUUID":"{}","positivePrompt":"benchmark tile","model":"{AIR}","width":64,"height":64,"outputType":"base64Data","outputFormat":"PNG"}}]"#,
+                uuid::Uuid::new_v4()
+            ))))?,
+    };
+    let t0 = Instant::now();
+    let resp = send.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    out.hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+    let good = status == 200
+        && match target {
+            Target::Direct => body.windows(8).any(|w| w == b"b64_json"),
+            Target::Gateway | Target::Adapter => {
+                !body.windows(8).any(|w| w == b"\"errors\"")
+                    && body.windows(15).any(|w| w == b"imageBase64Data")
             }
+        };
+    if good {
+        out.ok += 1;
+    } else {
+        out.failed += 1;
+        if out.failed == 1 {
+            eprintln!("first failure: {status} {}", String::from_utf8_lossy(&body[..body.len().min(400)]));
         }
     }
-    Ok(Outcome { hist, ok, failed, elapsed: start.elapsed() })
+    Ok(())
+}
+
+fn empty() -> Outcome {
+    Outcome { hist: new_hist(), ok: 0, failed: 0, elapsed: Duration::ZERO }
+}
+
+async fn worker(addr: String, key: String, target: Target, until: Instant) -> Result<Outcome> {
+    let mut send = connect(&addr).await?;
+    let auth = format!("Bearer {key}");
+    let mut out = empty();
+    let start = Instant::now();
+    while Instant::now() < until {
+        one_request(&mut send, &addr, &auth, target, &mut out).await?;
+    }
+    out.elapsed = start.elapsed();
+    Ok(out)
+}
+
+/// One connection to the mock and one to mediagate, used in turn: every gateway request has a
+/// direct one just before it, so both see the same moment of the machine (a VM's scheduling
+/// noise changes from second to second, more than phases of several seconds can average out).
+async fn alternating_worker(
+    mock_addr: String,
+    gateway_addr: String,
+    key: String,
+    until: Instant,
+) -> Result<(Outcome, Outcome)> {
+    let (mut direct, mut gateway) = (connect(&mock_addr).await?, connect(&gateway_addr).await?);
+    let auth = format!("Bearer {key}");
+    let (mut d, mut g) = (empty(), empty());
+    let start = Instant::now();
+    while Instant::now() < until {
+        one_request(&mut direct, &mock_addr, &auth, Target::Direct, &mut d).await?;
+        one_request(&mut gateway, &gateway_addr, &auth, Target::Gateway, &mut g).await?;
+    }
+    d.elapsed = start.elapsed();
+    g.elapsed = d.elapsed;
+    Ok((d, g))
+}
+
+/// Adds `o` into `total`.
+fn merge(total: &mut Outcome, o: &Outcome) -> Result<()> {
+    total.hist.add(&o.hist)?;
+    total.ok += o.ok;
+    total.failed += o.failed;
+    total.elapsed = total.elapsed.max(o.elapsed);
+    Ok(())
+}
+
+/// `concurrency` alternating workers for `secs`: (direct, gateway).
+fn run_alternating(
+    rt: &tokio::runtime::Runtime,
+    mock_addr: &str,
+    gateway_addr: &str,
+    key: &str,
+    concurrency: usize,
+    secs: f64,
+) -> Result<(Outcome, Outcome)> {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(rt, async {
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                tokio::task::spawn_local(alternating_worker(
+                    mock_addr.to_string(),
+                    gateway_addr.to_string(),
+                    key.to_string(),
+                    until,
+                ))
+            })
+            .collect();
+        let (mut d, mut g) = (empty(), empty());
+        for t in tasks {
+            let (od, og) = t.await??;
+            merge(&mut d, &od)?;
+            merge(&mut g, &og)?;
+        }
+        Ok((d, g))
+    })
 }
 
 fn run_phase(
@@ -229,13 +316,9 @@ fn run_phase(
                 _ => tokio::task::spawn_local(worker(addr.to_string(), key.to_string(), target, until)),
             })
             .collect();
-        let mut total = Outcome { hist: new_hist(), ok: 0, failed: 0, elapsed: Duration::ZERO };
+        let mut total = empty();
         for t in tasks {
-            let o = t.await??;
-            total.hist.add(&o.hist)?;
-            total.ok += o.ok;
-            total.failed += o.failed;
-            total.elapsed = total.elapsed.max(o.elapsed);
+            merge(&mut total, &t.await??)?;
         }
         Ok(total)
     })
@@ -356,6 +439,7 @@ description = "benchmark: the mock OpenAI-images upstream"
         "round", "conc", "target", "tasks", "tasks/s", "p50_ms", "p99_ms", "max_ms", "errors", "cpu_us/t"
     );
     let mut sums: Vec<(usize, Target, Histogram<u64>, f64)> = Vec::new();
+    let mut alternating: Vec<(usize, Histogram<u64>, Histogram<u64>)> = Vec::new();
     let (mut gateway_ok, mut direct_ok, mut adapter_ok, mut failures) = (0u64, 0u64, 0u64, 0u64);
     for round in 1..=args.rounds {
         for &c in &args.concurrency {
@@ -401,6 +485,40 @@ description = "benchmark: the mock OpenAI-images upstream"
                     None => sums.push((c, target, o.hist, rate)),
                 }
             }
+            // Direct and gateway requests in turn on every worker.
+            let cpu0 = cpu_of(server.pid());
+            let (d, g) =
+                run_alternating(&rt, &mock_addr, &server.addr, &server.key, c, args.duration as f64)?;
+            let cpu = cpu_of(server.pid()) - cpu0;
+            failures += d.failed + g.failed;
+            direct_ok += d.ok;
+            gateway_ok += g.ok;
+            for (name, o) in [("direct*", &d), ("gateway*", &g)] {
+                println!(
+                    "{:<5} {:>5} {:<8} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>7} {:>9}",
+                    round,
+                    c,
+                    name,
+                    o.ok,
+                    o.ok as f64 / o.elapsed.as_secs_f64(),
+                    ms(o.hist.value_at_quantile(0.5)),
+                    ms(o.hist.value_at_quantile(0.99)),
+                    ms(o.hist.max()),
+                    o.failed,
+                    if name == "gateway*" && o.ok > 0 {
+                        format!("{:.0}", cpu.as_micros() as f64 / o.ok as f64)
+                    } else {
+                        "-".into()
+                    }
+                );
+            }
+            match alternating.iter_mut().find(|(ac, _, _)| *ac == c) {
+                Some((_, hd, hg)) => {
+                    hd.add(&d.hist)?;
+                    hg.add(&g.hist)?;
+                }
+                None => alternating.push((c, d.hist, g.hist)),
+            }
         }
     }
 
@@ -428,6 +546,37 @@ description = "benchmark: the mock OpenAI-images upstream"
                 g.3
             );
         }
+    }
+
+    println!(
+        "\nalternating (each worker sends a direct request, then a gateway one; added = gateway* - direct*, in ms):"
+    );
+    println!(
+        "{:>5} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
+        "conc",
+        "direct_p50",
+        "direct_p99",
+        "gw_p50",
+        "gw_p99",
+        "added_p50",
+        "added_p99",
+        "added_p99.9",
+        "requests"
+    );
+    for (c, d, g) in &alternating {
+        let q = |h: &Histogram<u64>, x: f64| ms(h.value_at_quantile(x));
+        println!(
+            "{:>5} {:>9.3} {:>9.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>11.3} {:>11}",
+            c,
+            q(d, 0.5),
+            q(d, 0.99),
+            q(g, 0.5),
+            q(g, 0.99),
+            q(g, 0.5) - q(d, 0.5),
+            q(g, 0.99) - q(d, 0.99),
+            q(g, 0.999) - q(d, 0.999),
+            g.len()
+        );
     }
 
     let stored = persisted(&server)? - warm_gateway_ok;
