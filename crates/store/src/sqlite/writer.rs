@@ -16,11 +16,6 @@
 //! write queues. Batches of one cost about twice the store CPU per task of the thread's groups,
 //! and would hold the async runtime's workers; the cooldown keeps them to an idle store. An
 //! inline write never overtakes a queued one: it runs only while no queued job is unanswered.
-//!
-//! An inline decision ([`Writer::decide`]) does not commit: its transaction stays open, and the
-//! next write, inline or batched, runs inside it and commits both (a sync task's admission and
-//! its end thus share one commit, which rewrote the pages both touch twice before). If no write
-//! comes within [`DEFER_MAX`], a timer commits it.
 
 use crate::StoreError;
 use parking_lot::{Mutex, MutexGuard};
@@ -83,32 +78,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 /// one) every write still queues for the thread.
 pub const INLINE_COOLDOWN: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Longest an inline decision's transaction stays open waiting for the next write to commit it.
-/// It holds SQLite's write lock meanwhile (another process's write waits that long).
-pub const DEFER_MAX: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// The write connection and whether a decision left a transaction open on it.
-struct Db {
-    conn: Connection,
-    /// When an inline decision opened the transaction still open (committed by the next write
-    /// or the timer).
-    open_since: Option<std::time::Instant>,
-}
-
-impl Db {
-    /// Opens a transaction unless a decision left one open.
-    fn begin_or_continue(&mut self) -> Result<(), StoreError> {
-        match self.open_since.take() {
-            Some(_) => Ok(()),
-            None => begin(&self.conn),
-        }
-    }
-}
-
 /// What the writer thread and inline writers share.
 struct Shared {
     /// The write connection: held by the thread for a whole batch, or by one inline write.
-    conn: Mutex<Db>,
+    conn: Mutex<Connection>,
     /// Jobs handed to the thread and not yet answered after their commit. Inline writes run only
     /// while it is zero, so they never overtake a queued job.
     queued: AtomicUsize,
@@ -120,7 +93,6 @@ struct Shared {
     epoch: std::time::Instant,
     inline_batches: AtomicU64,
     thread_batches: AtomicU64,
-    deferred_commits: AtomicU64,
 }
 
 impl Shared {
@@ -146,8 +118,6 @@ pub struct WriterStats {
     pub inline_batches: u64,
     /// Batches run by the writer thread.
     pub thread_batches: u64,
-    /// Inline decisions committed by the timer because no write followed within [`DEFER_MAX`].
-    pub deferred_commits: u64,
 }
 
 /// Handle to the writer. Dropping every handle stops the thread after it drains.
@@ -177,14 +147,13 @@ impl Writer {
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(queue);
         let shared = Arc::new(Shared {
-            conn: Mutex::new(Db { conn, open_since: None }),
+            conn: Mutex::new(conn),
             queued: AtomicUsize::new(0),
             checkpoint,
             contended_at: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             inline_batches: AtomicU64::new(0),
             thread_batches: AtomicU64::new(0),
-            deferred_commits: AtomicU64::new(0),
         });
         let for_thread = shared.clone();
         let handle = std::thread::Builder::new()
@@ -200,8 +169,8 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Some(mut db) = self.idle_connection() {
-            return self.run_inline(&mut db, f);
+        if let Some(conn) = self.idle_connection() {
+            return self.run_inline(&conn, f);
         }
         self.queue(f, false).await
     }
@@ -216,21 +185,19 @@ impl Writer {
         self.queue(f, false).await
     }
 
-    /// Runs `f` and returns its result as soon as it has run, before it commits: in a batch,
-    /// before the batch commits; inline, with its transaction left open for the next write to
-    /// commit (or the timer, after [`DEFER_MAX`]). Only for a decision whose writes nobody
-    /// relies on until a later write through this same writer has committed: jobs run and
-    /// commit in order (the later write cannot run inline while this one's batch is unanswered,
-    /// and runs inside this one's open transaction), so that later write commits with it or
-    /// after it, and if this one was lost, that later write runs on a database without its
-    /// changes and can tell.
+    /// Runs `f` and returns its result as soon as it has run, which in a batch is before the
+    /// batch commits (inline, it has committed). Only for a decision whose writes nobody relies
+    /// on until a later write through this same writer has committed: jobs run and commit in
+    /// order (the later write cannot run inline while this one's batch is unanswered), so that
+    /// later write commits in the same batch or after it, and if this batch failed, that later
+    /// write runs on a database without this one's changes and can tell.
     pub async fn decide<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Some(mut db) = self.idle_connection() {
-            return self.decide_inline(&mut db, f);
+        if let Some(conn) = self.idle_connection() {
+            return self.run_inline(&conn, f);
         }
         self.queue(f, true).await
     }
@@ -240,13 +207,12 @@ impl Writer {
         WriterStats {
             inline_batches: self.shared.inline_batches.load(Ordering::Relaxed),
             thread_batches: self.shared.thread_batches.load(Ordering::Relaxed),
-            deferred_commits: self.shared.deferred_commits.load(Ordering::Relaxed),
         }
     }
 
     /// The connection, when the store is idle: nothing queued or recently contended, no
     /// checkpoint asked for, no batch running.
-    fn idle_connection(&self) -> Option<MutexGuard<'_, Db>> {
+    fn idle_connection(&self) -> Option<MutexGuard<'_, Connection>> {
         let shared = &*self.shared;
         if shared.checkpoint.load(Ordering::Relaxed) || shared.contended_recently() {
             return None;
@@ -262,45 +228,17 @@ impl Writer {
         conn
     }
 
-    /// A batch of one on the caller's thread (joined by any decision left open before it).
+    /// A batch of one on the caller's thread.
     fn run_inline<T>(
         &self,
-        db: &mut Db,
+        conn: &Connection,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        db.begin_or_continue()?;
-        let result = in_savepoint(&db.conn, f);
-        let committed = commit(&db.conn);
+        begin(conn)?;
+        let result = in_savepoint(conn, f);
+        let committed = commit(conn);
         self.shared.inline_batches.fetch_add(1, Ordering::Relaxed);
         committed.and(result)
-    }
-
-    /// A decision on the caller's thread, its transaction left open for the next write.
-    fn decide_inline<T>(
-        &self,
-        db: &mut Db,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No timer to commit it later: commit now.
-            return self.run_inline(db, f);
-        };
-        let opened = match db.open_since {
-            Some(at) => at,
-            None => {
-                begin(&db.conn)?;
-                let now = std::time::Instant::now();
-                // This transaction's own timer; a later decision joining it adds none.
-                let shared = self.shared.clone();
-                runtime.spawn(async move {
-                    tokio::time::sleep(DEFER_MAX).await;
-                    commit_if_still_open(&shared, now);
-                });
-                now
-            }
-        };
-        db.open_since = Some(opened);
-        in_savepoint(&db.conn, f)
     }
 
     async fn queue<T, F>(&self, f: F, early: bool) -> Result<T, StoreError>
@@ -356,20 +294,6 @@ fn commit(conn: &Connection) -> Result<(), StoreError> {
     c
 }
 
-/// The timer's end of [`Writer::decide`]: commits the transaction opened at `opened` if no
-/// write has committed it yet.
-fn commit_if_still_open(shared: &Shared, opened: std::time::Instant) {
-    // Blocking for a batch in progress is fine: that batch commits the transaction itself.
-    let mut db = shared.conn.lock();
-    if db.open_since == Some(opened) {
-        db.open_since = None;
-        if let Err(e) = commit(&db.conn) {
-            tracing::error!(error = %e, "committing deferred decisions failed; their tasks will fail");
-        }
-        shared.deferred_commits.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 fn drain_into(rx: &mut mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -384,16 +308,11 @@ fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<dyn Job>>) {
     let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         // Held for the whole batch, linger included: writers arriving meanwhile queue and join.
-        let mut db = shared.conn.lock();
+        let conn = shared.conn.lock();
         if shared.checkpoint.swap(false, Ordering::Relaxed) {
-            if db.open_since.take().is_some()
-                && let Err(e) = commit(&db.conn)
-            {
-                tracing::error!(error = %e, "committing deferred decisions failed; their tasks will fail");
-            }
             // No transaction is open here, so this checkpoint can reach the end of the log (bar
             // a reader still on an older snapshot) and the batch below restarts the WAL.
-            if let Err(e) = db.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "WAL checkpoint on the writer failed");
             }
         }
@@ -411,26 +330,19 @@ fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<dyn Job>>) {
         if busy {
             shared.mark_contended();
         }
-        let committed = db.begin_or_continue().and_then(|()| {
+        let committed = begin(&conn).and_then(|()| {
             for job in batch.iter_mut() {
-                job.run(&db.conn);
+                job.run(&conn);
             }
-            commit(&db.conn)
+            commit(&conn)
         });
         shared.thread_batches.fetch_add(1, Ordering::Relaxed);
         // The batch is over: whoever is answered may write inline next, after this commit.
-        drop(db);
+        drop(conn);
         shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         for job in batch.drain(..) {
             job.reply(committed.clone());
         }
-    }
-    // The store is closing: what a decision left open is committed, not rolled back.
-    let mut db = shared.conn.lock();
-    if db.open_since.take().is_some()
-        && let Err(e) = commit(&db.conn)
-    {
-        tracing::error!(error = %e, "committing deferred decisions at shutdown failed");
     }
     tracing::debug!("store writer drained and stopped");
 }
@@ -489,61 +401,7 @@ mod tests {
         }
         assert_eq!(count(&reader, "a"), 3);
         assert_eq!(w.decide(|c| Ok(count(c, "a"))).await.unwrap(), 3);
-        assert_eq!(w.stats(), WriterStats { inline_batches: 3, thread_batches: 0, deferred_commits: 0 });
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_inline_decision_commits_with_the_next_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, reader) = writer(&dir, 16);
-        w.decide(insert("decided")).await.unwrap();
-        // Not committed yet: another connection does not see it.
-        assert_eq!(count(&reader, "decided"), 0);
-        w.write(insert("next")).await.unwrap();
-        assert_eq!((count(&reader, "decided"), count(&reader, "next")), (1, 1));
-        assert_eq!(w.stats(), WriterStats { inline_batches: 1, thread_batches: 0, deferred_commits: 0 });
-        // Its timer finds nothing left to commit.
-        tokio::time::sleep(DEFER_MAX * 3).await;
-        assert_eq!(w.stats().deferred_commits, 0);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_inline_decision_alone_is_committed_by_its_timer() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, reader) = writer(&dir, 16);
-        w.decide(insert("decided")).await.unwrap();
-        w.decide(insert("decided")).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while count(&reader, "decided") < 2 {
-            assert!(std::time::Instant::now() < deadline, "the open decisions were never committed");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        // Both decisions shared one transaction and one timer commit.
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 0, deferred_commits: 1 });
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_on_the_thread_commits_an_open_decision() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, reader) = writer(&dir, 16);
-        w.decide(insert("decided")).await.unwrap();
-        w.write_queued(insert("bulk")).await.unwrap();
-        assert_eq!((count(&reader, "decided"), count(&reader, "bulk")), (1, 1));
-        assert_eq!(w.stats().thread_batches, 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn closing_commits_an_open_decision() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).unwrap();
-        conn.execute_batch("CREATE TABLE t (v TEXT NOT NULL)").unwrap();
-        let (w, thread) = Writer::start(conn, 16, Arc::new(AtomicBool::new(false))).unwrap();
-        w.decide(insert("decided")).await.unwrap();
-        drop(w);
-        thread.join().unwrap();
-        assert_eq!(count(&Connection::open(&path).unwrap(), "decided"), 1);
+        assert_eq!(w.stats(), WriterStats { inline_batches: 4, thread_batches: 0 });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,12 +457,12 @@ mod tests {
         // As between a job's send and its batch: the connection is free, but a job is out.
         w.shared.queued.fetch_add(1, Ordering::AcqRel);
         w.write(insert("a")).await.unwrap();
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, deferred_commits: 0 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
         w.shared.queued.fetch_sub(1, Ordering::AcqRel);
         // (That write also marked the store contended; forget it, as a quiet spell would.)
         w.shared.contended_at.store(0, Ordering::Relaxed);
         w.write(insert("a")).await.unwrap();
-        assert_eq!(w.stats(), WriterStats { inline_batches: 1, thread_batches: 1, deferred_commits: 0 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 1, thread_batches: 1 });
         assert_eq!(count(&reader, "a"), 2);
     }
 
@@ -646,7 +504,7 @@ mod tests {
             !w.shared.checkpoint.load(Ordering::Relaxed),
             "the thread checkpoints and clears the request"
         );
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, deferred_commits: 0 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,6 +513,6 @@ mod tests {
         let (w, reader) = writer(&dir, 16);
         w.write_queued(insert("bulk")).await.unwrap();
         assert_eq!(count(&reader, "bulk"), 1);
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, deferred_commits: 0 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
     }
 }
