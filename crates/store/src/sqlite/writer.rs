@@ -169,10 +169,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Some(conn) = self.idle_connection() {
-            return self.run_inline(&conn, f);
-        }
-        self.queue(f, false).await
+        self.inline_or_queue(f, false).await
     }
 
     /// Runs `f` in the thread's next batch, never on this thread: for bulk work (many rows)
@@ -196,10 +193,20 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.inline_or_queue(f, true).await
+    }
+
+    /// A batch of one on this thread when the writer is idle, else the thread's next batch
+    /// (`early`: answered before that batch commits).
+    async fn inline_or_queue<T, F>(&self, f: F, early: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         if let Some(conn) = self.idle_connection() {
             return self.run_inline(&conn, f);
         }
-        self.queue(f, true).await
+        self.queue(f, early).await
     }
 
     /// Transactions committed so far by each path.
