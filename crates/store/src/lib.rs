@@ -1,12 +1,13 @@
 //! Persistence for mediagate: accounts, API keys, the credit ledger, task records and outputs.
 //!
 //! [`Store`] is the one interface the engine and the CLI use; [`sqlite::SqliteStore`] is the
-//! embedded implementation. Every method is atomic on its own: a task's admission checks
+//! embedded implementation, [`postgres::PostgresStore`] the one on a PostgreSQL database. Every method is atomic on its own: a task's admission checks
 //! idempotency, reserves credits and records the task in one transaction, so the balance can
 //! never go negative and a replayed `taskUUID` is never charged twice.
 
 #![warn(missing_docs)]
 
+pub mod postgres;
 pub mod sqlite;
 mod types;
 

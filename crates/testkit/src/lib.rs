@@ -8,6 +8,7 @@ pub mod comfy_mock;
 pub mod flaky_proxy;
 pub mod mock_upstream;
 pub mod server;
+pub mod services;
 
 pub use server::TestServer;
 

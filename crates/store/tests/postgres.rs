@@ -1,0 +1,121 @@
+//! The PostgreSQL store on the local server (`MEDIAGATE_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), each test in a schema of its own: the
+//! backend-generic behaviour tests (`common::generic`) and what is PostgreSQL's own
+//! (migrations, the one-server lock). Without PostgreSQL they are skipped, saying so; under
+//! `CI=true` they fail instead.
+
+mod common;
+
+use common::{Harness, task};
+use mediagate_store::postgres::{PostgresOptions, PostgresStore, SCHEMA_VERSION, SERVER_LOCK_MESSAGE};
+use mediagate_store::*;
+use std::time::Duration;
+
+backend_tests!(Harness::postgres);
+
+#[tokio::test]
+async fn migrations_are_recorded_and_idempotent_on_reopen_and_concurrent_start() {
+    let Some(schema) = mediagate_testkit::services::postgres("migrations_are_idempotent").await else {
+        return;
+    };
+    // Two processes starting at once on an empty schema: the advisory lock lets one migrate
+    // while the other waits and then finds the work done.
+    let url = schema.url();
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(&url, PostgresOptions::default()),
+        PostgresStore::connect(&url, PostgresOptions::default())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let acct = a.create_account("kept", 42).await.unwrap();
+    assert_eq!(b.account_by_name("kept").await.unwrap(), Some(acct.clone()));
+    a.close().await;
+    b.close().await;
+    let again = PostgresStore::connect(&schema.url(), PostgresOptions::default()).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(again.account_by_name("kept").await.unwrap(), Some(acct));
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&schema.url()).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM mediagate_schema_version ORDER BY version")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>(), "each migration recorded once");
+}
+
+#[tokio::test]
+async fn one_server_per_database_the_lock_refuses_a_second_and_is_released_on_drop() {
+    let Some(schema) = mediagate_testkit::services::postgres("one_server_per_database").await else { return };
+    let server = PostgresOptions { single_server: true, ..PostgresOptions::default() };
+    let first = PostgresStore::connect(&schema.url(), server.clone()).await.unwrap();
+    assert!(first.holds_server_lock());
+    match PostgresStore::connect(&schema.url(), server.clone()).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, SERVER_LOCK_MESSAGE),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second server store was opened on the same database"),
+    }
+    // CLI tools open without the lock while the server runs.
+    let cli = PostgresStore::connect(&schema.url(), PostgresOptions::default()).await.unwrap();
+    assert!(!cli.holds_server_lock());
+    cli.create_account("from-cli", 0).await.unwrap();
+    assert!(first.account_by_name("from-cli").await.unwrap().is_some());
+    // Another schema is another deployment: its own lock.
+    if let Some(other) = mediagate_testkit::services::postgres("one_server_per_database (other)").await {
+        let o = PostgresStore::connect(&other.url(), server.clone()).await.unwrap();
+        assert!(o.holds_server_lock());
+    }
+    // Dropping the store closes its lock connection; the server notices the closed session.
+    drop(first);
+    let started = std::time::Instant::now();
+    let second = loop {
+        match PostgresStore::connect(&schema.url(), server.clone()).await {
+            Ok(s) => break s,
+            Err(StoreError::Conflict(_)) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the lock was not released after the first store dropped: {e}"),
+        }
+    };
+    assert!(second.holds_server_lock());
+    second.close().await;
+    // close() releases it at once.
+    let third = PostgresStore::connect(&schema.url(), server).await.unwrap();
+    assert!(third.holds_server_lock());
+}
+
+#[tokio::test]
+async fn an_unreachable_or_bad_url_is_a_clear_error_without_the_password() {
+    let e = PostgresStore::connect("postgres://u:s3cret@127.0.0.1:1/db", PostgresOptions::default())
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let e = PostgresStore::connect("mysql://u:s3cret@h/db", PostgresOptions::default()).await.err().unwrap();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert_eq!(
+        mediagate_store::postgres::redact_url("postgres://u:s3cret@h:5432/db?x=1"),
+        "postgres://u:***@h:5432/db?x=1"
+    );
+    assert_eq!(mediagate_store::postgres::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+}
+
+#[tokio::test]
+async fn a_deleted_task_keeps_its_uuid() {
+    let Some(h) = Harness::postgres("a_deleted_task_keeps_its_uuid").await else { return };
+    let a = h.store.create_account("a", 100).await.unwrap();
+    let t = task(a.id, 10);
+    h.store.admit_task(t.clone()).await.unwrap();
+    h.store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            outcome: common::failure("x"),
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(h.store.delete_task(a.id, t.task_uuid).await.unwrap());
+    assert!(h.store.admit_task(t).await.is_err(), "a deleted task's UUID is not admitted again");
+    assert_eq!(h.store.account_by_name("a").await.unwrap().unwrap().balance_micros, 100, "and not charged");
+}
