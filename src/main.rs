@@ -11,7 +11,7 @@ use clap::Parser;
 use cli::{AccountsCmd, AdminKeysCmd, AssetsCmd, Cli, Command, CreditsCmd, DocsCmd, KeysCmd, LimitsCmd};
 use mediagate_core::money::format_usd;
 use mediagate_engine::admin::Admin;
-use mediagate_engine::{Engine, open_store};
+use mediagate_engine::{Engine, StoreRole, open_store, store_location};
 use mediagate_store::{AccountStatus, KeyStatus, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +47,9 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Docs(DocsCmd::Config) => {
-            print!("{}", toml::to_string_pretty(&cfg).context("rendering the configuration")?);
+            let mut shown = cfg.clone();
+            shown.store.url = mediagate_store::postgres::redact_url(&shown.store.url);
+            print!("{}", toml::to_string_pretty(&shown).context("rendering the configuration")?);
             Ok(0)
         }
         Command::Assets(AssetsCmd::Check { input, kind, json }) => {
@@ -157,8 +159,8 @@ where
     Fut: std::future::Future<Output = Result<()>>,
 {
     let store =
-        open_store(cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-    f(Admin::new(Arc::new(store), None)).await?;
+        open_store(cfg, StoreRole::Tool).await.with_context(|| format!("opening {}", store_location(cfg)))?;
+    f(Admin::new(store, None)).await?;
     Ok(0)
 }
 
@@ -295,9 +297,10 @@ async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
     if cfg.public_base_url.is_empty() {
         cfg.public_base_url = format!("http://{local}");
     }
-    let store: Arc<dyn Store> = Arc::new(
-        open_store(&cfg).with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?,
-    );
+    // On PostgreSQL this takes the one-server-per-database lock, held until the process ends.
+    let store: Arc<dyn Store> = open_store(&cfg, StoreRole::Server)
+        .await
+        .with_context(|| format!("opening {}", store_location(&cfg)))?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
     let engine = Arc::new(Engine::new(cfg, store).context("starting the engine")?);
     if let Some(b) = engine.prepare().await.context("preparing the store")? {

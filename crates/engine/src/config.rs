@@ -149,21 +149,60 @@ impl Default for WebSocketConfig {
     }
 }
 
+/// Which database holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// An embedded SQLite file in the data directory.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database at `store.url`.
+    Postgres,
+}
+
 /// Store options (`[store]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `normal` survives process crashes; `full` also survives power loss (slower).
+    /// `sqlite` (default) or `postgres`.
+    pub backend: StoreBackend,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`); required when
+    /// `backend = "postgres"`, unused otherwise. Its password is never logged.
+    pub url: String,
+    /// PostgreSQL: connections in the pool at most.
+    pub max_connections: u32,
+    /// SQLite: `normal` survives process crashes; `full` also survives power loss (slower).
     pub synchronous: Synchronous,
-    /// Read connections.
+    /// SQLite: read connections.
     pub readers: usize,
-    /// Milliseconds a write waits for another process's lock (e.g. the CLI).
+    /// SQLite: milliseconds a write waits for another process's lock (e.g. the CLI).
     pub busy_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    // By hand, so that the URL's password never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("url", &mediagate_store::postgres::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("synchronous", &self.synchronous)
+            .field("readers", &self.readers)
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { synchronous: Synchronous::Normal, readers: 4, busy_timeout_ms: 5000 }
+        StoreConfig {
+            backend: StoreBackend::Sqlite,
+            url: String::new(),
+            max_connections: 16,
+            synchronous: Synchronous::Normal,
+            readers: 4,
+            busy_timeout_ms: 5000,
+        }
     }
 }
 

@@ -35,11 +35,13 @@ use admin::Admin;
 use auth::Authenticator;
 use catalog::Catalog;
 use config::Config;
+use config::StoreBackend;
 use mediagate_assets::Intake;
 use mediagate_core::money::parse_usd;
 use mediagate_providers::Provider;
 use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
 use mediagate_providers::local_video::ProceduralVideo;
+use mediagate_store::postgres::{PostgresOptions, PostgresStore};
 use mediagate_store::sqlite::{SqliteOptions, SqliteStore};
 use mediagate_store::{NewKey, Store, StoreError, StoredError};
 use std::collections::HashMap;
@@ -84,8 +86,44 @@ pub struct Bootstrapped {
     pub grant_micros: i64,
 }
 
-/// Opens the SQLite store a configuration names (creating the data directory).
-pub fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
+/// Who opens the store: the server, or a tool beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreRole {
+    /// `serve`: on PostgreSQL it takes the one-server-per-database lock (start-up recovery
+    /// assumes that no other server runs tasks on the same data) and fails if another server
+    /// holds it.
+    Server,
+    /// CLI commands and other tools: no lock, safe while the server runs.
+    Tool,
+}
+
+/// Opens the store a configuration names (creating the data directory, which holds output
+/// files on either backend): SQLite in the data directory, or PostgreSQL at `store.url`.
+pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Store>, StartError> {
+    match config.store.backend {
+        StoreBackend::Sqlite => Ok(Arc::new(open_sqlite_store(config)?)),
+        StoreBackend::Postgres => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            if config.store.url.trim().is_empty() {
+                return Err(StartError::Config(
+                    "store.url is required when store.backend = \"postgres\" (e.g. \
+                     postgres://user:password@127.0.0.1:5432/mediagate, or MEDIAGATE_STORE__URL)"
+                        .into(),
+                ));
+            }
+            let options = PostgresOptions {
+                max_connections: config.store.max_connections,
+                single_server: role == StoreRole::Server,
+                ..PostgresOptions::default()
+            };
+            Ok(Arc::new(PostgresStore::connect(&config.store.url, options).await?))
+        }
+    }
+}
+
+/// Opens the SQLite store in the data directory whatever `store.backend` says, as its concrete
+/// type (for [`SqliteStore::flush`] and [`SqliteStore::writer_stats`] in tests and benchmarks).
+pub fn open_sqlite_store(config: &Config) -> Result<SqliteStore, StartError> {
     std::fs::create_dir_all(&config.data_dir)?;
     Ok(SqliteStore::open(
         config.database_path(),
@@ -96,6 +134,17 @@ pub fn open_store(config: &Config) -> Result<SqliteStore, StartError> {
             ..SqliteOptions::default()
         },
     )?)
+}
+
+/// Where the configured store is, for messages: the data directory, or the PostgreSQL URL
+/// without its password.
+pub fn store_location(config: &Config) -> String {
+    match config.store.backend {
+        StoreBackend::Sqlite => format!("the store in {}", config.data_dir.display()),
+        StoreBackend::Postgres => {
+            format!("the PostgreSQL store at {}", mediagate_store::postgres::redact_url(&config.store.url))
+        }
+    }
 }
 
 impl Engine {

@@ -257,7 +257,7 @@ async fn misrouted_models_stop_the_server_from_starting() {
     u.models.insert("acme:other@1".into(), "x".into());
     add(&mut cfg, vec![u], vec![model("acme:m@1", &["oai"], 1)]);
     let store: std::sync::Arc<dyn mediagate_store::Store> =
-        std::sync::Arc::new(mediagate_engine::open_store(&cfg).unwrap());
+        mediagate_engine::open_store(&cfg, mediagate_engine::StoreRole::Tool).await.unwrap();
     let err = mediagate_engine::Engine::new(cfg.clone(), store.clone()).err().expect("refused").to_string();
     assert!(err.contains("does not serve"), "{err}");
     cfg.models = vec![model("acme:m@1", &["nope"], 1)];

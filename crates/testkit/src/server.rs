@@ -1,7 +1,7 @@
 //! A real mediagate server on an ephemeral loopback port, over a temporary data directory.
 
 use mediagate_engine::config::Config;
-use mediagate_engine::{Engine, open_store};
+use mediagate_engine::{Engine, StoreRole, open_store};
 use mediagate_store::Store;
 use serde_json::Value;
 use std::sync::Arc;
@@ -31,13 +31,20 @@ impl TestServer {
     /// Starts a server after `adjust` edits the default configuration (listen address and
     /// data directory are set by the harness).
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::try_start_with(adjust).await.unwrap_or_else(|e| panic!("the server did not start: {e}"))
+    }
+
+    /// Like [`TestServer::start_with`], but a store that cannot be opened (e.g. another server
+    /// holds the PostgreSQL database) is an error, not a panic. The store is opened as `serve`
+    /// opens it ([`StoreRole::Server`]).
+    pub async fn try_start_with(adjust: impl FnOnce(&mut Config)) -> Result<TestServer, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut cfg =
             Config { data_dir: dir.path().to_path_buf(), listen: addr.to_string(), ..Config::default() };
         adjust(&mut cfg);
-        let store: Arc<dyn Store> = Arc::new(open_store(&cfg).expect("store"));
+        let store: Arc<dyn Store> = open_store(&cfg, StoreRole::Server).await.map_err(|e| e.to_string())?;
         let engine = Arc::new(Engine::new(cfg, store).expect("engine"));
         let boot = engine.prepare().await.expect("prepare").expect("a fresh store bootstraps");
         mediagate_server::install(&engine);
@@ -47,7 +54,7 @@ impl TestServer {
         let task = tokio::spawn(mediagate_server::serve(listener, engine.clone(), async move {
             let _ = stopped.await;
         }));
-        TestServer {
+        Ok(TestServer {
             base_url: format!("http://{addr}"),
             api_key: boot.api_key,
             engine,
@@ -55,7 +62,7 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        }
+        })
     }
 
     /// POSTs a JSON body to `/v1` with the bootstrap key as a Bearer token.

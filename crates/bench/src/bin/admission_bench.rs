@@ -20,7 +20,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mediagate_engine::config::Config;
-use mediagate_engine::{AuthContext, Engine, open_store};
+use mediagate_engine::{AuthContext, Engine, StoreRole, open_store};
 use mediagate_store::Store;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -69,7 +69,7 @@ async fn run(args: Args) -> Result<()> {
     l.max_concurrent = 8;
     l.max_queued = 0;
     l.model_concurrency = 64;
-    let store: Arc<dyn Store> = Arc::new(open_store(&cfg)?);
+    let store: Arc<dyn Store> = open_store(&cfg, StoreRole::Tool).await?;
     let engine = Arc::new(Engine::new(cfg, store)?);
     engine.prepare().await?;
     let models: Vec<String> =
