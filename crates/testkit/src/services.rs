@@ -23,7 +23,10 @@ pub fn unavailable(test: &str, service: &str, variable: &str, why: &str) {
     if in_ci() {
         panic!("{test}: {msg} (CI=true: a missing service fails the test instead of skipping it)");
     }
-    eprintln!("SKIPPED {test}: {msg}");
+    // Straight to the process's stderr, not through `eprintln!`, which the test harness
+    // captures (and hides) for a test that passes.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {msg}");
 }
 
 /// A schema of its own in the test PostgreSQL database, dropped (with everything in it) when
