@@ -186,6 +186,51 @@ async fn repeated_invalid_keys_from_one_address_are_throttled_before_lookup() {
     assert_eq!(post(&s, &unknown(), &json!([{"taskType": "ping", "ping": true}])).await.0, 401);
 }
 
+/// Sends a ping with an unknown key, as if forwarded for `client` by a proxy.
+async fn unknown_key_via(s: &TestServer, client: &str) -> (u16, String) {
+    let key = format!("key_{}", "cd".repeat(64).replacen("cd", &format!("{:02x}", rand_byte()), 1));
+    let r = s
+        .http
+        .post(format!("{}/v1", s.base_url))
+        .bearer_auth(key)
+        .header("x-forwarded-for", format!("203.0.113.66, {client}"))
+        .json(&json!([{"taskType": "ping", "ping": true}]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    (status, code(&b).to_string())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_invalid_keys_are_throttled_per_forwarded_client() {
+    let throttled = |c: &mut Config| {
+        c.limits.invalid_key_burst = 2;
+        c.limits.invalid_key_rate_per_sec = 0.1;
+    };
+    // The test client connects from 127.0.0.1, which is trusted here.
+    let s = TestServer::start_with(|c| {
+        throttled(c);
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for i in 0..2 {
+        assert_eq!(unknown_key_via(&s, "198.51.100.1").await, (401, "invalidApiKey".into()), "attempt {i}");
+    }
+    assert_eq!(unknown_key_via(&s, "198.51.100.1").await, (429, "rateLimitExceeded".into()));
+    // Another client behind the same proxy has its own allowance; the spoofed leftmost entry
+    // (the same in every request) is not what is counted.
+    assert_eq!(unknown_key_via(&s, "198.51.100.2").await, (401, "invalidApiKey".into()));
+
+    // Without trusted proxies the header is ignored: everything counts against 127.0.0.1.
+    let s = TestServer::start_with(throttled).await;
+    for _ in 0..2 {
+        assert_eq!(unknown_key_via(&s, "198.51.100.1").await.0, 401);
+    }
+    assert_eq!(unknown_key_via(&s, "198.51.100.2").await, (429, "rateLimitExceeded".into()));
+}
+
 fn rand_byte() -> u8 {
     uuid::Uuid::new_v4().as_bytes()[0]
 }
