@@ -323,6 +323,42 @@ async fn a_flood_from_one_account_does_not_starve_another() {
 }
 
 #[tokio::test]
+async fn a_model_s_own_concurrency_overrides_the_shared_default() {
+    const OTHER: &str = "acme:other@1";
+    for default in [0, 3] {
+        let (s, _m) = slow_server(Duration::from_millis(1_500), |c| {
+            c.limits.model_concurrency = default;
+            let mut other = c.models[0].clone();
+            other.air = OTHER.into();
+            c.models[0].concurrency = 2;
+            c.models.push(other);
+        })
+        .await;
+        for model in [SLOW, OTHER] {
+            let batch: Vec<Value> = (0..6).map(|_| image(&task_uuid(), Some(model), "async")).collect();
+            assert_eq!(post(&s, &s.api_key, &Value::Array(batch)).await.0, 200);
+        }
+        let account = s.engine.store().account_by_name("default").await.unwrap().unwrap().id;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let view = loop {
+            let view = s.engine.limits_view(account).await.unwrap();
+            let started: u32 = view.models.iter().map(|m| m.running).sum();
+            if started >= 2 + if default == 0 { 6 } else { 3 } || Instant::now() > deadline {
+                break view;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let of = |model: &str| {
+            let m = view.models.iter().find(|x| x.model == model).unwrap();
+            (m.running, m.queued)
+        };
+        assert_eq!(of(SLOW), (2, 4), "its own concurrency, whatever the default ({default})");
+        let other = if default == 0 { (6, 0) } else { (3, 3) };
+        assert_eq!(of(OTHER), other, "the shared default ({default})");
+    }
+}
+
+#[tokio::test]
 async fn daily_cap_is_429_until_the_oldest_task_leaves_the_window() {
     let s = TestServer::start().await;
     let air = mediagate_core::model::PROCEDURAL_AIR;
