@@ -64,7 +64,7 @@ async fn accounts_keys_and_credits() {
     assert_eq!(st, 200, "{a}");
     assert_eq!((a["name"].as_str(), a["balanceMicros"].as_i64()), (Some("acme"), Some(2_500_000)));
     let (st, b) = call(&s, &admin, "POST", "/accounts", Some(json!({"name": "acme"}))).await;
-    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (400, "invalidParameterValue"), "{b}");
+    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (409, "conflict"), "{b}");
     let (_, list) = call(&s, &admin, "GET", "/accounts", None).await;
     let names: Vec<&str> =
         list["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
@@ -106,7 +106,11 @@ async fn accounts_keys_and_credits() {
 
     assert_eq!(call(&s, &admin, "POST", &format!("/keys/{id}/revoke"), None).await.0, 200);
     let (st, b) = call(&s, &admin, "POST", &format!("/keys/{id}/enable"), None).await;
-    assert_eq!(st, 400, "a revoked key stays revoked: {b}");
+    assert_eq!(
+        (st, b["error"]["code"].as_str().unwrap()),
+        (409, "conflict"),
+        "a revoked key stays revoked: {b}"
+    );
     assert_eq!(s.post_with_key(&secret, &image()).await.0, 401);
 
     // Credits: grant, balance, ledger.

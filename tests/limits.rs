@@ -186,6 +186,51 @@ async fn repeated_invalid_keys_from_one_address_are_throttled_before_lookup() {
     assert_eq!(post(&s, &unknown(), &json!([{"taskType": "ping", "ping": true}])).await.0, 401);
 }
 
+/// Sends a ping with an unknown key, as if forwarded for `client` by a proxy.
+async fn unknown_key_via(s: &TestServer, client: &str) -> (u16, String) {
+    let key = format!("key_{}", "cd".repeat(64).replacen("cd", &format!("{:02x}", rand_byte()), 1));
+    let r = s
+        .http
+        .post(format!("{}/v1", s.base_url))
+        .bearer_auth(key)
+        .header("x-forwarded-for", format!("203.0.113.66, {client}"))
+        .json(&json!([{"taskType": "ping", "ping": true}]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let b: Value = r.json().await.unwrap();
+    (status, code(&b).to_string())
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_invalid_keys_are_throttled_per_forwarded_client() {
+    let throttled = |c: &mut Config| {
+        c.limits.invalid_key_burst = 2;
+        c.limits.invalid_key_rate_per_sec = 0.1;
+    };
+    // The test client connects from 127.0.0.1, which is trusted here.
+    let s = TestServer::start_with(|c| {
+        throttled(c);
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for i in 0..2 {
+        assert_eq!(unknown_key_via(&s, "198.51.100.1").await, (401, "invalidApiKey".into()), "attempt {i}");
+    }
+    assert_eq!(unknown_key_via(&s, "198.51.100.1").await, (429, "rateLimitExceeded".into()));
+    // Another client behind the same proxy has its own allowance; the spoofed leftmost entry
+    // (the same in every request) is not what is counted.
+    assert_eq!(unknown_key_via(&s, "198.51.100.2").await, (401, "invalidApiKey".into()));
+
+    // Without trusted proxies the header is ignored: everything counts against 127.0.0.1.
+    let s = TestServer::start_with(throttled).await;
+    for _ in 0..2 {
+        assert_eq!(unknown_key_via(&s, "198.51.100.1").await.0, 401);
+    }
+    assert_eq!(unknown_key_via(&s, "198.51.100.2").await, (429, "rateLimitExceeded".into()));
+}
+
 fn rand_byte() -> u8 {
     uuid::Uuid::new_v4().as_bytes()[0]
 }
@@ -275,6 +320,42 @@ async fn a_flood_from_one_account_does_not_starve_another() {
     assert!(slow.queued > 900, "the flood is still queued: {}", slow.queued);
     assert!(slow.running <= 2);
     assert!(m.calls("POST", "/v1/images/generations") < 20);
+}
+
+#[tokio::test]
+async fn a_model_s_own_concurrency_overrides_the_shared_default() {
+    const OTHER: &str = "acme:other@1";
+    for default in [0, 3] {
+        let (s, _m) = slow_server(Duration::from_millis(1_500), |c| {
+            c.limits.model_concurrency = default;
+            let mut other = c.models[0].clone();
+            other.air = OTHER.into();
+            c.models[0].concurrency = 2;
+            c.models.push(other);
+        })
+        .await;
+        for model in [SLOW, OTHER] {
+            let batch: Vec<Value> = (0..6).map(|_| image(&task_uuid(), Some(model), "async")).collect();
+            assert_eq!(post(&s, &s.api_key, &Value::Array(batch)).await.0, 200);
+        }
+        let account = s.engine.store().account_by_name("default").await.unwrap().unwrap().id;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let view = loop {
+            let view = s.engine.limits_view(account).await.unwrap();
+            let started: u32 = view.models.iter().map(|m| m.running).sum();
+            if started >= 2 + if default == 0 { 6 } else { 3 } || Instant::now() > deadline {
+                break view;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let of = |model: &str| {
+            let m = view.models.iter().find(|x| x.model == model).unwrap();
+            (m.running, m.queued)
+        };
+        assert_eq!(of(SLOW), (2, 4), "its own concurrency, whatever the default ({default})");
+        let other = if default == 0 { (6, 0) } else { (3, 3) };
+        assert_eq!(of(OTHER), other, "the shared default ({default})");
+    }
 }
 
 #[tokio::test]

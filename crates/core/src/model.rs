@@ -87,6 +87,10 @@ pub struct ModelSpec {
     /// Providers tried in this order when `provider` is exhausted or its circuit is open.
     #[serde(default)]
     pub fallback: Vec<String>,
+    /// Tasks this model runs at once for all accounts together, shared fairly; `0` (the
+    /// default) takes `limits.model_concurrency`.
+    #[serde(default)]
+    pub concurrency: u32,
 }
 
 /// Retry policy for one model: exponential backoff with full jitter, only for retryable
@@ -132,6 +136,7 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             bounds: Bounds::default(),
             retry: RetryPolicy::default(),
             fallback: vec![],
+            concurrency: 0,
         },
         ModelSpec {
             air: LANCZOS_AIR.into(),
@@ -142,6 +147,7 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             bounds: Bounds::default(),
             retry: RetryPolicy::default(),
             fallback: vec![],
+            concurrency: 0,
         },
         ModelSpec {
             air: PROCEDURAL_VIDEO_AIR.into(),
@@ -155,6 +161,7 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             bounds: video_bounds(),
             retry: RetryPolicy::default(),
             fallback: vec![],
+            concurrency: 0,
         },
     ]
     .into_iter()
@@ -202,6 +209,7 @@ fn runway_models() -> Vec<ModelSpec> {
         bounds: bounds.clone(),
         retry: RetryPolicy::default(),
         fallback: vec![],
+        concurrency: 0,
     };
     let procedural_image = "seeded gradients and shapes (mediagate:procedural@1).";
     let procedural_video = "a real MP4 of animated seeded shapes (mediagate:procedural-video@1).";

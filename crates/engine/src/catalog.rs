@@ -42,6 +42,11 @@ impl Catalog {
         Ok(Catalog { models })
     }
 
+    /// The configured `concurrency` of a model (`0`: none of its own), if the model exists.
+    pub fn concurrency(&self, air: &str) -> Option<u32> {
+        self.models.get(air).map(|m| m.spec.concurrency)
+    }
+
     /// Every model, by AIR id.
     pub fn models(&self) -> impl Iterator<Item = &Model> {
         self.models.values()

@@ -80,12 +80,39 @@ pub struct ServerConfig {
     pub max_tasks_per_request: usize,
     /// Seconds a graceful shutdown waits for in-flight requests before giving up.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed, as networks (`10.0.0.0/8`) or single
+    /// addresses (`127.0.0.1`). Empty (the default): the client is the connection's peer.
+    #[serde(deserialize_with = "deserialize_networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 12_000_000, max_tasks_per_request: 100, shutdown_grace_secs: 30 }
+        ServerConfig {
+            max_body_bytes: 12_000_000,
+            max_tasks_per_request: 100,
+            shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
+        }
     }
+}
+
+/// Networks written as `addr/prefix` or as a bare address (a network of one).
+fn deserialize_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let entries = Vec::<String>::deserialize(d)?;
+    entries
+        .iter()
+        .map(|e| {
+            let e = e.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "'{e}' is not an IP address or network; write e.g. \"10.0.0.0/8\" or \"127.0.0.1\""
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// First-start options (`[bootstrap]`).

@@ -27,6 +27,7 @@ pub mod mapping;
 pub mod openai_images;
 pub mod procedural;
 pub mod runware_upstream;
+mod seeded;
 pub mod upstream;
 pub mod video;
 

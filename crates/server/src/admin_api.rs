@@ -70,9 +70,8 @@ fn done(r: Reply) -> Response {
 fn admin_error(e: AdminError) -> ApiError {
     match e {
         AdminError::Invalid(m) => ApiError::new(ErrorCode::InvalidParameterValue, m),
-        AdminError::Store(StoreError::Invalid(m) | StoreError::Conflict(m)) => {
-            ApiError::new(ErrorCode::InvalidParameterValue, m)
-        }
+        AdminError::Store(StoreError::Invalid(m)) => ApiError::new(ErrorCode::InvalidParameterValue, m),
+        AdminError::Store(StoreError::Conflict(m)) => ApiError::new(ErrorCode::Conflict, m),
         AdminError::Store(StoreError::NotFound(what)) => {
             ApiError::new(ErrorCode::ResourceNotFound, format!("{what} does not exist."))
         }

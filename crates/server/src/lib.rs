@@ -122,6 +122,10 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let trusted = &engine.config().server.trusted_proxies;
+    if !trusted.is_empty() {
+        tracing::info!(?trusted, "X-Forwarded-For is believed from these proxies");
+    }
     // Connect info gives handlers the client's address (invalid-key throttling).
     axum::serve(listener, router(engine).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)

@@ -1,7 +1,7 @@
 //! Concurrency per account and model, with fair queueing across accounts.
 //!
-//! Each model has a shared capacity (`limits.model_concurrency`, the tasks it runs at once for
-//! everybody) and each account a limit of its own per model (`max_concurrent`). A task that
+//! Each model has a shared capacity (its `concurrency` in the catalog, else
+//! `limits.model_concurrency`: the tasks it runs at once for everybody) and each account a limit of its own per model (`max_concurrent`). A task that
 //! cannot start waits in its account's lane for that model; a lane holds at most `max_queued`
 //! tasks and a task arriving at a full lane is refused.
 //!

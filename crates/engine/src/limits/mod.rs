@@ -53,6 +53,7 @@ pub struct LimitsConfig {
     /// Submissions an account may make at once from idle.
     pub account_burst: u32,
     /// Tasks each model runs at once for all accounts together, shared fairly (0 = unlimited).
+    /// A model's own `concurrency` in the catalog takes precedence.
     pub model_concurrency: u32,
     /// Tasks an account runs at once per model; more wait in its queue (0 = unlimited).
     pub max_concurrent: u32,
@@ -416,7 +417,12 @@ impl Engine {
         lane: LaneLimits,
         bounded: bool,
     ) -> Result<Ticket, ApiError> {
-        let capacity = self.config.limits.model_concurrency;
+        // A model's own capacity, else the one every model gets.
+        let capacity = self
+            .catalog
+            .concurrency(model)
+            .filter(|&c| c > 0)
+            .unwrap_or(self.config.limits.model_concurrency);
         self.limits.queues.enter(account_id, task_uuid, model, capacity, lane, bounded).map_err(|full| {
             ApiError::new(
                 ErrorCode::QueueFull,
