@@ -58,7 +58,8 @@ CREATE TABLE tasks (
     deleted_at    BIGINT,
     PRIMARY KEY (account_id, task_uuid)
 );
-CREATE INDEX tasks_by_status ON tasks(status);
+-- Only running tasks are looked up by status (restart recovery), so only they are indexed.
+CREATE INDEX tasks_processing ON tasks(created_at) WHERE status = 'processing';
 CREATE INDEX tasks_by_account_created ON tasks(account_id, created_at);
 CREATE TABLE outputs (
     uuid          TEXT PRIMARY KEY,
