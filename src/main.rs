@@ -325,8 +325,18 @@ async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
     let server = tokio::spawn(mediagate_server::serve(listener, engine.clone(), async move {
         let _ = stop_rx.await;
     }));
-    shutdown_signal().await;
-    tracing::info!("shutdown requested; finishing in-flight requests");
+    // On PostgreSQL, losing the one-server lock to another server stops this one.
+    let lock_lost = lock_lost(engine.store().server_lock());
+    let exit_code = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            0
+        }
+        _ = lock_lost => {
+            tracing::error!("stopping: the one-server lock is lost; finishing in-flight requests");
+            3
+        }
+    };
     let _ = stop_tx.send(());
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
@@ -334,7 +344,16 @@ async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
         Ok(Err(e)) => return Err(e).context("server task"),
         Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time"),
     }
-    Ok(0)
+    Ok(exit_code)
+}
+
+/// Completes once the store's one-server lock is lost for good; never without one.
+async fn lock_lost(lock: Option<tokio::sync::watch::Receiver<mediagate_store::ServerLockState>>) {
+    let Some(mut state) = lock else { return std::future::pending().await };
+    if state.wait_for(|s| *s == mediagate_store::ServerLockState::Lost).await.is_err() {
+        // The keeper is gone without saying lost (the store was closed): nothing to stop for.
+        std::future::pending::<()>().await
+    }
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,7 @@
 //! `CI=true` that fails instead.
 
 use mediagate_engine::config::StoreBackend;
-use mediagate_store::postgres::SERVER_LOCK_MESSAGE;
+use mediagate_store::postgres::{SERVER_LOCK_MESSAGE, SERVER_LOCK_TAKEN_MESSAGE};
 use mediagate_testkit::services::PgSchema;
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
@@ -110,6 +110,66 @@ async fn a_second_server_on_the_same_database_fails_to_start_and_the_cli_still_w
     let list = run(&["accounts", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("default"));
     first.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_whose_lock_another_server_took_stops() {
+    use std::io::BufRead as _;
+    let Some(schema) = mediagate_testkit::services::postgres("a_server_whose_lock_was_taken").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Killed if the test fails, so that no server outlives it.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("MEDIAGATE_CONFIG")
+        .env("MEDIAGATE_STORE__BACKEND", "postgres")
+        .env("MEDIAGATE_STORE__URL", schema.url())
+        .env("MEDIAGATE_STORE__LOCK_CHECK_MS", "200")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.contains("mediagate listening") {
+        let line =
+            lines.recv_timeout(deadline - std::time::Instant::now()).expect("the server did not start");
+        log.push_str(&line);
+        log.push('\n');
+    }
+    // A database restart, and another server taking the lock before this one is back.
+    let _other = schema.break_server_lock(true).await.unwrap().expect("the lock, taken");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the server kept running:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(2)) {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(log.contains(SERVER_LOCK_TAKEN_MESSAGE), "{log}");
 }
 
 #[tokio::test]

@@ -198,6 +198,9 @@ pub struct StoreConfig {
     pub url: String,
     /// PostgreSQL: connections in the pool at most.
     pub max_connections: u32,
+    /// PostgreSQL: how often (ms) `serve` checks the connection holding its one-server lock and
+    /// takes the lock again if that connection broke.
+    pub lock_check_ms: u64,
     /// SQLite: `normal` survives process crashes; `full` also survives power loss (slower).
     pub synchronous: Synchronous,
     /// SQLite: read connections.
@@ -213,6 +216,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("backend", &self.backend)
             .field("url", &mediagate_store::postgres::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("lock_check_ms", &self.lock_check_ms)
             .field("synchronous", &self.synchronous)
             .field("readers", &self.readers)
             .field("busy_timeout_ms", &self.busy_timeout_ms)
@@ -226,6 +230,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sqlite,
             url: String::new(),
             max_connections: 16,
+            lock_check_ms: 5000,
             synchronous: Synchronous::Normal,
             readers: 4,
             busy_timeout_ms: 5000,

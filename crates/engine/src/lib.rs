@@ -114,6 +114,7 @@ pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Stor
             let options = PostgresOptions {
                 max_connections: config.store.max_connections,
                 single_server: role == StoreRole::Server,
+                lock_check_every: Duration::from_millis(config.store.lock_check_ms.max(10)),
                 ..PostgresOptions::default()
             };
             Ok(Arc::new(PostgresStore::connect(&config.store.url, options).await?))

@@ -42,6 +42,17 @@ impl From<rusqlite::Error> for StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Where a server stands on its claim to be the only server on a shared database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLockState {
+    /// The claim is held.
+    Held,
+    /// The connection holding it broke; it is being taken again.
+    Reconnecting,
+    /// Another server took it while the connection was down: this one must stop.
+    Lost,
+}
+
 /// The persistence interface. Implementations must be safe to use from several processes on
 /// the same database (the CLI runs beside the server).
 #[async_trait]
@@ -193,4 +204,11 @@ pub trait Store: Send + Sync {
         from_ms: i64,
         before_ms: i64,
     ) -> StoreResult<Vec<DailyUsage>>;
+
+    // --- exclusivity ------------------------------------------------------------------------
+    /// The state of this process's claim to be the only server on the store's database, as it
+    /// changes; `None` when the store makes no such claim (an SQLite file, a CLI tool's store).
+    fn server_lock(&self) -> Option<tokio::sync::watch::Receiver<ServerLockState>> {
+        None
+    }
 }

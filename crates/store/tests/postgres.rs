@@ -83,6 +83,59 @@ async fn one_server_per_database_the_lock_refuses_a_second_and_is_released_on_dr
     assert!(third.holds_server_lock());
 }
 
+/// Waits until the store's lock state is `want` (or fails after 10 s).
+async fn lock_state_becomes(store: &PostgresStore, want: ServerLockState) {
+    let mut state = store.server_lock().expect("a server store watches its lock");
+    let reached = tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| *s == want))
+        .await
+        .map(|r| r.is_ok());
+    assert_eq!(reached, Ok(true), "the lock never became {want:?}: {:?}", *state.borrow());
+}
+
+#[tokio::test]
+async fn a_broken_lock_connection_is_replaced_and_the_lock_taken_again() {
+    let Some(schema) = mediagate_testkit::services::postgres("lock_taken_again").await else { return };
+    let server = PostgresOptions {
+        single_server: true,
+        lock_check_every: Duration::from_millis(100),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&schema.url(), server.clone()).await.unwrap();
+    assert_eq!(*store.server_lock().unwrap().borrow(), ServerLockState::Held);
+    // As after a database restart: the session holding the lock is gone.
+    schema.break_server_lock(false).await.unwrap();
+    lock_state_becomes(&store, ServerLockState::Held).await;
+    // It is really held again: a second server is still refused, and the store still works.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.holds_server_lock());
+    match PostgresStore::connect(&schema.url(), server).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, SERVER_LOCK_MESSAGE),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second server store was opened after the lock was taken again"),
+    }
+    store.create_account("still-works", 0).await.unwrap();
+    // CLI stores make no claim.
+    let cli = PostgresStore::connect(&schema.url(), PostgresOptions::default()).await.unwrap();
+    assert!(cli.server_lock().is_none());
+}
+
+#[tokio::test]
+async fn a_lock_another_server_took_meanwhile_is_lost_for_good() {
+    let Some(schema) = mediagate_testkit::services::postgres("lock_lost").await else { return };
+    let server = PostgresOptions {
+        single_server: true,
+        lock_check_every: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&schema.url(), server).await.unwrap();
+    // Another server takes the lock while this one's connection is down.
+    let _other = schema.break_server_lock(true).await.unwrap().expect("the lock, taken");
+    lock_state_becomes(&store, ServerLockState::Lost).await;
+    assert!(!store.holds_server_lock());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(*store.server_lock().unwrap().borrow(), ServerLockState::Lost, "lost stays lost");
+}
+
 #[tokio::test]
 async fn an_unreachable_or_bad_url_is_a_clear_error_without_the_password() {
     let e = PostgresStore::connect("postgres://u:s3cret@127.0.0.1:1/db", PostgresOptions::default())

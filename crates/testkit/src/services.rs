@@ -48,6 +48,40 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// Breaks the connection of whoever holds this schema's mediagate server lock (ends its
+    /// session), as a database restart would. With `steal`, then takes the lock, as a second
+    /// server starting at that moment would, and returns the connection holding it.
+    pub async fn break_server_lock(&self, steal: bool) -> Result<Option<sqlx::PgConnection>, sqlx::Error> {
+        use mediagate_store::postgres::SERVER_LOCK_KEY;
+        let mut c = sqlx::PgConnection::connect(&self.url()).await?;
+        let key: i64 = sqlx::query_scalar(&format!("SELECT {SERVER_LOCK_KEY}")).fetch_one(&mut c).await?;
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND classid = ((($1::bigint) >> 32) & 4294967295)::oid AND objid = (($1::bigint) & 4294967295)::oid
+               AND objsubid = 1",
+        )
+        .bind(key)
+        .fetch_all(&mut c)
+        .await?;
+        assert!(!ended.is_empty(), "nobody held the server lock of {}", self.schema);
+        if !steal {
+            c.close().await?;
+            return Ok(None);
+        }
+        // The ended session lets go of the lock as it exits: a moment later.
+        for _ in 0..1000 {
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut c).await?;
+            if got {
+                return Ok(Some(c));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the server lock of {} was not released by its ended session", self.schema);
+    }
+}
+
 impl Drop for PgSchema {
     fn drop(&mut self) {
         // Drop may run inside a runtime's worker: do the async cleanup on a thread of its own.

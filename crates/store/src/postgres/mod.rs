@@ -16,6 +16,10 @@
 //! [`SERVER_LOCK_MESSAGE`]. CLI tools open the store without it.
 
 mod schema;
+mod server_lock;
+
+pub use server_lock::SERVER_LOCK_TAKEN_MESSAGE;
+use server_lock::ServerLock;
 
 use crate::*;
 use async_trait::async_trait;
@@ -41,6 +45,8 @@ pub struct PostgresOptions {
     pub acquire_timeout: Duration,
     /// Take the one-server-per-database lock (for `serve`; CLI commands leave it off).
     pub single_server: bool,
+    /// How often the lock's connection is checked (and the lock taken again if it broke).
+    pub lock_check_every: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -49,6 +55,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(30),
             single_server: false,
+            lock_check_every: Duration::from_secs(5),
         }
     }
 }
@@ -58,7 +65,7 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The connection holding the session-level server lock, when one was taken. Dropping it
     /// closes the session, which releases the lock.
-    server_lock: Option<tokio::sync::Mutex<PgConnection>>,
+    server_lock: Option<ServerLock>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -87,8 +94,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// The advisory lock key of the server lock: per database (advisory locks are) and per schema.
-const SERVER_LOCK_KEY: &str = "hashtextextended('mediagate server ' || COALESCE(current_schema(), ''), 0)";
+/// The advisory lock key of the server lock, as SQL: per database (advisory locks are) and per
+/// schema.
+pub const SERVER_LOCK_KEY: &str =
+    "hashtextextended('mediagate server ' || COALESCE(current_schema(), ''), 0)";
 
 impl PostgresStore {
     /// Connects to the database at `url` (a `postgres://` URL; `?options[search_path]=NAME`
@@ -116,14 +125,10 @@ impl PostgresStore {
         let mut first = PgConnection::connect_with(&connect).await?;
         schema::migrate(&mut first).await?;
         let server_lock = if options.single_server {
-            let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({SERVER_LOCK_KEY})"))
-                .fetch_one(&mut first)
-                .await?;
-            if !got {
-                let _ = first.close().await;
+            let Some(held) = server_lock::try_take(first).await? else {
                 return Err(StoreError::Conflict(SERVER_LOCK_MESSAGE.into()));
-            }
-            Some(tokio::sync::Mutex::new(first))
+            };
+            Some(ServerLock::keep(held, connect.clone(), options.lock_check_every))
         } else {
             let _ = first.close().await;
             None
@@ -138,7 +143,7 @@ impl PostgresStore {
 
     /// Whether this store holds the one-server-per-database lock.
     pub fn holds_server_lock(&self) -> bool {
-        self.server_lock.is_some()
+        self.server_lock.as_ref().is_some_and(|l| *l.state().borrow() == ServerLockState::Held)
     }
 
     /// The schema version the database is at.
@@ -151,7 +156,7 @@ impl PostgresStore {
     /// Closes the pool and releases the server lock, waiting for both.
     pub async fn close(self) {
         if let Some(lock) = self.server_lock {
-            let _ = lock.into_inner().close().await;
+            lock.release().await;
         }
         self.pool.close().await;
     }
@@ -574,6 +579,10 @@ fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn server_lock(&self) -> Option<tokio::sync::watch::Receiver<ServerLockState>> {
+        self.server_lock.as_ref().map(ServerLock::state)
+    }
+
     async fn create_account(&self, name: &str, initial_grant_micros: i64) -> StoreResult<Account> {
         let mut tx = self.begin().await?;
         let a = insert_account(&mut tx, name, initial_grant_micros, now_ms()).await?;
