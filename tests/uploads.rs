@@ -174,3 +174,46 @@ async fn uploads_live_on_while_used_and_expire_when_not() {
     let (st, b) = upscale(&s, &unused.to_string()).await;
     assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("assetNotFound")), "{b}");
 }
+
+#[tokio::test]
+async fn a_resent_upload_returns_the_first_and_stores_no_second_copy() {
+    let s = TestServer::start().await;
+    let u = task_uuid();
+    let body = json!([{"taskType": "imageUpload", "taskUUID": u, "image": b64(&png(24, 24))}]);
+    let (st, first) = s.post(&body).await;
+    assert_eq!(st, 200, "{first}");
+    let (st, again) = s.post(&body).await;
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(first["data"][0]["imageUUID"], again["data"][0]["imageUUID"]);
+    assert_eq!(first["data"][0]["imageURL"], again["data"][0]["imageURL"]);
+    // One stored file: the first upload's. Its task is on record, at no cost.
+    let account = s.engine.store().account_by_name("default").await.unwrap().unwrap().id;
+    let rec = s.engine.store().get_task(account, u.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.cost_micros, rec.results.len()),
+        (mediagate_store::TaskStatus::Success, 0, 1)
+    );
+    assert_eq!(rec.results[0].output_uuid.to_string(), first["data"][0]["imageUUID"].as_str().unwrap());
+
+    // The same taskUUID for another file is a conflict, and nothing is stored for it.
+    let other = json!([{"taskType": "imageUpload", "taskUUID": u, "image": b64(&png(8, 8))}]);
+    let (st, b) = s.post(&other).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("conflictTaskUUID")), "{b}");
+
+    // mediaStorage alike.
+    let m = task_uuid();
+    let media = json!([{"taskType": "mediaStorage", "taskUUID": m, "operation": "upload",
+                        "media": format!("data:image/png;base64,{}", b64(&png(12, 12)))}]);
+    let (_, one) = s.post(&media).await;
+    let (_, two) = s.post(&media).await;
+    assert_eq!(one["data"][0]["mediaUUID"], two["data"][0]["mediaUUID"], "{one} {two}");
+    assert!(one["data"][0]["mediaUUID"].is_string(), "{one}");
+
+    // A refused upload stays refused when sent again with the same taskUUID.
+    let bad =
+        json!([{"taskType": "imageUpload", "taskUUID": task_uuid(), "image": "data:image/png;base64,@@@"}]);
+    let (st1, b1) = s.post(&bad).await;
+    let (st2, b2) = s.post(&bad).await;
+    assert_eq!(st1, 400, "{b1}");
+    assert_eq!((st2, b2["errors"][0]["code"].clone()), (st1, b1["errors"][0]["code"].clone()));
+}

@@ -209,7 +209,7 @@ fn progress_of(live: &Arc<LiveTask>, i: usize, n: usize) -> mediagate_providers:
     })
 }
 
-fn conflict(uuid: Uuid) -> ApiError {
+pub(crate) fn conflict(uuid: Uuid) -> ApiError {
     ApiError::new(
         ErrorCode::ConflictTaskUUID,
         format!(
@@ -220,7 +220,7 @@ fn conflict(uuid: Uuid) -> ApiError {
     .with_parameter(ParamPath::key("taskUUID"))
 }
 
-fn to_stored(e: &ApiError) -> StoredError {
+pub(crate) fn to_stored(e: &ApiError) -> StoredError {
     StoredError {
         code: e.code.as_str().into(),
         message: e.message.clone(),
@@ -232,7 +232,7 @@ fn to_stored(e: &ApiError) -> StoredError {
     }
 }
 
-fn from_stored(s: &StoredError) -> ApiError {
+pub(crate) fn from_stored(s: &StoredError) -> ApiError {
     let mut e = ApiError::new(
         ErrorCode::from_wire(&s.code).unwrap_or(ErrorCode::InternalServerError),
         s.message.clone(),

@@ -136,6 +136,118 @@ impl Engine {
         Err(last.unwrap_or_else(ApiError::internal))
     }
 
+    /// An upload sent as a task (Runware `imageUpload`, `mediaStorage` upload), idempotent by
+    /// `taskUUID` like every other task: it is recorded as a task of price zero, so the same
+    /// `taskUUID` with the same reference returns the first upload instead of storing a second
+    /// copy, the same `taskUUID` with another reference is `conflictTaskUUID`, and a resend
+    /// after a failure (or a restart mid-upload) tries again.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_task(
+        &self,
+        ctx: &AuthContext,
+        task_uuid: Uuid,
+        task_type: &str,
+        reference: &str,
+        kind: Option<AssetKind>,
+        param: ParamPath,
+        retention: Retention,
+    ) -> Result<Upload, ApiError> {
+        use mediagate_store::{Admission, Finish, FinishOutcome, NewTask, TaskStatus};
+        use sha2::Digest as _;
+        let internal = |e: mediagate_store::StoreError| {
+            tracing::error!(error = %e, "recording an upload task failed");
+            ApiError::internal()
+        };
+        let mut h = sha2::Sha256::new();
+        h.update(task_type.as_bytes());
+        h.update([0]);
+        h.update(reference.as_bytes());
+        let hash: [u8; 32] = h.finalize().into();
+        // The record keeps what was uploaded, not the bytes (a data URI can be megabytes).
+        let request =
+            serde_json::json!({ "taskType": task_type, "referenceBytes": reference.len() }).to_string();
+        let task = NewTask {
+            account_id: ctx.account_id,
+            task_uuid,
+            task_type: task_type.to_string(),
+            model: None,
+            request,
+            request_hash: hash,
+            price_micros: 0,
+            resumable_payload: None,
+            webhook_url: None,
+            spend_cap_micros: 0,
+        };
+        let mut admission = self.store.admit_task(task.clone()).await.map_err(internal)?;
+        if let Admission::Existing(rec) = &admission {
+            if rec.request_hash != hash {
+                return Err(crate::pipeline::conflict(task_uuid));
+            }
+            match rec.status {
+                TaskStatus::Success => {
+                    let Some(r) = rec.results.first() else { return Err(ApiError::internal()) };
+                    let row = self.store.get_output(r.output_uuid).await.map_err(internal)?;
+                    return Ok(Upload {
+                        uuid: r.output_uuid,
+                        url: format!(
+                            "{}/v1/outputs/{}.{}",
+                            self.config.base_url(),
+                            r.output_uuid,
+                            r.extension
+                        ),
+                        media_type: r.content_type.clone(),
+                        kind: AssetKind::of_media_type(&r.content_type).unwrap_or(AssetKind::Image),
+                        size: row.as_ref().map_or(0, |o| o.size),
+                        expires_at: row.as_ref().map_or(0, |o| o.expires_at),
+                    });
+                }
+                TaskStatus::Processing => {
+                    return Err(ApiError::new(
+                        ErrorCode::TaskStillProcessing,
+                        format!(
+                            "The upload with taskUUID {task_uuid} is still being stored; send the same \
+                             request again in a moment to get its result."
+                        ),
+                    ));
+                }
+                // As for every task: a refusal stays a refusal, a transient failure sent again
+                // is tried again.
+                TaskStatus::Error => {
+                    let stored = rec.error.as_ref().map(crate::pipeline::from_stored);
+                    let stored = stored.unwrap_or_else(ApiError::internal);
+                    if !stored.code.is_retryable() {
+                        return Err(stored);
+                    }
+                    admission = self.store.readmit_failed_task(task).await.map_err(internal)?;
+                }
+            }
+        }
+        if !matches!(admission, Admission::Admitted) {
+            return Err(ApiError::new(
+                ErrorCode::TaskStillProcessing,
+                format!("The upload with taskUUID {task_uuid} is being retried; send it again in a moment."),
+            ));
+        }
+        let outcome = self.upload_reference(ctx, reference, kind, None, param, retention).await;
+        let finish = match &outcome {
+            Ok(up) => FinishOutcome::Success {
+                results: vec![mediagate_core::task::ResultItem {
+                    output_uuid: up.uuid,
+                    content_type: up.media_type.clone(),
+                    extension: extension_of(&up.media_type).into(),
+                    seed: None,
+                    cost_micros: 0,
+                }],
+                outputs: vec![],
+                cost_micros: 0,
+            },
+            Err(e) => FinishOutcome::Failure { error: crate::pipeline::to_stored(e) },
+        };
+        let finish = Finish { account_id: ctx.account_id, task_uuid, outcome: finish, webhooks: vec![] };
+        self.store.finish_task(finish).await.map_err(internal)?;
+        outcome
+    }
+
     /// Validates a file sent to the server itself and stores it as upload `uuid`. The family
     /// comes from the bytes; `declared` (the part's Content-Type) is used when it agrees.
     pub async fn upload_bytes(

@@ -288,12 +288,12 @@ async fn run_one(
                 (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
             })
         }
-        Parsed::Upload { sent, task_type, reference, param } => {
+        Parsed::Upload { sent, task_uuid, task_type, reference, param } => {
             let kind = (task_type == "imageUpload").then_some(mediagate_assets::AssetKind::Image);
             let retention = mediagate_engine::uploads::Retention::AfterLastUse;
             let up = state
                 .engine
-                .upload_reference(ctx, &reference, kind, None, param, retention)
+                .upload_task(ctx, task_uuid, task_type, &reference, kind, param, retention)
                 .await
                 .map_err(tag)?;
             Ok(vec![if task_type == "imageUpload" {

@@ -53,6 +53,8 @@ pub enum Parsed {
     Upload {
         /// The taskUUID as sent.
         sent: String,
+        /// The taskUUID: uploads are idempotent by it like other tasks.
+        task_uuid: Uuid,
         /// `imageUpload` or `mediaStorage`.
         task_type: &'static str,
         /// The asset: data URI, base64, HTTPS URL or UUID.
@@ -325,17 +327,23 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             Parsed::GetResponse { sent, task_uuid: uuid }
         }
         "imageUpload" => {
-            let (sent, _) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
             let reference = r.string(
                 "image",
                 1,
                 usize::MAX,
                 "give the image as a data URI, base64 data, an HTTPS URL or the UUID of an output",
             )?;
-            Parsed::Upload { sent, task_type: "imageUpload", reference, param: ParamPath::key("image") }
+            Parsed::Upload {
+                sent,
+                task_uuid: uuid,
+                task_type: "imageUpload",
+                reference,
+                param: ParamPath::key("image"),
+            }
         }
         "mediaStorage" => {
-            let (sent, _) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
             match r.opt_enum("operation", &["upload", "delete"])?.unwrap_or("upload") {
                 "delete" => {
                     let media = r.string("mediaUUID", 1, 64, "give the mediaUUID of the upload to delete")?;
@@ -353,6 +361,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     )?;
                     Parsed::Upload {
                         sent,
+                        task_uuid: uuid,
                         task_type: "mediaStorage",
                         reference,
                         param: ParamPath::key("media"),
