@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 mod types;
 

@@ -305,17 +305,7 @@ async fn key_by_id(tx: &mut Tx, id: i64, for_update: bool) -> StoreResult<KeyRec
 }
 
 async fn insert_account(tx: &mut Tx, name: &str, grant: i64, now: i64) -> StoreResult<Account> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
-        return Err(StoreError::Invalid(format!(
-            "account name '{name}' is not allowed: use 1 to 64 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    if grant < 0 {
-        return Err(StoreError::Invalid("a starting grant cannot be negative".into()));
-    }
+    crate::rules::check_new_account(name, grant)?;
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO accounts (name, status, balance_micros, created_at) VALUES ($1, 'active', $2, $3)
          ON CONFLICT (name) DO NOTHING RETURNING id",
@@ -326,7 +316,7 @@ async fn insert_account(tx: &mut Tx, name: &str, grant: i64, now: i64) -> StoreR
     .fetch_optional(&mut **tx)
     .await?;
     let Some(id) = id else {
-        return Err(StoreError::Conflict(format!("account '{name}' already exists")));
+        return Err(crate::rules::account_exists(name));
     };
     if grant > 0 {
         sqlx::query(
@@ -668,12 +658,9 @@ impl Store for PostgresStore {
     async fn set_key_status(&self, id: i64, status: KeyStatus) -> StoreResult<KeyRecord> {
         let mut tx = self.begin().await?;
         let k = key_by_id(&mut tx, id, true).await?;
-        if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
+        if let Err(e) = crate::rules::check_key_status(id, k.status, status) {
             tx.rollback().await?;
-            return Err(StoreError::Conflict(format!(
-                "key {id} is revoked and cannot be {}; create a new key instead",
-                if status == KeyStatus::Active { "enabled" } else { "changed" }
-            )));
+            return Err(e);
         }
         sqlx::query("UPDATE api_keys SET status = $1 WHERE id = $2")
             .bind(status.as_str())
@@ -707,9 +694,7 @@ impl Store for PostgresStore {
     }
 
     async fn grant(&self, account: &str, micros: i64, note: &str) -> StoreResult<i64> {
-        if micros <= 0 {
-            return Err(StoreError::Invalid("a grant must be a positive amount".into()));
-        }
+        crate::rules::check_grant(micros)?;
         let mut tx = self.begin().await?;
         let a = account_by_name(&mut tx, account, true).await?;
         let balance = a
@@ -1208,11 +1193,9 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         let k = admin_key_by_id(&mut tx, id).await?;
-        if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
+        if let Err(e) = crate::rules::check_admin_key_status(id, k.status, status) {
             tx.rollback().await?;
-            return Err(StoreError::Conflict(format!(
-                "admin key {id} is revoked and cannot be changed; create a new one instead"
-            )));
+            return Err(e);
         }
         sqlx::query("UPDATE admin_keys SET status = $1 WHERE id = $2")
             .bind(status.as_str())

@@ -362,24 +362,14 @@ fn key_by_id(c: &Connection, id: i64) -> StoreResult<KeyRecord> {
 }
 
 fn insert_account(c: &Connection, name: &str, grant: i64, now: i64) -> StoreResult<Account> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-    {
-        return Err(StoreError::Invalid(format!(
-            "account name '{name}' is not allowed: use 1 to 64 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    if grant < 0 {
-        return Err(StoreError::Invalid("a starting grant cannot be negative".into()));
-    }
+    crate::rules::check_new_account(name, grant)?;
     let n = c.execute(
         "INSERT INTO accounts (name, status, balance_micros, created_at) VALUES (?1, 'active', ?2, ?3)
          ON CONFLICT(name) DO NOTHING",
         params![name, grant, now],
     )?;
     if n == 0 {
-        return Err(StoreError::Conflict(format!("account '{name}' already exists")));
+        return Err(crate::rules::account_exists(name));
     }
     let id = c.last_insert_rowid();
     if grant > 0 {
@@ -651,12 +641,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 let k = key_by_id(c, id)?;
-                if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
-                    return Err(StoreError::Conflict(format!(
-                        "key {id} is revoked and cannot be {}; create a new key instead",
-                        if status == KeyStatus::Active { "enabled" } else { "changed" }
-                    )));
-                }
+                crate::rules::check_key_status(id, k.status, status)?;
                 c.execute("UPDATE api_keys SET status = ?1 WHERE id = ?2", params![status.as_str(), id])?;
                 key_by_id(c, id)
             })
@@ -681,9 +666,7 @@ impl Store for SqliteStore {
     }
 
     async fn grant(&self, account: &str, micros: i64, note: &str) -> StoreResult<i64> {
-        if micros <= 0 {
-            return Err(StoreError::Invalid("a grant must be a positive amount".into()));
-        }
+        crate::rules::check_grant(micros)?;
         let (account, note) = (account.to_string(), note.to_string());
         self.writer
             .write(move |c| {
@@ -1140,11 +1123,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 let k = admin_key_by_id(c, id)?;
-                if k.status == KeyStatus::Revoked && status != KeyStatus::Revoked {
-                    return Err(StoreError::Conflict(format!(
-                        "admin key {id} is revoked and cannot be changed; create a new one instead"
-                    )));
-                }
+                crate::rules::check_admin_key_status(id, k.status, status)?;
                 c.execute("UPDATE admin_keys SET status = ?1 WHERE id = ?2", params![status.as_str(), id])?;
                 admin_key_by_id(c, id)
             })
