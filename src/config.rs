@@ -36,7 +36,32 @@ pub fn load(cli: &Cli) -> Result<Config> {
     {
         cfg.listen = l.clone();
     }
+    check_edge_timeouts(&cfg)?;
     Ok(cfg)
+}
+
+/// The edge's time bounds must be usable: none may be zero, and a whole request must be allowed
+/// longer than a sync task is waited for, or every slow sync task would be cut by the edge first.
+fn check_edge_timeouts(cfg: &Config) -> Result<()> {
+    let s = &cfg.server;
+    for (key, v) in [
+        ("server.header_timeout_secs", s.header_timeout_secs),
+        ("server.body_timeout_secs", s.body_timeout_secs),
+        ("server.request_timeout_secs", s.request_timeout_secs),
+        ("server.max_connections", s.max_connections as u64),
+    ] {
+        if v == 0 {
+            bail!("{key} must be at least 1");
+        }
+    }
+    if s.request_timeout_secs <= cfg.tasks.sync_timeout_secs {
+        bail!(
+            "server.request_timeout_secs ({}) must exceed tasks.sync_timeout_secs ({}): a sync request waits that long for its task",
+            s.request_timeout_secs,
+            cfg.tasks.sync_timeout_secs
+        );
+    }
+    Ok(())
 }
 
 /// Logs go to stderr; `MEDIAGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.

@@ -100,6 +100,18 @@ fn the_runware_python_sdk_works_against_mediagate() {
 }
 
 #[test]
+fn the_runware_python_sdk_reports_a_wrong_key_promptly() {
+    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
+    if !matches!(&have, Ok(o) if o.status.success()) {
+        return skip_or_fail(
+            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
+        );
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    drive("python3", &["runware_wrong_key.py"], &dir);
+}
+
+#[test]
 fn the_runware_js_sdk_works_against_mediagate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     if Command::new("node").arg("--version").output().is_err() {

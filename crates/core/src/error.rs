@@ -55,6 +55,8 @@ catalog! {
         "The request must be sent with `Content-Type: application/json`.";
     PayloadTooLarge => "payloadTooLarge", 413, false,
         "The request body is larger than the server accepts.";
+    RequestTimeout => "requestTimeout", 504, true,
+        "The request (its headers, a pause in its body, or the whole request) took longer than the server's limits; send it again without pauses.";
     InvalidTaskObject => "invalidTaskObject", 400, false,
         "A task is not a JSON object with a string `taskType`.";
     UnknownTaskType => "unknownTaskType", 400, false,

@@ -84,6 +84,22 @@ pub struct ServerConfig {
     /// addresses (`127.0.0.1`). Empty (the default): the client is the connection's peer.
     #[serde(deserialize_with = "deserialize_networks")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open client connections at most (HTTP and WebSocket together). A connection past it is
+    /// answered `503` with `Retry-After` and closed. Capped at start-up to what the process's
+    /// open-file limit allows.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's line and headers, counted from when the server
+    /// is ready for it; it is also how long an idle keep-alive connection stays open.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may pause between two chunks before the request fails (`504`).
+    pub body_timeout_secs: u64,
+    /// Seconds a whole request may take, from its headers to its response's headers (`504`
+    /// after that). Must exceed `tasks.sync_timeout_secs`, which sync tasks wait.
+    pub request_timeout_secs: u64,
+    /// Bytes of request bodies the server holds in memory, summed over all requests whose
+    /// sender is not authenticated yet (a Runware body that carries its key inside). A request
+    /// that would go past it is answered `503` with `Retry-After`.
+    pub unauthenticated_body_budget_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +109,11 @@ impl Default for ServerConfig {
             max_tasks_per_request: 100,
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            request_timeout_secs: 180,
+            unauthenticated_body_budget_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -162,6 +183,10 @@ pub struct WebSocketConfig {
     pub resume_window_secs: u64,
     /// Results kept for a disconnected session.
     pub backlog_max: usize,
+    /// Tasks of one connection running at once; a task past it is refused with `queueFull`
+    /// (retry once results come back). Each message also holds at most
+    /// `server.max_tasks_per_request` tasks, as a REST request does.
+    pub max_inflight_tasks: usize,
 }
 
 impl Default for WebSocketConfig {
@@ -172,6 +197,7 @@ impl Default for WebSocketConfig {
             outbound_queue: 256,
             resume_window_secs: 300,
             backlog_max: 1000,
+            max_inflight_tasks: 256,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod admin_api;
 pub mod client_addr;
 mod docs;
+pub mod edge;
 mod outputs;
 pub mod runware;
 pub mod runway;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sessions: Arc<runware::ws::Sessions>,
     /// Runway upload targets handed out and not used yet.
     pub runway_uploads: Arc<runway::UploadSlots>,
+    /// Bytes of bodies held for senders not authenticated yet.
+    pub unauthenticated: edge::body::UnauthenticatedBudget,
 }
 
 /// Teaches the engine this edge's renderings (webhook bodies). Call before the engine resumes
@@ -42,9 +45,16 @@ pub fn install(engine: &Engine) {
 pub fn router(engine: Arc<Engine>) -> Router {
     install(&engine);
     let base_url = engine.config().base_url();
-    let state =
-        AppState { base_url, engine, sessions: Default::default(), runway_uploads: Default::default() };
-    Router::new()
+    let unauthenticated =
+        edge::body::UnauthenticatedBudget::new(engine.config().server.unauthenticated_body_budget_bytes);
+    let state = AppState {
+        base_url,
+        engine,
+        sessions: Default::default(),
+        runway_uploads: Default::default(),
+        unauthenticated,
+    };
+    let app = Router::new()
         .merge(runway::routes())
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
@@ -56,7 +66,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone());
+    edge::layers(app, &state)
+}
+
+/// An error answered before (or instead of) a handler, in the shape of the request's dialect.
+pub(crate) fn dialect_error(state: &AppState, runway: bool, e: &ApiError) -> axum::response::Response {
+    if runway { runway::error_response(state, e) } else { runware::request_error(state, e) }
 }
 
 async fn not_found(
@@ -67,8 +83,9 @@ async fn not_found(
     if runway::is_runway_request(&headers, uri.path()) {
         return runway::not_found(&s, uri.path());
     }
-    runware::request_error(
+    dialect_error(
         &s,
+        false,
         &ApiError::new(
             ErrorCode::NotFound,
             format!("No endpoint at {}. Runware-dialect tasks go to POST /v1.", uri.path()),
@@ -111,23 +128,17 @@ pub(crate) fn json_response(
         .into_response()
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish.
+/// Serves until `shutdown` completes, then lets in-flight requests finish. Connections are
+/// bounded and timed by [`edge::connections`].
 pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Small JSON replies must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let trusted = &engine.config().server.trusted_proxies;
     if !trusted.is_empty() {
         tracing::info!(?trusted, "X-Forwarded-For is believed from these proxies");
     }
-    // Connect info gives handlers the client's address (invalid-key throttling).
-    axum::serve(listener, router(engine).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = edge::connections::ConnectionLimits::from_config(&engine.config().server);
+    edge::connections::serve(listener, router(engine), limits, shutdown).await
 }

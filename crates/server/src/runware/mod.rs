@@ -68,35 +68,9 @@ fn invalid_header() -> ApiError {
     .with_task_type("authentication")
 }
 
-/// Reads the body, enforcing the size limit with a JSON 413 instead of a bare one.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    let limit = state.engine.config().server.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "The request body exceeds {limit} bytes. Send fewer tasks per request, or pass large \
-                 images by URL or upload UUID instead of inline data."
-            ),
-        )
-    };
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if is_limit {
-            too_large()
-        } else {
-            ApiError::new(ErrorCode::InvalidRequestBody, "The request body could not be read completely.")
-        }
-    })
-}
+/// What to do instead of sending a body this large.
+const BODY_HINT: &str =
+    "Send fewer tasks per request, or pass large images by URL or upload UUID instead of inline data.";
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -137,7 +111,19 @@ async fn handle(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_content_type(headers)?;
-    let bytes = read_body(state, headers, body).await?;
+    // A key in the header is checked before the body is read, so a good one is not held to the
+    // unauthenticated budget. Without one (or with a wrong one, which a key inside the body
+    // overrides), the body is read before anyone is authenticated, under the server's
+    // unauthenticated budget, until the key in it is checked.
+    let header = match bearer(headers) {
+        Some(Ok(key)) => Some(state.engine.authenticate_from(&key, client).await),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    };
+    let budget = (!matches!(header, Some(Ok(_)))).then_some(&state.unauthenticated);
+    let limit = state.engine.config().server.max_body_bytes;
+    let crate::edge::body::ReadBody { bytes, held } =
+        crate::edge::body::read(headers, body, limit, BODY_HINT, budget).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidJson,
@@ -163,10 +149,10 @@ async fn handle(
         .first()
         .filter(|t| t.get("taskType").and_then(Value::as_str) == Some("authentication"))
         .is_some();
-    let key = if auth_element {
+    let ctx = if auth_element {
         let first = tasks.remove(0);
         match first.get("apiKey") {
-            Some(Value::String(k)) => k.clone(),
+            Some(Value::String(k)) => state.engine.authenticate_from(k, client).await?,
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::MissingApiKey,
@@ -177,8 +163,8 @@ async fn handle(
             }
         }
     } else {
-        match bearer(headers) {
-            Some(k) => k?,
+        match header {
+            Some(ctx) => ctx?,
             None => {
                 return Err(ApiError::new(
                     ErrorCode::MissingApiKey,
@@ -190,8 +176,7 @@ async fn handle(
             }
         }
     };
-    let ctx = state.engine.authenticate_from(&key, client).await?;
-    drop(key);
+    drop(held);
 
     if tasks.is_empty() {
         // Only an authentication element: a key check. Answer like Runware's auth reply.

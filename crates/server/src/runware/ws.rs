@@ -13,7 +13,7 @@
 use super::{parse, render, run_one};
 use crate::AppState;
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
@@ -147,6 +147,7 @@ static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 pub async fn upgrade(
     State(state): State<AppState>,
     crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,
+    slot: Option<axum::Extension<crate::edge::connections::ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
@@ -164,7 +165,11 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(cfg.max_message_bytes)
         .max_frame_size(cfg.max_message_bytes)
-        .on_upgrade(move |socket| connection(state, socket, client))
+        .on_upgrade(move |socket| async move {
+            // The socket keeps its place under `server.max_connections` until it closes.
+            let _slot = slot;
+            connection(state, socket, client).await
+        })
         .into_response()
 }
 
@@ -178,22 +183,23 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
     let (mut sink, mut stream) = socket.split();
     let conn_id = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-    // 1. Authentication: the first message, within the idle timeout.
-    let first = match tokio::time::timeout(idle, stream.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => t,
-        _ => return,
-    };
-    let (ctx, resume) = match authenticate(&state, first.as_str(), client).await {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = sink.send(Message::Text(error_message(&state, &e).into())).await;
-            let _ = sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1008,
-                    reason: Utf8Bytes::from_static("authentication failed"),
-                })))
-                .await;
-            return;
+    // 1. Authentication: the first message, within the idle timeout. A refused key is answered
+    // and the socket stays open for another try (as on Runware: the official SDKs read the
+    // error from the open socket; closing it makes them reconnect and forget the error), until
+    // the idle timeout. Failed tries count against the invalid-key throttle of the address.
+    let (ctx, resume) = loop {
+        let text = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return,
+        };
+        match authenticate(&state, text.as_str(), client).await {
+            Ok(v) => break v,
+            Err(e) => {
+                if sink.send(Message::Text(error_message(&state, &e).into())).await.is_err() {
+                    return;
+                }
+            }
         }
     };
     let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
@@ -249,6 +255,7 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
     });
 
     // 3. Reader: tasks in, with an idle timeout.
+    let inflight = Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_tasks.max(1)));
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(idle, stream.next()) => n,
@@ -266,7 +273,7 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
             Ok(Some(Ok(m))) => m,
         };
         match msg {
-            Message::Text(t) => handle_text(&state, &ctx, &outbox, &slow_tx, t.as_str()),
+            Message::Text(t) => handle_text(&state, &ctx, &outbox, &slow_tx, &inflight, t.as_str()),
             Message::Binary(_) => {
                 let e = ApiError::new(
                     ErrorCode::InvalidRequestBody,
@@ -313,9 +320,9 @@ async fn authenticate(
         .with_task_type("authentication")
     };
     let v: Value = serde_json::from_str(text).map_err(|_| need_auth())?;
+    // Arrays only, as on REST.
     let first = match &v {
         Value::Array(a) => a.first().cloned().ok_or_else(need_auth)?,
-        Value::Object(_) => v.clone(),
         _ => return Err(need_auth()),
     };
     if first.get("taskType").and_then(Value::as_str) != Some("authentication") {
@@ -333,13 +340,17 @@ fn handle_text(
     ctx: &Arc<AuthContext>,
     outbox: &Outbox,
     slow: &mpsc::Sender<()>,
+    inflight: &Arc<tokio::sync::Semaphore>,
     text: &str,
 ) {
     let tasks = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(a)) => a,
-        Ok(obj @ Value::Object(_)) => vec![obj],
         Ok(_) => {
-            let e = ApiError::new(ErrorCode::InvalidRequestBody, "Send a JSON array of task objects.");
+            let e = ApiError::new(
+                ErrorCode::InvalidRequestBody,
+                "A message must be a JSON array of task objects, e.g. [{\"taskType\":\"ping\",\"ping\":true}], \
+                 even for a single task.",
+            );
             return outbox_or_close(outbox, slow, error_message(state, &e));
         }
         Err(err) => {
@@ -350,10 +361,29 @@ fn handle_text(
             return outbox_or_close(outbox, slow, error_message(state, &e));
         }
     };
+    if tasks.is_empty() {
+        let e =
+            ApiError::new(ErrorCode::MissingTasks, "The task array is empty; send at least one task object.");
+        return outbox_or_close(outbox, slow, error_message(state, &e));
+    }
+    // The same bound as a REST request's array.
+    let max = state.engine.config().server.max_tasks_per_request;
+    if tasks.len() > max {
+        let e = ApiError::new(
+            ErrorCode::InvalidRequestBody,
+            format!(
+                "The message holds {} tasks; at most {max} are accepted per message. Split it.",
+                tasks.len()
+            ),
+        );
+        return outbox_or_close(outbox, slow, error_message(state, &e));
+    }
     for (i, task) in tasks.into_iter().enumerate() {
         let tt = task.get("taskType").and_then(Value::as_str);
         if tt == Some("authentication") {
-            // Already authenticated: acknowledge rather than fail the socket.
+            // Already authenticated: the socket keeps its key; answer with its session.
+            let item = json!({"taskType": "authentication", "connectionSessionUUID": outbox.id.to_string()});
+            outbox_or_close(outbox, slow, json!({"data": [item]}).to_string());
             continue;
         }
         if tt == Some("ping") {
@@ -366,8 +396,24 @@ fn handle_text(
             outbox_or_close(outbox, slow, json!({"data": [item]}).to_string());
             continue;
         }
+        let Ok(slot) = inflight.clone().try_acquire_owned() else {
+            let known = parse::known(&task);
+            let mut e = ApiError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "This connection has {} tasks running (websocket.max_inflight_tasks); send more once results arrive.",
+                    state.engine.config().websocket.max_inflight_tasks
+                ),
+            )
+            .with_retry_after(Duration::from_secs(1));
+            e.task_type = known.task_type;
+            e.task_uuid = known.task_uuid;
+            outbox_or_close(outbox, slow, error_message(state, &e));
+            continue;
+        };
         let (state, ctx, outbox, slow) = (state.clone(), ctx.clone(), outbox.clone(), slow.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let msg = match run_one(&state, &ctx, &task, i).await {
                 Ok(items) => json!({ "data": items }).to_string(),
                 Err(e) => error_message(&state, &e),

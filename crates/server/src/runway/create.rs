@@ -4,10 +4,9 @@
 
 use super::body::{Body, Need};
 use super::issues::Issue;
-use super::{caller, error_response, json_object, json_response, validation_failed};
+use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
 use crate::client_addr::ClientAddr;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -388,11 +387,12 @@ async fn create(
     state: AppState,
     client: Option<std::net::IpAddr>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: axum::body::Body,
     endpoint: &'static str,
     parse: fn(&mut Body<'_>) -> Option<Parsed>,
 ) -> Response {
     let ctx = or_reply!(caller(&state, &headers, client).await);
+    let bytes = or_reply!(read_body(&state, &headers, body).await);
     let obj = or_reply!(json_object(&state, &bytes));
     let mut body = Body::new(&obj, ParamPath::default());
     let parsed = parse(&mut body);
@@ -458,7 +458,7 @@ pub async fn text_to_image(
     State(s): State<AppState>,
     ClientAddr(c): ClientAddr,
     h: HeaderMap,
-    b: Bytes,
+    b: axum::body::Body,
 ) -> Response {
     create(s, c, h, b, "text_to_image", parse_text_to_image).await
 }
@@ -468,7 +468,7 @@ pub async fn image_to_video(
     State(s): State<AppState>,
     ClientAddr(c): ClientAddr,
     h: HeaderMap,
-    b: Bytes,
+    b: axum::body::Body,
 ) -> Response {
     create(s, c, h, b, "image_to_video", |b| parse_video(b, IMAGE_TO_VIDEO, true)).await
 }
@@ -478,7 +478,7 @@ pub async fn text_to_video(
     State(s): State<AppState>,
     ClientAddr(c): ClientAddr,
     h: HeaderMap,
-    b: Bytes,
+    b: axum::body::Body,
 ) -> Response {
     create(s, c, h, b, "text_to_video", |b| parse_video(b, TEXT_TO_VIDEO, false)).await
 }
@@ -488,7 +488,7 @@ pub async fn image_upscale(
     State(s): State<AppState>,
     ClientAddr(c): ClientAddr,
     h: HeaderMap,
-    b: Bytes,
+    b: axum::body::Body,
 ) -> Response {
     create(s, c, h, b, "image_upscale", parse_image_upscale).await
 }

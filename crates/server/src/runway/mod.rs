@@ -187,6 +187,21 @@ async fn caller(
     authenticate(state, headers, client).await
 }
 
+/// Reads a request body (after the caller is authenticated: nothing is read for a stranger),
+/// up to `server.max_body_bytes`, answering the limit in this dialect's shape.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<axum::body::Bytes, Refusal> {
+    let limit = state.engine.config().server.max_body_bytes;
+    let hint = "Pass large assets by URL or as a runway:// upload (POST /v1/uploads) instead of a data URI.";
+    crate::edge::body::read(headers, body, limit, hint, None)
+        .await
+        .map(|b| b.bytes)
+        .map_err(|e| Box::new(error_response(state, &e)))
+}
+
 /// The JSON object of a request body, or the 400 saying why not.
 fn json_object(state: &AppState, bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Refusal> {
     let bad = |msg: String| {

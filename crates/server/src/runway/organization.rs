@@ -3,10 +3,9 @@
 use super::body::{Body, Need};
 use super::issues::Issue;
 use super::tasks::credits;
-use super::{caller, error_response, json_object, json_response, validation_failed};
+use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
 use crate::client_addr::ClientAddr;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -82,9 +81,10 @@ pub async fn usage(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let ctx = or_reply!(caller(&state, &headers, client).await);
+    let bytes = or_reply!(read_body(&state, &headers, body).await);
     let obj = if bytes.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {

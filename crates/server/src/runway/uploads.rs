@@ -4,11 +4,10 @@
 //! `uploads.ephemeral_ttl_secs` (24 h by default).
 
 use super::body::{Body, Need};
-use super::{caller, error_response, json_object, json_response, validation_failed};
+use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
 use crate::client_addr::ClientAddr;
-use axum::body::Bytes;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mediagate_assets::UPLOAD_URI_SCHEME;
@@ -51,6 +50,11 @@ impl UploadSlots {
         same.then(|| s.ctx.clone())
     }
 
+    /// Whether `id` is a target handed out and still open (checked before its body is read).
+    fn is_open(&self, id: Uuid) -> bool {
+        self.0.lock().get(&id).is_some_and(|s| s.expires > Instant::now())
+    }
+
     fn remove(&self, id: Uuid) {
         self.0.lock().remove(&id);
     }
@@ -61,9 +65,10 @@ pub async fn create(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let ctx = or_reply!(caller(&state, &headers, client).await);
+    let bytes = or_reply!(read_body(&state, &headers, body).await);
     let obj = or_reply!(json_object(&state, &bytes));
     let mut b = Body::new(&obj, ParamPath::default());
     b.string("filename", Need::Required, 1, 255);
@@ -94,9 +99,24 @@ fn refused(state: &AppState, code: ErrorCode, message: impl Into<String>) -> Res
     error_response(state, &ApiError::new(code, message))
 }
 
+/// The longest `token` field read (tokens are 64 hex characters).
+const TOKEN_MAX_BYTES: usize = 128;
+
+/// Multipart framing and the small fields allowed beside the file.
+const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// `POST /v1/uploads/{id}`: the upload target (multipart: `key`, `token`, optional
 /// `metadata`, then `file`). No API key: the token from `POST /v1/uploads` is the credential.
-pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, mut form: Multipart) -> Response {
+/// Nothing is read from a body sent to a target that was never handed out or has expired, the
+/// token field is read up to [`TOKEN_MAX_BYTES`], and the whole body up to the upload limit.
+pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+    let no_target = || {
+        refused(
+            &state,
+            ErrorCode::InvalidApiKey,
+            "The upload token is wrong or the upload target expired; create a new one with POST /v1/uploads.",
+        )
+    };
     let Ok(id) = Uuid::try_parse(&id) else {
         return refused(
             &state,
@@ -104,7 +124,18 @@ pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, mut 
             "No upload target here; create one with POST /v1/uploads.",
         );
     };
+    if !state.runway_uploads.is_open(id) {
+        return no_target();
+    }
     let max = state.engine.config().uploads.ephemeral_max_bytes;
+    let limit = usize::try_from(max.saturating_add(MULTIPART_OVERHEAD_BYTES)).unwrap_or(usize::MAX);
+    let request = request.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
+    let mut form = match Multipart::from_request(request, &state).await {
+        Ok(f) => f,
+        Err(e) => {
+            return refused(&state, ErrorCode::InvalidRequestBody, format!("Send a multipart body: {e}."));
+        }
+    };
     let mut ctx = None;
     loop {
         let field = match form.next_field().await {
@@ -114,20 +145,19 @@ pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, mut 
                 return refused(
                     &state,
                     ErrorCode::InvalidRequestBody,
-                    format!("The multipart body is malformed: {e}."),
+                    format!(
+                        "The multipart body is malformed or larger than the upload limit of {:.1}MB: {e}.",
+                        max as f64 / 1e6
+                    ),
                 );
             }
         };
         match field.name().unwrap_or("") {
             "token" => {
-                let token = field.text().await.unwrap_or_default();
-                ctx = state.runway_uploads.check(id, token.trim());
+                let token = read_small_field(field, TOKEN_MAX_BYTES).await;
+                ctx = token.and_then(|t| state.runway_uploads.check(id, t.trim()));
                 if ctx.is_none() {
-                    return refused(
-                        &state,
-                        ErrorCode::InvalidApiKey,
-                        "The upload token is wrong or the upload target expired; create a new one with POST /v1/uploads.",
-                    );
+                    return no_target();
                 }
             }
             "file" => {
@@ -187,4 +217,16 @@ pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, mut 
         }
     }
     refused(&state, ErrorCode::MissingParameter, "The multipart body has no `file` field.")
+}
+
+/// A small text field, or `None` when it is longer than `max` bytes (read no further) or breaks off.
+async fn read_small_field(mut field: axum::extract::multipart::Field<'_>, max: usize) -> Option<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.ok()? {
+        if bytes.len() + chunk.len() > max {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).ok()
 }
