@@ -395,3 +395,57 @@ async fn hardening_websockets_count_against_the_connection_limit() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn hardening_detached_sessions_hold_bounded_results_and_say_what_they_dropped() {
+    let s = TestServer::start_with(|c| c.websocket.backlog_max_bytes = 2_000).await;
+    let mut ws = ws_connect(&s).await;
+    let session = ws_auth(&mut ws, &s.api_key).await;
+    let u = task_uuid();
+    let task = json!([{"taskType": "imageInference", "taskUUID": u, "positivePrompt": "a detached fox",
+        "model": "mediagate:procedural@1", "width": 256, "height": 256, "numberResults": 4,
+        "outputType": "base64Data"}]);
+    ws.send(Message::Text(task.to_string().into())).await.unwrap();
+    // Walk away at once: the results (far more than 2,000 bytes) are produced while detached.
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = s.post(&json!([{"taskType": "getResponse", "taskUUID": u}])).await;
+        if v["data"].as_array().is_some_and(|d| d.iter().all(|i| i["status"] == "success")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Resuming says what was dropped, in an error object with no task, before anything else.
+    let mut ws = ws_connect(&s).await;
+    ws.send(Message::Text(
+        json!([{"taskType": "authentication", "apiKey": s.api_key, "connectionSessionUUID": session}])
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let m = ws_recv(&mut ws).await.unwrap();
+    assert_eq!(m["data"][0]["connectionSessionUUID"], json!(session), "{m}");
+    let m = ws_recv(&mut ws).await.unwrap();
+    let e = &m["errors"][0];
+    assert_eq!(e["code"], "sessionExpired", "{m}");
+    assert!(e["message"].as_str().unwrap().contains("getResponse"), "{m}");
+    assert!(e["taskUUID"].is_null() && e["taskType"].is_null(), "{m}");
+    // A session that cannot be resumed at all is answered with a new one and the same notice.
+    let mut ws = ws_connect(&s).await;
+    let gone = uuid::Uuid::new_v4().to_string();
+    ws.send(Message::Text(
+        json!([{"taskType": "authentication", "apiKey": s.api_key, "connectionSessionUUID": gone}])
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let m = ws_recv(&mut ws).await.unwrap();
+    assert!(m["data"][0]["connectionSessionUUID"].as_str().is_some_and(|n| n != gone), "{m}");
+    let m = ws_recv(&mut ws).await.unwrap();
+    assert_eq!(m["errors"][0]["code"], "sessionExpired", "{m}");
+}

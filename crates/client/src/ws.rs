@@ -303,6 +303,11 @@ impl State {
 
     /// An item or error naming no task: the oldest call with a task sent without a taskUUID.
     fn deliver_anonymous(&mut self, v: &Value, is_error: bool) {
+        // A resume's notice that the session dropped results belongs to no call: the resent
+        // tasks get their results by taskUUID all the same.
+        if is_error && v.get("code").and_then(Value::as_str) == Some("sessionExpired") {
+            return;
+        }
         let Some(id) = self.anonymous.pop_front() else {
             return;
         };

@@ -121,6 +121,8 @@ catalog! {
         "The task was cancelled before it finished (Runway `DELETE /v1/tasks/{id}`); it was not charged.";
     MediaNotFound => "mediaNotFound", 404, false,
         "No upload with this UUID exists for this account (it was deleted or expired).";
+    SessionExpired => "sessionExpired", 404, false,
+        "A WebSocket session could not be resumed whole: it expired, belongs to another account, or dropped results to stay within its bounds. The socket has a session all the same; fetch missing results with getResponse.";
 
     // --- assets (input images, video, audio) ----------------------------------------------------
     InvalidDataUri => "invalidDataUri", 400, false,

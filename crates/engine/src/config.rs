@@ -183,6 +183,12 @@ pub struct WebSocketConfig {
     pub resume_window_secs: u64,
     /// Results kept for a disconnected session.
     pub backlog_max: usize,
+    /// Bytes of results kept for one disconnected session.
+    pub backlog_max_bytes: usize,
+    /// Bytes of results kept for all disconnected sessions together.
+    pub detached_max_bytes: usize,
+    /// Disconnected sessions kept per account; past it the oldest expires.
+    pub detached_sessions_per_account: usize,
     /// Tasks of one connection running at once; a task past it is refused with `queueFull`
     /// (retry once results come back). Each message also holds at most
     /// `server.max_tasks_per_request` tasks, as a REST request does.
@@ -197,6 +203,9 @@ impl Default for WebSocketConfig {
             outbound_queue: 256,
             resume_window_secs: 300,
             backlog_max: 1000,
+            backlog_max_bytes: 32 * 1024 * 1024,
+            detached_max_bytes: 256 * 1024 * 1024,
+            detached_sessions_per_account: 16,
             max_inflight_tasks: 256,
         }
     }

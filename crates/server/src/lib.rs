@@ -27,7 +27,7 @@ pub struct AppState {
     /// The public base URL (for `documentation` links and output URLs).
     pub base_url: String,
     /// WebSocket sessions (for resume).
-    pub sessions: Arc<runware::ws::Sessions>,
+    pub sessions: Arc<runware::sessions::Sessions>,
     /// Runway upload targets handed out and not used yet.
     pub runway_uploads: Arc<runway::UploadSlots>,
     /// Bytes of bodies held for senders not authenticated yet.
@@ -47,13 +47,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let base_url = engine.config().base_url();
     let unauthenticated =
         edge::body::UnauthenticatedBudget::new(engine.config().server.unauthenticated_body_budget_bytes);
-    let state = AppState {
-        base_url,
-        engine,
-        sessions: Default::default(),
-        runway_uploads: Default::default(),
-        unauthenticated,
-    };
+    let sessions = Arc::new(runware::sessions::Sessions::new(&engine.config().websocket));
+    sessions.purge_forever(std::time::Duration::from_secs(
+        engine.config().websocket.resume_window_secs.clamp(1, 30),
+    ));
+    let state = AppState { base_url, engine, sessions, runway_uploads: Default::default(), unauthenticated };
     let app = Router::new()
         .merge(runway::routes())
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))

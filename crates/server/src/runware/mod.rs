@@ -6,6 +6,7 @@
 
 mod parse;
 pub mod render;
+pub mod sessions;
 pub mod ws;
 
 use crate::AppState;

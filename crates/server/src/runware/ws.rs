@@ -10,6 +10,7 @@
 //! cannot keep up is disconnected, its undelivered results kept for resume), the backlog a
 //! detached session keeps, and idle time.
 
+use super::sessions::Sessions;
 use super::{parse, render, run_one};
 use crate::AppState;
 use axum::extract::State;
@@ -18,126 +19,24 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_engine::AuthContext;
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-/// Sessions by `connectionSessionUUID`, shared by every connection of the server.
-#[derive(Default)]
-pub struct Sessions(Mutex<HashMap<Uuid, Session>>);
-
-struct Session {
-    account_id: i64,
-    /// The live connection: its id and outbound queue.
-    conn: Option<(u64, mpsc::Sender<String>)>,
-    /// Results produced while no connection was attached (or the queue was full).
-    backlog: VecDeque<String>,
-    detached_at: Option<Instant>,
-}
 
 /// Where a task's result goes: its session, whichever connection is attached by then.
 #[derive(Clone)]
 struct Outbox {
     sessions: Arc<Sessions>,
     id: Uuid,
-    backlog_max: usize,
 }
 
 impl Outbox {
     /// Queues a message on the live connection, else keeps it for resume. Returns false when
     /// the live connection's queue is full (the caller disconnects that slow consumer).
     fn send(&self, msg: String) -> bool {
-        let mut all = self.sessions.0.lock();
-        let Some(s) = all.get_mut(&self.id) else { return true };
-        if let Some((_, tx)) = &s.conn {
-            match tx.try_send(msg) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Full(m)) | Err(mpsc::error::TrySendError::Closed(m)) => {
-                    push_bounded(&mut s.backlog, m, self.backlog_max);
-                    return false;
-                }
-            }
-        }
-        push_bounded(&mut s.backlog, msg, self.backlog_max);
-        true
-    }
-}
-
-fn push_bounded(q: &mut VecDeque<String>, m: String, max: usize) {
-    if q.len() >= max {
-        // Results stay retrievable with getResponse; the backlog is a convenience with a bound.
-        tracing::warn!(max, "websocket session backlog full; dropping the oldest undelivered message");
-        q.pop_front();
-    }
-    q.push_back(m);
-}
-
-impl Sessions {
-    /// Attaches a connection to a new session, or to `resume` if it exists for this account and
-    /// is within the window; returns the session id and its backlog.
-    fn attach(
-        &self,
-        account_id: i64,
-        resume: Option<Uuid>,
-        conn: (u64, mpsc::Sender<String>),
-        window: Duration,
-    ) -> (Uuid, Vec<String>, bool) {
-        let mut all = self.0.lock();
-        all.retain(|_, s| s.detached_at.is_none_or(|t| t.elapsed() < window));
-        if let Some(id) = resume
-            && let Some(s) = all.get_mut(&id)
-            && s.account_id == account_id
-        {
-            s.conn = Some(conn);
-            s.detached_at = None;
-            return (id, s.backlog.drain(..).collect(), true);
-        }
-        let id = Uuid::new_v4();
-        all.insert(id, Session { account_id, conn: Some(conn), backlog: VecDeque::new(), detached_at: None });
-        (id, Vec::new(), false)
-    }
-
-    /// Puts messages a closed connection did not deliver back at the head of the backlog (they
-    /// precede anything queued since), or, when the session has meanwhile moved to a new
-    /// connection, sends them there: a backlog is only read on resume, so parking them would
-    /// strand them. Delivery is at least once: clients group by taskUUID.
-    fn requeue_front(&self, id: Uuid, messages: Vec<String>, max: usize) {
-        if messages.is_empty() {
-            return;
-        }
-        if let Some(s) = self.0.lock().get_mut(&id) {
-            let mut messages = messages;
-            if let Some((_, tx)) = &s.conn {
-                let mut rest = Vec::new();
-                for m in messages {
-                    if let Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
-                        tx.try_send(m)
-                    {
-                        rest.push(m);
-                    }
-                }
-                messages = rest;
-            }
-            for m in messages.into_iter().rev() {
-                s.backlog.push_front(m);
-            }
-            while s.backlog.len() > max {
-                s.backlog.pop_front();
-            }
-        }
-    }
-
-    fn detach(&self, id: Uuid, conn_id: u64) {
-        if let Some(s) = self.0.lock().get_mut(&id)
-            && s.conn.as_ref().is_some_and(|(c, _)| *c == conn_id)
-        {
-            s.conn = None;
-            s.detached_at = Some(Instant::now());
-        }
+        self.sessions.send(self.id, msg)
     }
 }
 
@@ -203,26 +102,25 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
         }
     };
     let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
-    let (session, backlog, resumed) = state.sessions.attach(
-        ctx.account_id,
-        resume,
-        (conn_id, tx.clone()),
-        Duration::from_secs(cfg.resume_window_secs),
-    );
-    tracing::debug!(%session, account = %ctx.account_name, resumed, backlog = backlog.len(), "websocket authenticated");
+    let attached = state.sessions.attach(ctx.account_id, resume, (conn_id, tx.clone()));
+    let session = attached.id;
+    tracing::debug!(%session, account = %ctx.account_name, resumed = resume == Some(session), backlog = attached.backlog.len(), "websocket authenticated");
     let auth_reply =
         json!({"data": [{"taskType": "authentication", "connectionSessionUUID": session.to_string()}]});
     if sink.send(Message::Text(auth_reply.to_string().into())).await.is_err() {
         state.sessions.detach(session, conn_id);
         return;
     }
-    for m in backlog {
+    // A resume that could not deliver everything says so, in an error object with no task:
+    // SDKs match errors to their tasks by taskUUID, so it disturbs none of them.
+    let notice = attached.notice.map(|e| error_message(&state, &e));
+    for m in notice.into_iter().chain(attached.backlog) {
         if sink.send(Message::Text(m.into())).await.is_err() {
             state.sessions.detach(session, conn_id);
             return;
         }
     }
-    let outbox = Outbox { sessions: state.sessions.clone(), id: session, backlog_max: cfg.backlog_max };
+    let outbox = Outbox { sessions: state.sessions.clone(), id: session };
 
     // 2. Writer: drains the outbound queue into the socket. Told to stop, it hands back what it
     // had not delivered, so a dropped connection loses nothing (the session keeps it).
@@ -295,7 +193,7 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
         while let Ok(m) = rx.try_recv() {
             undelivered.push(m);
         }
-        state.sessions.requeue_front(session, undelivered, cfg.backlog_max);
+        state.sessions.requeue_front(session, undelivered);
     }
 }
 
@@ -420,30 +318,5 @@ fn handle_text(
             };
             outbox_or_close(&outbox, &slow, msg);
         });
-    }
-}
-
-#[cfg(test)]
-mod session_tests {
-    use super::*;
-
-    #[test]
-    fn undelivered_messages_of_an_old_connection_go_to_the_session_s_new_one() {
-        let sessions = Sessions::default();
-        let window = Duration::from_secs(60);
-        let (tx1, _rx1) = mpsc::channel(8);
-        let (id, _, _) = sessions.attach(1, None, (1, tx1), window);
-        // The client resumes on a second connection before the first one has wound down.
-        let (tx2, mut rx2) = mpsc::channel(8);
-        let (again, _, resumed) = sessions.attach(1, Some(id), (2, tx2), window);
-        assert!(resumed && again == id);
-        sessions.detach(id, 1);
-        sessions.requeue_front(id, vec!["a".into(), "b".into()], 100);
-        assert_eq!((rx2.try_recv().unwrap(), rx2.try_recv().unwrap()), ("a".to_string(), "b".to_string()));
-        assert!(sessions.0.lock()[&id].backlog.is_empty());
-        // With no live connection they wait in the backlog for the next resume.
-        sessions.detach(id, 2);
-        sessions.requeue_front(id, vec!["c".into()], 100);
-        assert_eq!(sessions.0.lock()[&id].backlog.len(), 1);
     }
 }
