@@ -118,6 +118,17 @@ pub struct Asset {
     pub source: AssetSource,
 }
 
+/// What an accepted upload is (see [`Intake::check_upload`]).
+#[derive(Debug, Clone)]
+pub struct UploadCheck {
+    /// The media type, in canonical spelling.
+    pub media_type: String,
+    /// Width in pixels, where known.
+    pub width: Option<u32>,
+    /// Height in pixels, where known.
+    pub height: Option<u32>,
+}
+
 /// A stored file (upload or earlier output) found by UUID.
 #[derive(Debug, Clone)]
 pub struct StoredAsset {
@@ -458,17 +469,29 @@ impl Intake {
         declared: Option<&str>,
         req: &AssetRequest<'_>,
     ) -> Result<Asset, ApiError> {
+        let UploadCheck { media_type, width, height } = self.check_upload(&bytes, declared, req)?;
+        Ok(Asset { bytes, media_type, kind: req.kind, width, height, source: AssetSource::Upload })
+    }
+
+    /// The checks of [`Intake::accept_upload`] on bytes the caller keeps (a file streamed to
+    /// disk and mapped, for instance): what the upload is, or why it is refused.
+    pub fn check_upload(
+        &self,
+        bytes: &[u8],
+        declared: Option<&str>,
+        req: &AssetRequest<'_>,
+    ) -> Result<UploadCheck, ApiError> {
         let declared = declared
             .and_then(content_type::parse_essence)
             .map(|e| content_type::canonical(&e).to_string())
             .filter(|e| content_type::accepted(req.kind).contains(&e.as_str()));
-        let sniffed = probe::sniff(&bytes).and_then(|f| f.media_type_for(req.kind));
+        let sniffed = probe::sniff(bytes).and_then(|f| f.media_type_for(req.kind));
         let Some(media) = declared.or(sniffed.map(str::to_string)) else {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedAssetType,
                 format!(
                     "Unsupported asset type. The uploaded file is {}, which is not accepted for {}s; use {}.",
-                    probe::sniff(&bytes).map(|f| f.name()).unwrap_or("not a recognised media format"),
+                    probe::sniff(bytes).map(|f| f.name()).unwrap_or("not a recognised media format"),
                     req.kind.as_str(),
                     content_type::accepted(req.kind).join(", ")
                 ),
@@ -476,8 +499,8 @@ impl Intake {
             .with_parameter(req.param.clone()));
         };
         let (width, height) =
-            self.check_content(&bytes, &media, req, &NoReport).map_err(|r| r.into_api(req))?;
-        Ok(Asset { bytes, media_type: media, kind: req.kind, width, height, source: AssetSource::Upload })
+            self.check_content(bytes, &media, req, &NoReport).map_err(|r| r.into_api(req))?;
+        Ok(UploadCheck { media_type: media, width, height })
     }
 
     async fn take_stored(

@@ -89,6 +89,8 @@ catalog! {
     // --- money ----------------------------------------------------------------------------------
     InsufficientCredits => "insufficientCredits", 402, false,
         "The account's credit balance cannot pay for this task.";
+    StorageQuotaExceeded => "storageQuotaExceeded", 403, false,
+        "The account keeps as many uploads (files or bytes) as its storage quota allows; delete some (mediaStorage delete) or wait for them to expire.";
 
     // --- parameters -----------------------------------------------------------------------------
     MissingParameter => "missingParameter", 400, false,

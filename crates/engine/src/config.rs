@@ -330,6 +330,11 @@ pub struct UploadsConfig {
     pub ephemeral_max_bytes: u64,
     /// An upload target returned by `POST /v1/uploads` accepts its file for this many seconds.
     pub upload_url_ttl_secs: u64,
+    /// Uploads one account may keep at once (Runware `imageUpload` / `mediaStorage`, Runway
+    /// ephemeral uploads; expired ones do not count); 0 = no bound.
+    pub quota_files_per_account: u64,
+    /// Bytes of uploads one account may keep at once; 0 = no bound.
+    pub quota_bytes_per_account: u64,
 }
 
 impl Default for UploadsConfig {
@@ -339,6 +344,8 @@ impl Default for UploadsConfig {
             ephemeral_ttl_secs: 86_400,
             ephemeral_max_bytes: 200_000_000,
             upload_url_ttl_secs: 3_600,
+            quota_files_per_account: 10_000,
+            quota_bytes_per_account: 2_000_000_000,
         }
     }
 }

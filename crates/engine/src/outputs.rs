@@ -41,6 +41,21 @@ impl OutputFiles {
         std::fs::rename(&tmp, &dest)
     }
 
+    /// A temporary file's path in the outputs directory (same file system, so it can be adopted
+    /// by a rename; cleared at start).
+    pub fn temp_path(&self, uuid: Uuid, extension: &str) -> PathBuf {
+        self.root.join("tmp").join(format!("{uuid}.{extension}.part"))
+    }
+
+    /// Moves a finished temporary file into place as output `uuid`. Blocking.
+    pub fn adopt(&self, from: &Path, uuid: Uuid, extension: &str) -> std::io::Result<()> {
+        let dest = self.path(uuid, extension);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::rename(from, &dest)
+    }
+
     /// Reads an output.
     pub async fn read(&self, uuid: Uuid, extension: &str) -> std::io::Result<Vec<u8>> {
         tokio::fs::read(self.path(uuid, extension)).await

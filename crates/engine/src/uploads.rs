@@ -28,6 +28,49 @@ pub struct Upload {
     pub expires_at: i64,
 }
 
+/// A file being received for an upload (see [`Engine::begin_upload`]): written to a temporary
+/// file as it arrives, bounded by `max_bytes`; the temporary file is removed unless the upload
+/// is stored.
+pub struct IncomingUpload {
+    file: Option<tokio::fs::File>,
+    path: std::path::PathBuf,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl IncomingUpload {
+    /// Appends a chunk; past `max_bytes` the upload is refused (`assetTooLarge`).
+    pub async fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        use tokio::io::AsyncWriteExt;
+        if self.size + chunk.len() as u64 > self.max_bytes {
+            return Err(ApiError::new(
+                ErrorCode::AssetTooLarge,
+                format!("Asset size exceeds {:.1}MB.", self.max_bytes as f64 / 1e6),
+            ));
+        }
+        let Some(f) = self.file.as_mut() else { return Err(ApiError::internal()) };
+        f.write_all(chunk).await.map_err(|e| {
+            tracing::error!(error = %e, "writing an upload's temporary file failed");
+            ApiError::internal()
+        })?;
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for IncomingUpload {
+    fn drop(&mut self) {
+        // Stored uploads were moved away (or were small and kept inline): nothing is left to
+        // remove then, and a missing file is fine.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// How long an upload is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
@@ -248,18 +291,102 @@ impl Engine {
         outcome
     }
 
-    /// Validates a file sent to the server itself and stores it as upload `uuid`. The family
-    /// comes from the bytes; `declared` (the part's Content-Type) is used when it agrees.
-    pub async fn upload_bytes(
+    /// The storage quota every account's uploads are held to.
+    pub fn upload_quota(&self) -> mediagate_store::UploadQuota {
+        let u = &self.config.uploads;
+        mediagate_store::UploadQuota {
+            max_files: u.quota_files_per_account,
+            max_bytes: u.quota_bytes_per_account,
+        }
+    }
+
+    /// The account's stored uploads, beside its quota (for `GET /v1/organization` and the admin API).
+    pub async fn upload_usage(
+        &self,
+        account_id: i64,
+    ) -> Result<(mediagate_store::UploadUsage, mediagate_store::UploadQuota), ApiError> {
+        let usage = self.store.upload_usage(account_id).await.map_err(|e| {
+            tracing::error!(error = %e, "reading upload usage failed");
+            ApiError::internal()
+        })?;
+        Ok((usage, self.upload_quota()))
+    }
+
+    fn quota_exceeded(&self, usage: mediagate_store::UploadUsage, size: u64) -> ApiError {
+        let q = self.upload_quota();
+        let bound = |n: u64| if n == 0 { "no bound".to_string() } else { n.to_string() };
+        ApiError::new(
+            ErrorCode::StorageQuotaExceeded,
+            format!(
+                "This account keeps {} uploads of {} bytes; another of {size} bytes would pass its storage quota \
+                 of {} uploads and {} bytes (uploads.quota_files_per_account, uploads.quota_bytes_per_account). \
+                 Delete uploads (mediaStorage operation \"delete\") or wait for them to expire.",
+                usage.files,
+                usage.bytes,
+                bound(q.max_files),
+                bound(q.max_bytes)
+            ),
+        )
+    }
+
+    /// Starts receiving a file sent to the server itself: it is streamed to a temporary file,
+    /// never held in memory. Refused at once when the account's quota has no room for
+    /// `announced` more bytes (or for another upload).
+    pub async fn begin_upload(
         &self,
         ctx: &AuthContext,
+        announced: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<IncomingUpload, ApiError> {
+        let (usage, quota) = self.upload_usage(ctx.account_id).await?;
+        let announced = announced.unwrap_or(0);
+        if !quota.admits(usage, announced) {
+            return Err(self.quota_exceeded(usage, announced));
+        }
+        let path = self.outputs.temp_path(Uuid::new_v4(), "upload");
+        let file = tokio::fs::File::create(&path).await.map_err(|e| {
+            tracing::error!(error = %e, "creating an upload's temporary file failed");
+            ApiError::internal()
+        })?;
+        Ok(IncomingUpload { file: Some(file), path, size: 0, max_bytes })
+    }
+
+    /// Validates a file received with [`Engine::begin_upload`] and stores it as upload `uuid`.
+    /// The family comes from the bytes; `declared` (the part's Content-Type) is used when it
+    /// agrees. The file is checked through a read-only map and moved into place, not copied.
+    pub async fn finish_upload(
+        &self,
+        ctx: &AuthContext,
+        mut incoming: IncomingUpload,
         uuid: Uuid,
-        bytes: Vec<u8>,
         declared: Option<&str>,
         param: ParamPath,
         retention: Retention,
     ) -> Result<Upload, ApiError> {
-        let Some(kind) = AssetKind::sniff(&bytes) else {
+        use tokio::io::AsyncWriteExt;
+        let internal = |e: std::io::Error| {
+            tracing::error!(error = %e, "storing an upload failed");
+            ApiError::internal()
+        };
+        if let Some(mut f) = incoming.file.take() {
+            f.flush().await.map_err(internal)?;
+        }
+        let size = incoming.size;
+        let path = incoming.path.clone();
+        let map = tokio::task::spawn_blocking(move || -> std::io::Result<Option<memmap2::Mmap>> {
+            if size == 0 {
+                return Ok(None);
+            }
+            let f = std::fs::File::open(&path)?;
+            // SAFETY: the file is this upload's own temporary file, written above and changed
+            // by nothing while the map lives.
+            unsafe { memmap2::Mmap::map(&f) }.map(Some)
+        })
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(internal)?;
+        let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
+        let Some(kind) = AssetKind::sniff(bytes) else {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedAssetType,
                 "Unsupported asset type. The uploaded file is not an image, video or audio format this server \
@@ -268,12 +395,31 @@ impl Engine {
             .with_parameter(param));
         };
         let stored = crate::pipeline::engine_assets(self);
-        let asset = self.intake.accept_upload(
+        let check = self.intake.check_upload(
             bytes,
             declared,
             &self.asset_request(ctx, kind, param, &stored, None),
         )?;
-        self.keep_upload(ctx, uuid, asset, retention).await
+        let extension = extension_of(&check.media_type);
+        let inline = (size as usize) <= self.config.outputs.inline_max_bytes;
+        let asset_bytes = if inline { bytes.to_vec() } else { Vec::new() };
+        drop(map);
+        if !inline {
+            let (files, from) = (self.outputs.clone(), incoming.path.clone());
+            tokio::task::spawn_blocking(move || files.adopt(&from, uuid, extension))
+                .await
+                .map_err(|_| ApiError::internal())?
+                .map_err(internal)?;
+        }
+        let asset = Asset {
+            bytes: asset_bytes,
+            media_type: check.media_type,
+            kind,
+            width: check.width,
+            height: check.height,
+            source: mediagate_assets::AssetSource::Upload,
+        };
+        self.record_upload(ctx, uuid, asset, size, inline, retention).await
     }
 
     async fn keep_upload(
@@ -283,20 +429,13 @@ impl Engine {
         asset: Asset,
         retention: Retention,
     ) -> Result<Upload, ApiError> {
-        let cfg = &self.config.uploads;
-        let (ttl, keep) = match retention {
-            Retention::AfterLastUse => (cfg.keep_after_use_secs, Some(cfg.keep_after_use_secs as i64)),
-            Retention::Ephemeral => (cfg.ephemeral_ttl_secs, None),
-        };
         let extension = extension_of(&asset.media_type);
         let size = asset.bytes.len() as u64;
-        let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let inline = asset.bytes.len() <= self.config.outputs.inline_max_bytes;
-        let inline_data = if inline {
-            Some(asset.bytes)
-        } else {
+        let mut asset = asset;
+        if !inline {
             let files = self.outputs.clone();
-            let bytes = asset.bytes;
+            let bytes = std::mem::take(&mut asset.bytes);
             tokio::task::spawn_blocking(move || files.write(uuid, extension, &bytes))
                 .await
                 .map_err(|_| ApiError::internal())?
@@ -304,20 +443,48 @@ impl Engine {
                     tracing::error!(error = %e, "writing an upload failed");
                     ApiError::internal()
                 })?;
-            None
+        }
+        self.record_upload(ctx, uuid, asset, size, inline, retention).await
+    }
+
+    /// Records an upload whose bytes are in `asset` (inline) or already in its file, within the
+    /// account's quota (a refused one's file is removed).
+    async fn record_upload(
+        &self,
+        ctx: &AuthContext,
+        uuid: Uuid,
+        asset: Asset,
+        size: u64,
+        inline: bool,
+        retention: Retention,
+    ) -> Result<Upload, ApiError> {
+        let cfg = &self.config.uploads;
+        let (ttl, keep) = match retention {
+            Retention::AfterLastUse => (cfg.keep_after_use_secs, Some(cfg.keep_after_use_secs as i64)),
+            Retention::Ephemeral => (cfg.ephemeral_ttl_secs, None),
         };
+        let extension = extension_of(&asset.media_type);
+        let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let row = NewOutput {
             uuid,
             content_type: asset.media_type.clone(),
             extension: extension.into(),
             size,
             expires_at,
-            inline_data,
+            inline_data: inline.then_some(asset.bytes),
         };
-        self.store.insert_upload(ctx.account_id, row, keep).await.map_err(|e| {
-            tracing::error!(error = %e, "recording an upload failed");
-            ApiError::internal()
-        })?;
+        let stored =
+            self.store.insert_upload(ctx.account_id, row, keep, self.upload_quota()).await.map_err(|e| {
+                tracing::error!(error = %e, "recording an upload failed");
+                ApiError::internal()
+            })?;
+        if let Err(usage) = stored {
+            if !inline {
+                let files = self.outputs.clone();
+                let _ = tokio::task::spawn_blocking(move || files.remove(uuid, extension)).await;
+            }
+            return Err(self.quota_exceeded(usage, size));
+        }
         tracing::info!(upload = %uuid, media_type = %asset.media_type, size, "upload stored");
         Ok(Upload {
             uuid,

@@ -44,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{name}/unsuspend", post(unsuspend))
         .route("/accounts/{name}/credits", get(credits).post(grant))
         .route("/accounts/{name}/limits", get(limits).put(set_limits))
+        .route("/accounts/{name}/storage", get(storage))
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}/{action}", post(key_action))
 }
@@ -262,6 +263,24 @@ async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String
                 "account": account_json(&a),
                 "overrides": overrides,
                 "limits": view,
+            })))
+        }
+        .await,
+    )
+}
+
+/// `GET /accounts/{name}/storage`: the account's uploads against its storage quota.
+async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    done(
+        async {
+            let a = account_id(&s, &name).await?;
+            let (usage, quota) = s.engine.upload_usage(a.id).await?;
+            Ok(ok(json!({
+                "account": account_json(&a),
+                "uploads": usage.files,
+                "bytes": usage.bytes,
+                "maxUploads": quota.max_files,
+                "maxBytes": quota.max_bytes,
             })))
         }
         .await,

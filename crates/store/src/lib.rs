@@ -180,13 +180,18 @@ pub trait Store: Send + Sync {
     /// Removes and returns up to `limit` outputs whose expiry is before `now_ms`.
     async fn take_expired_outputs(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<OutputRecord>>;
     /// Stores an upload: an output that belongs to no task. With `keep_secs`, every use
-    /// ([`Store::touch_output`]) keeps it at least that long again.
+    /// ([`Store::touch_output`]) keeps it at least that long again. The account's uploads are
+    /// counted in the same transaction: when this one would pass `quota`, nothing is stored
+    /// and the usage found is returned as the error.
     async fn insert_upload(
         &self,
         account_id: i64,
         upload: NewOutput,
         keep_secs: Option<i64>,
-    ) -> StoreResult<()>;
+        quota: UploadQuota,
+    ) -> StoreResult<Result<(), UploadUsage>>;
+    /// The account's stored uploads (not expired).
+    async fn upload_usage(&self, account_id: i64) -> StoreResult<UploadUsage>;
     /// Records a use of an output: an upload with `keep_secs` has its expiry pushed to
     /// `now + keep_secs`. Returns the (possibly extended) record.
     async fn touch_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>>;

@@ -296,6 +296,32 @@ pub struct NewOutput {
     pub inline_data: Option<Vec<u8>>,
 }
 
+/// An account's stored uploads (outputs that belong to no task and have not expired).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadUsage {
+    /// How many.
+    pub files: u64,
+    /// Their bytes together.
+    pub bytes: u64,
+}
+
+/// The most an account may keep as uploads; 0 means no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadQuota {
+    /// Uploads at most.
+    pub max_files: u64,
+    /// Bytes at most.
+    pub max_bytes: u64,
+}
+
+impl UploadQuota {
+    /// Whether `usage` plus one more upload of `size` bytes stays within the quota.
+    pub fn admits(&self, usage: UploadUsage, size: u64) -> bool {
+        (self.max_files == 0 || usage.files < self.max_files)
+            && (self.max_bytes == 0 || usage.bytes.saturating_add(size) <= self.max_bytes)
+    }
+}
+
 /// A webhook delivery to record with a task's end (delivered afterwards, retried, resumed
 /// after a restart).
 #[derive(Debug, Clone)]

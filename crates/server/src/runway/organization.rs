@@ -27,7 +27,12 @@ pub async fn get_organization(
         Ok(v) => v,
         Err(e) => return error_response(&state, &e),
     };
+    let (stored, quota) = match state.engine.upload_usage(ctx.account_id).await {
+        Ok(v) => v,
+        Err(e) => return error_response(&state, &e),
+    };
     let limit = |n: u32| if n == 0 { Value::Null } else { json!(n) };
+    let bound = |n: u64| if n == 0 { Value::Null } else { json!(n) };
     let mut tier_models = serde_json::Map::new();
     let mut usage_models = serde_json::Map::new();
     for m in &view.models {
@@ -52,10 +57,16 @@ pub async fn get_organization(
         StatusCode::OK,
         &json!({
             "creditBalance": credits(view.balance_micros).floor() as i64,
-            "tier": { "maxMonthlyCreditSpend": cap, "models": tier_models },
+            "tier": {
+                "maxMonthlyCreditSpend": cap,
+                "models": tier_models,
+                // mediagate's own: the storage quota of uploads (null: no bound).
+                "storage": { "maxUploads": bound(quota.max_files), "maxBytes": bound(quota.max_bytes) },
+            },
             "usage": {
                 "models": usage_models,
                 "monthlyCreditSpend": credits(view.month_spend_micros),
+                "storage": { "uploads": stored.files, "bytes": stored.bytes },
             },
         }),
     )

@@ -169,19 +169,18 @@ pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, requ
                     );
                 };
                 let declared = field.content_type().map(str::to_string);
+                // Streamed to a temporary file as it arrives: an upload is never held in memory.
+                let mut incoming = match state.engine.begin_upload(&ctx, None, max).await {
+                    Ok(i) => i,
+                    Err(e) => return error_response(&state, &e),
+                };
                 let mut field = field;
-                let mut bytes = Vec::new();
                 loop {
                     match field.chunk().await {
                         Ok(Some(chunk)) => {
-                            if (bytes.len() + chunk.len()) as u64 > max {
-                                return refused(
-                                    &state,
-                                    ErrorCode::AssetTooLarge,
-                                    format!("Asset size exceeds {:.1}MB.", max as f64 / 1e6),
-                                );
+                            if let Err(e) = incoming.push(&chunk).await {
+                                return error_response(&state, &e);
                             }
-                            bytes.extend_from_slice(&chunk);
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -195,10 +194,10 @@ pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, requ
                 }
                 let stored = state
                     .engine
-                    .upload_bytes(
+                    .finish_upload(
                         &ctx,
+                        incoming,
                         id,
-                        bytes,
                         declared.as_deref(),
                         ParamPath::key("file"),
                         Retention::Ephemeral,

@@ -1253,7 +1253,18 @@ impl Store for PostgresStore {
         account_id: i64,
         upload: NewOutput,
         keep_secs: Option<i64>,
-    ) -> StoreResult<()> {
+        quota: UploadQuota,
+    ) -> StoreResult<Result<(), UploadUsage>> {
+        let mut tx = self.begin().await?;
+        // The account's row lock orders its concurrent uploads, so the count below is exact.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        let usage = upload_usage(&mut tx, account_id).await?;
+        if !quota.admits(usage, upload.size) {
+            return Ok(Err(usage));
+        }
         sqlx::query(
             "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data, keep_secs)
              VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9)",
@@ -1267,9 +1278,17 @@ impl Store for PostgresStore {
         .bind(upload.expires_at)
         .bind(upload.inline_data.as_deref())
         .bind(keep_secs)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn upload_usage(&self, account_id: i64) -> StoreResult<UploadUsage> {
+        let mut tx = self.begin().await?;
+        let usage = upload_usage(&mut tx, account_id).await?;
+        tx.commit().await?;
+        Ok(usage)
     }
 
     async fn touch_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
@@ -1348,4 +1367,17 @@ impl Store for PostgresStore {
             })
         })
     }
+}
+
+/// An account's live uploads, counted through `outputs_uploads_by_account`.
+async fn upload_usage(tx: &mut Tx, account_id: i64) -> StoreResult<UploadUsage> {
+    let (files, bytes): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*)::BIGINT, COALESCE(SUM(size), 0)::BIGINT FROM outputs
+         WHERE account_id = $1 AND task_uuid IS NULL AND expires_at > $2",
+    )
+    .bind(account_id)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(UploadUsage { files: files as u64, bytes: bytes as u64 })
 }

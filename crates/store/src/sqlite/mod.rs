@@ -1182,9 +1182,14 @@ impl Store for SqliteStore {
         account_id: i64,
         upload: NewOutput,
         keep_secs: Option<i64>,
-    ) -> StoreResult<()> {
+        quota: UploadQuota,
+    ) -> StoreResult<Result<(), UploadUsage>> {
         self.writer
             .write(move |c| {
+                let usage = upload_usage(c, account_id)?;
+                if !quota.admits(usage, upload.size) {
+                    return Ok(Err(usage));
+                }
                 c.prepare_cached(
                     "INSERT INTO outputs (uuid, account_id, task_uuid, content_type, extension, size, created_at, expires_at, data, keep_secs)
                      VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -1200,9 +1205,13 @@ impl Store for SqliteStore {
                     upload.inline_data,
                     keep_secs
                 ])?;
-                Ok(())
+                Ok(Ok(()))
             })
             .await
+    }
+
+    async fn upload_usage(&self, account_id: i64) -> StoreResult<UploadUsage> {
+        self.read(move |c| Ok(upload_usage(c, account_id)?)).await
     }
 
     async fn touch_output(&self, uuid: Uuid) -> StoreResult<Option<OutputRecord>> {
@@ -1280,4 +1289,15 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// An account's live uploads, counted through `outputs_uploads_by_account`.
+fn upload_usage(c: &rusqlite::Connection, account_id: i64) -> rusqlite::Result<UploadUsage> {
+    c.prepare_cached(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outputs
+         WHERE account_id = ?1 AND task_uuid IS NULL AND expires_at > ?2",
+    )?
+    .query_row(params![account_id, now_ms()], |r| {
+        Ok(UploadUsage { files: r.get::<_, i64>(0)? as u64, bytes: r.get::<_, i64>(1)? as u64 })
+    })
 }

@@ -141,6 +141,10 @@ CREATE TABLE admin_keys (
 DROP INDEX tasks_by_status;
 CREATE INDEX tasks_processing ON tasks(created_at) WHERE status = 'processing';
 "#,
+    r#"
+-- Uploads are counted per account for the storage quota.
+CREATE INDEX outputs_uploads_by_account ON outputs(account_id, expires_at) WHERE task_uuid IS NULL;
+"#,
 ];
 
 /// Brings the database to the newest schema. Each step runs in its own transaction.

@@ -342,9 +342,9 @@ pub async fn uploads_expiry_touch_and_sweep(h: Harness) {
     let a = store.create_account("a", 0).await.unwrap();
     let now = now_ms();
     let kept = NewOutput { expires_at: now + 1_000, ..output(Some(vec![1, 2, 3])) };
-    store.insert_upload(a.id, kept.clone(), Some(3_600)).await.unwrap();
+    store.insert_upload(a.id, kept.clone(), Some(3_600), UploadQuota::default()).await.unwrap().unwrap();
     let fixed = NewOutput { expires_at: now + 1_000, ..output(None) };
-    store.insert_upload(a.id, fixed.clone(), None).await.unwrap();
+    store.insert_upload(a.id, fixed.clone(), None, UploadQuota::default()).await.unwrap().unwrap();
     let up = store.get_output(kept.uuid).await.unwrap().unwrap();
     assert_eq!((up.task_uuid, up.inline), (None, true));
     let touched = store.touch_output(kept.uuid).await.unwrap().unwrap();
@@ -356,7 +356,7 @@ pub async fn uploads_expiry_touch_and_sweep(h: Harness) {
     let old: Vec<NewOutput> =
         (0..3).map(|i| NewOutput { expires_at: now - 10_000 + i, ..output(None) }).collect();
     for o in old.iter().rev() {
-        store.insert_upload(a.id, o.clone(), None).await.unwrap();
+        store.insert_upload(a.id, o.clone(), None, UploadQuota::default()).await.unwrap().unwrap();
     }
     let taken = store.take_expired_outputs(now, 2).await.unwrap();
     assert_eq!(taken.iter().map(|o| o.uuid).collect::<Vec<_>>(), vec![old[0].uuid, old[1].uuid]);
@@ -366,7 +366,50 @@ pub async fn uploads_expiry_touch_and_sweep(h: Harness) {
     assert!(store.get_output(old[0].uuid).await.unwrap().is_none());
     assert_eq!(store.take_expired_outputs(now + 2_000, 10).await.unwrap().len(), 1, "the fixed one");
     // The same UUID twice is refused.
-    assert!(store.insert_upload(a.id, kept.clone(), None).await.is_err());
+    assert!(store.insert_upload(a.id, kept.clone(), None, UploadQuota::default()).await.is_err());
+}
+
+pub async fn uploads_stay_within_the_account_quota_also_when_concurrent(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 0).await.unwrap();
+    let b = store.create_account("b", 0).await.unwrap();
+    let later = now_ms() + 60_000;
+    let sized = |size: u64| NewOutput { size, expires_at: later, ..output(None) };
+    let quota = UploadQuota { max_files: 3, max_bytes: 1_000 };
+    store.insert_upload(a.id, sized(400), None, quota).await.unwrap().unwrap();
+    store.insert_upload(a.id, sized(400), None, quota).await.unwrap().unwrap();
+    // Bytes: 800 + 300 would pass 1,000; the usage found comes back and nothing is stored.
+    let refused = store.insert_upload(a.id, sized(300), None, quota).await.unwrap();
+    assert_eq!(refused, Err(UploadUsage { files: 2, bytes: 800 }));
+    store.insert_upload(a.id, sized(200), None, quota).await.unwrap().unwrap();
+    // Count: a fourth file is refused whatever its size.
+    assert_eq!(
+        store.insert_upload(a.id, sized(0), None, quota).await.unwrap(),
+        Err(UploadUsage { files: 3, bytes: 1_000 })
+    );
+    assert_eq!(store.upload_usage(a.id).await.unwrap(), UploadUsage { files: 3, bytes: 1_000 });
+    // Expired uploads and task outputs do not count; accounts are counted apart.
+    let expired = NewOutput { size: 5, expires_at: now_ms() - 1, ..output(None) };
+    store.insert_upload(b.id, expired, None, UploadQuota::default()).await.unwrap().unwrap();
+    assert_eq!(store.upload_usage(b.id).await.unwrap(), UploadUsage::default());
+    // Many at once never pass the quota.
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let s = store.clone();
+            let o = sized(10);
+            tokio::spawn(async move {
+                s.insert_upload(b.id, o, None, UploadQuota { max_files: 5, max_bytes: 0 }).await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for h in handles {
+        if h.await.unwrap().unwrap().is_ok() {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 5);
+    assert_eq!(store.upload_usage(b.id).await.unwrap(), UploadUsage { files: 5, bytes: 50 });
 }
 
 pub async fn webhook_secrets_deliveries_and_attempts(h: Harness) {

@@ -117,6 +117,7 @@ macro_rules! backend_tests {
             concurrent_admissions_never_pass_the_monthly_spend_cap_and_refunds_give_it_back,
             partial_results_success_and_outputs_inline_and_as_files,
             uploads_expiry_touch_and_sweep,
+            uploads_stay_within_the_account_quota_also_when_concurrent,
             webhook_secrets_deliveries_and_attempts,
             limits_overrides_and_recent_counts,
             admin_keys_lifecycle,
