@@ -296,7 +296,7 @@ impl Engine {
         self.read_output(&rec).await
     }
 
-    fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
+    pub(crate) fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
         ApiError::new(
             ErrorCode::InsufficientPermissions,
             format!(
@@ -306,8 +306,51 @@ impl Engine {
         )
     }
 
-    /// Checks the key's scopes against a dialect and task, then the task against the catalog.
-    fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
+    /// Checks that the key may read or cancel a stored task: it needs the scopes that task
+    /// needed to be submitted (its task type and model; the route's dialect was checked at
+    /// authentication). Uploads recorded as tasks need no more than the dialect.
+    pub(crate) fn authorize_record(&self, ctx: &AuthContext, rec: &TaskRecord) -> Result<(), ApiError> {
+        if ctx.scopes.is_empty() {
+            return Ok(());
+        }
+        let Ok(req) = serde_json::from_str::<TaskRequest>(&rec.request) else { return Ok(()) };
+        let tt = req.task_type();
+        if !scopes::allows_task(&ctx.scopes, tt) {
+            return Err(self.forbidden(
+                format!("read or cancel tasks of taskType {}", tt.as_str()),
+                format!("task:{}", tt.as_str()),
+                ctx,
+            ));
+        }
+        if let Some(air) = &rec.model
+            && !scopes::allows_model(&ctx.scopes, air)
+        {
+            return Err(self.forbidden(
+                format!("read or cancel tasks of model {air}"),
+                format!("model:{air}"),
+                ctx,
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a task-creating route checks before it fetches or stores anything for the task:
+    /// the key's scopes, the model, and that the balance covers the price. Admission checks the
+    /// price again atomically; this only keeps a refused request from doing work first.
+    pub async fn precheck(&self, ctx: &AuthContext, sub: &Submission) -> Result<(), ApiError> {
+        let price = self.authorize(ctx, sub)?.price_micros * i64::from(sub.request.result_count());
+        let account =
+            self.store.account_by_name(&ctx.account_name).await.map_err(|_| ApiError::internal())?;
+        if let Some(a) = account
+            && a.balance_micros < price
+        {
+            return Err(insufficient(price, a.balance_micros, &ctx.account_name));
+        }
+        Ok(())
+    }
+
+    /// Checks the key's scopes against a dialect, task type and model; returns the model.
+    fn authorize(&self, ctx: &AuthContext, sub: &Submission) -> Result<&crate::catalog::Model, ApiError> {
         let tt = sub.request.task_type();
         if !scopes::allows_dialect(&ctx.scopes, sub.dialect) {
             return Err(self.forbidden(
@@ -327,6 +370,12 @@ impl Engine {
                 .forbidden(format!("use model {}", model.spec.air), format!("model:{}", model.spec.air), ctx)
                 .with_parameter(ParamPath::key("model")));
         }
+        Ok(model)
+    }
+
+    /// Checks the key's scopes against a dialect and task, then the task against the catalog.
+    fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
+        let model = self.authorize(ctx, sub)?;
         match &sub.request {
             TaskRequest::ImageInference(r) => r.validate(&model.spec)?,
             TaskRequest::Upscale(r) => r.validate(&model.spec)?,
@@ -926,6 +975,7 @@ impl Engine {
                 )
                 .with_parameter(ParamPath::key("taskUUID"))
             })?;
+        self.authorize_record(ctx, &rec)?;
         let output =
             serde_json::from_str::<TaskRequest>(&rec.request).map(|r| r.output().clone()).unwrap_or_default();
         // A running task may already have partial results.
@@ -959,24 +1009,27 @@ impl Engine {
     /// this returns once its end is recorded.
     pub async fn cancel_or_delete(&self, ctx: &AuthContext, task_uuid: Uuid) -> Result<Removal, ApiError> {
         let key = (ctx.account_id, task_uuid);
-        if let (Some(live), Some(mut rx)) = (self.inflight.live(key), self.inflight.outcome(key)) {
-            live.cancel_token().cancel();
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
-            return Ok(Removal::Cancelled);
-        }
         let missing = || {
             ApiError::new(
                 ErrorCode::TaskNotFound,
                 format!("No task with id {task_uuid} exists for this account."),
             )
         };
+        // The record first: whether the key may touch this task is decided before anything is
+        // cancelled or deleted (a task in flight is admitted, so it has its record).
         let rec = self
             .store
             .get_task(ctx.account_id, task_uuid)
             .await
             .map_err(|_| ApiError::internal())?
             .ok_or_else(missing)?;
+        self.authorize_record(ctx, &rec)?;
+        if let (Some(live), Some(mut rx)) = (self.inflight.live(key), self.inflight.outcome(key)) {
+            live.cancel_token().cancel();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
+            return Ok(Removal::Cancelled);
+        }
         if rec.status == TaskStatus::Processing {
             // Admitted but not running here: another server on the same store runs it.
             return Err(ApiError::new(

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
-use mediagate_engine::{AuthContext, Submitted};
+use mediagate_engine::{AuthContext, Dialect, Submitted};
 use parse::Parsed;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -190,7 +190,7 @@ async fn handle(
             }
         }
     };
-    let ctx = state.engine.authenticate_from(&key, client).await?;
+    let ctx = state.engine.authenticate_from(&key, client, Dialect::Runware).await?;
     drop(key);
 
     if tasks.is_empty() {
@@ -350,12 +350,12 @@ pub async fn webhook_deliveries(
                 .with_task_type("authentication"));
             }
         };
-        let ctx = state.engine.authenticate_from(&key, client).await?;
+        let ctx = state.engine.authenticate_from(&key, client, Dialect::Runware).await?;
         let uuid = q.get("taskUUID").and_then(|u| uuid::Uuid::try_parse(u).ok()).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidTaskUUID, "Give the task as ?taskUUID=<uuid>.")
                 .with_parameter(ParamPath::key("taskUUID"))
         })?;
-        let list = state.engine.webhook_deliveries(ctx.account_id, uuid).await?;
+        let list = state.engine.webhook_deliveries(&ctx, uuid).await?;
         let data: Vec<Value> = list
             .into_iter()
             .map(|d| {
