@@ -211,3 +211,65 @@ async fn hardening_refused_runway_create_fetches_and_stores_nothing() {
     assert!(!assets.requests().is_empty(), "the create that passed the pre-checks fetched its asset");
     assert_eq!(uploads_left(&s).await, 0, "a refused create left an upload stored");
 }
+
+#[tokio::test]
+async fn hardening_naming_another_accounts_upload_changes_nothing_about_it() {
+    let s = TestServer::start().await;
+    let (st, b) = s
+        .post(&json!([{"taskType": "imageUpload", "taskUUID": task_uuid(), "image": b64(&png(16, 16))}]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let upload = uuid::Uuid::parse_str(b["data"][0]["imageUUID"].as_str().unwrap()).unwrap();
+    let before = s.engine.store().get_output(upload).await.unwrap().unwrap();
+    // Expiries are in ms: let the clock move on so that a touch would show.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+
+    s.engine.admin().create_account("other", "5").await.unwrap();
+    let other = s.create_key("other", &[]).await;
+    let (st, b) = s
+        .post_with_key(
+            &other,
+            &json!([{"taskType": "upscale", "taskUUID": task_uuid(), "inputImage": upload, "upscaleFactor": 2}]),
+        )
+        .await;
+    assert_eq!((st, runware_code(&b)), (400, "assetNotFound"), "{b}");
+    let after = s.engine.store().get_output(upload).await.unwrap().unwrap();
+    assert_eq!(after.expires_at, before.expires_at, "another account's request moved the upload's expiry");
+
+    // The owner's use still keeps it alive (the touch itself still works).
+    let (st, b) = s
+        .post(&json!([{"taskType": "upscale", "taskUUID": task_uuid(), "inputImage": upload, "upscaleFactor": 2}]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let used = s.engine.store().get_output(upload).await.unwrap().unwrap();
+    assert!(used.expires_at > before.expires_at, "the owner's use extends the upload");
+}
+
+#[tokio::test]
+async fn hardening_a_deleted_task_uuid_is_a_clear_conflict_not_a_500() {
+    let s = TestServer::start().await;
+    let u = task_uuid();
+    let task = json!({"taskType": "imageInference", "taskUUID": u, "positivePrompt": "a lighthouse",
+                      "width": 128, "height": 128});
+    let (st, b) = s.post(&json!([task])).await;
+    assert_eq!(st, 200, "{b}");
+    let balance = s.balance("default").await;
+    // Deleted through the Runway dialect; there it is gone.
+    let path = format!("/v1/tasks/{u}");
+    assert_eq!(runway(&s, reqwest::Method::DELETE, &path, None, &s.api_key).await.0, 204);
+    let (st, b) = runway(&s, reqwest::Method::GET, &path, None, &s.api_key).await;
+    assert_eq!((st, b["code"].as_str()), (404, Some("taskNotFound")), "{b}");
+    assert_eq!(runway(&s, reqwest::Method::DELETE, &path, None, &s.api_key).await.0, 404);
+
+    // Sent again in the Runware dialect, identical or not: conflictTaskUUID saying why, nothing charged.
+    let mut other = task.clone();
+    other["positivePrompt"] = json!("a harbour");
+    let image = format!("data:image/png;base64,{}", b64(&png(8, 8)));
+    for again in [task, other, json!({"taskType": "imageUpload", "taskUUID": u, "image": image})] {
+        let (st, b) = s.post(&json!([again])).await;
+        assert_eq!((st, runware_code(&b)), (400, "conflictTaskUUID"), "{b}");
+        let msg = b["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("deleted") && msg.contains("new UUID"), "{msg}");
+    }
+    assert_eq!(s.balance("default").await, balance);
+}

@@ -220,6 +220,20 @@ pub(crate) fn conflict(uuid: Uuid) -> ApiError {
     .with_parameter(ParamPath::key("taskUUID"))
 }
 
+/// A taskUUID whose task was deleted: it stays taken (a replay must not run and charge the task
+/// again), so the client is told to use a new one. The same code as any reused taskUUID, since
+/// the remedy is the same; the message says why.
+pub(crate) fn deleted_uuid(uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::ConflictTaskUUID,
+        format!(
+            "taskUUID {uuid} belonged to a task that was deleted; a deleted task's taskUUID stays \
+             taken. Generate a new UUID v4 for a new task."
+        ),
+    )
+    .with_parameter(ParamPath::key("taskUUID"))
+}
+
 pub(crate) fn to_stored(e: &ApiError) -> StoredError {
     StoredError {
         code: e.code.as_str().into(),
@@ -268,13 +282,15 @@ pub(crate) fn engine_assets(e: &Engine) -> EngineAssets<'_> {
 impl StoredAssets for EngineAssets<'_> {
     async fn load(&self, account_id: i64, uuid: Uuid) -> Option<StoredAsset> {
         let mut rec = self.0.store.get_output(uuid).await.ok()??;
+        // Owner and expiry first: naming another account's upload (or an expired one) must
+        // change nothing about it.
+        if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
+            return None;
+        }
         // A use keeps an upload alive (`uploads.keep_after_use_secs` more). Task outputs have a
         // fixed expiry: reading them costs no write.
         if rec.task_uuid.is_none() {
             rec = self.0.store.touch_output(uuid).await.ok()??;
-        }
-        if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
-            return None;
         }
         let bytes = self.0.read_output(&rec).await?;
         Some(StoredAsset { bytes, media_type: rec.content_type })
@@ -568,6 +584,7 @@ impl Engine {
                             Err(self.spend_cap_error(ctx, price, spent_micros))
                         }
                         Admission::Existing(_) => Ok(Admitted::RunningElsewhere),
+                        Admission::Deleted => Err(deleted_uuid(sub.task_uuid)),
                     }
                 }
                 TaskStatus::Processing => Ok(Admitted::RunningElsewhere),
@@ -578,6 +595,7 @@ impl Engine {
             Admission::SpendCapReached { spent_micros } => {
                 Err(self.spend_cap_error(ctx, price, spent_micros))
             }
+            Admission::Deleted => Err(deleted_uuid(sub.task_uuid)),
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
                 Ok(Admitted::New)
