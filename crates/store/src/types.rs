@@ -202,6 +202,9 @@ pub enum Admission {
     Admitted,
     /// The taskUUID is known: here is its record (compare hashes to tell replay from conflict).
     Existing(Box<TaskRecord>),
+    /// The taskUUID named a task that was deleted ([`crate::Store::delete_task`]); it stays
+    /// taken, so a replay can never run (and charge) a deleted task again. Nothing was recorded.
+    Deleted,
     /// The balance cannot pay; nothing was recorded.
     InsufficientCredits {
         /// The balance at the time.

@@ -778,12 +778,10 @@ impl Store for PostgresStore {
             // sees it), or a deleted task that keeps its UUID.
             let found = visible_task(&mut tx, t.account_id, &uuid, false).await?;
             tx.rollback().await?;
-            return match found {
-                Some(rec) => Ok(Admission::Existing(Box::new(rec))),
-                None => Err(StoreError::Conflict(format!(
-                    "task {uuid} was deleted; its taskUUID cannot be used again"
-                ))),
-            };
+            return Ok(match found {
+                Some(rec) => Admission::Existing(Box::new(rec)),
+                None => Admission::Deleted,
+            });
         }
         if let Some(spent_micros) =
             over_spend_cap(&mut tx, t.account_id, t.price_micros, t.spend_cap_micros, now).await?

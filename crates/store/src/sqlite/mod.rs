@@ -728,6 +728,14 @@ impl Store for SqliteStore {
             if let Some(rec) = existing {
                 return Ok(Admission::Existing(Box::new(rec)));
             }
+            // A deleted task keeps its taskUUID (the row stays, hidden): say so rather than fail
+            // on the unique key.
+            let deleted = c
+                .prepare_cached("SELECT 1 FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                .exists(params![t.account_id, uuid])?;
+            if deleted {
+                return Ok(Admission::Deleted);
+            }
             let now = now_ms();
             if let Some(spent_micros) =
                 over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)?
