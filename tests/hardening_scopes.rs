@@ -4,7 +4,11 @@
 
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
+use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
+use mediagate_core::task::TaskType;
+use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
 use mediagate_testkit::asset_server::{AssetServer, Route};
+use mediagate_testkit::mock_upstream::{MockUpstream, openai_b64_reply, png as mock_png};
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -272,4 +276,102 @@ async fn hardening_a_deleted_task_uuid_is_a_clear_conflict_not_a_500() {
         assert!(msg.contains("deleted") && msg.contains("new UUID"), "{msg}");
     }
     assert_eq!(s.balance("default").await, balance);
+}
+
+/// A model on a mock upstream whose every call takes `delay`: a task whose results arrive one
+/// by one, slowly enough to cancel it in the middle on a loaded machine.
+async fn slow_model_server(delay: Duration) -> (TestServer, MockUpstream) {
+    let m = MockUpstream::start().await;
+    m.count_only();
+    m.on(
+        "POST",
+        "/v1/images/generations",
+        vec![openai_b64_reply(1, &mock_png(8, 8, [1, 2, 3])).delay(delay)],
+    );
+    let base = m.base_url.clone();
+    let s = TestServer::start_with(|c| {
+        c.providers.upstreams = vec![UpstreamConfig {
+            name: "mock".into(),
+            kind: UpstreamKind::OpenaiImages,
+            base_url: base,
+            timeout_ms: 60_000,
+            ..UpstreamConfig::default()
+        }];
+        let mut spec: ModelSpec =
+            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
+        spec.air = SLOW.into();
+        spec.provider = "mock".into();
+        spec.fallback = vec![];
+        spec.price_usd = "0.001".into();
+        spec.description = "test model with a fixed service time".into();
+        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
+        c.models = vec![spec];
+    })
+    .await;
+    (s, m)
+}
+
+const SLOW: &str = "acme:slow@1";
+
+#[tokio::test]
+async fn hardening_a_cancelled_task_pays_for_the_results_it_delivered() {
+    // 20 results of 300 ms each: six seconds, cancelled after the first.
+    let (s, _upstream) = slow_model_server(Duration::from_millis(300)).await;
+    let price = s.engine.catalog().resolve(SLOW, TaskType::ImageInference).unwrap().price_micros;
+    let before = s.balance("default").await;
+    let u = task_uuid();
+    let (st, b) = s
+        .post(&json!([{"taskType": "imageInference", "taskUUID": u, "model": SLOW, "positivePrompt": "one by one",
+                       "width": 128, "height": 128, "numberResults": 20, "deliveryMethod": "async"}]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(s.balance("default").await, before - 20 * price, "the whole task is reserved");
+    // Wait until some results are delivered while the task still runs, then cancel it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": u}])).await;
+        let items = b["data"].as_array().cloned().unwrap_or_default();
+        let running = items.iter().any(|i| i["status"] == "processing");
+        assert!(running, "the task finished before it could be cancelled: {b}");
+        if items.iter().any(|i| i["status"] == "success") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no result within two minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let path = format!("/v1/tasks/{u}");
+    assert_eq!(runway(&s, reqwest::Method::DELETE, &path, None, &s.api_key).await.0, 204);
+
+    // What was delivered is kept and charged; the rest is refunded.
+    let account = s.engine.store().account_by_name("default").await.unwrap().unwrap().id;
+    let rec = s.engine.store().get_task(account, uuid::Uuid::parse_str(&u).unwrap()).await.unwrap().unwrap();
+    let delivered = rec.results.len() as i64;
+    assert!((1..20).contains(&delivered), "{delivered} results");
+    assert_eq!(rec.cost_micros, delivered * price);
+    assert_eq!(
+        s.balance("default").await,
+        before - delivered * price,
+        "charged exactly the delivered results"
+    );
+    let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": u}])).await;
+    let items = b["data"].as_array().unwrap();
+    let done: Vec<&Value> = items.iter().filter(|i| i["status"] == "success").collect();
+    assert_eq!(done.len() as i64, delivered, "{b}");
+    let last = items.last().unwrap();
+    assert_eq!(
+        (last["status"].as_str(), last["error"]["code"].as_str()),
+        (Some("error"), Some("taskCancelled")),
+        "{b}"
+    );
+    let url = done[0]["imageURL"].as_str().unwrap();
+    assert_eq!(
+        s.http.get(url).send().await.unwrap().status().as_u16(),
+        200,
+        "a charged result is downloadable"
+    );
+    let (_, b) = runway(&s, reqwest::Method::GET, &path, None, &s.api_key).await;
+    assert_eq!(b["status"], "CANCELLED", "{b}");
+    assert_eq!(b["output"].as_array().map(Vec::len), Some(delivered as usize), "{b}");
+    let credits = ((delivered * price) as f64 / 10_000.0).ceil() as i64;
+    assert_eq!(b["cost"]["credits"], json!(credits), "{b}");
 }

@@ -201,6 +201,17 @@ fn cancelled(uuid: Uuid) -> ApiError {
     )
 }
 
+/// The cancellation of a task that had delivered `done` of its `of` results.
+fn cancelled_after(uuid: Uuid, done: usize, of: u32) -> ApiError {
+    ApiError::new(
+        ErrorCode::TaskCancelled,
+        format!(
+            "Task {uuid} was cancelled after {done} of its {of} results. The {done} delivered stay \
+             available and were charged at their price; the rest was refunded."
+        ),
+    )
+}
+
 /// Progress of result `i` of `n` reported as the whole task's progress.
 fn progress_of(live: &Arc<LiveTask>, i: usize, n: usize) -> mediagate_providers::ProgressFn {
     let live = live.clone();
@@ -630,11 +641,31 @@ impl Engine {
             } => r,
         };
         place.finished(run.is_err());
+        // A task that ends early after delivering some results (an async task with several
+        // records each as it completes) pays for those: they stay downloadable, so they are
+        // charged at their price and only the rest of the reserve is refunded.
+        let delivered = match &run {
+            Err(_) if sub.delivery == Delivery::Async && sub.request.result_count() > 1 => {
+                self.store.get_task(account_id, sub.task_uuid).await.ok().flatten().map(|r| r.results)
+            }
+            _ => None,
+        }
+        .unwrap_or_default();
+        let run = match run {
+            Err(e) if e.code == ErrorCode::TaskCancelled && !delivered.is_empty() => {
+                Err(cancelled_after(sub.task_uuid, delivered.len(), sub.request.result_count()))
+            }
+            r => r,
+        };
         let finish = match &run {
             Ok((results, outputs, _)) => FinishOutcome::Success {
                 results: results.clone(),
                 outputs: outputs.clone(),
                 cost_micros: results.iter().map(|r| r.cost_micros).sum(),
+            },
+            Err(e) if !delivered.is_empty() => FinishOutcome::PartlyDelivered {
+                error: to_stored(e),
+                cost_micros: delivered.iter().map(|r| r.cost_micros).sum(),
             },
             Err(e) => FinishOutcome::Failure { error: to_stored(e) },
         };
@@ -1001,6 +1032,10 @@ impl Engine {
             TaskStatus::Success => Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?),
             TaskStatus::Processing if !rec.results.is_empty() => {
                 Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?)
+            }
+            // Ended early after delivering some results: those stay available (and were charged).
+            TaskStatus::Error if !rec.results.is_empty() => {
+                self.deliver(task_uuid, &output, rec.results.clone(), None).await.ok()
             }
             _ => None,
         };

@@ -375,6 +375,16 @@ pub enum FinishOutcome {
         /// The error.
         error: StoredError,
     },
+    /// Ended early (cancelled or failed) after some results were delivered
+    /// ([`crate::Store::record_partial_results`]): the task ends in error with those results and
+    /// their outputs kept, `cost_micros` (their price, at most the reserve) is charged and the
+    /// rest of the reserve refunded.
+    PartlyDelivered {
+        /// Why it ended.
+        error: StoredError,
+        /// What the delivered results cost.
+        cost_micros: i64,
+    },
 }
 
 /// A stored task.

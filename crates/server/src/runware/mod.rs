@@ -278,6 +278,17 @@ async fn run_one(
                     items.push(json!({ "taskType": tt, "taskUUID": sent, "status": "processing" }));
                     items
                 }
+                // Ended early (cancelled, failed) after some results: those, then the error.
+                (Some(d), Some(e)) => {
+                    let mut items = render::result_items(&tt, &sent, &d, Some("success"));
+                    items.push(json!({
+                        "taskType": tt,
+                        "taskUUID": sent,
+                        "status": "error",
+                        "error": render::error(&e, &state.base_url),
+                    }));
+                    items
+                }
                 (Some(d), _) => render::result_items(&tt, &sent, &d, Some("success")),
                 (None, Some(e)) => vec![json!({
                     "taskType": tt,

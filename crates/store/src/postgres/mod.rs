@@ -905,6 +905,21 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            FinishOutcome::PartlyDelivered { error, cost_micros } => {
+                let cost = cost_micros.clamp(0, reserved);
+                refund(&mut tx, f.account_id, reserved - cost, &uuid, "undelivered results", now).await?;
+                sqlx::query(
+                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = $2, finished_at = $3, payload = NULL
+                     WHERE account_id = $4 AND task_uuid = $5",
+                )
+                .bind(json(&error)?)
+                .bind(cost)
+                .bind(now)
+                .bind(f.account_id)
+                .bind(&uuid)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         for w in &f.webhooks {
             sqlx::query(

@@ -875,6 +875,21 @@ impl Store for SqliteStore {
                             uuid
                         ])?;
                     }
+                    FinishOutcome::PartlyDelivered { error, cost_micros } => {
+                        let cost = cost_micros.clamp(0, reserved);
+                        refund(c, f.account_id, reserved - cost, &uuid, "undelivered results", now)?;
+                        c.prepare_cached(
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
+                             WHERE account_id = ?4 AND task_uuid = ?5",
+                        )?
+                        .execute(params![
+                            serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
+                            cost,
+                            now,
+                            f.account_id,
+                            uuid
+                        ])?;
+                    }
                 }
                 let mut hook = c.prepare_cached(
                     "INSERT INTO webhook_deliveries (webhook_id, account_id, task_uuid, url, payload, created_at, updated_at)

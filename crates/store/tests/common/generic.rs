@@ -596,3 +596,32 @@ pub async fn hardening_a_deleted_task_uuid_stays_taken(h: Harness) {
     let b_same = NewTask { account_id: b.id, ..t };
     assert!(matches!(store.admit_task(b_same).await.unwrap(), Admission::Admitted));
 }
+
+/// A task that ends early after recording some results keeps them and is charged their price;
+/// only the rest of its reserve is refunded (it used to be refunded whole, results kept).
+pub async fn hardening_a_task_ended_early_pays_for_its_delivered_results(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 1_000).await.unwrap();
+    let t = NewTask { resumable_payload: Some("{}".into()), ..task(a.id, 400) };
+    assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
+    let out = output(Some(vec![1, 2, 3]));
+    let item = result_item(1);
+    store.record_partial_results(a.id, t.task_uuid, vec![item.clone()], vec![out.clone()]).await.unwrap();
+    let error = StoredError { code: "taskCancelled".into(), message: "x".into(), parameter: vec![] };
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            // More than the reserve is never charged.
+            outcome: FinishOutcome::PartlyDelivered { error: error.clone(), cost_micros: 100 },
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    let rec = store.get_task(a.id, t.task_uuid).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.cost_micros, rec.error), (TaskStatus::Error, 100, Some(error)));
+    assert_eq!(rec.results, vec![item]);
+    assert!(store.get_output(out.uuid).await.unwrap().is_some(), "the delivered output stays");
+    assert_eq!(store.account_by_name("a").await.unwrap().unwrap().balance_micros, 900);
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 100);
+}

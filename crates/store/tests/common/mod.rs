@@ -122,6 +122,7 @@ macro_rules! backend_tests {
             admin_keys_lifecycle,
             usage_by_day_nets_charges_and_refunds,
             hardening_a_deleted_task_uuid_stays_taken,
+            hardening_a_task_ended_early_pays_for_its_delivered_results,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {
