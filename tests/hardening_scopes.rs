@@ -375,3 +375,30 @@ async fn hardening_a_cancelled_task_pays_for_the_results_it_delivered() {
     let credits = ((delivered * price) as f64 / 10_000.0).ceil() as i64;
     assert_eq!(b["cost"]["credits"], json!(credits), "{b}");
 }
+
+#[tokio::test]
+async fn hardening_a_valid_key_authenticates_from_a_throttled_address() {
+    let s = TestServer::start_with(|c| {
+        c.limits.invalid_key_burst = 2;
+        c.limits.invalid_key_rate_per_sec = 0.01;
+        // Short, so the valid key's cache entry lapses while the address is throttled.
+        c.auth.cache_ttl_ms = 50;
+    })
+    .await;
+    let ping = json!([{"taskType": "ping", "ping": true}]);
+    assert_eq!(s.post(&ping).await.0, 200);
+    let unknown = || format!("key_{}", uuid::Uuid::new_v4().simple().to_string().repeat(4));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(s.post_with_key(&unknown(), &ping).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 429, 429], "the address is throttled");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The valid key's cache entry has lapsed; it is looked up and passes.
+    let (st, b) = s.post(&ping).await;
+    assert_eq!(st, 200, "a valid key was refused from a throttled address: {b}");
+    // Failures from the address are still refused.
+    let (st, b) = s.post_with_key(&unknown(), &ping).await;
+    assert_eq!((st, runware_code(&b)), (429, "rateLimitExceeded"), "{b}");
+    assert_eq!(s.post_with_key("nonsense", &ping).await.0, 429);
+}

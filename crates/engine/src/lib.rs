@@ -251,8 +251,8 @@ impl Engine {
     }
 
     /// Authenticates an API key sent from `client` to a route of `dialect`: an address that
-    /// keeps sending invalid keys is refused with 429 before any store lookup
-    /// (`limits.invalid_key_*`), and a key whose scopes exclude the dialect is refused with 403
+    /// keeps sending invalid keys has its failures answered 429 (`limits.invalid_key_*`; a
+    /// valid key still passes), and a key whose scopes exclude the dialect is refused with 403
     /// `insufficientPermissions` here, before the route does any work.
     pub async fn authenticate_from(
         &self,
