@@ -73,7 +73,8 @@ impl Authenticator {
             ApiError::new(
                 ErrorCode::RateLimitExceeded,
                 format!(
-                    "Too many failed authentications from this address. Retry in {:.3} s (Retry-After) with a                      valid key.",
+                    "Too many failed authentications from this address. Retry in {:.3} s (Retry-After) with a \
+                     valid key.",
                     wait.as_secs_f64()
                 ),
             )
