@@ -59,7 +59,8 @@ impl Authenticator {
     }
 
     /// Throttles client addresses that keep failing authentication: past `rate`, their next
-    /// attempts are refused with 429 before the key is even looked up.
+    /// failed attempts (malformed keys before any lookup) are answered 429 instead of 401; a
+    /// valid key still authenticates.
     pub fn with_failure_throttle(mut self, rate: Rate) -> Self {
         self.failure_rate = rate;
         self
@@ -72,7 +73,8 @@ impl Authenticator {
             ApiError::new(
                 ErrorCode::RateLimitExceeded,
                 format!(
-                    "Too many failed authentications from this address. Retry in {:.3} s (Retry-After) with a                      valid key.",
+                    "Too many failed authentications from this address. Retry in {:.3} s (Retry-After) with a \
+                     valid key.",
                     wait.as_secs_f64()
                 ),
             )
@@ -114,19 +116,29 @@ impl Authenticator {
         key: &str,
         client: Option<IpAddr>,
     ) -> Result<Arc<AuthContext>, ApiError> {
-        // Only keys of the right length are worth a digest before the format check.
-        let digest = (key.len() == keys::PREFIX.len() + keys::HEX_LEN).then(|| keys::digest(key));
-        // A key known to be good is let through whatever its address did.
-        if let Some(d) = &digest
-            && let Some((at, r @ Ok(_))) = self.cache.lock().get(d)
-            && at.elapsed() < self.ttl
-        {
-            return r.clone();
+        // The throttle refuses *failed* attempts only: a valid key is let through whatever its
+        // address did (a shared NAT or proxy address full of someone else's bad keys, or a
+        // valid key whose cache entry lapsed, must not be locked out). So a throttled address
+        // still has a well-formed key looked up - one point read by digest; refusals are
+        // cached, so a repeated bad key costs nothing more - and only a failure is answered
+        // with 429 instead of 401. This tells the caller nothing a 401 would not (valid or not
+        // is what authentication answers anyway), and guessing stays hopeless: keys carry 512
+        // random bits.
+        let throttled = self.check_client(client);
+        if let Err(why) = keys::check_format(key) {
+            throttled?;
+            return Err(auth_error(ErrorCode::InvalidApiKey, format!("Invalid API key: {why}.")));
         }
-        self.check_client(client)?;
-        keys::check_format(key)
-            .map_err(|why| auth_error(ErrorCode::InvalidApiKey, format!("Invalid API key: {why}.")))?;
-        let digest = digest.unwrap_or_else(|| keys::digest(key));
+        let result = self.look_up(key).await;
+        match (result, throttled) {
+            (Err(e), Err(wait)) if e.http_status() == 401 => Err(wait),
+            (result, _) => result,
+        }
+    }
+
+    /// The key's outcome, from the cache or the store (and then cached).
+    async fn look_up(&self, key: &str) -> Result<Arc<AuthContext>, ApiError> {
+        let digest = keys::digest(key);
         if let Some((at, r)) = self.cache.lock().get(&digest)
             && at.elapsed() < self.ttl
         {

@@ -30,6 +30,7 @@ pub use auth::AuthContext;
 pub use limits::{LimitsView, ModelLimits, Phase};
 pub use live::TaskPhase;
 pub use pipeline::{Delivered, DeliveredItem, Delivery, Removal, Submission, Submitted, TaskView};
+pub use scopes::Dialect;
 
 use admin::Admin;
 use auth::Authenticator;
@@ -249,14 +250,22 @@ impl Engine {
         self.auth.authenticate(key, None).await
     }
 
-    /// Authenticates an API key sent from `client`: an address that keeps sending invalid keys
-    /// is refused with 429 before any store lookup (`limits.invalid_key_*`).
+    /// Authenticates an API key sent from `client` to a route of `dialect`: an address that
+    /// keeps sending invalid keys has its failures answered 429 (`limits.invalid_key_*`; a
+    /// valid key still passes), and a key whose scopes exclude the dialect is refused with 403
+    /// `insufficientPermissions` here, before the route does any work.
     pub async fn authenticate_from(
         &self,
         key: &str,
         client: Option<std::net::IpAddr>,
+        dialect: scopes::Dialect,
     ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
-        self.auth.authenticate(key, client).await
+        let ctx = self.auth.authenticate(key, client).await?;
+        let d = dialect.as_str();
+        if !scopes::allows_dialect(&ctx.scopes, d) {
+            return Err(self.forbidden(format!("use the {d} dialect"), format!("dialect:{d}"), &ctx));
+        }
+        Ok(ctx)
     }
 
     /// Start-up work before serving: settle tasks a crash left running, and create the first

@@ -201,6 +201,17 @@ fn cancelled(uuid: Uuid) -> ApiError {
     )
 }
 
+/// The cancellation of a task that had delivered `done` of its `of` results.
+fn cancelled_after(uuid: Uuid, done: usize, of: u32) -> ApiError {
+    ApiError::new(
+        ErrorCode::TaskCancelled,
+        format!(
+            "Task {uuid} was cancelled after {done} of its {of} results. The {done} delivered stay \
+             available and were charged at their price; the rest was refunded."
+        ),
+    )
+}
+
 /// Progress of result `i` of `n` reported as the whole task's progress.
 fn progress_of(live: &Arc<LiveTask>, i: usize, n: usize) -> mediagate_providers::ProgressFn {
     let live = live.clone();
@@ -215,6 +226,20 @@ pub(crate) fn conflict(uuid: Uuid) -> ApiError {
         format!(
             "taskUUID {uuid} was already used for a different task. A taskUUID names one task: \
              resend the identical body to get its result again, or generate a new UUID v4."
+        ),
+    )
+    .with_parameter(ParamPath::key("taskUUID"))
+}
+
+/// A taskUUID whose task was deleted: it stays taken (a replay must not run and charge the task
+/// again), so the client is told to use a new one. The same code as any reused taskUUID, since
+/// the remedy is the same; the message says why.
+pub(crate) fn deleted_uuid(uuid: Uuid) -> ApiError {
+    ApiError::new(
+        ErrorCode::ConflictTaskUUID,
+        format!(
+            "taskUUID {uuid} belonged to a task that was deleted; a deleted task's taskUUID stays \
+             taken. Generate a new UUID v4 for a new task."
         ),
     )
     .with_parameter(ParamPath::key("taskUUID"))
@@ -268,13 +293,15 @@ pub(crate) fn engine_assets(e: &Engine) -> EngineAssets<'_> {
 impl StoredAssets for EngineAssets<'_> {
     async fn load(&self, account_id: i64, uuid: Uuid) -> Option<StoredAsset> {
         let mut rec = self.0.store.get_output(uuid).await.ok()??;
+        // Owner and expiry first: naming another account's upload (or an expired one) must
+        // change nothing about it.
+        if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
+            return None;
+        }
         // A use keeps an upload alive (`uploads.keep_after_use_secs` more). Task outputs have a
         // fixed expiry: reading them costs no write.
         if rec.task_uuid.is_none() {
             rec = self.0.store.touch_output(uuid).await.ok()??;
-        }
-        if rec.account_id != account_id || rec.expires_at <= mediagate_store::now_ms() {
-            return None;
         }
         let bytes = self.0.read_output(&rec).await?;
         Some(StoredAsset { bytes, media_type: rec.content_type })
@@ -296,7 +323,7 @@ impl Engine {
         self.read_output(&rec).await
     }
 
-    fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
+    pub(crate) fn forbidden(&self, what: String, need: String, ctx: &AuthContext) -> ApiError {
         ApiError::new(
             ErrorCode::InsufficientPermissions,
             format!(
@@ -306,8 +333,51 @@ impl Engine {
         )
     }
 
-    /// Checks the key's scopes against a dialect and task, then the task against the catalog.
-    fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
+    /// Checks that the key may read or cancel a stored task: it needs the scopes that task
+    /// needed to be submitted (its task type and model; the route's dialect was checked at
+    /// authentication). Uploads recorded as tasks need no more than the dialect.
+    pub(crate) fn authorize_record(&self, ctx: &AuthContext, rec: &TaskRecord) -> Result<(), ApiError> {
+        if ctx.scopes.is_empty() {
+            return Ok(());
+        }
+        let Ok(req) = serde_json::from_str::<TaskRequest>(&rec.request) else { return Ok(()) };
+        let tt = req.task_type();
+        if !scopes::allows_task(&ctx.scopes, tt) {
+            return Err(self.forbidden(
+                format!("read or cancel tasks of taskType {}", tt.as_str()),
+                format!("task:{}", tt.as_str()),
+                ctx,
+            ));
+        }
+        if let Some(air) = &rec.model
+            && !scopes::allows_model(&ctx.scopes, air)
+        {
+            return Err(self.forbidden(
+                format!("read or cancel tasks of model {air}"),
+                format!("model:{air}"),
+                ctx,
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a task-creating route checks before it fetches or stores anything for the task:
+    /// the key's scopes, the model, and that the balance covers the price. Admission checks the
+    /// price again atomically; this only keeps a refused request from doing work first.
+    pub async fn precheck(&self, ctx: &AuthContext, sub: &Submission) -> Result<(), ApiError> {
+        let price = self.authorize(ctx, sub)?.price_micros * i64::from(sub.request.result_count());
+        let account =
+            self.store.account_by_name(&ctx.account_name).await.map_err(|_| ApiError::internal())?;
+        if let Some(a) = account
+            && a.balance_micros < price
+        {
+            return Err(insufficient(price, a.balance_micros, &ctx.account_name));
+        }
+        Ok(())
+    }
+
+    /// Checks the key's scopes against a dialect, task type and model; returns the model.
+    fn authorize(&self, ctx: &AuthContext, sub: &Submission) -> Result<&crate::catalog::Model, ApiError> {
         let tt = sub.request.task_type();
         if !scopes::allows_dialect(&ctx.scopes, sub.dialect) {
             return Err(self.forbidden(
@@ -327,6 +397,12 @@ impl Engine {
                 .forbidden(format!("use model {}", model.spec.air), format!("model:{}", model.spec.air), ctx)
                 .with_parameter(ParamPath::key("model")));
         }
+        Ok(model)
+    }
+
+    /// Checks the key's scopes against a dialect and task, then the task against the catalog.
+    fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
+        let model = self.authorize(ctx, sub)?;
         match &sub.request {
             TaskRequest::ImageInference(r) => r.validate(&model.spec)?,
             TaskRequest::Upscale(r) => r.validate(&model.spec)?,
@@ -519,6 +595,7 @@ impl Engine {
                             Err(self.spend_cap_error(ctx, price, spent_micros))
                         }
                         Admission::Existing(_) => Ok(Admitted::RunningElsewhere),
+                        Admission::Deleted => Err(deleted_uuid(sub.task_uuid)),
                     }
                 }
                 TaskStatus::Processing => Ok(Admitted::RunningElsewhere),
@@ -529,6 +606,7 @@ impl Engine {
             Admission::SpendCapReached { spent_micros } => {
                 Err(self.spend_cap_error(ctx, price, spent_micros))
             }
+            Admission::Deleted => Err(deleted_uuid(sub.task_uuid)),
             Admission::Admitted => {
                 tracing::debug!(price_micros = price, "task admitted");
                 Ok(Admitted::New)
@@ -563,11 +641,31 @@ impl Engine {
             } => r,
         };
         place.finished(run.is_err());
+        // A task that ends early after delivering some results (an async task with several
+        // records each as it completes) pays for those: they stay downloadable, so they are
+        // charged at their price and only the rest of the reserve is refunded.
+        let delivered = match &run {
+            Err(_) if sub.delivery == Delivery::Async && sub.request.result_count() > 1 => {
+                self.store.get_task(account_id, sub.task_uuid).await.ok().flatten().map(|r| r.results)
+            }
+            _ => None,
+        }
+        .unwrap_or_default();
+        let run = match run {
+            Err(e) if e.code == ErrorCode::TaskCancelled && !delivered.is_empty() => {
+                Err(cancelled_after(sub.task_uuid, delivered.len(), sub.request.result_count()))
+            }
+            r => r,
+        };
         let finish = match &run {
             Ok((results, outputs, _)) => FinishOutcome::Success {
                 results: results.clone(),
                 outputs: outputs.clone(),
                 cost_micros: results.iter().map(|r| r.cost_micros).sum(),
+            },
+            Err(e) if !delivered.is_empty() => FinishOutcome::PartlyDelivered {
+                error: to_stored(e),
+                cost_micros: delivered.iter().map(|r| r.cost_micros).sum(),
             },
             Err(e) => FinishOutcome::Failure { error: to_stored(e) },
         };
@@ -926,6 +1024,7 @@ impl Engine {
                 )
                 .with_parameter(ParamPath::key("taskUUID"))
             })?;
+        self.authorize_record(ctx, &rec)?;
         let output =
             serde_json::from_str::<TaskRequest>(&rec.request).map(|r| r.output().clone()).unwrap_or_default();
         // A running task may already have partial results.
@@ -933,6 +1032,10 @@ impl Engine {
             TaskStatus::Success => Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?),
             TaskStatus::Processing if !rec.results.is_empty() => {
                 Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?)
+            }
+            // Ended early after delivering some results: those stay available (and were charged).
+            TaskStatus::Error if !rec.results.is_empty() => {
+                self.deliver(task_uuid, &output, rec.results.clone(), None).await.ok()
             }
             _ => None,
         };
@@ -959,24 +1062,27 @@ impl Engine {
     /// this returns once its end is recorded.
     pub async fn cancel_or_delete(&self, ctx: &AuthContext, task_uuid: Uuid) -> Result<Removal, ApiError> {
         let key = (ctx.account_id, task_uuid);
-        if let (Some(live), Some(mut rx)) = (self.inflight.live(key), self.inflight.outcome(key)) {
-            live.cancel_token().cancel();
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
-            return Ok(Removal::Cancelled);
-        }
         let missing = || {
             ApiError::new(
                 ErrorCode::TaskNotFound,
                 format!("No task with id {task_uuid} exists for this account."),
             )
         };
+        // The record first: whether the key may touch this task is decided before anything is
+        // cancelled or deleted (a task in flight is admitted, so it has its record).
         let rec = self
             .store
             .get_task(ctx.account_id, task_uuid)
             .await
             .map_err(|_| ApiError::internal())?
             .ok_or_else(missing)?;
+        self.authorize_record(ctx, &rec)?;
+        if let (Some(live), Some(mut rx)) = (self.inflight.live(key), self.inflight.outcome(key)) {
+            live.cancel_token().cancel();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(Option::is_some)).await;
+            return Ok(Removal::Cancelled);
+        }
         if rec.status == TaskStatus::Processing {
             // Admitted but not running here: another server on the same store runs it.
             return Err(ApiError::new(

@@ -9,6 +9,27 @@ use mediagate_core::task::TaskType;
 /// The dialects a key may be limited to.
 pub const DIALECTS: &[&str] = &["runware", "runway"];
 
+/// The dialect a route speaks. Authentication takes one ([`crate::Engine::authenticate_from`]),
+/// so every authenticated route has its `dialect:` scope checked before it does any work, and
+/// a new route cannot forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /v1`, `GET /v1` (WebSocket) and the Runware-side helpers.
+    Runware,
+    /// The Runway endpoints (`X-Runway-Version`).
+    Runway,
+}
+
+impl Dialect {
+    /// The name used in `dialect:` scopes and in [`crate::Submission::dialect`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Runware => "runware",
+            Dialect::Runway => "runway",
+        }
+    }
+}
+
 /// Normalises and checks scope entries given on key creation.
 pub fn parse(entries: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::new();

@@ -222,6 +222,9 @@ impl Engine {
             spend_cap_micros: 0,
         };
         let mut admission = self.store.admit_task(task.clone()).await.map_err(internal)?;
+        if matches!(admission, Admission::Deleted) {
+            return Err(crate::pipeline::deleted_uuid(task_uuid));
+        }
         if let Admission::Existing(rec) = &admission {
             if rec.request_hash != hash {
                 return Err(crate::pipeline::conflict(task_uuid));

@@ -88,10 +88,16 @@ impl Engine {
     /// Deliveries (with attempts) of a task of this account.
     pub async fn webhook_deliveries(
         &self,
-        account_id: i64,
+        ctx: &crate::AuthContext,
         task_uuid: uuid::Uuid,
     ) -> Result<Vec<WebhookDelivery>, ApiError> {
-        self.store.webhook_deliveries(account_id, task_uuid).await.map_err(|_| ApiError::internal())
+        // Reading a task's deliveries is reading the task: the key needs that task's scopes.
+        if let Some(rec) =
+            self.store.get_task(ctx.account_id, task_uuid).await.map_err(|_| ApiError::internal())?
+        {
+            self.authorize_record(ctx, &rec)?;
+        }
+        self.store.webhook_deliveries(ctx.account_id, task_uuid).await.map_err(|_| ApiError::internal())
     }
 
     /// The bodies to deliver for a finished task.

@@ -202,6 +202,9 @@ pub enum Admission {
     Admitted,
     /// The taskUUID is known: here is its record (compare hashes to tell replay from conflict).
     Existing(Box<TaskRecord>),
+    /// The taskUUID named a task that was deleted ([`crate::Store::delete_task`]); it stays
+    /// taken, so a replay can never run (and charge) a deleted task again. Nothing was recorded.
+    Deleted,
     /// The balance cannot pay; nothing was recorded.
     InsufficientCredits {
         /// The balance at the time.
@@ -397,6 +400,16 @@ pub enum FinishOutcome {
     Failure {
         /// The error.
         error: StoredError,
+    },
+    /// Ended early (cancelled or failed) after some results were delivered
+    /// ([`crate::Store::record_partial_results`]): the task ends in error with those results and
+    /// their outputs kept, `cost_micros` (their price, at most the reserve) is charged and the
+    /// rest of the reserve refunded.
+    PartlyDelivered {
+        /// Why it ended.
+        error: StoredError,
+        /// What the delivered results cost.
+        cost_micros: i64,
     },
 }
 

@@ -169,6 +169,9 @@ async fn a_deleted_task_keeps_its_uuid() {
         .await
         .unwrap();
     assert!(h.store.delete_task(a.id, t.task_uuid).await.unwrap());
-    assert!(h.store.admit_task(t).await.is_err(), "a deleted task's UUID is not admitted again");
+    assert!(
+        matches!(h.store.admit_task(t).await.unwrap(), Admission::Deleted),
+        "a deleted task's UUID is not admitted again"
+    );
     assert_eq!(h.store.account_by_name("a").await.unwrap().unwrap().balance_micros, 100, "and not charged");
 }

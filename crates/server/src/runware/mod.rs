@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
-use mediagate_engine::{AuthContext, Submitted};
+use mediagate_engine::{AuthContext, Dialect, Submitted};
 use parse::Parsed;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -117,7 +117,7 @@ async fn handle(
     // overrides), the body is read before anyone is authenticated, under the server's
     // unauthenticated budget, until the key in it is checked.
     let header = match bearer(headers) {
-        Some(Ok(key)) => Some(state.engine.authenticate_from(&key, client).await),
+        Some(Ok(key)) => Some(state.engine.authenticate_from(&key, client, Dialect::Runware).await),
         Some(Err(e)) => Some(Err(e)),
         None => None,
     };
@@ -153,7 +153,7 @@ async fn handle(
     let ctx = if auth_element {
         let first = tasks.remove(0);
         match first.get("apiKey") {
-            Some(Value::String(k)) => state.engine.authenticate_from(k, client).await?,
+            Some(Value::String(k)) => state.engine.authenticate_from(k, client, Dialect::Runware).await?,
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::MissingApiKey,
@@ -264,6 +264,17 @@ async fn run_one(
                     items.push(json!({ "taskType": tt, "taskUUID": sent, "status": "processing" }));
                     items
                 }
+                // Ended early (cancelled, failed) after some results: those, then the error.
+                (Some(d), Some(e)) => {
+                    let mut items = render::result_items(&tt, &sent, &d, Some("success"));
+                    items.push(json!({
+                        "taskType": tt,
+                        "taskUUID": sent,
+                        "status": "error",
+                        "error": render::error(&e, &state.base_url),
+                    }));
+                    items
+                }
                 (Some(d), _) => render::result_items(&tt, &sent, &d, Some("success")),
                 (None, Some(e)) => vec![json!({
                     "taskType": tt,
@@ -336,12 +347,12 @@ pub async fn webhook_deliveries(
                 .with_task_type("authentication"));
             }
         };
-        let ctx = state.engine.authenticate_from(&key, client).await?;
+        let ctx = state.engine.authenticate_from(&key, client, Dialect::Runware).await?;
         let uuid = q.get("taskUUID").and_then(|u| uuid::Uuid::try_parse(u).ok()).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidTaskUUID, "Give the task as ?taskUUID=<uuid>.")
                 .with_parameter(ParamPath::key("taskUUID"))
         })?;
-        let list = state.engine.webhook_deliveries(ctx.account_id, uuid).await?;
+        let list = state.engine.webhook_deliveries(&ctx, uuid).await?;
         let data: Vec<Value> = list
             .into_iter()
             .map(|d| {

@@ -227,7 +227,7 @@ async fn authenticate(
         return Err(need_auth());
     }
     let key = first.get("apiKey").and_then(Value::as_str).ok_or_else(need_auth)?;
-    let ctx = state.engine.authenticate_from(key, client).await?;
+    let ctx = state.engine.authenticate_from(key, client, mediagate_engine::Dialect::Runware).await?;
     let resume =
         first.get("connectionSessionUUID").and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok());
     Ok((ctx, resume))

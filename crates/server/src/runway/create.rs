@@ -397,31 +397,42 @@ async fn create(
     let mut body = Body::new(&obj, ParamPath::default());
     let parsed = parse(&mut body);
     let issues = body.finish();
-    let Some(Parsed { mut request, assets }) = parsed.filter(|_| issues.is_empty()) else {
+    let Some(Parsed { request, assets }) = parsed.filter(|_| issues.is_empty()) else {
         return validation_failed(&state, "body", &issues);
     };
-    let ids = match ingest(&state, &ctx, &request, assets).await {
-        Ok(ids) => ids,
-        Err(issues) => return validation_failed(&state, "body", &issues),
-    };
-    match &mut request {
-        TaskRequest::VideoInference(v) => v.first_frame = ids.first().map(Uuid::to_string),
-        TaskRequest::Upscale(u) => u.input_image = ids.first().map(Uuid::to_string).unwrap_or_default(),
-        TaskRequest::ImageInference(_) => {}
-    }
-    let id = Uuid::new_v4();
-    let submission = Submission {
-        task_uuid: id,
+    let mut submission = Submission {
+        task_uuid: Uuid::new_v4(),
         task_type_name: endpoint.to_string(),
         request,
         dialect: "runway",
         delivery: Delivery::Async,
         webhook_url: None,
     };
+    // Scopes and credit before the assets: a request that will be refused fetches and stores
+    // nothing.
+    if let Err(e) = state.engine.precheck(&ctx, &submission).await {
+        return error_response(&state, &rename_params(e));
+    }
+    let ids = match ingest(&state, &ctx, &submission.request, assets).await {
+        Ok(ids) => ids,
+        Err(issues) => return validation_failed(&state, "body", &issues),
+    };
+    match &mut submission.request {
+        TaskRequest::VideoInference(v) => v.first_frame = ids.first().map(Uuid::to_string),
+        TaskRequest::Upscale(u) => u.input_image = ids.first().map(Uuid::to_string).unwrap_or_default(),
+        TaskRequest::ImageInference(_) => {}
+    }
     match state.engine.submit(&ctx, submission).await {
         Ok(Submitted::Accepted { task_uuid }) => json_response(StatusCode::OK, &json!({ "id": task_uuid })),
         Ok(Submitted::Done(d)) => json_response(StatusCode::OK, &json!({ "id": d.task_uuid })),
-        Err(e) => error_response(&state, &rename_params(e)),
+        Err(e) => {
+            // Refused after all (a race on the balance, a limit, validation): the assets stored
+            // for it go with it.
+            for id in ids {
+                let _ = state.engine.delete_upload(&ctx, id, ParamPath::default()).await;
+            }
+            error_response(&state, &rename_params(e))
+        }
     }
 }
 

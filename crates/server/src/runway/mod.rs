@@ -139,7 +139,7 @@ fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 /// The caller's key from `Authorization: Bearer …` (repeated invalid keys from one address are
-/// throttled before any lookup).
+/// throttled before any lookup); a key limited to the other dialect is refused here.
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -174,10 +174,15 @@ async fn authenticate(
             }
         }
     };
-    state.engine.authenticate_from(&key, client).await.map_err(|e| Box::new(error_response(state, &e)))
+    state
+        .engine
+        .authenticate_from(&key, client, mediagate_engine::Dialect::Runway)
+        .await
+        .map_err(|e| Box::new(error_response(state, &e)))
 }
 
-/// Version check, then authentication: what every Runway endpoint but the upload target does.
+/// Version check, then authentication (with the key's `dialect:` scope): what every Runway
+/// endpoint but the upload target does, before any other work.
 async fn caller(
     state: &AppState,
     headers: &HeaderMap,

@@ -80,7 +80,13 @@ fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
         }
         TaskStatus::Error => {
             let e = view.error.clone().unwrap_or_else(ApiError::internal);
-            o.insert("cost".into(), json!({ "credits": 0 }));
+            // Results delivered before the end were charged and stay available.
+            o.insert("cost".into(), json!({ "credits": credits(r.cost_micros).ceil() as i64 }));
+            let urls: Vec<&str> =
+                view.delivered.iter().flat_map(|d| d.items.iter().map(|i| i.url.as_str())).collect();
+            if !urls.is_empty() {
+                o.insert("output".into(), json!(urls));
+            }
             if e.code == ErrorCode::TaskCancelled {
                 o.insert("status".into(), json!("CANCELLED"));
             } else {

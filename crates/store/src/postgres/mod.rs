@@ -778,12 +778,10 @@ impl Store for PostgresStore {
             // sees it), or a deleted task that keeps its UUID.
             let found = visible_task(&mut tx, t.account_id, &uuid, false).await?;
             tx.rollback().await?;
-            return match found {
-                Some(rec) => Ok(Admission::Existing(Box::new(rec))),
-                None => Err(StoreError::Conflict(format!(
-                    "task {uuid} was deleted; its taskUUID cannot be used again"
-                ))),
-            };
+            return Ok(match found {
+                Some(rec) => Admission::Existing(Box::new(rec)),
+                None => Admission::Deleted,
+            });
         }
         if let Some(spent_micros) =
             over_spend_cap(&mut tx, t.account_id, t.price_micros, t.spend_cap_micros, now).await?
@@ -901,6 +899,21 @@ impl Store for PostgresStore {
                      WHERE account_id = $3 AND task_uuid = $4",
                 )
                 .bind(json(&error)?)
+                .bind(now)
+                .bind(f.account_id)
+                .bind(&uuid)
+                .execute(&mut *tx)
+                .await?;
+            }
+            FinishOutcome::PartlyDelivered { error, cost_micros } => {
+                let cost = cost_micros.clamp(0, reserved);
+                refund(&mut tx, f.account_id, reserved - cost, &uuid, "undelivered results", now).await?;
+                sqlx::query(
+                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = $2, finished_at = $3, payload = NULL
+                     WHERE account_id = $4 AND task_uuid = $5",
+                )
+                .bind(json(&error)?)
+                .bind(cost)
                 .bind(now)
                 .bind(f.account_id)
                 .bind(&uuid)

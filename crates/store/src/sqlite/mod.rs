@@ -728,6 +728,14 @@ impl Store for SqliteStore {
             if let Some(rec) = existing {
                 return Ok(Admission::Existing(Box::new(rec)));
             }
+            // A deleted task keeps its taskUUID (the row stays, hidden): say so rather than fail
+            // on the unique key.
+            let deleted = c
+                .prepare_cached("SELECT 1 FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                .exists(params![t.account_id, uuid])?;
+            if deleted {
+                return Ok(Admission::Deleted);
+            }
             let now = now_ms();
             if let Some(spent_micros) =
                 over_spend_cap(c, t.account_id, t.price_micros, t.spend_cap_micros, now)?
@@ -862,6 +870,21 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![
                             serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
+                            now,
+                            f.account_id,
+                            uuid
+                        ])?;
+                    }
+                    FinishOutcome::PartlyDelivered { error, cost_micros } => {
+                        let cost = cost_micros.clamp(0, reserved);
+                        refund(c, f.account_id, reserved - cost, &uuid, "undelivered results", now)?;
+                        c.prepare_cached(
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
+                             WHERE account_id = ?4 AND task_uuid = ?5",
+                        )?
+                        .execute(params![
+                            serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
+                            cost,
                             now,
                             f.account_id,
                             uuid

@@ -607,3 +607,64 @@ pub async fn usage_by_day_nets_charges_and_refunds(h: Harness) {
     assert!(store.usage_by_day(a.id, before, before + 1_000).await.unwrap().is_empty());
     assert!(store.usage_by_day(a.id + 1, from, before).await.unwrap().is_empty());
 }
+
+/// A deleted task's taskUUID is neither free (SQLite failed on the unique key: a 500) nor the
+/// old task: admission answers `Deleted`, charges nothing and records nothing, on every backend.
+pub async fn hardening_a_deleted_task_uuid_stays_taken(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 1_000).await.unwrap();
+    let t = task(a.id, 100);
+    assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 100 },
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    assert!(store.delete_task(a.id, t.task_uuid).await.unwrap());
+    // The same request and another one under the same taskUUID: both told it was deleted.
+    let other = NewTask { request_hash: [9; 32], ..t.clone() };
+    for again in [t.clone(), other] {
+        assert!(matches!(store.admit_task(again).await.unwrap(), Admission::Deleted));
+    }
+    h.flush().await;
+    assert_eq!(store.account_by_name("a").await.unwrap().unwrap().balance_micros, 900, "charged once");
+    assert_eq!(store.get_task(a.id, t.task_uuid).await.unwrap(), None, "still deleted");
+    // Another account's tasks are its own: the same taskUUID is free there.
+    let b = store.create_account("b", 1_000).await.unwrap();
+    assert!(matches!(store.admit_task(task(b.id, 100)).await.unwrap(), Admission::Admitted));
+    let b_same = NewTask { account_id: b.id, ..t };
+    assert!(matches!(store.admit_task(b_same).await.unwrap(), Admission::Admitted));
+}
+
+/// A task that ends early after recording some results keeps them and is charged their price;
+/// only the rest of its reserve is refunded (it used to be refunded whole, results kept).
+pub async fn hardening_a_task_ended_early_pays_for_its_delivered_results(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 1_000).await.unwrap();
+    let t = NewTask { resumable_payload: Some("{}".into()), ..task(a.id, 400) };
+    assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
+    let out = output(Some(vec![1, 2, 3]));
+    let item = result_item(1);
+    store.record_partial_results(a.id, t.task_uuid, vec![item.clone()], vec![out.clone()]).await.unwrap();
+    let error = StoredError { code: "taskCancelled".into(), message: "x".into(), parameter: vec![] };
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            // More than the reserve is never charged.
+            outcome: FinishOutcome::PartlyDelivered { error: error.clone(), cost_micros: 100 },
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    let rec = store.get_task(a.id, t.task_uuid).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.cost_micros, rec.error), (TaskStatus::Error, 100, Some(error)));
+    assert_eq!(rec.results, vec![item]);
+    assert!(store.get_output(out.uuid).await.unwrap().is_some(), "the delivered output stays");
+    assert_eq!(store.account_by_name("a").await.unwrap().unwrap().balance_micros, 900);
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 100);
+}

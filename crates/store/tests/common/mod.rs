@@ -122,6 +122,8 @@ macro_rules! backend_tests {
             limits_overrides_and_recent_counts,
             admin_keys_lifecycle,
             usage_by_day_nets_charges_and_refunds,
+            hardening_a_deleted_task_uuid_stays_taken,
+            hardening_a_task_ended_early_pays_for_its_delivered_results,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {
