@@ -179,6 +179,8 @@ pub struct WebSocketConfig {
     /// Messages queued for one connection; a client that falls this far behind is disconnected
     /// (its undelivered results are kept for resume).
     pub outbound_queue: usize,
+    /// Bytes of messages queued for one connection; past it, as past `outbound_queue`.
+    pub outbound_queue_bytes: usize,
     /// Seconds a disconnected session can be resumed with its `connectionSessionUUID`.
     pub resume_window_secs: u64,
     /// Results kept for a disconnected session.
@@ -201,6 +203,7 @@ impl Default for WebSocketConfig {
             idle_timeout_secs: 120,
             max_message_bytes: 12_000_000,
             outbound_queue: 256,
+            outbound_queue_bytes: 16 * 1024 * 1024,
             resume_window_secs: 300,
             backlog_max: 1000,
             backlog_max_bytes: 32 * 1024 * 1024,

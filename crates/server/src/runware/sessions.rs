@@ -20,8 +20,45 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// A live connection: its id and outbound queue.
-pub(crate) type Conn = (u64, mpsc::Sender<String>);
+/// A live connection: its id and outbound queue, bounded by count (the channel's capacity,
+/// `websocket.outbound_queue`) and by bytes (`websocket.outbound_queue_bytes`).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    /// The connection's id.
+    pub id: u64,
+    tx: mpsc::Sender<String>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    max_bytes: usize,
+}
+
+impl Conn {
+    /// A connection whose writer reads `tx`'s receiver and calls [`Conn::dequeued`].
+    pub fn new(id: u64, tx: mpsc::Sender<String>, max_bytes: usize) -> Self {
+        Conn { id, tx, queued: Default::default(), max_bytes: max_bytes.max(1) }
+    }
+
+    /// Queues `msg`, or hands it back when the queue is full by count or bytes (or closed).
+    fn offer(&self, msg: String) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = msg.len();
+        // A message larger than the whole byte bound still goes alone into an empty queue.
+        if self.queued.load(Relaxed) > 0 && self.queued.load(Relaxed) + len > self.max_bytes {
+            return Err(msg);
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                self.queued.fetch_add(len, Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => Err(m),
+        }
+    }
+
+    /// The writer took a message of `len` bytes off the queue.
+    pub fn dequeued(&self, len: usize) {
+        self.queued.fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// What a session may hold while detached.
 #[derive(Debug, Clone)]
@@ -175,9 +212,9 @@ impl Sessions {
         let Some(s) = inner.map.get_mut(&id) else { return true };
         let mut ok = true;
         let msg = match &s.conn {
-            Some((_, tx)) => match tx.try_send(msg) {
+            Some(conn) => match conn.offer(msg) {
                 Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Full(m)) | Err(mpsc::error::TrySendError::Closed(m)) => {
+                Err(m) => {
                     ok = false;
                     m
                 }
@@ -199,16 +236,8 @@ impl Sessions {
         let mut inner = self.inner.lock();
         let Some(s) = inner.map.get_mut(&id) else { return };
         let mut messages = messages;
-        if let Some((_, tx)) = &s.conn {
-            let mut rest = Vec::new();
-            for m in messages {
-                if let Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) =
-                    tx.try_send(m)
-                {
-                    rest.push(m);
-                }
-            }
-            messages = rest;
+        if let Some(conn) = &s.conn {
+            messages = messages.into_iter().filter_map(|m| conn.offer(m).err()).collect();
         }
         inner.keep(id, messages, true, &self.bounds);
     }
@@ -218,7 +247,7 @@ impl Sessions {
     pub(crate) fn detach(&self, id: Uuid, conn_id: u64) {
         let mut inner = self.inner.lock();
         let Some(s) = inner.map.get_mut(&id) else { return };
-        if !s.conn.as_ref().is_some_and(|(c, _)| *c == conn_id) {
+        if !s.conn.as_ref().is_some_and(|c| c.id == conn_id) {
             return;
         }
         s.conn = None;
@@ -306,10 +335,10 @@ mod tests {
     fn undelivered_messages_of_an_old_connection_go_to_the_session_s_new_one() {
         let sessions = Sessions::new(&cfg());
         let (tx1, _rx1) = mpsc::channel(8);
-        let id = sessions.attach(1, None, (1, tx1)).id;
+        let id = sessions.attach(1, None, Conn::new(1, tx1, 1 << 20)).id;
         // The client resumes on a second connection before the first one has wound down.
         let (tx2, mut rx2) = mpsc::channel(8);
-        let again = sessions.attach(1, Some(id), (2, tx2));
+        let again = sessions.attach(1, Some(id), Conn::new(2, tx2, 1 << 20));
         assert!(again.id == id && again.notice.is_none());
         sessions.detach(id, 1);
         sessions.requeue_front(id, vec!["a".into(), "b".into()]);
@@ -325,7 +354,7 @@ mod tests {
     fn a_detached_session_holds_at_most_its_bytes_and_says_what_it_dropped() {
         let sessions = Sessions::new(&cfg());
         let (tx, _rx) = mpsc::channel(1);
-        let id = sessions.attach(1, None, (1, tx)).id;
+        let id = sessions.attach(1, None, Conn::new(1, tx, 1 << 20)).id;
         sessions.detach(id, 1);
         for _ in 0..25 {
             sessions.send(id, "x".repeat(100));
@@ -333,7 +362,7 @@ mod tests {
         // 1000 bytes per session: the 10 newest are kept.
         assert_eq!(sessions.held(id), Some((10, 1000, 15)));
         let (tx, _rx) = mpsc::channel(1);
-        let back = sessions.attach(1, Some(id), (2, tx));
+        let back = sessions.attach(1, Some(id), Conn::new(2, tx, 1 << 20));
         assert_eq!(back.backlog.len(), 10);
         let notice = back.notice.expect("the client is told");
         assert_eq!(notice.code, ErrorCode::SessionExpired);
@@ -346,7 +375,7 @@ mod tests {
         let mut ids = Vec::new();
         for account in 1..=3 {
             let (tx, _rx) = mpsc::channel(1);
-            let id = sessions.attach(account, None, (account as u64, tx)).id;
+            let id = sessions.attach(account, None, Conn::new(account as u64, tx, 1 << 20)).id;
             sessions.detach(id, account as u64);
             for _ in 0..10 {
                 sessions.send(id, "y".repeat(100));
@@ -360,7 +389,7 @@ mod tests {
         let mine: Vec<Uuid> = (0..3)
             .map(|n| {
                 let (tx, _rx) = mpsc::channel(1);
-                let id = sessions.attach(7, None, (100 + n, tx)).id;
+                let id = sessions.attach(7, None, Conn::new(100 + n, tx, 1 << 20)).id;
                 sessions.detach(id, 100 + n);
                 id
             })
@@ -368,9 +397,23 @@ mod tests {
         assert!(sessions.held(mine[0]).is_none());
         assert!(sessions.held(mine[1]).is_some() && sessions.held(mine[2]).is_some());
         let (tx, _rx) = mpsc::channel(1);
-        let gone = sessions.attach(7, Some(mine[0]), (200, tx));
+        let gone = sessions.attach(7, Some(mine[0]), Conn::new(200, tx, 1 << 20));
         assert!(gone.id != mine[0]);
         assert_eq!(gone.notice.map(|n| n.code), Some(ErrorCode::SessionExpired));
+    }
+
+    #[test]
+    fn a_connection_s_queue_is_bounded_by_bytes_too() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let conn = Conn::new(1, tx, 100);
+        assert!(conn.offer("a".repeat(60)).is_ok());
+        assert!(conn.offer("b".repeat(60)).is_err(), "160 bytes queued would pass 100");
+        let m = rx.try_recv().unwrap();
+        conn.dequeued(m.len());
+        assert!(conn.offer("b".repeat(60)).is_ok());
+        // A message larger than the bound goes alone into an empty queue, not forever refused.
+        let (tx, _rx) = mpsc::channel(100);
+        assert!(Conn::new(2, tx, 100).offer("c".repeat(500)).is_ok());
     }
 
     #[tokio::test]
@@ -378,7 +421,7 @@ mod tests {
         let sessions = Arc::new(Sessions::new(&WebSocketConfig { resume_window_secs: 1, ..cfg() }));
         sessions.purge_forever(Duration::from_millis(200));
         let (tx, _rx) = mpsc::channel(1);
-        let id = sessions.attach(1, None, (1, tx)).id;
+        let id = sessions.attach(1, None, Conn::new(1, tx, 1 << 20)).id;
         sessions.detach(id, 1);
         sessions.send(id, "z".repeat(10));
         tokio::time::sleep(Duration::from_millis(1500)).await;

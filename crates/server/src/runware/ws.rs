@@ -102,7 +102,8 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
         }
     };
     let (tx, mut rx) = mpsc::channel::<String>(cfg.outbound_queue);
-    let attached = state.sessions.attach(ctx.account_id, resume, (conn_id, tx.clone()));
+    let conn = super::sessions::Conn::new(conn_id, tx.clone(), cfg.outbound_queue_bytes);
+    let attached = state.sessions.attach(ctx.account_id, resume, conn.clone());
     let session = attached.id;
     tracing::debug!(%session, account = %ctx.account_name, resumed = resume == Some(session), backlog = attached.backlog.len(), "websocket authenticated");
     let auth_reply =
@@ -133,6 +134,7 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
                 _ = &mut stop_rx => break,
                 m = rx.recv() => {
                     let Some(m) = m else { break };
+                    conn.dequeued(m.len());
                     tokio::select! {
                         r = sink.send(Message::Text(m.clone().into())) => {
                             if r.is_err() {
