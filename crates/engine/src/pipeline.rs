@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -163,6 +163,14 @@ enum Admitted {
     /// Known and finished (a replay): its outcome.
     Known(Outcome),
     /// Known and still running, but not in this process (e.g. another server on the same store).
+    RunningElsewhere,
+}
+
+/// What a task's leader tells the request that started it, once admission is decided.
+enum Lead {
+    /// Its outcome is (or will be) published on the in-flight channel: wait for it there.
+    Published,
+    /// Known and still running, but not in this process.
     RunningElsewhere,
 }
 
@@ -390,55 +398,44 @@ impl Engine {
             }
             Role::Leader(tx) => {
                 let rx = tx.subscribe();
-                let model = sub.request.model().to_string();
-                // Daily cap and queue place come before the store charges anything. A known task
-                // (a replay) is still answered when they refuse: only new tasks are limited.
-                let place = match self.reserve_place(ctx, &model, sub.task_uuid).await {
-                    Ok(p) => Some(p),
-                    Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
-                        Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
-                        _ => {
-                            let _ = tx.send(Some(Err(e.clone())));
-                            self.inflight.leave(key);
-                            return Err(e);
-                        }
-                    },
+                // Everything from the queue place to the recorded end runs in `lead`, which runs
+                // to its end even if this request is dropped (the client hung up). A store write
+                // commits whether or not anyone still awaits it, so an admission dropped half way
+                // used to leave its task charged and `processing` until the next start.
+                let (said, mut heard) = oneshot::channel();
+                let lead = self
+                    .clone()
+                    .lead(ctx.clone(), sub.clone(), price, hash, canonical, tx, said)
+                    .instrument(tracing::Span::current());
+                let mut lead = RunToEnd::new(lead);
+                let word = tokio::select! {
+                    biased;
+                    word = &mut heard => Some(word),
+                    () = &mut lead => None,
                 };
-                match self.admit(ctx, &sub, price, hash, &canonical).await {
-                    Ok(Admitted::New) => {
-                        let mut place = place
-                            .unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
-                        place.admitted();
-                        let engine = self.clone();
-                        let account = ctx.account_id;
-                        let sub = sub.clone();
-                        // The task runs to its end whatever the client does: an async task in a
-                        // task of its own at once; a sync one in this request while the client
-                        // waits, and in a task of its own if the client goes (or the wait times
-                        // out) first.
-                        let work = async move { engine.run(account, sub, tx, place).await }
-                            .instrument(tracing::Span::current());
-                        match delivery {
-                            Delivery::Async => drop(tokio::spawn(work)),
-                            Delivery::Sync => running = Some(RunToEnd::new(work)),
-                        }
-                    }
-                    Ok(Admitted::Known(outcome)) => {
-                        let _ = tx.send(Some(outcome));
-                        self.inflight.leave(key);
-                    }
-                    Ok(Admitted::RunningElsewhere) => {
-                        self.inflight.leave(key);
+                // Finished already: its word was sent before it ended.
+                let word = match word {
+                    Some(word) => word,
+                    None => heard.await,
+                };
+                match word {
+                    Ok(Ok(Lead::Published)) => {}
+                    Ok(Ok(Lead::RunningElsewhere)) => {
                         return match sub.delivery {
                             Delivery::Async => Ok(Submitted::Accepted { task_uuid: sub.task_uuid }),
                             Delivery::Sync => Err(still_processing(sub.task_uuid)),
                         };
                     }
-                    Err(e) => {
-                        let _ = tx.send(Some(Err(e.clone())));
-                        self.inflight.leave(key);
-                        return Err(e);
-                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(ApiError::internal()),
+                }
+                // The task runs to its end whatever the client does: an async task in a task of
+                // its own at once (dropping `lead` hands it one); a sync one in this request
+                // while the client waits, and in a task of its own if the client goes (or the
+                // wait times out) first.
+                match delivery {
+                    Delivery::Async => drop(lead),
+                    Delivery::Sync => running = Some(lead),
                 }
                 rx
             }
@@ -462,6 +459,57 @@ impl Engine {
         let f = outcome?;
         let bytes = f.bytes.map(|b| b.as_ref().clone());
         self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await.map(Submitted::Done)
+    }
+
+    /// The leader of a new taskUUID: takes its queue place, admits it and runs it to its end,
+    /// publishing the outcome on `tx`. `said` tells the request, once admission is decided,
+    /// whether to wait for that outcome. Runs to its end once started (see [`RunToEnd`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn lead(
+        self: Arc<Self>,
+        ctx: AuthContext,
+        sub: Submission,
+        price: i64,
+        hash: [u8; 32],
+        canonical: Vec<u8>,
+        tx: watch::Sender<Option<Outcome>>,
+        said: oneshot::Sender<Result<Lead, ApiError>>,
+    ) {
+        let key = (ctx.account_id, sub.task_uuid);
+        let model = sub.request.model().to_string();
+        let refuse = |e: ApiError, tx: watch::Sender<Option<Outcome>>, said: oneshot::Sender<_>| {
+            let _ = tx.send(Some(Err(e.clone())));
+            self.inflight.leave(key);
+            let _ = said.send(Err(e));
+        };
+        // Daily cap and queue place come before the store charges anything. A known task (a
+        // replay) is still answered when they refuse: only new tasks are limited.
+        let place = match self.reserve_place(&ctx, &model, sub.task_uuid).await {
+            Ok(p) => Some(p),
+            Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
+                Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
+                _ => return refuse(e, tx, said),
+            },
+        };
+        match self.admit(&ctx, &sub, price, hash, &canonical).await {
+            Ok(Admitted::New) => {
+                let mut place =
+                    place.unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
+                place.admitted();
+                let _ = said.send(Ok(Lead::Published));
+                self.run(ctx.account_id, sub, tx, place).await;
+            }
+            Ok(Admitted::Known(outcome)) => {
+                let _ = tx.send(Some(outcome));
+                self.inflight.leave(key);
+                let _ = said.send(Ok(Lead::Published));
+            }
+            Ok(Admitted::RunningElsewhere) => {
+                self.inflight.leave(key);
+                let _ = said.send(Ok(Lead::RunningElsewhere));
+            }
+            Err(e) => refuse(e, tx, said),
+        }
     }
 
     /// Records a new task (reserving its price), or finds the known one.
