@@ -3,6 +3,8 @@
 //! loopback and checks the store afterwards: every admitted task ends, and nobody pays for a
 //! task that did not succeed.
 
+mod common;
+
 use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
 use mediagate_core::task::TaskType;
 use mediagate_engine::config::Config;
@@ -148,4 +150,110 @@ async fn hardening_hung_up_sync_tasks_all_settle_and_only_successes_are_charged(
         GRANT_MICROS - succeeded * PRICE_MICROS,
         "the balance is the grant less the successful tasks ({succeeded} succeeded, {failed} failed)"
     );
+}
+
+/// A configuration file for the binary: the slow model on `upstream`, `concurrency` at once,
+/// then `extra` TOML.
+fn slow_model_toml(upstream: &str, concurrency: u32, extra: &str) -> String {
+    format!(
+        r#"
+{extra}
+
+[[providers.upstreams]]
+name = "mock"
+kind = "openai-images"
+base_url = "{upstream}"
+timeout_ms = 60000
+
+[[models]]
+air = "{SLOW}"
+task_type = "imageInference"
+provider = "mock"
+price_usd = "0.001"
+concurrency = {concurrency}
+[models.retry]
+attempts = 1
+base_ms = 1
+cap_ms = 1
+deadline_ms = 60000
+"#
+    )
+}
+
+/// Acknowledges `m` async tasks on the slow model (300 ms a call), kills the server with -9 at
+/// once, restarts it and waits until every task has succeeded. Returns the most upstream calls
+/// in flight at once after the restart, and how many calls the restarted server made.
+fn resume_after_kill_9(m: usize, concurrency: u32, extra_toml: &str) -> (usize, usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mock = rt.block_on(async {
+        let m = MockUpstream::start().await;
+        m.count_only();
+        m.on(
+            "POST",
+            "/v1/images/generations",
+            vec![openai_b64_reply(1, &png(8, 8, [1, 2, 3])).delay(Duration::from_millis(300))],
+        );
+        m
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mediagate.toml");
+    std::fs::write(&cfg, slow_model_toml(&mock.base_url, concurrency, extra_toml)).unwrap();
+    let (data, cfg) = (dir.path().join("data"), cfg.to_str().unwrap().to_string());
+    let s = common::Server::start(&data, &[], &["--config", &cfg]);
+    let key = s.banner_key().unwrap();
+    let ids: Vec<String> = (0..m).map(|_| task_uuid()).collect();
+    let tasks: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let mut t = sync_image(id)[0].clone();
+            t["deliveryMethod"] = json!("async");
+            t
+        })
+        .collect();
+    let (st, b) = common::post(&s.base, &key, &Value::Array(tasks));
+    assert_eq!(st, 200, "{b}");
+    s.signal("-KILL");
+    drop(s);
+    // Let the killed server's upstream calls drain before counting afresh.
+    std::thread::sleep(Duration::from_millis(600));
+    mock.reset_max_in_flight();
+    let before = mock.calls("POST", "/v1/images/generations");
+    let s2 = common::Server::start(&data, &[], &["--config", &cfg]);
+    assert!(s2.log_text().contains("resumed acknowledged tasks"), "{}", s2.log_text());
+    let polls: Vec<Value> = ids.iter().map(|id| json!({"taskType": "getResponse", "taskUUID": id})).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let items = loop {
+        let (st, b) = common::post(&s2.base, &key, &Value::Array(polls.clone()));
+        assert_eq!(st, 200, "{b}");
+        let items = b["data"].as_array().unwrap().clone();
+        if items.len() == m && items.iter().all(|i| i["status"] != "processing") {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "the resumed tasks never finished: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(items.iter().all(|i| i["status"] == "success"), "{items:?}");
+    (mock.max_in_flight(), mock.calls("POST", "/v1/images/generations") - before)
+}
+
+/// Point 16: after a kill -9, the acknowledged tasks resumed at start-up wait for the model's
+/// concurrency slots like new work: the upstream never sees more than the model's concurrency
+/// at once, and every task finishes.
+#[test]
+fn hardening_resumed_tasks_respect_the_model_concurrency_after_kill_9() {
+    let (max, resumed) = resume_after_kill_9(40, 3, "");
+    assert!(resumed >= 37, "{resumed} tasks ran after the restart");
+    assert!(
+        max <= 3,
+        "the upstream saw {max} requests at once after the restart; the model's concurrency is 3"
+    );
+}
+
+/// Point 16: a model without a concurrency limit of its own no longer gets the whole resumed
+/// backlog at once: `tasks.resume_concurrency` paces it (the old code sent all 40 at once).
+#[test]
+fn hardening_a_resumed_backlog_is_paced_on_a_model_without_limits() {
+    let (max, resumed) = resume_after_kill_9(40, 0, "[tasks]\nresume_concurrency = 4\n");
+    assert!(resumed >= 37, "{resumed} tasks ran after the restart");
+    assert!(max <= 4, "the upstream saw {max} resumed requests at once; tasks.resume_concurrency is 4");
 }

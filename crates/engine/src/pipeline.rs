@@ -691,6 +691,12 @@ impl Engine {
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<usize, mediagate_store::StoreError> {
         let tasks = self.store.resumable_tasks().await?;
         let n = tasks.len();
+        // `tasks.resume_concurrency`: without it a restart sent the whole backlog to a provider
+        // at once when the model has no concurrency limit of its own.
+        let pace = match self.config.tasks.resume_concurrency {
+            0 => None,
+            k => Some(Arc::new(tokio::sync::Semaphore::new(k))),
+        };
         for t in tasks {
             let request: TaskRequest = match serde_json::from_str(&t.payload) {
                 Ok(r) => r,
@@ -719,9 +725,31 @@ impl Engine {
             let hash: [u8; 32] = Sha256::digest(t.payload.as_bytes()).into();
             if let Role::Leader(tx) = self.inflight.join((t.account_id, t.task_uuid), hash) {
                 let span = tracing::info_span!("task", task_uuid = %t.task_uuid, account = %t.account_name, resumed = true);
-                // Acknowledged already: it runs whatever the queue's length, in its turn.
-                let place = self.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
-                tokio::spawn(self.clone().run(t.account_id, sub, tx, place).instrument(span));
+                let (engine, pace) = (self.clone(), pace.clone());
+                let cancel = self
+                    .inflight
+                    .live((t.account_id, t.task_uuid))
+                    .unwrap_or_default()
+                    .cancel_token()
+                    .clone();
+                tokio::spawn(
+                    async move {
+                        // The backlog starts a few at a time; a task cancelled while it waits for
+                        // its turn ends at once in `run`.
+                        let _turn = match &pace {
+                            Some(p) => tokio::select! {
+                                turn = p.clone().acquire_owned() => turn.ok(),
+                                () = cancel.cancelled() => None,
+                            },
+                            None => None,
+                        };
+                        // Acknowledged already: it runs whatever the queue's length, waiting for
+                        // a slot in the model's fair queue like new work.
+                        let place = engine.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
+                        engine.run(t.account_id, sub, tx, place).await;
+                    }
+                    .instrument(span),
+                );
             }
         }
         if n > 0 {
