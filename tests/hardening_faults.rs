@@ -257,3 +257,122 @@ fn hardening_a_resumed_backlog_is_paced_on_a_model_without_limits() {
     assert!(resumed >= 37, "{resumed} tasks ran after the restart");
     assert!(max <= 4, "the upstream saw {max} resumed requests at once; tasks.resume_concurrency is 4");
 }
+
+/// A tmpfs of `size_mb` mounted for one test (the tests run as root), unmounted when dropped.
+struct Tmpfs {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (with a notice on stderr) where mounting is not allowed.
+    fn mount(size_mb: u32) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (the test needs root to fill a real filesystem)");
+            return None;
+        }
+        Some(Tmpfs { path, _dir: dir })
+    }
+
+    /// Fills the filesystem with a file, then frees `leave` bytes of it.
+    fn fill_leaving(&self, leave: u64) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.flush();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(leave)).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A PNG of noise (`side`² pixels): incompressible, so about 3 bytes a pixel.
+fn noise_png(side: u32) -> Vec<u8> {
+    let mut x: u32 = 0x2545_f491;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Point 15: the disk fills up under a running server. A sync task whose result cannot be
+/// stored gets a retryable 503 `storageFull`, its record is settled at once (error, refunded),
+/// and once space is freed the same task sent again succeeds, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_a_full_disk_settles_the_task_and_answers_storage_full() {
+    let Some(fs) = Tmpfs::mount(24) else { return };
+    let big = noise_png(720);
+    assert!(big.len() > 1_400_000, "{}", big.len());
+    let m = MockUpstream::start().await;
+    m.count_only();
+    m.on("POST", "/v1/images/generations", vec![openai_b64_reply(1, &big)]);
+    let (base, data) = (m.base_url.clone(), fs.path.join("data"));
+    let s = TestServer::start_with(|c| {
+        c.data_dir = data;
+        // The result goes into the database with the task's end: the write that meets the full disk.
+        c.outputs.inline_max_bytes = 4_000_000;
+        c.providers.upstreams = vec![UpstreamConfig {
+            name: "mock".into(),
+            kind: UpstreamKind::OpenaiImages,
+            base_url: base,
+            timeout_ms: 60_000,
+            ..UpstreamConfig::default()
+        }];
+        let mut spec: ModelSpec =
+            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
+        spec.air = SLOW.into();
+        spec.provider = "mock".into();
+        spec.fallback = vec![];
+        spec.price_usd = "0.001".into();
+        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
+        c.models = vec![spec];
+    })
+    .await;
+    let account = s.engine.store().account_by_name("default").await.unwrap().unwrap();
+    let (st, b) = s.post(&sync_image(&task_uuid())).await;
+    assert_eq!(st, 200, "with space: {b}");
+    let before = s.balance("default").await;
+
+    // Room for the admission's few pages, not for the 1.5 MB result.
+    let filler = fs.fill_leaving(128 * 1024);
+    let id = task_uuid();
+    let (st, b) = s.post(&sync_image(&id)).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str()), (503, Some("storageFull")), "{b}");
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("storage is full"), "{b}");
+    // Settled at once, not at the next start: no task left processing, nothing charged.
+    assert_eq!(settle(&s, account.id, Duration::from_secs(10)).await, 0, "a task stayed processing");
+    assert_eq!(s.balance("default").await, before, "the failed task was refunded");
+    if let Some(rec) = s.engine.store().get_task(account.id, id.parse().unwrap()).await.unwrap() {
+        assert_eq!(rec.status, TaskStatus::Error);
+        assert_eq!(rec.error.unwrap().code, "storageFull");
+    }
+
+    // Space freed: the same task sent again runs (storageFull is retryable), charged once.
+    std::fs::remove_file(filler).unwrap();
+    let (st, b) = s.post(&sync_image(&id)).await;
+    assert_eq!(st, 200, "after freeing space: {b}");
+    assert_eq!(s.balance("default").await, before - PRICE_MICROS);
+    s.stop().await;
+    drop(fs);
+}

@@ -536,7 +536,7 @@ impl Engine {
         };
         let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "admission failed");
-            ApiError::internal()
+            crate::store_failure(&e)
         })?;
         match admission {
             Admission::Existing(rec) if rec.request_hash != hash => Err(conflict(sub.task_uuid)),
@@ -556,7 +556,7 @@ impl Engine {
                     tracing::info!(previous = %stored.code, "re-running a task that failed transiently");
                     let again = self.store.readmit_failed_task(new_task).await.map_err(|e| {
                         tracing::error!(error = %e, "re-admission failed");
-                        ApiError::internal()
+                        crate::store_failure(&e)
                     })?;
                     match again {
                         Admission::Admitted => Ok(Admitted::New),
@@ -652,6 +652,29 @@ impl Engine {
                 webhooks: webhooks.clone(),
             })
             .await;
+        // The end could not be recorded (a full disk, a lost database): the task must still
+        // end, refunded, now rather than at the next start.
+        let (recorded, run, webhooks) = match recorded {
+            Ok(()) => (Ok(()), run, webhooks),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the task's end failed; recording it as failed instead");
+                let failure = crate::store_failure(&e);
+                let webhooks = match &sub.webhook_url {
+                    None => vec![],
+                    Some(url) => {
+                        let err = failure
+                            .clone()
+                            .with_task_type(sub.task_type_name.clone())
+                            .with_task_uuid(sub.task_uuid.to_string());
+                        self.webhook_bodies(sub.dialect, &sub.task_type_name, sub.task_uuid, url, Err(&err))
+                            .await
+                    }
+                };
+                let recorded =
+                    self.settle_as_failed(account_id, sub.task_uuid, &failure, webhooks.clone()).await;
+                (recorded, Err(failure), webhooks)
+            }
+        };
         if recorded.is_ok() {
             for w in webhooks {
                 self.spawn_webhook(mediagate_store::WebhookDelivery {
@@ -667,9 +690,8 @@ impl Engine {
         }
         let outcome = match (recorded, run) {
             (Err(e), _) => {
-                // The task stays `processing` in the store and is settled at the next start.
-                tracing::error!(error = %e, "recording the task's end failed");
-                Err(ApiError::internal())
+                // Still unrecorded: `settle_as_failed` keeps trying in the background.
+                Err(crate::store_failure(&e))
             }
             (Ok(()), Ok((results, _, bytes))) => {
                 // Debug, not info: a line per successful task cost more than a tenth of a small
@@ -684,6 +706,51 @@ impl Engine {
         };
         let _ = tx.send(Some(outcome));
         self.inflight.leave(key);
+    }
+
+    /// Records a task's end as `failure` (refunding it) after recording its real end failed.
+    /// When that fails too (the disk is still full), a background task keeps trying, with
+    /// backoff, until it succeeds or the process stops (then the next start settles it).
+    async fn settle_as_failed(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        failure: &ApiError,
+        webhooks: Vec<mediagate_store::NewWebhook>,
+    ) -> Result<(), mediagate_store::StoreError> {
+        let finish = Finish {
+            account_id,
+            task_uuid,
+            outcome: FinishOutcome::Failure { error: to_stored(failure) },
+            webhooks,
+        };
+        let first = self.store.finish_task(finish.clone()).await;
+        if let Err(e) = &first {
+            tracing::error!(error = %e, "recording the task as failed failed too; retrying in the background");
+            let store = self.store.clone();
+            tokio::spawn(
+                async move {
+                    let mut wait = std::time::Duration::from_millis(100);
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        match store.finish_task(finish.clone()).await {
+                            Ok(()) => {
+                                tracing::info!("the task's failure is recorded at last (refunded)");
+                                return;
+                            }
+                            // Recorded meanwhile (e.g. by a cancellation): nothing left to do.
+                            Err(
+                                mediagate_store::StoreError::NotFound(_)
+                                | mediagate_store::StoreError::Conflict(_),
+                            ) => return,
+                            Err(_) => wait = (wait * 2).min(std::time::Duration::from_secs(5)),
+                        }
+                    }
+                }
+                .instrument(tracing::Span::current()),
+            );
+        }
+        first
     }
 
     /// Runs again the async tasks a stop left unfinished (they were acknowledged, so they must
@@ -855,7 +922,7 @@ impl Engine {
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "recording a partial result failed");
-                    ApiError::internal()
+                    crate::store_failure(&e)
                 })?;
             outputs.extend(o);
         }
@@ -935,7 +1002,11 @@ impl Engine {
             .map_err(|_| ApiError::internal())?
             .map_err(|e| {
                 tracing::error!(error = %e, "writing outputs failed");
-                ApiError::internal()
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    crate::storage_full()
+                } else {
+                    ApiError::internal()
+                }
             })?;
         }
         let bytes: Vec<Vec<u8>> = artifacts.into_iter().map(|a| a.bytes).collect();
