@@ -187,6 +187,8 @@ catalog! {
         "Something went wrong inside mediagate; retry with backoff and report the taskUUID.";
     ServiceUnavailable => "serviceUnavailable", 503, true,
         "The server is shutting down or overloaded; retry with backoff.";
+    StorageFull => "storageFull", 503, true,
+        "The server's storage is full; retry later. A task that could not be stored was not charged.";
 }
 
 impl ErrorCode {

@@ -160,11 +160,15 @@ pub struct TasksConfig {
     /// Seconds a sync request waits for its task; past it the reply is `taskStillProcessing`
     /// and the task keeps running.
     pub sync_timeout_secs: u64,
+    /// Acknowledged tasks resumed at start-up (left unfinished by the last stop) run at most this
+    /// many at once, within the models' own concurrency limits, so a restart does not send the
+    /// whole backlog to the providers at once (0 = only the models' limits).
+    pub resume_concurrency: usize,
 }
 
 impl Default for TasksConfig {
     fn default() -> Self {
-        TasksConfig { sync_timeout_secs: 120 }
+        TasksConfig { sync_timeout_secs: 120, resume_concurrency: 8 }
     }
 }
 

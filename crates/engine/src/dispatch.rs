@@ -19,7 +19,7 @@
 pub mod breaker;
 pub mod retry;
 
-use breaker::{Breaker, BreakerConfig, BreakerState};
+use breaker::{Breaker, BreakerConfig, BreakerState, Refusal};
 use mediagate_core::ErrorCode;
 use mediagate_core::model::ModelSpec;
 use mediagate_providers::{
@@ -91,13 +91,26 @@ async fn attempt(
     }
 }
 
-fn circuit_open(name: &str, remaining: Duration) -> ProviderError {
+fn circuit_open(name: &str, refusal: Refusal) -> ProviderError {
+    let (detail, retry_after) = match refusal {
+        Refusal::Open(remaining) => (
+            format!(
+                "{name}: circuit open after consecutive failures, {:.1} s of cooldown left; not called",
+                remaining.as_secs_f64()
+            ),
+            Some(remaining),
+        ),
+        // No time is known: the probe's verdict decides.
+        Refusal::Probing => {
+            (format!("{name}: circuit half-open, a probe request is testing the provider; not called"), None)
+        }
+    };
     ProviderError::new(
         ErrorCode::ProviderError,
         "The provider is failing and mediagate has paused traffic to it. Retry later.",
-        format!("{name}: circuit open for {remaining:?}; not called"),
+        detail,
     )
-    .with_retry_after(Some(remaining).filter(|d| !d.is_zero()))
+    .with_retry_after(retry_after.filter(|d| !d.is_zero()))
 }
 
 fn deadline_passed(spec: &ModelSpec, last: Option<ProviderError>) -> ProviderError {
@@ -212,9 +225,9 @@ impl Dispatcher {
                 }
                 let permit = match breaker.try_acquire(Instant::now()) {
                     Ok(p) => p,
-                    Err(remaining) => {
-                        tracing::info!(provider = %name, model = %spec.air, "circuit open; skipping to the fallback");
-                        last = Some(circuit_open(name, remaining));
+                    Err(refusal) => {
+                        tracing::info!(provider = %name, model = %spec.air, ?refusal, "circuit open; skipping to the fallback");
+                        last = Some(circuit_open(name, refusal));
                         break;
                     }
                 };

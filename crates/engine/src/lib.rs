@@ -138,6 +138,29 @@ pub fn open_sqlite_store(config: &Config) -> Result<SqliteStore, StartError> {
     )?)
 }
 
+/// What a client is told about a failed store operation: a full disk and an unreachable
+/// database are retryable 503s that say so; anything else is an internal error (the caller logs
+/// the detail).
+pub fn store_failure(e: &StoreError) -> mediagate_core::ApiError {
+    use mediagate_core::{ApiError, ErrorCode};
+    match e {
+        StoreError::StorageFull(_) => storage_full(),
+        StoreError::Unavailable(_) => ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "The server's database cannot be reached right now; retry in a few seconds.",
+        ),
+        _ => ApiError::internal(),
+    }
+}
+
+/// The 503 `storageFull` a client gets when a write found the disk full.
+pub(crate) fn storage_full() -> mediagate_core::ApiError {
+    mediagate_core::ApiError::new(
+        mediagate_core::ErrorCode::StorageFull,
+        "The server's storage is full; retry later. A task that could not be stored is not charged.",
+    )
+}
+
 /// Where the configured store is, for messages: the data directory, or the PostgreSQL URL
 /// without its password.
 pub fn store_location(config: &Config) -> String {

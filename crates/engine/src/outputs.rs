@@ -35,10 +35,14 @@ impl OutputFiles {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.root.join("tmp").join(format!("{uuid}.{extension}.part"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, &dest)
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if written.is_err() {
+            // A part written before the disk filled up would keep it full.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// A temporary file's path in the outputs directory (same file system, so it can be adopted

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -163,6 +163,14 @@ enum Admitted {
     /// Known and finished (a replay): its outcome.
     Known(Outcome),
     /// Known and still running, but not in this process (e.g. another server on the same store).
+    RunningElsewhere,
+}
+
+/// What a task's leader tells the request that started it, once admission is decided.
+enum Lead {
+    /// Its outcome is (or will be) published on the in-flight channel: wait for it there.
+    Published,
+    /// Known and still running, but not in this process.
     RunningElsewhere,
 }
 
@@ -466,55 +474,44 @@ impl Engine {
             }
             Role::Leader(tx) => {
                 let rx = tx.subscribe();
-                let model = sub.request.model().to_string();
-                // Daily cap and queue place come before the store charges anything. A known task
-                // (a replay) is still answered when they refuse: only new tasks are limited.
-                let place = match self.reserve_place(ctx, &model, sub.task_uuid).await {
-                    Ok(p) => Some(p),
-                    Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
-                        Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
-                        _ => {
-                            let _ = tx.send(Some(Err(e.clone())));
-                            self.inflight.leave(key);
-                            return Err(e);
-                        }
-                    },
+                // Everything from the queue place to the recorded end runs in `lead`, which runs
+                // to its end even if this request is dropped (the client hung up). A store write
+                // commits whether or not anyone still awaits it, so an admission dropped half way
+                // used to leave its task charged and `processing` until the next start.
+                let (said, mut heard) = oneshot::channel();
+                let lead = self
+                    .clone()
+                    .lead(ctx.clone(), sub.clone(), price, hash, canonical, tx, said)
+                    .instrument(tracing::Span::current());
+                let mut lead = RunToEnd::new(lead);
+                let word = tokio::select! {
+                    biased;
+                    word = &mut heard => Some(word),
+                    () = &mut lead => None,
                 };
-                match self.admit(ctx, &sub, price, hash, &canonical).await {
-                    Ok(Admitted::New) => {
-                        let mut place = place
-                            .unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
-                        place.admitted();
-                        let engine = self.clone();
-                        let account = ctx.account_id;
-                        let sub = sub.clone();
-                        // The task runs to its end whatever the client does: an async task in a
-                        // task of its own at once; a sync one in this request while the client
-                        // waits, and in a task of its own if the client goes (or the wait times
-                        // out) first.
-                        let work = async move { engine.run(account, sub, tx, place).await }
-                            .instrument(tracing::Span::current());
-                        match delivery {
-                            Delivery::Async => drop(tokio::spawn(work)),
-                            Delivery::Sync => running = Some(RunToEnd::new(work)),
-                        }
-                    }
-                    Ok(Admitted::Known(outcome)) => {
-                        let _ = tx.send(Some(outcome));
-                        self.inflight.leave(key);
-                    }
-                    Ok(Admitted::RunningElsewhere) => {
-                        self.inflight.leave(key);
+                // Finished already: its word was sent before it ended.
+                let word = match word {
+                    Some(word) => word,
+                    None => heard.await,
+                };
+                match word {
+                    Ok(Ok(Lead::Published)) => {}
+                    Ok(Ok(Lead::RunningElsewhere)) => {
                         return match sub.delivery {
                             Delivery::Async => Ok(Submitted::Accepted { task_uuid: sub.task_uuid }),
                             Delivery::Sync => Err(still_processing(sub.task_uuid)),
                         };
                     }
-                    Err(e) => {
-                        let _ = tx.send(Some(Err(e.clone())));
-                        self.inflight.leave(key);
-                        return Err(e);
-                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(ApiError::internal()),
+                }
+                // The task runs to its end whatever the client does: an async task in a task of
+                // its own at once (dropping `lead` hands it one); a sync one in this request
+                // while the client waits, and in a task of its own if the client goes (or the
+                // wait times out) first.
+                match delivery {
+                    Delivery::Async => drop(lead),
+                    Delivery::Sync => running = Some(lead),
                 }
                 rx
             }
@@ -538,6 +535,57 @@ impl Engine {
         let f = outcome?;
         let bytes = f.bytes.map(|b| b.as_ref().clone());
         self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await.map(Submitted::Done)
+    }
+
+    /// The leader of a new taskUUID: takes its queue place, admits it and runs it to its end,
+    /// publishing the outcome on `tx`. `said` tells the request, once admission is decided,
+    /// whether to wait for that outcome. Runs to its end once started (see [`RunToEnd`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn lead(
+        self: Arc<Self>,
+        ctx: AuthContext,
+        sub: Submission,
+        price: i64,
+        hash: [u8; 32],
+        canonical: Vec<u8>,
+        tx: watch::Sender<Option<Outcome>>,
+        said: oneshot::Sender<Result<Lead, ApiError>>,
+    ) {
+        let key = (ctx.account_id, sub.task_uuid);
+        let model = sub.request.model().to_string();
+        let refuse = |e: ApiError, tx: watch::Sender<Option<Outcome>>, said: oneshot::Sender<_>| {
+            let _ = tx.send(Some(Err(e.clone())));
+            self.inflight.leave(key);
+            let _ = said.send(Err(e));
+        };
+        // Daily cap and queue place come before the store charges anything. A known task (a
+        // replay) is still answered when they refuse: only new tasks are limited.
+        let place = match self.reserve_place(&ctx, &model, sub.task_uuid).await {
+            Ok(p) => Some(p),
+            Err(e) => match self.store.get_task(ctx.account_id, sub.task_uuid).await {
+                Ok(Some(rec)) if rec.status != TaskStatus::Error => None,
+                _ => return refuse(e, tx, said),
+            },
+        };
+        match self.admit(&ctx, &sub, price, hash, &canonical).await {
+            Ok(Admitted::New) => {
+                let mut place =
+                    place.unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
+                place.admitted();
+                let _ = said.send(Ok(Lead::Published));
+                self.run(ctx.account_id, sub, tx, place).await;
+            }
+            Ok(Admitted::Known(outcome)) => {
+                let _ = tx.send(Some(outcome));
+                self.inflight.leave(key);
+                let _ = said.send(Ok(Lead::Published));
+            }
+            Ok(Admitted::RunningElsewhere) => {
+                self.inflight.leave(key);
+                let _ = said.send(Ok(Lead::RunningElsewhere));
+            }
+            Err(e) => refuse(e, tx, said),
+        }
     }
 
     /// Records a new task (reserving its price), or finds the known one.
@@ -564,7 +612,7 @@ impl Engine {
         };
         let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "admission failed");
-            ApiError::internal()
+            crate::store_failure(&e)
         })?;
         match admission {
             Admission::Existing(rec) if rec.request_hash != hash => Err(conflict(sub.task_uuid)),
@@ -584,7 +632,7 @@ impl Engine {
                     tracing::info!(previous = %stored.code, "re-running a task that failed transiently");
                     let again = self.store.readmit_failed_task(new_task).await.map_err(|e| {
                         tracing::error!(error = %e, "re-admission failed");
-                        ApiError::internal()
+                        crate::store_failure(&e)
                     })?;
                     match again {
                         Admission::Admitted => Ok(Admitted::New),
@@ -702,6 +750,29 @@ impl Engine {
                 webhooks: webhooks.clone(),
             })
             .await;
+        // The end could not be recorded (a full disk, a lost database): the task must still
+        // end, refunded, now rather than at the next start.
+        let (recorded, run, webhooks) = match recorded {
+            Ok(()) => (Ok(()), run, webhooks),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the task's end failed; recording it as failed instead");
+                let failure = crate::store_failure(&e);
+                let webhooks = match &sub.webhook_url {
+                    None => vec![],
+                    Some(url) => {
+                        let err = failure
+                            .clone()
+                            .with_task_type(sub.task_type_name.clone())
+                            .with_task_uuid(sub.task_uuid.to_string());
+                        self.webhook_bodies(sub.dialect, &sub.task_type_name, sub.task_uuid, url, Err(&err))
+                            .await
+                    }
+                };
+                let recorded =
+                    self.settle_as_failed(account_id, sub.task_uuid, &failure, webhooks.clone()).await;
+                (recorded, Err(failure), webhooks)
+            }
+        };
         if recorded.is_ok() {
             for w in webhooks {
                 self.spawn_webhook(mediagate_store::WebhookDelivery {
@@ -717,9 +788,8 @@ impl Engine {
         }
         let outcome = match (recorded, run) {
             (Err(e), _) => {
-                // The task stays `processing` in the store and is settled at the next start.
-                tracing::error!(error = %e, "recording the task's end failed");
-                Err(ApiError::internal())
+                // Still unrecorded: `settle_as_failed` keeps trying in the background.
+                Err(crate::store_failure(&e))
             }
             (Ok(()), Ok((results, _, bytes))) => {
                 // Debug, not info: a line per successful task cost more than a tenth of a small
@@ -736,11 +806,62 @@ impl Engine {
         self.inflight.leave(key);
     }
 
+    /// Records a task's end as `failure` (refunding it) after recording its real end failed.
+    /// When that fails too (the disk is still full), a background task keeps trying, with
+    /// backoff, until it succeeds or the process stops (then the next start settles it).
+    async fn settle_as_failed(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        failure: &ApiError,
+        webhooks: Vec<mediagate_store::NewWebhook>,
+    ) -> Result<(), mediagate_store::StoreError> {
+        let finish = Finish {
+            account_id,
+            task_uuid,
+            outcome: FinishOutcome::Failure { error: to_stored(failure) },
+            webhooks,
+        };
+        let first = self.store.finish_task(finish.clone()).await;
+        if let Err(e) = &first {
+            tracing::error!(error = %e, "recording the task as failed failed too; retrying in the background");
+            let store = self.store.clone();
+            tokio::spawn(
+                async move {
+                    let mut wait = std::time::Duration::from_millis(100);
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        match store.finish_task(finish.clone()).await {
+                            Ok(()) => {
+                                tracing::info!("the task's failure is recorded at last (refunded)");
+                                return;
+                            }
+                            // Recorded meanwhile (e.g. by a cancellation): nothing left to do.
+                            Err(
+                                mediagate_store::StoreError::NotFound(_)
+                                | mediagate_store::StoreError::Conflict(_),
+                            ) => return,
+                            Err(_) => wait = (wait * 2).min(std::time::Duration::from_secs(5)),
+                        }
+                    }
+                }
+                .instrument(tracing::Span::current()),
+            );
+        }
+        first
+    }
+
     /// Runs again the async tasks a stop left unfinished (they were acknowledged, so they must
     /// complete). Call once at start-up, after [`Engine::prepare`]. Returns how many.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<usize, mediagate_store::StoreError> {
         let tasks = self.store.resumable_tasks().await?;
         let n = tasks.len();
+        // `tasks.resume_concurrency`: without it a restart sent the whole backlog to a provider
+        // at once when the model has no concurrency limit of its own.
+        let pace = match self.config.tasks.resume_concurrency {
+            0 => None,
+            k => Some(Arc::new(tokio::sync::Semaphore::new(k))),
+        };
         for t in tasks {
             let request: TaskRequest = match serde_json::from_str(&t.payload) {
                 Ok(r) => r,
@@ -769,9 +890,31 @@ impl Engine {
             let hash: [u8; 32] = Sha256::digest(t.payload.as_bytes()).into();
             if let Role::Leader(tx) = self.inflight.join((t.account_id, t.task_uuid), hash) {
                 let span = tracing::info_span!("task", task_uuid = %t.task_uuid, account = %t.account_name, resumed = true);
-                // Acknowledged already: it runs whatever the queue's length, in its turn.
-                let place = self.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
-                tokio::spawn(self.clone().run(t.account_id, sub, tx, place).instrument(span));
+                let (engine, pace) = (self.clone(), pace.clone());
+                let cancel = self
+                    .inflight
+                    .live((t.account_id, t.task_uuid))
+                    .unwrap_or_default()
+                    .cancel_token()
+                    .clone();
+                tokio::spawn(
+                    async move {
+                        // The backlog starts a few at a time; a task cancelled while it waits for
+                        // its turn ends at once in `run`.
+                        let _turn = match &pace {
+                            Some(p) => tokio::select! {
+                                turn = p.clone().acquire_owned() => turn.ok(),
+                                () = cancel.cancelled() => None,
+                            },
+                            None => None,
+                        };
+                        // Acknowledged already: it runs whatever the queue's length, waiting for
+                        // a slot in the model's fair queue like new work.
+                        let place = engine.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
+                        engine.run(t.account_id, sub, tx, place).await;
+                    }
+                    .instrument(span),
+                );
             }
         }
         if n > 0 {
@@ -877,7 +1020,7 @@ impl Engine {
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "recording a partial result failed");
-                    ApiError::internal()
+                    crate::store_failure(&e)
                 })?;
             outputs.extend(o);
         }
@@ -957,7 +1100,11 @@ impl Engine {
             .map_err(|_| ApiError::internal())?
             .map_err(|e| {
                 tracing::error!(error = %e, "writing outputs failed");
-                ApiError::internal()
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    crate::storage_full()
+                } else {
+                    ApiError::internal()
+                }
             })?;
         }
         let bytes: Vec<Vec<u8>> = artifacts.into_iter().map(|a| a.bytes).collect();

@@ -372,3 +372,31 @@ async fn routes_are_checked_against_capabilities() {
     upscale.task_type = TaskType::Upscale;
     assert!(d.check_route(&upscale).unwrap_err().contains("does not serve"));
 }
+
+/// Issue 16 point 17: a refused call said "circuit open for 0ns" while a half-open probe ran.
+/// The refusal now says what is going on: the cooldown left, or that a probe is testing.
+#[tokio::test(start_paused = true)]
+async fn hardening_a_refused_call_names_the_cooldown_left_or_the_running_probe() {
+    let l = log();
+    let a = Fake::new("a", vec![unavailable(), Step::Pending(Duration::from_secs(5))], &l);
+    let cfg = BreakerConfig { failures: 1, cooldown: Duration::from_secs(10) };
+    let d = Arc::new(dispatcher(&[&a], &[("a", cfg)]));
+    let alone = spec(&["a"], policy(1, 100, 1_000, 60_000));
+    d.dispatch(&alone, job(), no_progress()).await.unwrap_err();
+    // Open: the detail (logged) and Retry-After carry the cooldown left.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let e = d.dispatch(&alone, job(), no_progress()).await.unwrap_err();
+    assert!(e.detail.contains("6.0 s of cooldown left"), "{}", e.detail);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(6)));
+    // Half-open with the probe running: no duration is known, and none is made up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (d2, s2) = (d.clone(), alone.clone());
+    let probe = tokio::spawn(async move { d2.dispatch(&s2, job(), no_progress()).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let e = d.dispatch(&alone, job(), no_progress()).await.unwrap_err();
+    assert!(e.detail.contains("a probe request is testing the provider"), "{}", e.detail);
+    assert!(!e.detail.contains("0ns"), "{}", e.detail);
+    assert_eq!(e.retry_after, None);
+    probe.await.unwrap().unwrap();
+    assert_eq!(a.calls(), 2, "the refused calls never reached the provider");
+}

@@ -80,6 +80,9 @@ fn admin_error(e: AdminError) -> ApiError {
             tracing::error!(error = %m, "admin operation failed");
             ApiError::internal()
         }
+        AdminError::Store(e @ (StoreError::StorageFull(_) | StoreError::Unavailable(_))) => {
+            mediagate_engine::store_failure(&e)
+        }
     }
 }
 

@@ -32,11 +32,23 @@ pub enum StoreError {
     /// The database failed (I/O, corruption, shutdown).
     #[error("store failure: {0}")]
     Backend(String),
+    /// The disk holding the database is full; the write did not happen. Transient: it succeeds
+    /// again once space is freed.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The database cannot be reached now (connection refused, no pooled connection within
+    /// the acquire timeout). Transient.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        // SQLite reports a write that hit ENOSPC as SQLITE_FULL.
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::StorageFull(e.to_string()),
+            _ => StoreError::Backend(e.to_string()),
+        }
     }
 }
 

@@ -175,3 +175,55 @@ async fn a_deleted_task_keeps_its_uuid() {
     );
     assert_eq!(h.store.account_by_name("a").await.unwrap().unwrap().balance_micros, 100, "and not charged");
 }
+
+/// Issue 16 point 14: the database stalls (paused, as by `SIGSTOP`) longer than the keeper's
+/// patience, then resumes. The keeper gave up on its lock connection and opened a new one while
+/// its own old session, alive again, still held the lock, and took that for another server:
+/// the only server stopped. Now it recognises its own session, ends it and holds the lock again;
+/// a real second server is still refused. The stall is a frozen TCP proxy in front of the
+/// shared PostgreSQL, which is never paused itself.
+#[tokio::test]
+async fn hardening_a_database_stall_does_not_make_the_server_give_up_its_own_lock() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let Some(schema) = mediagate_testkit::services::postgres("lock_stall").await else { return };
+    let direct = sqlx::postgres::PgConnectOptions::from_str(&schema.url()).unwrap();
+    let target =
+        tokio::net::lookup_host((direct.get_host(), direct.get_port())).await.unwrap().next().unwrap();
+    let proxy = mediagate_testkit::tcp_proxy::FreezableTcpProxy::start(target).await;
+    let via_proxy = direct.clone().host(&proxy.addr.ip().to_string()).port(proxy.addr.port());
+    let server = PostgresOptions {
+        single_server: true,
+        lock_check_every: Duration::from_millis(100),
+        ..PostgresOptions::default()
+    };
+    let store =
+        PostgresStore::connect_with(via_proxy.disable_statement_logging(), server.clone()).await.unwrap();
+    assert!(store.holds_server_lock());
+    let mut state = store.server_lock().unwrap();
+    // A stall past the keeper's patience (2 s): it declares the connection broken and retries.
+    proxy.freeze();
+    let noticed = tokio::time::timeout(
+        Duration::from_secs(15),
+        state.wait_for(|s| *s == ServerLockState::Reconnecting),
+    )
+    .await
+    .map(|r| r.is_ok());
+    assert_eq!(noticed, Ok(true), "the keeper never noticed the stall");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.thaw();
+    lock_state_becomes(&store, ServerLockState::Held).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        *store.server_lock().unwrap().borrow(),
+        ServerLockState::Held,
+        "the server gave up its own lock"
+    );
+    store.create_account("after-the-stall", 0).await.unwrap();
+    // Still the one server: another is refused.
+    match PostgresStore::connect(&schema.url(), server).await {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, SERVER_LOCK_MESSAGE),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second server store was opened after the stall"),
+    }
+}

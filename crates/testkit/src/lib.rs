@@ -9,6 +9,7 @@ pub mod flaky_proxy;
 pub mod mock_upstream;
 pub mod server;
 pub mod services;
+pub mod tcp_proxy;
 
 pub use server::TestServer;
 

@@ -93,6 +93,9 @@ struct State {
     /// Skip recording bodies (benchmarks: keeps memory flat over millions of calls).
     count_only: bool,
     counts: HashMap<(String, String), usize>,
+    /// Requests being answered now, and the most at once since the last reset.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A running mock upstream on a loopback port. Dropping it stops it.
@@ -155,6 +158,18 @@ impl MockUpstream {
         lock(&self.state).counts.get(&(method.to_uppercase(), path.to_string())).copied().unwrap_or(0)
     }
 
+    /// The most requests this mock was answering at once (a client that hung up stops counting),
+    /// since it started or since [`reset_max_in_flight`](Self::reset_max_in_flight).
+    pub fn max_in_flight(&self) -> usize {
+        lock(&self.state).max_in_flight
+    }
+
+    /// Starts counting [`max_in_flight`](Self::max_in_flight) afresh from those in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let mut s = lock(&self.state);
+        s.max_in_flight = s.in_flight;
+    }
+
     /// Every call received, routed or not.
     pub fn total_calls(&self) -> usize {
         lock(&self.state).counts.values().sum()
@@ -185,8 +200,27 @@ impl Drop for MockUpstream {
     }
 }
 
+/// Counts a request in flight until dropped (answered, or abandoned by its client).
+struct InFlight<'a>(&'a Mutex<State>);
+
+impl<'a> InFlight<'a> {
+    fn enter(st: &'a Mutex<State>) -> InFlight<'a> {
+        let mut s = lock(st);
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        InFlight(st)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).in_flight -= 1;
+    }
+}
+
 async fn handle(st: &Mutex<State>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
+    let _in_flight = InFlight::enter(st);
     let reply = {
         let mut s = lock(st);
         let m = method.as_str().to_string();

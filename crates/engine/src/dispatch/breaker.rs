@@ -27,6 +27,15 @@ impl Default for BreakerConfig {
     }
 }
 
+/// Why a breaker refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Open: a probe is let through after this much longer.
+    Open(Duration),
+    /// Half-open and another request is the probe: its verdict decides, at no known time.
+    Probing,
+}
+
 /// The observable state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -77,18 +86,18 @@ impl Breaker {
         }
     }
 
-    /// Leave to send a request at `now`, or how long the circuit stays open.
-    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Duration> {
+    /// Leave to send a request at `now`, or why not.
+    pub fn try_acquire(&self, now: Instant) -> Result<Permit<'_>, Refusal> {
         let mut inner = self.inner.lock();
         let probe = match *inner {
             Inner::Closed { .. } => false,
-            Inner::Open { until } if now < until => return Err(until - now),
+            Inner::Open { until } if now < until => return Err(Refusal::Open(until - now)),
             Inner::Open { .. } | Inner::HalfOpen { probing: false } => {
                 *inner = Inner::HalfOpen { probing: true };
                 true
             }
-            // Another request is the probe; wait for its verdict (no time is known: say zero).
-            Inner::HalfOpen { probing: true } => return Err(Duration::ZERO),
+            // Another request is the probe; wait for its verdict (no time is known).
+            Inner::HalfOpen { probing: true } => return Err(Refusal::Probing),
         };
         Ok(Permit { breaker: self, probe, reported: false })
     }
@@ -164,7 +173,7 @@ mod tests {
         assert_eq!(b.state(t), BreakerState::Closed(2));
         b.try_acquire(t).unwrap().failure(t);
         assert_eq!(b.state(t), BreakerState::Open(10 * S));
-        assert_eq!(b.try_acquire(t + 4 * S).unwrap_err(), 6 * S);
+        assert_eq!(b.try_acquire(t + 4 * S).unwrap_err(), Refusal::Open(6 * S));
     }
 
     #[test]
@@ -177,7 +186,7 @@ mod tests {
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
         let probe = b.try_acquire(t1).unwrap();
         // While the probe runs nobody else passes.
-        assert_eq!(b.try_acquire(t1).unwrap_err(), Duration::ZERO);
+        assert_eq!(b.try_acquire(t1).unwrap_err(), Refusal::Probing);
         probe.failure(t1);
         assert_eq!(b.state(t1), BreakerState::Open(10 * S), "a failed probe re-opens for a full cooldown");
         let t2 = t1 + 10 * S;

@@ -40,6 +40,68 @@ pub(crate) async fn try_take(mut conn: PgConnection) -> Result<Option<PgConnecti
     }
 }
 
+/// A database session: its backend pid and start time (a pid alone may be reused).
+type Session = (i32, String);
+
+/// The session `conn` is.
+async fn session_of(conn: &mut PgConnection) -> Result<Session, sqlx::Error> {
+    sqlx::query_as("SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+}
+
+/// The sessions holding the server lock.
+async fn holders(conn: &mut PgConnection) -> Result<Vec<Session>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "WITH k AS (SELECT {SERVER_LOCK_KEY} AS key)
+         SELECT a.pid, a.backend_start::text FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+/// What taking the lock again on a new connection found.
+enum Retake {
+    /// Held, on this connection and session.
+    Held(PgConnection, Session),
+    /// Another session holds it: another server.
+    Other,
+}
+
+/// Takes the lock again on a new connection. After a stall (the database paused, a network cut
+/// that healed) this server's earlier session may still be alive and hold the lock, without
+/// ever answering the keeper in time: that session, recognised by its pid and start time, is
+/// ended and the lock taken once it lets go. Only a holder that is not `ours` means another
+/// server. The caller bounds the time this takes.
+async fn retake(connect: &PgConnectOptions, ours: Option<&Session>) -> Result<Retake, sqlx::Error> {
+    let mut conn = PgConnection::connect_with(connect).await?;
+    loop {
+        let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({SERVER_LOCK_KEY})"))
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            let session = session_of(&mut conn).await?;
+            return Ok(Retake::Held(conn, session));
+        }
+        let held_by = holders(&mut conn).await?;
+        if held_by.iter().any(|h| Some(h) != ours) {
+            let _ = conn.close().await;
+            return Ok(Retake::Other);
+        }
+        if let Some((pid, _)) = held_by.first() {
+            tracing::warn!(
+                pid,
+                "this server's earlier PostgreSQL session still holds the one-server lock; ending it"
+            );
+            sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut conn).await?;
+        }
+        // The ended session lets go of the lock as it exits: a moment later.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl ServerLock {
     /// Starts keeping the lock `conn` holds; `connect` opens a replacement connection.
     pub(crate) fn keep(conn: PgConnection, connect: PgConnectOptions, check_every: Duration) -> ServerLock {
@@ -83,6 +145,8 @@ async fn keeper(
 ) {
     // A check that hangs (a network cut) counts as a broken connection.
     let patience = check_every.max(Duration::from_secs(2));
+    // This server's own lock session, to tell it from another server's after a stall.
+    let mut ours = session_of(&mut conn).await.ok();
     loop {
         tokio::select! {
             _ = &mut stop => {
@@ -97,19 +161,19 @@ async fn keeper(
         state.send_replace(ServerLockState::Reconnecting);
         tracing::warn!("the connection holding the one-server PostgreSQL lock broke; taking the lock again");
         loop {
-            let attempt = async { try_take(PgConnection::connect_with(&connect).await?).await };
             let outcome = tokio::select! {
                 _ = &mut stop => return,
-                r = tokio::time::timeout(patience, attempt) => r,
+                r = tokio::time::timeout(patience, retake(&connect, ours.as_ref())) => r,
             };
             match outcome {
-                Ok(Ok(Some(c))) => {
+                Ok(Ok(Retake::Held(c, session))) => {
                     conn = c;
+                    ours = Some(session);
                     state.send_replace(ServerLockState::Held);
                     tracing::info!("took the one-server PostgreSQL lock again");
                     break;
                 }
-                Ok(Ok(None)) => {
+                Ok(Ok(Retake::Other)) => {
                     state.send_replace(ServerLockState::Lost);
                     tracing::error!("{SERVER_LOCK_TAKEN_MESSAGE}");
                     return;
