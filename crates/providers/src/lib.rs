@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod comfyui;
+pub mod decode;
 pub mod encode;
 pub mod http_worker;
 pub mod lanczos;

@@ -3,6 +3,7 @@
 //! CPU work goes to the blocking pool behind a semaphore sized to the machine's cores, so a
 //! burst of large renders queues instead of starving the async runtime or oversubscribing CPUs.
 
+use crate::decode::{self, DecodeError, Decoder};
 use crate::{
     Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode,
     lanczos, procedural,
@@ -123,12 +124,14 @@ impl Provider for Procedural {
 pub struct Lanczos {
     pool: CpuPool,
     max_side: u32,
+    decoder: Decoder,
 }
 
 impl Lanczos {
-    /// An upscaler sharing `pool` that refuses outputs larger than `max_side` pixels a side.
-    pub fn new(pool: CpuPool, max_side: u32) -> Self {
-        Lanczos { pool, max_side }
+    /// An upscaler sharing `pool` that refuses outputs larger than `max_side` pixels a side and
+    /// decodes its inputs through `decoder`.
+    pub fn new(pool: CpuPool, max_side: u32, decoder: Decoder) -> Self {
+        Lanczos { pool, max_side, decoder }
     }
 }
 
@@ -143,32 +146,38 @@ impl Provider for Lanczos {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        if !matches!(*job, Job::Upscale { .. }) {
+        let Job::Upscale { request, input } = &*job else {
             return Err(wrong_job(self.name()));
-        }
+        };
         let max_side = self.max_side;
+        let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
+        let f = request.upscale_factor;
+        if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
+            return Err(ProviderError::new(
+                ErrorCode::InvalidParameterValue,
+                format!(
+                    "Invalid value for parameter 'upscaleFactor': {w}x{h} scaled by {f} exceeds \
+                     {max_side}px a side. Use a smaller factor or a smaller input image."
+                ),
+                "",
+            ));
+        }
+        // Judged from the header, then the whole working set (decoded input, its RGB copy, the
+        // resize's buffers, the output and its encoding) is reserved before the job allocates.
+        let size = self.decoder.check(&input.bytes, "input image").map_err(DecodeError::into_input_error)?;
+        let out = (size.width.saturating_mul(f), size.height.saturating_mul(f));
+        let need = decode::rgb_cost(&size)
+            + decode::resize_cost((size.width, size.height), out, 3)
+            + u64::from(out.0) * u64::from(out.1) * 3;
+        let reserved = self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?;
+        let decoder = self.decoder.clone();
         self.pool
             .run(move || {
+                let _reserved = reserved;
                 let Job::Upscale { request, input } = &*job else { unreachable!("checked above") };
-                let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
-                let f = request.upscale_factor;
-                if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
-                    return Err(ProviderError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!(
-                            "Invalid value for parameter 'upscaleFactor': {w}x{h} scaled by {f} exceeds \
-                             {max_side}px a side. Use a smaller factor or a smaller input image."
-                        ),
-                        "",
-                    ));
-                }
-                let img = image::load_from_memory(&input.bytes).map_err(|e| {
-                    ProviderError::new(
-                        ErrorCode::AssetContentMismatch,
-                        "The input image could not be decoded.",
-                        e.to_string(),
-                    )
-                })?;
+                let img = decoder
+                    .decode_blocking(&input.bytes, "input image")
+                    .map_err(DecodeError::into_input_error)?;
                 let out = lanczos::upscale(&img, f);
                 let fmt = request.output.format;
                 Ok(Submitted::Done(vec![Artifact {
