@@ -381,7 +381,7 @@ impl Intake {
         Ok(Intake {
             fetcher: fetch::Fetcher {
                 client,
-                permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_fetches)),
+                permits: mediagate_core::fair::FairSemaphore::new(config.max_concurrent_fetches),
                 deadline: Duration::from_millis(config.fetch_timeout_ms),
             },
             config,
@@ -663,7 +663,7 @@ impl Intake {
                 _ => Ok(prefix.len() > 256 * 1024),
             }
         };
-        let fetched = self.fetcher.fetch(&url, req.kind, limit, &mut early, reporter).await?;
+        let fetched = self.fetcher.fetch(req.account_id, &url, req.kind, limit, &mut early, reporter).await?;
         let (w, h) = self.check_content(&fetched.bytes, &fetched.essence, req, reporter)?;
         Ok(Asset {
             bytes: fetched.bytes,
