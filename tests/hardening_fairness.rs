@@ -63,3 +63,39 @@ async fn hardening_fetch_slots_are_fair_across_accounts() {
     let (_, r) = s.post(&json!([{"taskType": "getResponse", "taskUUID": last}])).await;
     assert_eq!(r["data"][0]["status"], "processing", "B ({b_took:?}) waited for all of A's fetches: {r}");
 }
+
+/// One CPU worker; account A queues three videos, then account B asks for one image. B's image
+/// runs after A's current video instead of after all of A's (the old first-come queue made B
+/// wait for every one of them).
+#[tokio::test]
+async fn hardening_cpu_workers_are_fair_across_accounts() {
+    let s = TestServer::start_with(|c| c.providers.cpu_workers = 1).await;
+    s.engine.admin().create_account("b", "1").await.unwrap();
+    let b_key = s.create_key("b", &[]).await;
+    let mut a_tasks = Vec::new();
+    for _ in 0..3 {
+        let u = task_uuid();
+        let (st, b) = s
+            .post(&json!([{"taskType": "videoInference", "taskUUID": u, "positivePrompt": "a long pan",
+                           "width": 1280, "height": 720, "duration": 2, "fps": 12,
+                           "deliveryMethod": "async"}]))
+            .await;
+        assert_eq!(st, 200, "{b}");
+        a_tasks.push(u);
+    }
+    // Let A's first video take the worker and the others queue behind it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let (st, b) = s
+        .post_with_key(
+            &b_key,
+            &json!([{"taskType": "imageInference", "taskUUID": task_uuid(), "positivePrompt": "a fox",
+                     "width": 512, "height": 512}]),
+        )
+        .await;
+    let b_took = t0.elapsed();
+    assert_eq!(st, 200, "{b}");
+    let last = a_tasks.last().unwrap();
+    let (_, r) = s.post(&json!([{"taskType": "getResponse", "taskUUID": last}])).await;
+    assert_eq!(r["data"][0]["status"], "processing", "B ({b_took:?}) waited for all of A's videos: {r}");
+}

@@ -700,7 +700,7 @@ impl Engine {
                         s.max(1)
                     })
                     .collect();
-                Job::Image { request: r.clone(), seeds }
+                Job::Image { request: r.clone(), seeds, account_id }
             }
             TaskRequest::Upscale(r) => {
                 let b = &model.spec.bounds;
@@ -730,7 +730,7 @@ impl Engine {
                     )
                     .with_parameter(ParamPath::key("upscaleFactor")));
                 }
-                Job::Upscale { request: r.clone(), input }
+                Job::Upscale { request: r.clone(), input, account_id }
             }
             TaskRequest::VideoInference(r) => {
                 let b = &model.spec.bounds;
@@ -752,7 +752,7 @@ impl Engine {
                     ),
                 };
                 let seed = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
-                Job::Video { request: r.clone(), seed, first_frame }
+                Job::Video { request: r.clone(), seed, first_frame, account_id }
             }
         };
         // Async tasks with several results run one result at a time and record each as it
@@ -763,12 +763,12 @@ impl Engine {
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
             return self.keep_artifacts(model, sub, artifacts).await;
         }
-        let Job::Image { request, seeds } = job else { unreachable!("checked above") };
+        let Job::Image { request, seeds, .. } = job else { unreachable!("checked above") };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
         let n = seeds.len();
         for (i, seed) in seeds.into_iter().enumerate() {
             let one = mediagate_core::task::ImageInference { number_results: 1, ..request.clone() };
-            let job = Job::Image { request: one, seeds: vec![seed] };
+            let job = Job::Image { request: one, seeds: vec![seed], account_id };
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
             live.set_progress((i + 1) as f32 / n as f32);
             let (r, o, b) = self.keep_artifacts(model, sub, artifacts).await?;

@@ -412,7 +412,7 @@ impl Provider for ComfyUi {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request: r, seeds } = &*job else {
+        let Job::Image { request: r, seeds, .. } = &*job else {
             return Err(ProviderError::operator(
                 "The model is routed to a provider that cannot run this task type.",
                 format!("{name}: comfyui only serves imageInference"),

@@ -86,7 +86,7 @@ impl HttpWorker {
     fn body(&self, id: &str, job: &Job) -> Result<Value, ProviderError> {
         let model = self.cfg.model_for(job.model()).unwrap_or(job.model());
         let input = match job {
-            Job::Image { request: r, seeds } => json!({
+            Job::Image { request: r, seeds, .. } => json!({
                 "prompt": r.positive_prompt,
                 "negativePrompt": r.negative_prompt,
                 "width": r.width,
@@ -96,7 +96,7 @@ impl HttpWorker {
                 "seeds": seeds,
                 "outputFormat": fmt_name(r.output.format),
             }),
-            Job::Upscale { request: r, input } => json!({
+            Job::Upscale { request: r, input, .. } => json!({
                 "image": base64::engine::general_purpose::STANDARD.encode(&input.bytes),
                 "mediaType": input.media_type,
                 "factor": r.upscale_factor,
@@ -152,7 +152,7 @@ impl HttpWorker {
 
     fn wanted<'j>(&self, job: &'j Job) -> Result<(&'j OutputOptions, usize), ProviderError> {
         match job {
-            Job::Image { request, seeds } => Ok((&request.output, seeds.len())),
+            Job::Image { request, seeds, .. } => Ok((&request.output, seeds.len())),
             Job::Upscale { request, .. } => Ok((&request.output, 1)),
             _ => Err(self.not_served(job)),
         }

@@ -10,18 +10,20 @@ use crate::{
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
+use mediagate_core::fair::FairSemaphore;
 use mediagate_core::task::TaskType;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
-/// A shared bound on CPU-bound work.
+/// A shared bound on CPU-bound work, fair across accounts: a freed worker goes to the waiting
+/// account served least recently (see [`FairSemaphore`]), so one account's queue of big
+/// renders delays another account's job by at most one render.
 #[derive(Clone)]
-pub struct CpuPool(Arc<Semaphore>);
+pub struct CpuPool(FairSemaphore);
 
 impl CpuPool {
     /// A pool admitting `permits` jobs at once (at least one).
     pub fn new(permits: usize) -> Self {
-        CpuPool(Arc::new(Semaphore::new(permits.max(1))))
+        CpuPool(FairSemaphore::new(permits.max(1)))
     }
 
     /// Runs `f` on the runtime thread itself when the job is tiny (at most
@@ -31,19 +33,22 @@ impl CpuPool {
     pub(crate) async fn run_sized<T: Send + 'static>(
         &self,
         pixels: u64,
+        account_id: i64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {
         if pixels <= INLINE_MAX_PIXELS {
             return Ok(f());
         }
-        self.run(f).await
+        self.run(account_id, f).await
     }
 
+    /// Runs `f` on the blocking pool once a worker is free for `account_id`.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
+        account_id: i64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {
-        let _permit = self.0.acquire().await.map_err(|_| closed())?;
+        let _permit = self.0.acquire(account_id).await;
         tokio::task::spawn_blocking(f).await.map_err(|e| {
             ProviderError::new(ErrorCode::ProviderError, "The local provider failed.", e.to_string())
         })
@@ -52,10 +57,6 @@ impl CpuPool {
 
 /// Renders up to this many pixels run inline (96x96: well under 100 µs with PNG encoding).
 pub const INLINE_MAX_PIXELS: u64 = 96 * 96;
-
-fn closed() -> ProviderError {
-    ProviderError::new(ErrorCode::ServiceUnavailable, "The server is shutting down.", "cpu pool closed")
-}
 
 fn encode_failed(e: image::ImageError) -> ProviderError {
     ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
@@ -93,13 +94,14 @@ impl Provider for Procedural {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        let Job::Image { request, seeds } = &*job else {
+        let Job::Image { request, seeds, .. } = &*job else {
             return Err(wrong_job(self.name()));
         };
         let pixels = u64::from(request.width) * u64::from(request.height) * seeds.len() as u64;
+        let account = job.account_id();
         self.pool
-            .run_sized(pixels, move || {
-                let Job::Image { request, seeds } = &*job else { unreachable!("checked above") };
+            .run_sized(pixels, account, move || {
+                let Job::Image { request, seeds, .. } = &*job else { unreachable!("checked above") };
                 seeds
                     .iter()
                     .map(|&seed| {
@@ -146,7 +148,7 @@ impl Provider for Lanczos {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        let Job::Upscale { request, input } = &*job else {
+        let Job::Upscale { request, input, .. } = &*job else {
             return Err(wrong_job(self.name()));
         };
         let max_side = self.max_side;
@@ -171,10 +173,11 @@ impl Provider for Lanczos {
             + u64::from(out.0) * u64::from(out.1) * 3;
         let reserved = self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?;
         let decoder = self.decoder.clone();
+        let account = job.account_id();
         self.pool
-            .run(move || {
+            .run(account, move || {
                 let _reserved = reserved;
-                let Job::Upscale { request, input } = &*job else { unreachable!("checked above") };
+                let Job::Upscale { request, input, .. } = &*job else { unreachable!("checked above") };
                 let img = decoder
                     .decode_blocking(&input.bytes, "input image")
                     .map_err(DecodeError::into_input_error)?;

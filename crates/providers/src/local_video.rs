@@ -56,7 +56,7 @@ impl Provider for ProceduralVideo {
         job: Arc<Job>,
         progress: &ProgressFn,
     ) -> Result<Submitted, ProviderError> {
-        let Job::Video { request, seed, first_frame } = &*job else {
+        let Job::Video { request, seed, first_frame, .. } = &*job else {
             return Err(ProviderError::new(
                 ErrorCode::InternalServerError,
                 "The model is routed to a provider that cannot run this task type.",
@@ -102,8 +102,9 @@ impl Provider for ProceduralVideo {
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let stopped = stop.0.clone();
         let progress = progress.clone();
+        let account = job.account_id();
         self.pool
-            .run(move || {
+            .run(account, move || {
                 let mut spec = spec;
                 if let Job::Video { first_frame: Some(a), .. } = &*job {
                     let img = decoder

@@ -131,7 +131,7 @@ impl Provider for OpenAiImages {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request, seeds } = &*job else {
+        let Job::Image { request, seeds, .. } = &*job else {
             return Err(ProviderError::operator(
                 "The model is routed to a provider that cannot run this task type.",
                 format!("{name}: openai-images only serves imageInference"),

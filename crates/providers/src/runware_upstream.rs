@@ -71,7 +71,7 @@ impl RunwareUpstream {
         let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
         let uuid = uuid::Uuid::new_v4().to_string();
         Ok(match job {
-            Job::Image { request: r, seeds } => {
+            Job::Image { request: r, seeds, .. } => {
                 let mut t = json!({
                     "taskType": "imageInference",
                     "taskUUID": uuid,
@@ -98,7 +98,7 @@ impl RunwareUpstream {
                 }
                 t
             }
-            Job::Upscale { request: r, input } => json!({
+            Job::Upscale { request: r, input, .. } => json!({
                 "taskType": "upscale",
                 "taskUUID": uuid,
                 "inputImage": format!(
@@ -246,7 +246,7 @@ impl Provider for RunwareUpstream {
             return Err(mapping::from_status(name, status, &headers, &reply, false, false));
         }
         let (output, want) = match &*job {
-            Job::Image { request, seeds } => (&request.output, seeds.len()),
+            Job::Image { request, seeds, .. } => (&request.output, seeds.len()),
             Job::Upscale { request, .. } => (&request.output, 1),
             _ => return Err(not_served(name, &job)),
         };
