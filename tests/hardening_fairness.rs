@@ -99,3 +99,59 @@ async fn hardening_cpu_workers_are_fair_across_accounts() {
     let (_, r) = s.post(&json!([{"taskType": "getResponse", "taskUUID": last}])).await;
     assert_eq!(r["data"][0]["status"], "processing", "B ({b_took:?}) waited for all of A's videos: {r}");
 }
+
+async fn settled(s: &TestServer, uuid: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (st, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": uuid}])).await;
+        assert_eq!(st, 200, "{b}");
+        if b["data"][0]["status"] != "processing" {
+            return b["data"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "task {uuid} still processing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Local work is priced by its size: the listed price pays for the reference size and less,
+/// twice the work costs twice as much, and the charge is the cost reported by `includeCost`.
+#[tokio::test]
+async fn hardening_local_prices_follow_the_work() {
+    let s = TestServer::start().await;
+    // (request, expected cost in USD): video reference 5 s of 1280x720 at 24 fps for $0.005;
+    // image reference 1024x1024 for $0.0006.
+    let cases = [
+        (
+            json!({"taskType": "videoInference", "positivePrompt": "small", "width": 64, "height": 64,
+                "duration": 1, "fps": 8}),
+            0.005,
+        ),
+        (
+            json!({"taskType": "videoInference", "positivePrompt": "big", "width": 1280, "height": 720,
+                "duration": 10, "fps": 24}),
+            0.01,
+        ),
+        (
+            json!({"taskType": "imageInference", "positivePrompt": "small", "width": 512, "height": 512}),
+            0.0006,
+        ),
+        (
+            json!({"taskType": "imageInference", "positivePrompt": "big", "width": 2048, "height": 2048}),
+            0.0024,
+        ),
+    ];
+    for (mut task, cost) in cases {
+        let cost: f64 = cost;
+        let u = task_uuid();
+        task["taskUUID"] = json!(u);
+        task["includeCost"] = json!(true);
+        let before = s.balance("default").await;
+        let (st, b) = s.post(&json!([task])).await;
+        assert_eq!(st, 200, "{b}");
+        let item = settled(&s, &u).await;
+        assert_eq!(item["status"], "success", "{item}");
+        assert_eq!(item["cost"], json!(cost), "{task}");
+        let charged = before - s.balance("default").await;
+        assert_eq!(charged, (cost * 1e6).round() as i64, "the charge is the reported cost: {task}");
+    }
+}

@@ -345,7 +345,7 @@ impl Engine {
                 .with_parameter(ParamPath::key("ttl")));
             }
         }
-        Ok(model.price_micros * i64::from(sub.request.result_count()))
+        Ok(model.unit_price_micros(&sub.request).saturating_mul(i64::from(sub.request.result_count())))
     }
 
     /// Submits a task. Sync delivery waits for its results (up to `tasks.sync_timeout_secs`,
@@ -817,6 +817,7 @@ impl Engine {
         let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let mut results = Vec::with_capacity(artifacts.len());
         let mut outputs = Vec::with_capacity(artifacts.len());
+        let unit_price = model.unit_price_micros(&sub.request);
         for a in &artifacts {
             // Time-ordered (v7): new outputs land at the end of the store's uuid index instead of
             // on a random page of it, which was one more 4 KiB page written per result. The 74
@@ -827,7 +828,7 @@ impl Engine {
                 content_type: a.content_type.into(),
                 extension: a.extension.into(),
                 seed: a.seed,
-                cost_micros: model.price_micros,
+                cost_micros: unit_price,
             });
             outputs.push(NewOutput {
                 uuid,
