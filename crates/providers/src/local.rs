@@ -48,11 +48,32 @@ impl CpuPool {
         account_id: i64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {
-        let _permit = self.0.acquire(account_id).await;
+        let worker = self.worker(account_id).await;
+        Self::run_on(worker, f).await
+    }
+
+    /// Waits for a worker for `account_id`, in the fair queue. Jobs that also need decode
+    /// memory take the worker first: only running jobs then hold the decode budget, so one
+    /// account's queued jobs cannot fill it ahead of another account's turn.
+    pub(crate) async fn worker(&self, account_id: i64) -> Worker {
+        Worker { _permit: self.0.acquire(account_id).await }
+    }
+
+    /// Runs `f` on the blocking pool on a worker already taken.
+    pub(crate) async fn run_on<T: Send + 'static>(
+        worker: Worker,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ProviderError> {
+        let _worker = worker;
         tokio::task::spawn_blocking(f).await.map_err(|e| {
             ProviderError::new(ErrorCode::ProviderError, "The local provider failed.", e.to_string())
         })
     }
+}
+
+/// A worker of the [`CpuPool`], freed when dropped.
+pub(crate) struct Worker {
+    _permit: mediagate_core::fair::FairPermit,
 }
 
 /// Renders up to this many pixels run inline (96x96: well under 100 µs with PNG encoding).
@@ -171,25 +192,24 @@ impl Provider for Lanczos {
         let need = decode::rgb_cost(&size)
             + decode::resize_cost((size.width, size.height), out, 3)
             + u64::from(out.0) * u64::from(out.1) * 3;
+        let worker = self.pool.worker(job.account_id()).await;
         let reserved = self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?;
         let decoder = self.decoder.clone();
-        let account = job.account_id();
-        self.pool
-            .run(account, move || {
-                let _reserved = reserved;
-                let Job::Upscale { request, input, .. } = &*job else { unreachable!("checked above") };
-                let img = decoder
-                    .decode_blocking(&input.bytes, "input image")
-                    .map_err(DecodeError::into_input_error)?;
-                let out = lanczos::upscale(&img, f);
-                let fmt = request.output.format;
-                Ok(Submitted::Done(vec![Artifact {
-                    bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
-                    content_type: fmt.content_type(),
-                    extension: fmt.extension(),
-                    seed: None,
-                }]))
-            })
-            .await?
+        CpuPool::run_on(worker, move || {
+            let _reserved = reserved;
+            let Job::Upscale { request, input, .. } = &*job else { unreachable!("checked above") };
+            let img = decoder
+                .decode_blocking(&input.bytes, "input image")
+                .map_err(DecodeError::into_input_error)?;
+            let out = lanczos::upscale(&img, f);
+            let fmt = request.output.format;
+            Ok(Submitted::Done(vec![Artifact {
+                bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
+                content_type: fmt.content_type(),
+                extension: fmt.extension(),
+                seed: None,
+            }]))
+        })
+        .await?
     }
 }

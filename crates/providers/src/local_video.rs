@@ -63,23 +63,29 @@ impl Provider for ProceduralVideo {
                 "procedural-video got a job it does not serve",
             ));
         };
-        // The first frame is judged from its header and its working memory reserved here; it is
-        // decoded with the render, on the blocking pool.
-        let reserved = match first_frame {
+        // The first frame is judged from its header here; once a worker is free its working
+        // memory is reserved, and it is decoded with the render, on the blocking pool.
+        let need = match first_frame {
             None => None,
             Some(a) => {
                 let size =
                     self.decoder.check(&a.bytes, "first frame").map_err(DecodeError::into_input_error)?;
                 let to = (request.width, request.height);
-                let need = size.bytes()
-                    + decode::resize_cost(
-                        (size.width, size.height),
-                        fill_size((size.width, size.height), to),
-                        size.bytes_per_pixel,
-                    )
-                    + u64::from(to.0) * u64::from(to.1) * 3;
-                Some(self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?)
+                Some(
+                    size.bytes()
+                        + decode::resize_cost(
+                            (size.width, size.height),
+                            fill_size((size.width, size.height), to),
+                            size.bytes_per_pixel,
+                        )
+                        + u64::from(to.0) * u64::from(to.1) * 3,
+                )
             }
+        };
+        let worker = self.pool.worker(job.account_id()).await;
+        let reserved = match need {
+            None => None,
+            Some(need) => Some(self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?),
         };
         let spec = VideoSpec {
             prompt: request.positive_prompt.clone(),
@@ -102,46 +108,44 @@ impl Provider for ProceduralVideo {
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let stopped = stop.0.clone();
         let progress = progress.clone();
-        let account = job.account_id();
-        self.pool
-            .run(account, move || {
-                let mut spec = spec;
-                if let Job::Video { first_frame: Some(a), .. } = &*job {
-                    let img = decoder
-                        .decode_blocking(&a.bytes, "first frame")
-                        .map_err(DecodeError::into_input_error)?;
-                    // The stand-in draws over the image at the video's size.
-                    spec.first_frame = Some(
-                        img.resize_to_fill(spec.width, spec.height, image::imageops::FilterType::Triangle)
-                            .to_rgb8(),
-                    );
-                    drop(img);
-                }
-                drop(reserved);
-                let mut on_frame = |done: u32, total: u32| {
-                    progress(Progress { fraction: done as f32 / total as f32 });
-                    !stopped.load(Ordering::Relaxed)
-                };
-                let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
-                    VideoError::Stopped => ProviderError::new(
-                        ErrorCode::ServiceUnavailable,
-                        "The render was stopped.",
-                        "procedural-video render stopped by its caller",
-                    ),
-                    e => ProviderError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!("The video cannot be rendered: {e}."),
-                        e.to_string(),
-                    ),
-                })?;
-                Ok(Submitted::Done(vec![Artifact {
-                    bytes: v.bytes,
-                    content_type: v.content_type,
-                    extension: v.extension,
-                    seed: Some(seed),
-                }]))
-            })
-            .await?
+        CpuPool::run_on(worker, move || {
+            let mut spec = spec;
+            if let Job::Video { first_frame: Some(a), .. } = &*job {
+                let img = decoder
+                    .decode_blocking(&a.bytes, "first frame")
+                    .map_err(DecodeError::into_input_error)?;
+                // The stand-in draws over the image at the video's size.
+                spec.first_frame = Some(
+                    img.resize_to_fill(spec.width, spec.height, image::imageops::FilterType::Triangle)
+                        .to_rgb8(),
+                );
+                drop(img);
+            }
+            drop(reserved);
+            let mut on_frame = |done: u32, total: u32| {
+                progress(Progress { fraction: done as f32 / total as f32 });
+                !stopped.load(Ordering::Relaxed)
+            };
+            let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
+                VideoError::Stopped => ProviderError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The render was stopped.",
+                    "procedural-video render stopped by its caller",
+                ),
+                e => ProviderError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("The video cannot be rendered: {e}."),
+                    e.to_string(),
+                ),
+            })?;
+            Ok(Submitted::Done(vec![Artifact {
+                bytes: v.bytes,
+                content_type: v.content_type,
+                extension: v.extension,
+                seed: Some(seed),
+            }]))
+        })
+        .await?
     }
 }
 
