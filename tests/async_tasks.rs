@@ -177,5 +177,6 @@ async fn get_response_returns_partial_results_as_they_complete() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(partial_seen > 0, "getResponse never showed partial results");
-    assert_eq!(s.balance("default").await, 10_000_000 - 6 * 600, "charged for six results once");
+    // 2048x2048 is four times the 1024x1024 the listed $0.0006 pays for.
+    assert_eq!(s.balance("default").await, 10_000_000 - 6 * 2400, "charged for six results once");
 }

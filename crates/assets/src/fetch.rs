@@ -18,12 +18,11 @@ use crate::report::{Reporter, Step};
 use crate::resolver::ResolveError;
 use crate::{AssetKind, Reject};
 use mediagate_core::ErrorCode;
+use mediagate_core::fair::FairSemaphore;
 use reqwest::header::{
     ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, TRANSFER_ENCODING,
 };
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use url::Url;
 
 /// The common start of every connection-level failure message (source document's reason text).
@@ -35,7 +34,9 @@ pub const TIMEOUT: &str = "Timeout while fetching asset.";
 
 pub(crate) struct Fetcher {
     pub(crate) client: reqwest::Client,
-    pub(crate) permits: Arc<Semaphore>,
+    /// Fetch slots, shared fairly across accounts (an account's burst of slow URLs cannot
+    /// hold every other account's fetches behind it).
+    pub(crate) permits: FairSemaphore,
     pub(crate) deadline: Duration,
 }
 
@@ -235,6 +236,7 @@ impl Fetcher {
     /// Fetches `url` under the HTTP rules for `kind` with a body limit of `limit` bytes.
     pub(crate) async fn fetch(
         &self,
+        account_id: i64,
         url: &Url,
         kind: AssetKind,
         limit: u64,
@@ -243,8 +245,7 @@ impl Fetcher {
     ) -> Result<Fetched, Reject> {
         // Queueing for a permit is not part of the asset's deadline: a busy server should not
         // blame the asset host. Every fetch holding a permit is itself bounded by the deadline.
-        let _permit =
-            self.permits.acquire().await.map_err(|_| reject(ErrorCode::AssetFetchFailed, FETCH_FAILED))?;
+        let _permit = self.permits.acquire(account_id).await;
         let start = Instant::now();
         match tokio::time::timeout(self.deadline, self.fetch_inner(url, kind, limit, early, reporter, start))
             .await

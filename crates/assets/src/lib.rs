@@ -194,6 +194,10 @@ pub struct IntakeConfig {
     /// Largest width or height of an image (and of a video whose header tells), in pixels.
     /// Default 8000.
     pub max_dimension: u32,
+    /// Largest image once decoded, in bytes: width × height × bytes per pixel, read from the
+    /// header before anything is decoded (a small PNG can declare 8000×8000 16-bit RGBA, 512 MB
+    /// of pixels). Default 256,000,000 (8000×8000 8-bit RGBA).
+    pub max_decoded_bytes: u64,
     /// Smallest width / height ratio of an image when the model declares no bounds. Default 0.5.
     pub min_aspect_ratio: f64,
     /// Largest width / height ratio of an image when the model declares no bounds. Default 2.0.
@@ -232,6 +236,7 @@ impl Default for IntakeConfig {
             data_uri_video_max_bytes: 16_000_000,
             data_uri_audio_max_bytes: 16_000_000,
             max_dimension: 8000,
+            max_decoded_bytes: 256_000_000,
             min_aspect_ratio: 0.5,
             max_aspect_ratio: 2.0,
             fetch_timeout_ms: 10_000,
@@ -327,6 +332,9 @@ impl Intake {
         if config.max_concurrent_fetches == 0 {
             return Err(IntakeError::Invalid("max_concurrent_fetches must be at least 1".into()));
         }
+        if config.max_decoded_bytes == 0 {
+            return Err(IntakeError::Invalid("max_decoded_bytes must be at least 1".into()));
+        }
         if config.fetch_timeout_ms == 0 {
             return Err(IntakeError::Invalid("fetch_timeout_ms must be at least 1".into()));
         }
@@ -384,7 +392,7 @@ impl Intake {
         Ok(Intake {
             fetcher: fetch::Fetcher {
                 client,
-                permits: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_fetches)),
+                permits: mediagate_core::fair::FairSemaphore::new(config.max_concurrent_fetches),
                 deadline: Duration::from_millis(config.fetch_timeout_ms),
             },
             config,
@@ -678,7 +686,7 @@ impl Intake {
                 _ => Ok(prefix.len() > 256 * 1024),
             }
         };
-        let fetched = self.fetcher.fetch(&url, req.kind, limit, &mut early, reporter).await?;
+        let fetched = self.fetcher.fetch(req.account_id, &url, req.kind, limit, &mut early, reporter).await?;
         let (w, h) = self.check_content(&fetched.bytes, &fetched.essence, req, reporter)?;
         Ok(Asset {
             bytes: fetched.bytes,
@@ -697,6 +705,18 @@ impl Intake {
                 ErrorCode::AssetDimensions,
                 format!("Invalid asset dimensions. Height and width must not exceed {max}px. Got {w}x{h}."),
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses an image whose header declares more decoded bytes than
+    /// [`IntakeConfig::max_decoded_bytes`], before anything decodes it. Formats the server does
+    /// not decode (no header to read here) pass: no provider here will decode them either.
+    fn check_decoded_size(&self, bytes: &[u8]) -> Result<(), Reject> {
+        let Some(size) = probe::decoded_size(bytes) else { return Ok(()) };
+        let limit = self.config.max_decoded_bytes;
+        if size.bytes() > limit {
+            return Err(Reject(ErrorCode::AssetDimensions, decoded_too_large(&size, limit)));
         }
         Ok(())
     }
@@ -740,6 +760,9 @@ impl Intake {
         };
         reporter.step(&Step::Dimensions { width: w, height: h, max: self.config.max_dimension });
         self.check_dimensions(w, h)?;
+        if req.kind == AssetKind::Image {
+            self.check_decoded_size(bytes)?;
+        }
         let bounds = match (req.kind, req.aspect) {
             (_, Some(b)) => Some(b),
             (AssetKind::Image, None) => Some((self.config.min_aspect_ratio, self.config.max_aspect_ratio)),
@@ -760,6 +783,18 @@ impl Intake {
         }
         Ok((Some(w), Some(h)))
     }
+}
+
+/// The refusal of an image too large to decode: the declared size and the limit.
+pub fn decoded_too_large(size: &probe::DecodedSize, limit: u64) -> String {
+    format!(
+        "Invalid asset dimensions. The image declares {}x{} pixels of {:?} ({} bytes per pixel), {} bytes once decoded; the limit is {limit} bytes (assets.max_decoded_bytes). Send a smaller image or one with 8-bit channels.",
+        size.width,
+        size.height,
+        size.color,
+        size.bytes_per_pixel,
+        size.bytes()
+    )
 }
 
 /// The ratio rounded to two decimals, or to more when two would make a refused ratio look like

@@ -211,6 +211,40 @@ pub fn dimensions(format: Format, b: &[u8]) -> Dimensions {
     }
 }
 
+/// What decoding an image would allocate, read from its header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedSize {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bytes per pixel of the decoded picture (e.g. 8 for 16-bit RGBA).
+    pub bytes_per_pixel: u8,
+    /// The decoded pixel layout, e.g. `Rgba16`.
+    pub color: image::ColorType,
+}
+
+impl DecodedSize {
+    /// Bytes of the decoded picture: width × height × bytes per pixel.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * u64::from(self.bytes_per_pixel)
+    }
+}
+
+/// The decoded size of a PNG, JPEG or WebP from its header, without decoding a pixel: a few
+/// hundred compressed kilobytes can declare gigabytes of pixels, so this is what every decode
+/// is judged by before it allocates. `None` when the header does not parse or the format is
+/// one the server does not decode.
+pub fn decoded_size(b: &[u8]) -> Option<DecodedSize> {
+    use image::ImageDecoder;
+    let reader = image::ImageReader::new(std::io::Cursor::new(b)).with_guessed_format().ok()?;
+    // The header parse itself is bounded by the image crate's default limits.
+    let decoder = reader.into_decoder().ok()?;
+    let (width, height) = decoder.dimensions();
+    let color = decoder.color_type();
+    Some(DecodedSize { width, height, bytes_per_pixel: color.bytes_per_pixel(), color })
+}
+
 /// Upper bound on boxes / elements visited, so a hostile file costs a bounded amount of work.
 const MAX_STEPS: usize = 4096;
 

@@ -150,7 +150,7 @@ catalog! {
     AssetContentMismatch => "assetContentMismatch", 400, false,
         "The asset's bytes are not of the media type it was declared as, or cannot be read.";
     AssetDimensions => "assetDimensions", 400, false,
-        "The asset's width or height is zero or exceeds the maximum.";
+        "The asset's width or height is zero or exceeds the maximum, or the image would exceed the maximum size once decoded.";
     AssetAspectRatio => "assetAspectRatio", 400, false,
         "The asset's width / height ratio is outside the bounds the model accepts.";
     AssetNotFound => "assetNotFound", 400, false,

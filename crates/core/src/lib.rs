@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod fair;
 pub mod model;
 pub mod money;
 pub mod param;

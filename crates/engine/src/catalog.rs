@@ -2,7 +2,7 @@
 
 use mediagate_core::model::{ModelSpec, builtin_models};
 use mediagate_core::money::parse_usd;
-use mediagate_core::task::TaskType;
+use mediagate_core::task::{TaskRequest, TaskType};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,38 @@ pub struct Model {
     pub spec: ModelSpec,
     /// Price per result in micro-dollars.
     pub price_micros: i64,
+}
+
+/// Work the listed price of a local image stand-in pays for: one 1024×1024 picture per result.
+pub const IMAGE_REFERENCE_PIXELS: u64 = 1024 * 1024;
+
+/// Work the listed price of the local video stand-in pays for: 5 s of 1280×720 at 24 fps.
+pub const VIDEO_REFERENCE_PIXEL_FRAMES: u64 = 1280 * 720 * 5 * 24;
+
+impl Model {
+    /// The price of one result of `request` in micro-dollars. Remote providers charge the listed
+    /// price per result. The local stand-ins spend this server's CPU in proportion to the work,
+    /// so their price follows it: the listed price pays for the reference size (a 1024×1024
+    /// image; 5 s of 1280×720 at 24 fps) and anything smaller, larger work costs
+    /// proportionally more (rounded up to the micro-dollar). Upscales keep the listed price:
+    /// their output size is known only once the input has been fetched, after admission.
+    pub fn unit_price_micros(&self, request: &TaskRequest) -> i64 {
+        let (work, reference) = match (self.spec.provider.as_str(), request) {
+            ("procedural", TaskRequest::ImageInference(r)) => {
+                (u64::from(r.width) * u64::from(r.height), IMAGE_REFERENCE_PIXELS)
+            }
+            ("procedural-video", TaskRequest::VideoInference(r)) => (
+                u64::from(r.width) * u64::from(r.height) * u64::from(r.duration_secs) * u64::from(r.fps),
+                VIDEO_REFERENCE_PIXEL_FRAMES,
+            ),
+            _ => return self.price_micros,
+        };
+        if work <= reference {
+            return self.price_micros;
+        }
+        let scaled = (self.price_micros.max(0) as u128 * u128::from(work)).div_ceil(u128::from(reference));
+        i64::try_from(scaled).unwrap_or(i64::MAX)
+    }
 }
 
 /// The models this server serves.

@@ -358,13 +358,28 @@ impl Default for UploadsConfig {
 }
 
 /// Local provider options (`[providers]`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     /// Concurrent CPU-bound renders; 0 = one per core.
     pub cpu_workers: usize,
+    /// Memory, in bytes, for all image decodes at once and the work done on the decoded
+    /// pictures (upscaling, first frames, re-encoding provider outputs), counted from the image
+    /// headers before anything is allocated: further decodes wait, and one that needs more than
+    /// the whole budget is refused with `serviceUnavailable`. Default 2,000,000,000 (2 GB).
+    pub decode_memory_budget_bytes: u64,
     /// Remote providers (`[[providers.upstreams]]`), by name; see docs/providers.md.
     pub upstreams: Vec<mediagate_providers::upstream::UpstreamConfig>,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        ProvidersConfig {
+            cpu_workers: 0,
+            decode_memory_budget_bytes: mediagate_providers::decode::DEFAULT_BUDGET_BYTES,
+            upstreams: Vec::new(),
+        }
+    }
 }
 
 impl Config {

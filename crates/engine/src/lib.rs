@@ -40,6 +40,7 @@ use config::StoreBackend;
 use mediagate_assets::Intake;
 use mediagate_core::money::parse_usd;
 use mediagate_providers::Provider;
+use mediagate_providers::decode::Decoder;
 use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
 use mediagate_providers::local_video::ProceduralVideo;
 use mediagate_store::postgres::{PostgresOptions, PostgresStore};
@@ -180,10 +181,14 @@ impl Engine {
         } else {
             config.providers.cpu_workers
         });
+        // One decode budget for every provider of the server: local inputs and remote outputs.
+        let decoder =
+            Decoder::new(config.assets.max_decoded_bytes, config.providers.decode_memory_budget_bytes);
         let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone())));
-        providers.insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone())));
-        providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000)));
+        providers
+            .insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone(), decoder.clone())));
+        providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000, decoder.clone())));
         // Remote providers from `[[providers.upstreams]]`, each with its own circuit breaker.
         let mut breakers = HashMap::new();
         for u in &config.providers.upstreams {
@@ -198,8 +203,10 @@ impl Engine {
                 u.name.clone(),
                 dispatch::breaker::BreakerConfig { failures: u.breaker_failures, cooldown },
             );
-            providers
-                .insert(u.name.clone(), mediagate_providers::upstream::build(u).map_err(StartError::Config)?);
+            providers.insert(
+                u.name.clone(),
+                mediagate_providers::upstream::build_with(u, &decoder).map_err(StartError::Config)?,
+            );
         }
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
         let catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;

@@ -429,7 +429,7 @@ impl Engine {
                 .with_parameter(ParamPath::key("ttl")));
             }
         }
-        Ok(model.price_micros * i64::from(sub.request.result_count()))
+        Ok(model.unit_price_micros(&sub.request).saturating_mul(i64::from(sub.request.result_count())))
     }
 
     /// Submits a task. Sync delivery waits for its results (up to `tasks.sync_timeout_secs`,
@@ -941,7 +941,7 @@ impl Engine {
                         s.max(1)
                     })
                     .collect();
-                Job::Image { request: r.clone(), seeds }
+                Job::Image { request: r.clone(), seeds, account_id }
             }
             TaskRequest::Upscale(r) => {
                 let b = &model.spec.bounds;
@@ -971,7 +971,7 @@ impl Engine {
                     )
                     .with_parameter(ParamPath::key("upscaleFactor")));
                 }
-                Job::Upscale { request: r.clone(), input }
+                Job::Upscale { request: r.clone(), input, account_id }
             }
             TaskRequest::VideoInference(r) => {
                 let b = &model.spec.bounds;
@@ -993,7 +993,7 @@ impl Engine {
                     ),
                 };
                 let seed = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
-                Job::Video { request: r.clone(), seed, first_frame }
+                Job::Video { request: r.clone(), seed, first_frame, account_id }
             }
         };
         // Async tasks with several results run one result at a time and record each as it
@@ -1004,12 +1004,12 @@ impl Engine {
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
             return self.keep_artifacts(model, sub, artifacts).await;
         }
-        let Job::Image { request, seeds } = job else { unreachable!("checked above") };
+        let Job::Image { request, seeds, .. } = job else { unreachable!("checked above") };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
         let n = seeds.len();
         for (i, seed) in seeds.into_iter().enumerate() {
             let one = mediagate_core::task::ImageInference { number_results: 1, ..request.clone() };
-            let job = Job::Image { request: one, seeds: vec![seed] };
+            let job = Job::Image { request: one, seeds: vec![seed], account_id };
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
             live.set_progress((i + 1) as f32 / n as f32);
             let (r, o, b) = self.keep_artifacts(model, sub, artifacts).await?;
@@ -1058,6 +1058,7 @@ impl Engine {
         let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let mut results = Vec::with_capacity(artifacts.len());
         let mut outputs = Vec::with_capacity(artifacts.len());
+        let unit_price = model.unit_price_micros(&sub.request);
         for a in &artifacts {
             // Time-ordered (v7): new outputs land at the end of the store's uuid index instead of
             // on a random page of it, which was one more 4 KiB page written per result. The 74
@@ -1068,7 +1069,7 @@ impl Engine {
                 content_type: a.content_type.into(),
                 extension: a.extension.into(),
                 seed: a.seed,
-                cost_micros: model.price_micros,
+                cost_micros: unit_price,
             });
             outputs.push(NewOutput {
                 uuid,

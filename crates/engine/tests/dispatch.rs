@@ -111,6 +111,7 @@ fn policy(attempts: u32, base_ms: u64, cap_ms: u64, deadline_ms: u64) -> RetryPo
 
 fn job() -> Job {
     Job::Image {
+        account_id: 1,
         request: ImageInference {
             positive_prompt: "a test".into(),
             negative_prompt: None,

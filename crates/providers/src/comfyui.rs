@@ -18,6 +18,7 @@
 //!   `POST /interrupt {"prompt_id": id}`. Older ComfyUI versions ignore `prompt_id` and interrupt
 //!   whatever is running, so share a ComfyUI server with nothing else.
 
+use crate::decode::Decoder;
 use crate::mapping::{self, conform, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{
@@ -44,6 +45,7 @@ pub struct ComfyUi {
     cfg: UpstreamConfig,
     key: Secret,
     http: reqwest::Client,
+    decoder: Decoder,
     templates: HashMap<String, Value>,
 }
 
@@ -113,7 +115,7 @@ enum Ended {
 
 impl ComfyUi {
     /// An adapter for `cfg`; reads and checks every workflow template now.
-    pub fn new(cfg: UpstreamConfig, key: Secret) -> Result<Self, String> {
+    pub fn new(cfg: UpstreamConfig, key: Secret, decoder: Decoder) -> Result<Self, String> {
         let mut templates = HashMap::new();
         for (air, path) in &cfg.workflows {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -133,7 +135,13 @@ impl ComfyUi {
                 cfg.name
             ));
         }
-        Ok(ComfyUi { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, cfg, templates })
+        Ok(ComfyUi {
+            http: mapping::client(cfg.timeout(), cfg.connect_timeout()),
+            key,
+            cfg,
+            templates,
+            decoder,
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -251,7 +259,7 @@ impl ComfyUi {
         let file = files.first().ok_or_else(|| {
             mapping::failed(name, format_args!("prompt {id} finished with no output image"))
         })?;
-        conform(name, self.view(file).await?, output, seed).await
+        conform(name, self.view(file).await?, output, seed, &self.decoder).await
     }
 
     async fn ws_connect(
@@ -404,7 +412,7 @@ impl Provider for ComfyUi {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request: r, seeds } = &*job else {
+        let Job::Image { request: r, seeds, .. } = &*job else {
             return Err(ProviderError::operator(
                 "The model is routed to a provider that cannot run this task type.",
                 format!("{name}: comfyui only serves imageInference"),

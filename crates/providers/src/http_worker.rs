@@ -12,6 +12,7 @@
 //! Every request carries `Authorization: Bearer <key>` when a key is configured. The job id is
 //! chosen by mediagate (a fresh UUID per attempt), so a worker can deduplicate a repeated POST.
 
+use crate::decode::Decoder;
 use crate::mapping::{self, conform, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{
@@ -32,6 +33,7 @@ pub struct HttpWorker {
     cfg: UpstreamConfig,
     key: Secret,
     http: reqwest::Client,
+    decoder: Decoder,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -69,8 +71,8 @@ fn fmt_name(f: ImageFormat) -> &'static str {
 
 impl HttpWorker {
     /// An adapter for `cfg`, authenticating with `key` as a Bearer token when set.
-    pub fn new(cfg: UpstreamConfig, key: Secret) -> Self {
-        HttpWorker { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, cfg }
+    pub fn new(cfg: UpstreamConfig, key: Secret, decoder: Decoder) -> Self {
+        HttpWorker { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, cfg, decoder }
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -84,7 +86,7 @@ impl HttpWorker {
     fn body(&self, id: &str, job: &Job) -> Result<Value, ProviderError> {
         let model = self.cfg.model_for(job.model()).unwrap_or(job.model());
         let input = match job {
-            Job::Image { request: r, seeds } => json!({
+            Job::Image { request: r, seeds, .. } => json!({
                 "prompt": r.positive_prompt,
                 "negativePrompt": r.negative_prompt,
                 "width": r.width,
@@ -94,7 +96,7 @@ impl HttpWorker {
                 "seeds": seeds,
                 "outputFormat": fmt_name(r.output.format),
             }),
-            Job::Upscale { request: r, input } => json!({
+            Job::Upscale { request: r, input, .. } => json!({
                 "image": base64::engine::general_purpose::STANDARD.encode(&input.bytes),
                 "mediaType": input.media_type,
                 "factor": r.upscale_factor,
@@ -127,7 +129,7 @@ impl HttpWorker {
                     let bytes = base64::engine::general_purpose::STANDARD
                         .decode(o.base64.as_bytes())
                         .map_err(|e| mapping::failed(name, format_args!("output base64: {e}")))?;
-                    out.push(conform(name, bytes, output, o.seed).await?);
+                    out.push(conform(name, bytes, output, o.seed, &self.decoder).await?);
                 }
                 Ok(Some(out))
             }
@@ -150,7 +152,7 @@ impl HttpWorker {
 
     fn wanted<'j>(&self, job: &'j Job) -> Result<(&'j OutputOptions, usize), ProviderError> {
         match job {
-            Job::Image { request, seeds } => Ok((&request.output, seeds.len())),
+            Job::Image { request, seeds, .. } => Ok((&request.output, seeds.len())),
             Job::Upscale { request, .. } => Ok((&request.output, 1)),
             _ => Err(self.not_served(job)),
         }

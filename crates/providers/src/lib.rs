@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod comfyui;
+pub mod decode;
 pub mod encode;
 pub mod http_worker;
 pub mod lanczos;
@@ -60,6 +61,8 @@ pub enum Job {
         request: ImageInference,
         /// One seed per result.
         seeds: Vec<u64>,
+        /// The account the job runs for: shared local pools are fair across accounts.
+        account_id: i64,
     },
     /// Upscale an already validated input image.
     Upscale {
@@ -67,6 +70,8 @@ pub enum Job {
         request: Upscale,
         /// The input, resolved by the asset intake.
         input: Asset,
+        /// The account the job runs for: shared local pools are fair across accounts.
+        account_id: i64,
     },
     /// Text or image to video.
     Video {
@@ -76,6 +81,8 @@ pub enum Job {
         seed: u64,
         /// The first frame, resolved by the asset intake.
         first_frame: Option<Asset>,
+        /// The account the job runs for: shared local pools are fair across accounts.
+        account_id: i64,
     },
 }
 
@@ -86,6 +93,15 @@ impl Job {
             Job::Image { .. } => TaskType::ImageInference,
             Job::Upscale { .. } => TaskType::Upscale,
             Job::Video { .. } => TaskType::VideoInference,
+        }
+    }
+
+    /// The account the job runs for.
+    pub fn account_id(&self) -> i64 {
+        match self {
+            Job::Image { account_id, .. }
+            | Job::Upscale { account_id, .. }
+            | Job::Video { account_id, .. } => *account_id,
         }
     }
 

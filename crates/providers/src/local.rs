@@ -3,24 +3,27 @@
 //! CPU work goes to the blocking pool behind a semaphore sized to the machine's cores, so a
 //! burst of large renders queues instead of starving the async runtime or oversubscribing CPUs.
 
+use crate::decode::{self, DecodeError, Decoder};
 use crate::{
     Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode,
     lanczos, procedural,
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
+use mediagate_core::fair::FairSemaphore;
 use mediagate_core::task::TaskType;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
-/// A shared bound on CPU-bound work.
+/// A shared bound on CPU-bound work, fair across accounts: a freed worker goes to the waiting
+/// account served least recently (see [`FairSemaphore`]), so one account's queue of big
+/// renders delays another account's job by at most one render.
 #[derive(Clone)]
-pub struct CpuPool(Arc<Semaphore>);
+pub struct CpuPool(FairSemaphore);
 
 impl CpuPool {
     /// A pool admitting `permits` jobs at once (at least one).
     pub fn new(permits: usize) -> Self {
-        CpuPool(Arc::new(Semaphore::new(permits.max(1))))
+        CpuPool(FairSemaphore::new(permits.max(1)))
     }
 
     /// Runs `f` on the runtime thread itself when the job is tiny (at most
@@ -30,31 +33,51 @@ impl CpuPool {
     pub(crate) async fn run_sized<T: Send + 'static>(
         &self,
         pixels: u64,
+        account_id: i64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {
         if pixels <= INLINE_MAX_PIXELS {
             return Ok(f());
         }
-        self.run(f).await
+        self.run(account_id, f).await
     }
 
+    /// Runs `f` on the blocking pool once a worker is free for `account_id`.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
+        account_id: i64,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ProviderError> {
-        let _permit = self.0.acquire().await.map_err(|_| closed())?;
+        let worker = self.worker(account_id).await;
+        Self::run_on(worker, f).await
+    }
+
+    /// Waits for a worker for `account_id`, in the fair queue. Jobs that also need decode
+    /// memory take the worker first: only running jobs then hold the decode budget, so one
+    /// account's queued jobs cannot fill it ahead of another account's turn.
+    pub(crate) async fn worker(&self, account_id: i64) -> Worker {
+        Worker { _permit: self.0.acquire(account_id).await }
+    }
+
+    /// Runs `f` on the blocking pool on a worker already taken.
+    pub(crate) async fn run_on<T: Send + 'static>(
+        worker: Worker,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ProviderError> {
+        let _worker = worker;
         tokio::task::spawn_blocking(f).await.map_err(|e| {
             ProviderError::new(ErrorCode::ProviderError, "The local provider failed.", e.to_string())
         })
     }
 }
 
+/// A worker of the [`CpuPool`], freed when dropped.
+pub(crate) struct Worker {
+    _permit: mediagate_core::fair::FairPermit,
+}
+
 /// Renders up to this many pixels run inline (96x96: well under 100 µs with PNG encoding).
 pub const INLINE_MAX_PIXELS: u64 = 96 * 96;
-
-fn closed() -> ProviderError {
-    ProviderError::new(ErrorCode::ServiceUnavailable, "The server is shutting down.", "cpu pool closed")
-}
 
 fn encode_failed(e: image::ImageError) -> ProviderError {
     ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
@@ -92,13 +115,14 @@ impl Provider for Procedural {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        let Job::Image { request, seeds } = &*job else {
+        let Job::Image { request, seeds, .. } = &*job else {
             return Err(wrong_job(self.name()));
         };
         let pixels = u64::from(request.width) * u64::from(request.height) * seeds.len() as u64;
+        let account = job.account_id();
         self.pool
-            .run_sized(pixels, move || {
-                let Job::Image { request, seeds } = &*job else { unreachable!("checked above") };
+            .run_sized(pixels, account, move || {
+                let Job::Image { request, seeds, .. } = &*job else { unreachable!("checked above") };
                 seeds
                     .iter()
                     .map(|&seed| {
@@ -123,12 +147,14 @@ impl Provider for Procedural {
 pub struct Lanczos {
     pool: CpuPool,
     max_side: u32,
+    decoder: Decoder,
 }
 
 impl Lanczos {
-    /// An upscaler sharing `pool` that refuses outputs larger than `max_side` pixels a side.
-    pub fn new(pool: CpuPool, max_side: u32) -> Self {
-        Lanczos { pool, max_side }
+    /// An upscaler sharing `pool` that refuses outputs larger than `max_side` pixels a side and
+    /// decodes its inputs through `decoder`.
+    pub fn new(pool: CpuPool, max_side: u32, decoder: Decoder) -> Self {
+        Lanczos { pool, max_side, decoder }
     }
 }
 
@@ -143,41 +169,47 @@ impl Provider for Lanczos {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        if !matches!(*job, Job::Upscale { .. }) {
+        let Job::Upscale { request, input, .. } = &*job else {
             return Err(wrong_job(self.name()));
-        }
+        };
         let max_side = self.max_side;
-        self.pool
-            .run(move || {
-                let Job::Upscale { request, input } = &*job else { unreachable!("checked above") };
-                let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
-                let f = request.upscale_factor;
-                if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
-                    return Err(ProviderError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!(
-                            "Invalid value for parameter 'upscaleFactor': {w}x{h} scaled by {f} exceeds \
-                             {max_side}px a side. Use a smaller factor or a smaller input image."
-                        ),
-                        "",
-                    ));
-                }
-                let img = image::load_from_memory(&input.bytes).map_err(|e| {
-                    ProviderError::new(
-                        ErrorCode::AssetContentMismatch,
-                        "The input image could not be decoded.",
-                        e.to_string(),
-                    )
-                })?;
-                let out = lanczos::upscale(&img, f);
-                let fmt = request.output.format;
-                Ok(Submitted::Done(vec![Artifact {
-                    bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
-                    content_type: fmt.content_type(),
-                    extension: fmt.extension(),
-                    seed: None,
-                }]))
-            })
-            .await?
+        let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
+        let f = request.upscale_factor;
+        if w.saturating_mul(f) > max_side || h.saturating_mul(f) > max_side {
+            return Err(ProviderError::new(
+                ErrorCode::InvalidParameterValue,
+                format!(
+                    "Invalid value for parameter 'upscaleFactor': {w}x{h} scaled by {f} exceeds \
+                     {max_side}px a side. Use a smaller factor or a smaller input image."
+                ),
+                "",
+            ));
+        }
+        // Judged from the header, then the whole working set (decoded input, its RGB copy, the
+        // resize's buffers, the output and its encoding) is reserved before the job allocates.
+        let size = self.decoder.check(&input.bytes, "input image").map_err(DecodeError::into_input_error)?;
+        let out = (size.width.saturating_mul(f), size.height.saturating_mul(f));
+        let need = decode::rgb_cost(&size)
+            + decode::resize_cost((size.width, size.height), out, 3)
+            + u64::from(out.0) * u64::from(out.1) * 3;
+        let worker = self.pool.worker(job.account_id()).await;
+        let reserved = self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?;
+        let decoder = self.decoder.clone();
+        CpuPool::run_on(worker, move || {
+            let _reserved = reserved;
+            let Job::Upscale { request, input, .. } = &*job else { unreachable!("checked above") };
+            let img = decoder
+                .decode_blocking(&input.bytes, "input image")
+                .map_err(DecodeError::into_input_error)?;
+            let out = lanczos::upscale(&img, f);
+            let fmt = request.output.format;
+            Ok(Submitted::Done(vec![Artifact {
+                bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
+                content_type: fmt.content_type(),
+                extension: fmt.extension(),
+                seed: None,
+            }]))
+        })
+        .await?
     }
 }

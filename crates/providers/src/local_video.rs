@@ -1,6 +1,7 @@
 //! The procedural video stand-in as a provider (see [`crate::video`]): **not a generative
 //! model**; it renders a real MP4 or WebM file so the video path runs without a GPU.
 
+use crate::decode::{self, DecodeError, Decoder};
 use crate::local::CpuPool;
 use crate::video::{VideoError, VideoFormat as Container, VideoSpec, render_video_with};
 use crate::{
@@ -25,12 +26,14 @@ impl Drop for StopOnDrop {
 /// The procedural video stand-in.
 pub struct ProceduralVideo {
     pool: CpuPool,
+    decoder: Decoder,
 }
 
 impl ProceduralVideo {
-    /// A stand-in sharing `pool` with the other local providers.
-    pub fn new(pool: CpuPool) -> Self {
-        ProceduralVideo { pool }
+    /// A stand-in sharing `pool` with the other local providers, decoding first frames through
+    /// `decoder`.
+    pub fn new(pool: CpuPool, decoder: Decoder) -> Self {
+        ProceduralVideo { pool, decoder }
     }
 }
 
@@ -53,28 +56,36 @@ impl Provider for ProceduralVideo {
         job: Arc<Job>,
         progress: &ProgressFn,
     ) -> Result<Submitted, ProviderError> {
-        let Job::Video { request, seed, first_frame } = &*job else {
+        let Job::Video { request, seed, first_frame, .. } = &*job else {
             return Err(ProviderError::new(
                 ErrorCode::InternalServerError,
                 "The model is routed to a provider that cannot run this task type.",
                 "procedural-video got a job it does not serve",
             ));
         };
-        let first = match first_frame {
+        // The first frame is judged from its header here; once a worker is free its working
+        // memory is reserved, and it is decoded with the render, on the blocking pool.
+        let need = match first_frame {
             None => None,
-            Some(a) => Some(
-                image::load_from_memory(&a.bytes)
-                    .map_err(|e| {
-                        ProviderError::new(
-                            ErrorCode::AssetContentMismatch,
-                            "The first frame could not be decoded.",
-                            e.to_string(),
+            Some(a) => {
+                let size =
+                    self.decoder.check(&a.bytes, "first frame").map_err(DecodeError::into_input_error)?;
+                let to = (request.width, request.height);
+                Some(
+                    size.bytes()
+                        + decode::resize_cost(
+                            (size.width, size.height),
+                            fill_size((size.width, size.height), to),
+                            size.bytes_per_pixel,
                         )
-                    })?
-                    // The stand-in draws over the image at the video's size.
-                    .resize_to_fill(request.width, request.height, image::imageops::FilterType::Triangle)
-                    .to_rgb8(),
-            ),
+                        + u64::from(to.0) * u64::from(to.1) * 3,
+                )
+            }
+        };
+        let worker = self.pool.worker(job.account_id()).await;
+        let reserved = match need {
+            None => None,
+            Some(need) => Some(self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?),
         };
         let spec = VideoSpec {
             prompt: request.positive_prompt.clone(),
@@ -87,39 +98,65 @@ impl Provider for ProceduralVideo {
                 VideoFormat::Mp4 => Container::Mp4,
                 VideoFormat::Webm => Container::Webm,
             },
-            first_frame: first,
+            first_frame: None,
         };
+        let job = job.clone();
+        let decoder = self.decoder.clone();
         let seed = *seed;
         // Dropping this future (the task was cancelled, or its deadline passed) stops the render
         // at the next frame instead of letting it run to the end on a blocking thread.
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let stopped = stop.0.clone();
         let progress = progress.clone();
-        self.pool
-            .run(move || {
-                let mut on_frame = |done: u32, total: u32| {
-                    progress(Progress { fraction: done as f32 / total as f32 });
-                    !stopped.load(Ordering::Relaxed)
-                };
-                let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
-                    VideoError::Stopped => ProviderError::new(
-                        ErrorCode::ServiceUnavailable,
-                        "The render was stopped.",
-                        "procedural-video render stopped by its caller",
-                    ),
-                    e => ProviderError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!("The video cannot be rendered: {e}."),
-                        e.to_string(),
-                    ),
-                })?;
-                Ok(Submitted::Done(vec![Artifact {
-                    bytes: v.bytes,
-                    content_type: v.content_type,
-                    extension: v.extension,
-                    seed: Some(seed),
-                }]))
-            })
-            .await?
+        CpuPool::run_on(worker, move || {
+            let mut spec = spec;
+            if let Job::Video { first_frame: Some(a), .. } = &*job {
+                let img = decoder
+                    .decode_blocking(&a.bytes, "first frame")
+                    .map_err(DecodeError::into_input_error)?;
+                // The stand-in draws over the image at the video's size.
+                spec.first_frame = Some(
+                    img.resize_to_fill(spec.width, spec.height, image::imageops::FilterType::Triangle)
+                        .to_rgb8(),
+                );
+                drop(img);
+            }
+            drop(reserved);
+            let mut on_frame = |done: u32, total: u32| {
+                progress(Progress { fraction: done as f32 / total as f32 });
+                !stopped.load(Ordering::Relaxed)
+            };
+            let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
+                VideoError::Stopped => ProviderError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The render was stopped.",
+                    "procedural-video render stopped by its caller",
+                ),
+                e => ProviderError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("The video cannot be rendered: {e}."),
+                    e.to_string(),
+                ),
+            })?;
+            Ok(Submitted::Done(vec![Artifact {
+                bytes: v.bytes,
+                content_type: v.content_type,
+                extension: v.extension,
+                seed: Some(seed),
+            }]))
+        })
+        .await?
+    }
+}
+
+/// The size `resize_to_fill` scales a `from` picture to before cropping it to `to`.
+fn fill_size(from: (u32, u32), to: (u32, u32)) -> (u32, u32) {
+    let (fw, fh) = (u64::from(from.0.max(1)), u64::from(from.1.max(1)));
+    let (tw, th) = (u64::from(to.0), u64::from(to.1));
+    // Scale so both sides cover the target: by the larger of the two ratios.
+    if tw * fh >= th * fw {
+        (to.0, u32::try_from((fh * tw).div_ceil(fw)).unwrap_or(u32::MAX))
+    } else {
+        (u32::try_from((fw * th).div_ceil(fh)).unwrap_or(u32::MAX), to.1)
     }
 }

@@ -213,12 +213,15 @@ pub fn sniff(bytes: &[u8]) -> Option<mediagate_core::task::ImageFormat> {
 
 /// Turns image bytes from a provider into an [`Artifact`](crate::Artifact) in the format the
 /// client asked for: passed through when the provider already produced it, re-encoded on the
-/// blocking pool otherwise. Bytes that are no image are a provider failure.
+/// blocking pool otherwise, through `decoder` (the header is judged before anything is decoded,
+/// and the working memory comes out of the server's decode budget). Bytes that are no image,
+/// or an image too large to decode, are a provider failure.
 pub async fn conform(
     provider: &str,
     bytes: Vec<u8>,
     output: &mediagate_core::task::OutputOptions,
     seed: Option<u64>,
+    decoder: &crate::decode::Decoder,
 ) -> Result<crate::Artifact, ProviderError> {
     let want = output.format;
     let Some(got) = sniff(&bytes) else {
@@ -231,10 +234,24 @@ pub async fn conform(
         bytes
     } else {
         let quality = output.quality;
+        let decode_failed = |e: crate::decode::DecodeError| match e {
+            crate::decode::DecodeError::Failed(_, d) => {
+                failed(provider, format_args!("output does not decode: {d}"))
+            }
+            e => failed(provider, format_args!("output: {e}")),
+        };
+        let size = decoder.check(&bytes, "provider output").map_err(decode_failed)?;
+        // The decoded picture, its RGB copy and an encoded output of at most that size.
+        let _reserved = decoder
+            .reserve(crate::decode::rgb_cost(&size) + u64::from(size.width) * u64::from(size.height) * 3)
+            .await
+            .map_err(decode_failed)?;
         let name = provider.to_string();
+        let decoder = decoder.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ProviderError> {
-            let img = image::load_from_memory(&bytes)
-                .map_err(|e| failed(&name, format_args!("output does not decode: {e}")))?;
+            let img = decoder
+                .decode_blocking(&bytes, "provider output")
+                .map_err(|e| failed(&name, format_args!("output does not decode: {e:?}")))?;
             crate::encode::encode(&img.to_rgb8(), want, quality)
                 .map_err(|e| failed(&name, format_args!("re-encoding: {e}")))
         })

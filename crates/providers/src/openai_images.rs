@@ -9,6 +9,7 @@
 //!
 //! A `base_url` ending in `/v1` is accepted as well as the bare host.
 
+use crate::decode::Decoder;
 use crate::mapping::{self, conform, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
@@ -23,6 +24,7 @@ pub struct OpenAiImages {
     cfg: UpstreamConfig,
     key: Secret,
     http: reqwest::Client,
+    decoder: Decoder,
     url: String,
 }
 
@@ -56,7 +58,7 @@ struct ErrorObj {
 
 impl OpenAiImages {
     /// An adapter for `cfg`, authenticating with `key` as a Bearer token when set.
-    pub fn new(cfg: UpstreamConfig, key: Secret) -> Result<Self, String> {
+    pub fn new(cfg: UpstreamConfig, key: Secret, decoder: Decoder) -> Result<Self, String> {
         if !matches!(cfg.response_format.as_str(), "b64_json" | "url") {
             return Err(format!(
                 "upstream {}: response_format must be \"b64_json\" or \"url\" (got {:?})",
@@ -69,7 +71,13 @@ impl OpenAiImages {
         } else {
             format!("{base}/v1/images/generations")
         };
-        Ok(OpenAiImages { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, url, cfg })
+        Ok(OpenAiImages {
+            http: mapping::client(cfg.timeout(), cfg.connect_timeout()),
+            key,
+            url,
+            cfg,
+            decoder,
+        })
     }
 
     fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -123,7 +131,7 @@ impl Provider for OpenAiImages {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request, seeds } = &*job else {
+        let Job::Image { request, seeds, .. } = &*job else {
             return Err(ProviderError::operator(
                 "The model is routed to a provider that cannot run this task type.",
                 format!("{name}: openai-images only serves imageInference"),
@@ -161,7 +169,7 @@ impl Provider for OpenAiImages {
                 (None, Some(u)) => self.fetch(&u).await?,
                 (None, None) => return Err(mapping::failed(name, "an item has neither b64_json nor url")),
             };
-            out.push(conform(name, bytes, &request.output, None).await?);
+            out.push(conform(name, bytes, &request.output, None, &self.decoder).await?);
         }
         Ok(Submitted::Done(out))
     }

@@ -8,6 +8,7 @@
 //! one would turn a retry into a replay or a refusal instead of a new attempt. The upstream's `errors[]` codes are mapped into mediagate's catalog; its
 //! messages are never shown to clients (they may name the upstream's key or account).
 
+use crate::decode::Decoder;
 use crate::mapping::{self, conform, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
@@ -25,6 +26,7 @@ pub struct RunwareUpstream {
     cfg: UpstreamConfig,
     key: Secret,
     http: reqwest::Client,
+    decoder: Decoder,
     url: String,
 }
 
@@ -46,9 +48,15 @@ struct UpstreamError {
 
 impl RunwareUpstream {
     /// An adapter for `cfg`, authenticating with `key` as a Bearer token when set.
-    pub fn new(cfg: UpstreamConfig, key: Secret) -> Self {
+    pub fn new(cfg: UpstreamConfig, key: Secret, decoder: Decoder) -> Self {
         let url = format!("{}/v1", cfg.base().trim_end_matches("/v1"));
-        RunwareUpstream { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, url, cfg }
+        RunwareUpstream {
+            http: mapping::client(cfg.timeout(), cfg.connect_timeout()),
+            key,
+            url,
+            cfg,
+            decoder,
+        }
     }
 
     fn post(&self, body: &Value) -> reqwest::RequestBuilder {
@@ -63,7 +71,7 @@ impl RunwareUpstream {
         let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
         let uuid = uuid::Uuid::new_v4().to_string();
         Ok(match job {
-            Job::Image { request: r, seeds } => {
+            Job::Image { request: r, seeds, .. } => {
                 let mut t = json!({
                     "taskType": "imageInference",
                     "taskUUID": uuid,
@@ -90,7 +98,7 @@ impl RunwareUpstream {
                 }
                 t
             }
-            Job::Upscale { request: r, input } => json!({
+            Job::Upscale { request: r, input, .. } => json!({
                 "taskType": "upscale",
                 "taskUUID": uuid,
                 "inputImage": format!(
@@ -238,7 +246,7 @@ impl Provider for RunwareUpstream {
             return Err(mapping::from_status(name, status, &headers, &reply, false, false));
         }
         let (output, want) = match &*job {
-            Job::Image { request, seeds } => (&request.output, seeds.len()),
+            Job::Image { request, seeds, .. } => (&request.output, seeds.len()),
             Job::Upscale { request, .. } => (&request.output, 1),
             _ => return Err(not_served(name, &job)),
         };
@@ -263,7 +271,7 @@ impl Provider for RunwareUpstream {
                 }
                 _ => None,
             };
-            out.push(conform(name, bytes, output, seed).await?);
+            out.push(conform(name, bytes, output, seed, &self.decoder).await?);
         }
         Ok(Submitted::Done(out))
     }

@@ -165,6 +165,15 @@ pub fn load_key(cfg: &UpstreamConfig) -> Result<Secret, String> {
 
 /// Builds the adapter an upstream configuration names. Errors name the upstream and the key.
 pub fn build(cfg: &UpstreamConfig) -> Result<Arc<dyn Provider>, String> {
+    build_with(cfg, &crate::decode::Decoder::default())
+}
+
+/// [`build`], decoding provider outputs through `decoder` (the server's limits and shared
+/// decode budget).
+pub fn build_with(
+    cfg: &UpstreamConfig,
+    decoder: &crate::decode::Decoder,
+) -> Result<Arc<dyn Provider>, String> {
     if cfg.name.is_empty() {
         return Err("providers.upstreams: every upstream needs a `name`".into());
     }
@@ -176,9 +185,13 @@ pub fn build(cfg: &UpstreamConfig) -> Result<Arc<dyn Provider>, String> {
     }
     let key = load_key(cfg)?;
     Ok(match cfg.kind {
-        UpstreamKind::OpenaiImages => Arc::new(openai_images::OpenAiImages::new(cfg.clone(), key)?),
-        UpstreamKind::Comfyui => Arc::new(comfyui::ComfyUi::new(cfg.clone(), key)?),
-        UpstreamKind::RunwareUpstream => Arc::new(runware_upstream::RunwareUpstream::new(cfg.clone(), key)),
-        UpstreamKind::HttpWorker => Arc::new(http_worker::HttpWorker::new(cfg.clone(), key)),
+        UpstreamKind::OpenaiImages => {
+            Arc::new(openai_images::OpenAiImages::new(cfg.clone(), key, decoder.clone())?)
+        }
+        UpstreamKind::Comfyui => Arc::new(comfyui::ComfyUi::new(cfg.clone(), key, decoder.clone())?),
+        UpstreamKind::RunwareUpstream => {
+            Arc::new(runware_upstream::RunwareUpstream::new(cfg.clone(), key, decoder.clone()))
+        }
+        UpstreamKind::HttpWorker => Arc::new(http_worker::HttpWorker::new(cfg.clone(), key, decoder.clone())),
     })
 }

@@ -37,6 +37,7 @@ fn key_file(dir: &tempfile::TempDir, key: &str) -> std::path::PathBuf {
 
 fn image_job(n: u32, format: ImageFormat) -> Job {
     Job::Image {
+        account_id: 1,
         request: ImageInference {
             positive_prompt: "a red square".into(),
             negative_prompt: Some("blue".into()),

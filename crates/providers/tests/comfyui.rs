@@ -49,6 +49,7 @@ async fn fixture(timeout_ms: u64) -> Fixture {
 
 fn job(n: u32, format: ImageFormat) -> Job {
     Job::Image {
+        account_id: 1,
         request: ImageInference {
             positive_prompt: "a \"lighthouse\" at dusk".into(),
             negative_prompt: None,

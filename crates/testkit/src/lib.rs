@@ -6,6 +6,7 @@
 pub mod asset_server;
 pub mod comfy_mock;
 pub mod flaky_proxy;
+pub mod images;
 pub mod mock_upstream;
 pub mod server;
 pub mod services;

@@ -109,6 +109,7 @@ fn layer(mock_base: &str) -> Result<Layer> {
 
 fn job() -> Job {
     Job::Image {
+        account_id: 1,
         request: ImageInference {
             positive_prompt: "benchmark tile".into(),
             negative_prompt: None,
