@@ -280,7 +280,7 @@ fn an_accepted_runway_task_survives_kill_9_and_is_charged_once() {
     let url = done["output"][0].as_str().unwrap();
     assert!(url.starts_with(&s2.base) && url.ends_with(".mp4"), "{url} vs {}", s2.base);
     let o = mg(dir.path(), &["credits", "show", "--account", "default"]);
-    assert!(stdout(&o).contains("balance $9.4225"), "charged exactly once: {}", stdout(&o));
+    assert!(stdout(&o).contains("balance $9.75"), "charged exactly once: {}", stdout(&o));
 }
 
 #[test]

@@ -29,6 +29,12 @@ impl Model {
     /// proportionally more (rounded up to the micro-dollar). Upscales keep the listed price:
     /// their output size is known only once the input has been fetched, after admission.
     pub fn unit_price_micros(&self, request: &TaskRequest) -> i64 {
+        // mediagate's own stand-ins charge for the work they do. Models named after another
+        // platform's (Runway's gen4_turbo, veo3.1, …) keep that platform's listed price per
+        // result, which is what their SDK users budget with.
+        if !self.spec.air.starts_with("mediagate:") {
+            return self.price_micros;
+        }
         let (work, reference) = match (self.spec.provider.as_str(), request) {
             ("procedural", TaskRequest::ImageInference(r)) => {
                 (u64::from(r.width) * u64::from(r.height), IMAGE_REFERENCE_PIXELS)
