@@ -117,6 +117,17 @@ impl FairSemaphore {
 
     /// Waits for a permit for `account`. Cancel-safe: dropping the future leaves the queue.
     pub async fn acquire(&self, account: i64) -> FairPermit {
+        self.acquire_at(account, false).await
+    }
+
+    /// Like [`FairSemaphore::acquire`], ahead of the account's other waiters: for a job that
+    /// gave its permit away mid-way and holds work in progress, which must not wait behind the
+    /// account's jobs that have not started (each of those would start and hold its own).
+    pub async fn reacquire(&self, account: i64) -> FairPermit {
+        self.acquire_at(account, true).await
+    }
+
+    async fn acquire_at(&self, account: i64, first: bool) -> FairPermit {
         let (rx, mut waiting) = {
             let mut s = lock(&self.state);
             if s.free > 0 && !s.anyone_waiting() {
@@ -129,7 +140,12 @@ impl FairSemaphore {
             let (tx, rx) = oneshot::channel();
             s.next_id += 1;
             let id = s.next_id;
-            s.lanes.entry(account).or_default().waiters.push_back((id, tx));
+            let lane = s.lanes.entry(account).or_default();
+            if first {
+                lane.waiters.push_front((id, tx));
+            } else {
+                lane.waiters.push_back((id, tx));
+            }
             s.dispatch();
             (rx, Waiting { state: self.state.clone(), account, id, armed: true })
         };
@@ -140,9 +156,43 @@ impl FairSemaphore {
         FairPermit { state: self.state.clone() }
     }
 
+    /// Whether an account other than `account` is waiting for a permit: a long job of
+    /// `account` checks it between steps and hands its permit over (see the local CPU pool).
+    pub fn others_waiting(&self, account: i64) -> bool {
+        lock(&self.state).lanes.iter().any(|(a, l)| *a != account && !l.waiters.is_empty())
+    }
+
     /// Permits free now.
     pub fn available_permits(&self) -> usize {
         lock(&self.state).free
+    }
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_holder_sees_only_other_accounts_waiting() {
+        let sem = FairSemaphore::new(1);
+        let held = sem.acquire(1).await;
+        assert!(!sem.others_waiting(1));
+        let mine = tokio::spawn({
+            let sem = sem.clone();
+            async move { drop(sem.acquire(1).await) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!sem.others_waiting(1), "its own queued jobs are not others");
+        let theirs = tokio::spawn({
+            let sem = sem.clone();
+            async move { drop(sem.acquire(2).await) }
+        });
+        while !sem.others_waiting(1) {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        theirs.await.unwrap();
+        mine.await.unwrap();
     }
 }
 

@@ -211,7 +211,7 @@ impl Default for WebSocketConfig {
             resume_window_secs: 300,
             backlog_max: 1000,
             backlog_max_bytes: 32 * 1024 * 1024,
-            detached_max_bytes: 256 * 1024 * 1024,
+            detached_max_bytes: 128 * 1024 * 1024,
             detached_sessions_per_account: 16,
             max_inflight_tasks: 256,
         }

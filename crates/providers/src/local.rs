@@ -59,6 +59,25 @@ impl CpuPool {
         Worker { _permit: self.0.acquire(account_id).await }
     }
 
+    /// Runs a long job on the blocking pool on a worker already taken, giving the worker up
+    /// between its steps when other accounts wait (see [`Turn`]).
+    pub(crate) async fn run_taking_turns<T: Send + 'static>(
+        &self,
+        worker: Worker,
+        account_id: i64,
+        f: impl FnOnce(&mut Turn) -> T + Send + 'static,
+    ) -> Result<T, ProviderError> {
+        let mut turn = Turn {
+            pool: self.0.clone(),
+            account: account_id,
+            permit: Some(worker._permit),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        tokio::task::spawn_blocking(move || f(&mut turn)).await.map_err(|e| {
+            ProviderError::new(ErrorCode::ProviderError, "The local provider failed.", e.to_string())
+        })
+    }
+
     /// Runs `f` on the blocking pool on a worker already taken.
     pub(crate) async fn run_on<T: Send + 'static>(
         worker: Worker,
@@ -74,6 +93,29 @@ impl CpuPool {
 /// A worker of the [`CpuPool`], freed when dropped.
 pub(crate) struct Worker {
     _permit: mediagate_core::fair::FairPermit,
+}
+
+/// A long job's hold on its worker. Fair queueing alone cannot help an account whose small job
+/// waits behind other accounts' long renders already running (every worker busy for seconds),
+/// so a long job calls [`Turn::give_way`] between steps (a video between frames): when another
+/// account waits, the worker goes to it (it was served less recently) and the long job queues
+/// for its next turn.
+pub(crate) struct Turn {
+    pool: FairSemaphore,
+    account: i64,
+    permit: Option<mediagate_core::fair::FairPermit>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Turn {
+    /// Hands the worker to another account if one waits, and waits for it back. Blocking: call
+    /// from the job's blocking thread.
+    pub(crate) fn give_way(&mut self) {
+        if self.pool.others_waiting(self.account) {
+            self.permit = None;
+            self.permit = Some(self.runtime.block_on(self.pool.reacquire(self.account)));
+        }
+    }
 }
 
 /// Renders up to this many pixels run inline (96x96: well under 100 µs with PNG encoding).

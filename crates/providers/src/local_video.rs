@@ -108,44 +108,48 @@ impl Provider for ProceduralVideo {
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let stopped = stop.0.clone();
         let progress = progress.clone();
-        CpuPool::run_on(worker, move || {
-            let mut spec = spec;
-            if let Job::Video { first_frame: Some(a), .. } = &*job {
-                let img = decoder
-                    .decode_blocking(&a.bytes, "first frame")
-                    .map_err(DecodeError::into_input_error)?;
-                // The stand-in draws over the image at the video's size.
-                spec.first_frame = Some(
-                    img.resize_to_fill(spec.width, spec.height, image::imageops::FilterType::Triangle)
-                        .to_rgb8(),
-                );
-                drop(img);
-            }
-            drop(reserved);
-            let mut on_frame = |done: u32, total: u32| {
-                progress(Progress { fraction: done as f32 / total as f32 });
-                !stopped.load(Ordering::Relaxed)
-            };
-            let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
-                VideoError::Stopped => ProviderError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "The render was stopped.",
-                    "procedural-video render stopped by its caller",
-                ),
-                e => ProviderError::new(
-                    ErrorCode::InvalidParameterValue,
-                    format!("The video cannot be rendered: {e}."),
-                    e.to_string(),
-                ),
-            })?;
-            Ok(Submitted::Done(vec![Artifact {
-                bytes: v.bytes,
-                content_type: v.content_type,
-                extension: v.extension,
-                seed: Some(seed),
-            }]))
-        })
-        .await?
+        let account = job.account_id();
+        self.pool
+            .run_taking_turns(worker, account, move |turn| {
+                let mut spec = spec;
+                if let Job::Video { first_frame: Some(a), .. } = &*job {
+                    let img = decoder
+                        .decode_blocking(&a.bytes, "first frame")
+                        .map_err(DecodeError::into_input_error)?;
+                    // The stand-in draws over the image at the video's size.
+                    spec.first_frame = Some(
+                        img.resize_to_fill(spec.width, spec.height, image::imageops::FilterType::Triangle)
+                            .to_rgb8(),
+                    );
+                    drop(img);
+                }
+                drop(reserved);
+                let mut on_frame = |done: u32, total: u32| {
+                    progress(Progress { fraction: done as f32 / total as f32 });
+                    // Between frames another account's waiting job may take this worker.
+                    turn.give_way();
+                    !stopped.load(Ordering::Relaxed)
+                };
+                let v = render_video_with(&spec, &mut on_frame).map_err(|e| match e {
+                    VideoError::Stopped => ProviderError::new(
+                        ErrorCode::ServiceUnavailable,
+                        "The render was stopped.",
+                        "procedural-video render stopped by its caller",
+                    ),
+                    e => ProviderError::new(
+                        ErrorCode::InvalidParameterValue,
+                        format!("The video cannot be rendered: {e}."),
+                        e.to_string(),
+                    ),
+                })?;
+                Ok(Submitted::Done(vec![Artifact {
+                    bytes: v.bytes,
+                    content_type: v.content_type,
+                    extension: v.extension,
+                    seed: Some(seed),
+                }]))
+            })
+            .await?
     }
 }
 
