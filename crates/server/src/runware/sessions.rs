@@ -247,7 +247,7 @@ impl Sessions {
     pub(crate) fn detach(&self, id: Uuid, conn_id: u64) {
         let mut inner = self.inner.lock();
         let Some(s) = inner.map.get_mut(&id) else { return };
-        if !s.conn.as_ref().is_some_and(|c| c.id == conn_id) {
+        if s.conn.as_ref().is_none_or(|c| c.id != conn_id) {
             return;
         }
         s.conn = None;
