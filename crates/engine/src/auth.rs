@@ -146,7 +146,7 @@ impl Authenticator {
         }
         let found = self.store.key_by_digest(digest).await.map_err(|e| {
             tracing::error!(error = %e, "key lookup failed");
-            ApiError::internal().with_task_type("authentication")
+            crate::store_failure(&e).with_task_type("authentication")
         })?;
         let result = match found {
             None => Err(auth_error(

@@ -240,6 +240,9 @@ pub struct StoreConfig {
     pub url: String,
     /// PostgreSQL: connections in the pool at most.
     pub max_connections: u32,
+    /// PostgreSQL: milliseconds a request waits for a pooled connection before it is answered
+    /// with a retryable 503 (the database is stalled or unreachable).
+    pub acquire_timeout_ms: u64,
     /// PostgreSQL: how often (ms) `serve` checks the connection holding its one-server lock and
     /// takes the lock again if that connection broke.
     pub lock_check_ms: u64,
@@ -258,6 +261,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("backend", &self.backend)
             .field("url", &mediagate_store::postgres::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("lock_check_ms", &self.lock_check_ms)
             .field("synchronous", &self.synchronous)
             .field("readers", &self.readers)
@@ -272,6 +276,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sqlite,
             url: String::new(),
             max_connections: 16,
+            acquire_timeout_ms: 3000,
             lock_check_ms: 5000,
             synchronous: Synchronous::Normal,
             readers: 4,

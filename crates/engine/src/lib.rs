@@ -117,6 +117,7 @@ pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Stor
                 max_connections: config.store.max_connections,
                 single_server: role == StoreRole::Server,
                 lock_check_every: Duration::from_millis(config.store.lock_check_ms.max(10)),
+                acquire_timeout: Duration::from_millis(config.store.acquire_timeout_ms.max(1)),
                 ..PostgresOptions::default()
             };
             Ok(Arc::new(PostgresStore::connect(&config.store.url, options).await?))
@@ -149,7 +150,8 @@ pub fn store_failure(e: &StoreError) -> mediagate_core::ApiError {
         StoreError::Unavailable(_) => ApiError::new(
             ErrorCode::ServiceUnavailable,
             "The server's database cannot be reached right now; retry in a few seconds.",
-        ),
+        )
+        .with_retry_after(Duration::from_secs(1)),
         _ => ApiError::internal(),
     }
 }

@@ -227,3 +227,42 @@ async fn hardening_a_database_stall_does_not_make_the_server_give_up_its_own_loc
         Ok(_) => panic!("a second server store was opened after the stall"),
     }
 }
+
+#[tokio::test]
+async fn hardening_a_stalled_database_is_a_quick_unavailable_not_a_long_hang() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let Some(schema) = mediagate_testkit::services::postgres("pool_stall").await else { return };
+    let direct = sqlx::postgres::PgConnectOptions::from_str(&schema.url()).unwrap();
+    let target =
+        tokio::net::lookup_host((direct.get_host(), direct.get_port())).await.unwrap().next().unwrap();
+    let proxy = mediagate_testkit::tcp_proxy::FreezableTcpProxy::start(target).await;
+    let via_proxy = direct.clone().host(&proxy.addr.ip().to_string()).port(proxy.addr.port());
+    let options = PostgresOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(500),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect_with(via_proxy.disable_statement_logging(), options).await.unwrap();
+    store.create_account("before", 0).await.unwrap();
+    proxy.freeze();
+    // Every caller is told quickly that the database is unavailable (a retryable error) instead
+    // of waiting on the pool for 30 s: the pool checks a connection before lending it, and that
+    // check is bounded by the acquire timeout too.
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(store.account_by_name("before"), store.create_account("during", 0));
+    assert!(matches!(a, Err(StoreError::Unavailable(_))), "{a:?}");
+    assert!(matches!(b, Err(StoreError::Unavailable(_))), "{b:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    proxy.thaw();
+    // Once the database answers again, so does the store.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.create_account("after", 0).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "the store did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(store.account_by_name("before").await.unwrap().is_some());
+}

@@ -75,6 +75,14 @@ impl From<sqlx::Error> for StoreError {
         {
             return StoreError::Conflict(format!("already exists: {}", d.message()));
         }
+        // No connection in time, or none that works: the database is stalled or unreachable,
+        // which a client may retry (503), unlike a query the database refused.
+        if matches!(
+            e,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+        ) {
+            return StoreError::Unavailable(e.to_string());
+        }
         StoreError::Backend(e.to_string())
     }
 }
