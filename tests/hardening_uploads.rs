@@ -100,26 +100,10 @@ async fn hardening_uploads_stay_within_the_account_storage_quota_and_it_is_visib
     assert_eq!(e["code"], "storageQuotaExceeded", "{v}");
     assert!(e["message"].as_str().unwrap().contains("delete"), "{v}");
     // The same quota holds for Runway uploads, answered in Runway's shape.
-    let http = &s.http;
-    let target: Value = http
-        .post(format!("{}/v1/uploads", s.base_url))
-        .bearer_auth(&s.api_key)
-        .header("X-Runway-Version", "2024-11-06")
-        .json(&json!({"filename": "a.png", "type": "ephemeral"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let form = reqwest::multipart::Form::new()
-        .text("key", target["fields"]["key"].as_str().unwrap().to_string())
-        .text("token", target["fields"]["token"].as_str().unwrap().to_string())
-        .part("file", reqwest::multipart::Part::bytes(png_with_tail(0)).file_name("a.png"));
-    let r = http.post(target["uploadUrl"].as_str().unwrap()).multipart(form).send().await.unwrap();
-    assert_eq!(r.status(), 403);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = runway_upload(&s.base_url, &s.api_key, png_with_tail(0)).await;
+    assert_eq!(status, 403);
     assert_eq!(v["code"], "storageQuotaExceeded", "{v}");
+    let http = &s.http;
     // The account sees its usage and quota; so does the operator.
     let org: Value = http
         .get(format!("{}/v1/organization", s.base_url))
