@@ -138,3 +138,53 @@ async fn hardening_uploads_stay_within_the_account_storage_quota_and_it_is_visib
         s.post(&json!([{"taskType": "imageUpload", "taskUUID": task_uuid(), "image": small(7)}])).await;
     assert_eq!(st, 200, "{v}");
 }
+
+/// A second of silence as a 16-bit mono WAV file.
+fn wav() -> Vec<u8> {
+    let data = vec![0u8; 16_000];
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8_000u32.to_le_bytes());
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+#[tokio::test]
+async fn hardening_a_media_storage_url_is_fetched_once_whatever_its_family() {
+    use mediagate_testkit::asset_server::{AssetServer, Route};
+    let assets = AssetServer::builder().host("assets.test").start().await;
+    assets.route("/page.html", Route::ok("text/html", b"<html>not media</html>".to_vec()));
+    assets.route("/sound.wav", Route::ok("audio/wav", wav()));
+    let (host, ip, ca) = (assets.host().to_string(), assets.addr().ip(), assets.ca_file().to_path_buf());
+    let s = TestServer::start_with(move |c| {
+        c.assets.resolve.insert(host, vec![ip]);
+        c.assets.allowed_networks = vec![ipnet::IpNet::from(ip)];
+        c.assets.extra_ca_certs = vec![ca];
+    })
+    .await;
+    let upload = |url: String| json!([{"taskType": "mediaStorage", "taskUUID": task_uuid(), "operation": "upload", "media": url}]);
+    // Not media: refused after one request, not one per media family (three on the old code).
+    let (st, v) = s.post(&upload(assets.url("/page.html"))).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["errors"][0]["code"], "assetContentType", "{v}");
+    assert_eq!(
+        assets.requests().len(),
+        1,
+        "{:?}",
+        assets.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    // Audio, the last family tried: one HEAD and one GET (four requests on the old code).
+    let (st, v) = s.post(&upload(assets.url("/sound.wav"))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"][0]["mediaType"], "audio/wav", "{v}");
+    assert_eq!(assets.requests().len(), 3);
+}

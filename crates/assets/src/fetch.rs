@@ -45,6 +45,8 @@ pub(crate) struct Fetched {
     pub(crate) bytes: Vec<u8>,
     /// The canonical media type from `Content-Type`.
     pub(crate) essence: String,
+    /// The family that type belongs to.
+    pub(crate) kind: AssetKind,
 }
 
 /// Called with the body received so far; returns `Ok(true)` once it has seen enough (it is not
@@ -150,8 +152,20 @@ fn header_str<'h>(h: &'h HeaderMap, name: &reqwest::header::HeaderName) -> Optio
     h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
-/// Applies the header rules in the order a client can fix them: encoding, type, length, size.
+/// [`check_headers_any`] for one family with one limit.
+#[cfg(test)]
 fn check_headers(h: &HeaderMap, kind: AssetKind, limit: u64) -> Result<Announced, Reject> {
+    check_headers_any(h, &[kind], &|_| limit).map(|(a, _)| a)
+}
+
+/// Applies the header rules in the order a client can fix them: encoding, type, length, size.
+/// The type may be of any of `kinds` (the first that accepts it decides the family, and so the
+/// size limit, `limit_of`); a refused type is explained in the terms of the first family.
+fn check_headers_any(
+    h: &HeaderMap,
+    kinds: &[AssetKind],
+    limit_of: &dyn Fn(AssetKind) -> u64,
+) -> Result<(Announced, AssetKind), Reject> {
     if let Some(enc) = header_str(h, &CONTENT_ENCODING)
         && !enc.trim().eq_ignore_ascii_case("identity")
     {
@@ -166,13 +180,25 @@ fn check_headers(h: &HeaderMap, kind: AssetKind, limit: u64) -> Result<Announced
     let ct: Vec<&str> = h.get_all(CONTENT_TYPE).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect();
     // Two Content-Type headers are a smuggled list too.
     let joined = ct.join(", ");
-    let verdict = content_type::judge(if ct.is_empty() { None } else { Some(&joined) }, kind);
-    let essence = match verdict {
-        TypeVerdict::Ok(e) => e,
-        other => {
-            return Err(reject(ErrorCode::AssetContentType, content_type::message(&other)));
+    let header = if ct.is_empty() { None } else { Some(joined.as_str()) };
+    let mut refusal = None;
+    let mut accepted = None;
+    for &k in kinds {
+        match content_type::judge(header, k) {
+            TypeVerdict::Ok(e) => {
+                accepted = Some((k, e));
+                break;
+            }
+            other => {
+                refusal.get_or_insert(other);
+            }
         }
+    }
+    let Some((kind, essence)) = accepted else {
+        let refusal = refusal.unwrap_or(TypeVerdict::Missing);
+        return Err(reject(ErrorCode::AssetContentType, content_type::message(&refusal)));
     };
+    let limit = limit_of(kind);
     let not_provided = || reject(ErrorCode::AssetContentLength, "Content-Length not provided");
     if h.contains_key(TRANSFER_ENCODING) {
         // A chunked (or otherwise framed) body has no length we can hold the server to.
@@ -202,7 +228,7 @@ fn check_headers(h: &HeaderMap, kind: AssetKind, limit: u64) -> Result<Announced
             "The asset is empty: the server sent Content-Length: 0.",
         ));
     }
-    Ok(Announced { essence, length })
+    Ok((Announced { essence, length }, kind))
 }
 
 fn status_reject(method: &str, status: u16) -> Reject {
@@ -233,13 +259,14 @@ fn report_response(r: &dyn Reporter, method: &'static str, resp: &reqwest::Respo
 }
 
 impl Fetcher {
-    /// Fetches `url` under the HTTP rules for `kind` with a body limit of `limit` bytes.
+    /// Fetches `url` once under the HTTP rules for whichever of `kinds` its `Content-Type`
+    /// names (the first that accepts it), with that family's body limit `limit_of(kind)`.
     pub(crate) async fn fetch(
         &self,
         account_id: i64,
         url: &Url,
-        kind: AssetKind,
-        limit: u64,
+        kinds: &[AssetKind],
+        limit_of: &(dyn Fn(AssetKind) -> u64 + Sync),
         early: &mut EarlyCheck<'_>,
         reporter: &dyn Reporter,
     ) -> Result<Fetched, Reject> {
@@ -247,8 +274,11 @@ impl Fetcher {
         // blame the asset host. Every fetch holding a permit is itself bounded by the deadline.
         let _permit = self.permits.acquire(account_id).await;
         let start = Instant::now();
-        match tokio::time::timeout(self.deadline, self.fetch_inner(url, kind, limit, early, reporter, start))
-            .await
+        match tokio::time::timeout(
+            self.deadline,
+            self.fetch_inner(url, kinds, limit_of, early, reporter, start),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => Err(reject(ErrorCode::AssetTimeout, TIMEOUT)),
@@ -258,14 +288,18 @@ impl Fetcher {
     async fn fetch_inner(
         &self,
         url: &Url,
-        kind: AssetKind,
-        limit: u64,
+        kinds: &[AssetKind],
+        limit_of: &(dyn Fn(AssetKind) -> u64 + Sync),
         early: &mut EarlyCheck<'_>,
         reporter: &dyn Reporter,
         start: Instant,
     ) -> Result<Fetched, Reject> {
         let host = url.host_str().unwrap_or_default().to_string();
-        let accept = content_type::accepted(kind).join(", ");
+        let accept = kinds
+            .iter()
+            .flat_map(|k| content_type::accepted(*k).iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ");
         let request = |m: reqwest::Method| {
             self.client
                 .request(m, url.clone())
@@ -279,7 +313,7 @@ impl Fetcher {
         if head.status().as_u16() != 200 {
             return Err(status_reject("HEAD", head.status().as_u16()));
         }
-        let announced = check_headers(head.headers(), kind, limit)?;
+        let (announced, kind) = check_headers_any(head.headers(), kinds, limit_of)?;
         drop(head);
 
         reporter.step(&Step::Request { method: "GET" });
@@ -288,7 +322,7 @@ impl Fetcher {
         if resp.status().as_u16() != 200 {
             return Err(status_reject("GET", resp.status().as_u16()));
         }
-        let got = check_headers(resp.headers(), kind, limit)?;
+        let (got, _) = check_headers_any(resp.headers(), &[kind], limit_of)?;
         if got.essence != announced.essence {
             return Err(reject(
                 ErrorCode::AssetContentType,
@@ -347,7 +381,7 @@ impl Fetcher {
         if received != expected {
             return Err(mismatch(received));
         }
-        Ok(Fetched { bytes: body, essence: got.essence })
+        Ok(Fetched { bytes: body, essence: got.essence, kind })
     }
 }
 

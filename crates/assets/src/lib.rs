@@ -314,6 +314,22 @@ impl Reject {
     }
 }
 
+/// Which form a reference takes: `uuid`, `uploadUri`, `dataUri`, `url` or `base64`.
+fn form_of(reference: &str) -> &'static str {
+    if Uuid::parse_str(reference).is_ok() {
+        "uuid"
+    } else if reference.starts_with(UPLOAD_URI_SCHEME) {
+        "uploadUri"
+    } else if data_uri::is_data_uri(reference) {
+        "dataUri"
+    } else if reference.contains(':') {
+        // Base64 has no colon, UUIDs were handled: anything with a scheme is a URL.
+        "url"
+    } else {
+        "base64"
+    }
+}
+
 /// The intake path. Cheap to share behind an `Arc`.
 pub struct Intake {
     config: IntakeConfig,
@@ -436,18 +452,7 @@ impl Intake {
         reporter: &dyn Reporter,
     ) -> Result<Asset, ApiError> {
         let reference = reference.trim_matches(|c: char| c.is_ascii_whitespace());
-        let form = if Uuid::parse_str(reference).is_ok() {
-            "uuid"
-        } else if reference.starts_with(UPLOAD_URI_SCHEME) {
-            "uploadUri"
-        } else if data_uri::is_data_uri(reference) {
-            "dataUri"
-        } else if reference.contains(':') {
-            // Base64 has no colon, UUIDs were handled: anything with a scheme is a URL.
-            "url"
-        } else {
-            "base64"
-        };
+        let form = form_of(reference);
         reporter.step(&Step::Reference { form, length: reference.chars().count() });
         let r = match form {
             "uuid" => self.take_stored(reference, req, reporter).await,
@@ -461,7 +466,7 @@ impl Intake {
                 )),
             },
             "dataUri" => self.take_data_uri(reference, req, reporter),
-            "url" => self.take_url(reference, req, reporter).await,
+            "url" => self.take_url(reference, req, &[req.kind], reporter).await,
             _ => self.take_base64(reference, req, reporter),
         };
         r.map_err(|e| e.into_api(req))
@@ -646,10 +651,53 @@ impl Intake {
         })
     }
 
+    /// Resolves a reference whose family may be any of `kinds` (in that order of preference):
+    /// a URL is fetched once and its `Content-Type` decides the family; other forms (data URIs,
+    /// base64, stored UUIDs) are tried family by family, which costs no network. Used where the
+    /// family is not known beforehand (Runware `mediaStorage` uploads).
+    pub async fn resolve_any(
+        &self,
+        reference: &str,
+        req: &AssetRequest<'_>,
+        kinds: &[AssetKind],
+    ) -> Result<Asset, ApiError> {
+        let of_kind = |kind: AssetKind| AssetRequest {
+            kind,
+            param: req.param.clone(),
+            aspect: req.aspect,
+            account_id: req.account_id,
+            stored: req.stored,
+        };
+        let trimmed = reference.trim_matches(|c: char| c.is_ascii_whitespace());
+        if kinds.len() > 1 && form_of(trimmed) == "url" {
+            return self.take_url(trimmed, req, kinds, &NoReport).await.map_err(|e| e.into_api(req));
+        }
+        let mut last = None;
+        for &kind in kinds {
+            match self.resolve(reference, &of_kind(kind)).await {
+                Ok(asset) => return Ok(asset),
+                // Not this family: the next one may take it.
+                Err(e)
+                    if matches!(
+                        e.code,
+                        ErrorCode::UnsupportedAssetType
+                            | ErrorCode::AssetContentType
+                            | ErrorCode::AssetContentMismatch
+                    ) =>
+                {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(ApiError::internal))
+    }
+
     async fn take_url(
         &self,
         reference: &str,
         req: &AssetRequest<'_>,
+        kinds: &[AssetKind],
         reporter: &dyn Reporter,
     ) -> Result<Asset, Reject> {
         let url = url_check::check_url(reference, self.config.max_url_length).map_err(|r| {
@@ -664,9 +712,9 @@ impl Intake {
             host: url.host_str().unwrap_or_default().to_string(),
             port: url.port_or_known_default().unwrap_or(443),
         });
-        let limit = self.config.url_limit(req.kind);
         // Reject a mislabelled or oversized image as soon as its header has arrived instead of
         // after the whole body. The full checks run again on the complete body below.
+        let only_images = kinds == [AssetKind::Image];
         let mut early = |prefix: &[u8]| -> Result<bool, Reject> {
             if prefix.len() < 16 {
                 return Ok(false);
@@ -674,7 +722,7 @@ impl Intake {
             let Some(f) = probe::sniff(prefix) else {
                 return Ok(true); // the full check reports it with the whole body in hand
             };
-            if req.kind != AssetKind::Image {
+            if !only_images {
                 return Ok(true);
             }
             match probe::dimensions(f, prefix) {
@@ -686,12 +734,21 @@ impl Intake {
                 _ => Ok(prefix.len() > 256 * 1024),
             }
         };
-        let fetched = self.fetcher.fetch(req.account_id, &url, req.kind, limit, &mut early, reporter).await?;
-        let (w, h) = self.check_content(&fetched.bytes, &fetched.essence, req, reporter)?;
+        let limit_of = |k: AssetKind| self.config.url_limit(k);
+        let fetched =
+            self.fetcher.fetch(req.account_id, &url, kinds, &limit_of, &mut early, reporter).await?;
+        let req = AssetRequest {
+            kind: fetched.kind,
+            param: req.param.clone(),
+            aspect: req.aspect,
+            account_id: req.account_id,
+            stored: req.stored,
+        };
+        let (w, h) = self.check_content(&fetched.bytes, &fetched.essence, &req, reporter)?;
         Ok(Asset {
             bytes: fetched.bytes,
             media_type: fetched.essence,
-            kind: req.kind,
+            kind: fetched.kind,
             width: w,
             height: h,
             source: AssetSource::Url(url.to_string()),

@@ -123,15 +123,6 @@ fn extension_of(media_type: &str) -> &'static str {
     }
 }
 
-/// Codes that mean "not this family": the next family is tried for a reference whose family is
-/// only known once fetched.
-fn wrong_family(e: &ApiError) -> bool {
-    matches!(
-        e.code,
-        ErrorCode::UnsupportedAssetType | ErrorCode::AssetContentType | ErrorCode::AssetContentMismatch
-    )
-}
-
 impl Engine {
     fn asset_request<'a>(
         &self,
@@ -164,19 +155,10 @@ impl Engine {
             Some(k) => vec![k],
             None => vec![AssetKind::Image, AssetKind::Video, AssetKind::Audio],
         };
-        let mut last = None;
-        for k in kinds {
-            match self
-                .intake
-                .resolve(reference, &self.asset_request(ctx, k, param.clone(), &stored, aspect))
-                .await
-            {
-                Ok(asset) => return self.keep_upload(ctx, Uuid::new_v4(), asset, retention).await,
-                Err(e) if wrong_family(&e) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(ApiError::internal))
+        // A URL is fetched once, whatever the number of families it may be.
+        let req = self.asset_request(ctx, kinds[0], param, &stored, aspect);
+        let asset = self.intake.resolve_any(reference, &req, &kinds).await?;
+        self.keep_upload(ctx, Uuid::new_v4(), asset, retention).await
     }
 
     /// An upload sent as a task (Runware `imageUpload`, `mediaStorage` upload), idempotent by
