@@ -118,7 +118,6 @@ pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Stor
                 single_server: role == StoreRole::Server,
                 lock_check_every: Duration::from_millis(config.store.lock_check_ms.max(10)),
                 acquire_timeout: Duration::from_millis(config.store.acquire_timeout_ms.max(1)),
-                ..PostgresOptions::default()
             };
             Ok(Arc::new(PostgresStore::connect(&config.store.url, options).await?))
         }
