@@ -5,10 +5,7 @@
 
 mod common;
 
-use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
-use mediagate_core::task::TaskType;
 use mediagate_engine::config::Config;
-use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
 use mediagate_store::TaskStatus;
 use mediagate_testkit::mock_upstream::{MockUpstream, openai_b64_reply, png};
 use mediagate_testkit::{TestServer, task_uuid};
@@ -38,23 +35,8 @@ async fn slow_server(
     m.on("POST", "/v1/images/generations", vec![openai_b64_reply(1, &png(8, 8, [1, 2, 3])).delay(delay)]);
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        c.providers.upstreams = vec![UpstreamConfig {
-            name: "mock".into(),
-            kind: UpstreamKind::OpenaiImages,
-            base_url: base,
-            timeout_ms: 60_000,
-            ..UpstreamConfig::default()
-        }];
-        let mut spec: ModelSpec =
-            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
-        spec.air = SLOW.into();
-        spec.provider = "mock".into();
-        spec.fallback = vec![];
-        spec.price_usd = "0.001".into();
-        spec.description = "test model with a fixed service time".into();
-        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
-        spec.concurrency = concurrency;
-        c.models = vec![spec];
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &base, SLOW);
+        c.models[0].concurrency = concurrency;
         adjust(c)
     })
     .await;
@@ -337,21 +319,7 @@ async fn hardening_a_full_disk_settles_the_task_and_answers_storage_full() {
         c.data_dir = data;
         // The result goes into the database with the task's end: the write that meets the full disk.
         c.outputs.inline_max_bytes = 4_000_000;
-        c.providers.upstreams = vec![UpstreamConfig {
-            name: "mock".into(),
-            kind: UpstreamKind::OpenaiImages,
-            base_url: base,
-            timeout_ms: 60_000,
-            ..UpstreamConfig::default()
-        }];
-        let mut spec: ModelSpec =
-            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
-        spec.air = SLOW.into();
-        spec.provider = "mock".into();
-        spec.fallback = vec![];
-        spec.price_usd = "0.001".into();
-        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
-        c.models = vec![spec];
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &base, SLOW);
     })
     .await;
     let account = s.engine.store().account_by_name("default").await.unwrap().unwrap();

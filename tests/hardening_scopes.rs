@@ -4,9 +4,7 @@
 
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
-use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
 use mediagate_core::task::TaskType;
-use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
 use mediagate_testkit::asset_server::{AssetServer, Route};
 use mediagate_testkit::mock_upstream::{MockUpstream, openai_b64_reply, png as mock_png};
 use mediagate_testkit::{TestServer, task_uuid};
@@ -290,22 +288,7 @@ async fn slow_model_server(delay: Duration) -> (TestServer, MockUpstream) {
     );
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        c.providers.upstreams = vec![UpstreamConfig {
-            name: "mock".into(),
-            kind: UpstreamKind::OpenaiImages,
-            base_url: base,
-            timeout_ms: 60_000,
-            ..UpstreamConfig::default()
-        }];
-        let mut spec: ModelSpec =
-            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
-        spec.air = SLOW.into();
-        spec.provider = "mock".into();
-        spec.fallback = vec![];
-        spec.price_usd = "0.001".into();
-        spec.description = "test model with a fixed service time".into();
-        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
-        c.models = vec![spec];
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &base, SLOW);
     })
     .await;
     (s, m)

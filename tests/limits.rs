@@ -1,11 +1,8 @@
 //! Limits over real HTTP: rate limits with exact Retry-After, invalid-key throttling, queues
 //! with fair scheduling, daily caps, monthly spend caps and scopes.
 
-use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
-use mediagate_core::task::TaskType;
 use mediagate_engine::Phase;
 use mediagate_engine::config::Config;
-use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
 use mediagate_store::LimitValues;
 use mediagate_testkit::mock_upstream::{MockUpstream, openai_b64_reply, png};
 use mediagate_testkit::{TestServer, task_uuid};
@@ -42,22 +39,7 @@ async fn slow_server(delay: Duration, adjust: impl FnOnce(&mut Config)) -> (Test
     m.on("POST", "/v1/images/generations", vec![openai_b64_reply(1, &png(8, 8, [1, 2, 3])).delay(delay)]);
     let base = m.base_url.clone();
     let s = TestServer::start_with(|c| {
-        c.providers.upstreams = vec![UpstreamConfig {
-            name: "mock".into(),
-            kind: UpstreamKind::OpenaiImages,
-            base_url: base,
-            timeout_ms: 60_000,
-            ..UpstreamConfig::default()
-        }];
-        let mut spec: ModelSpec =
-            builtin_models().into_iter().find(|m| m.task_type == TaskType::ImageInference).unwrap();
-        spec.air = SLOW.into();
-        spec.provider = "mock".into();
-        spec.fallback = vec![];
-        spec.price_usd = "0.001".into();
-        spec.description = "test model with a fixed service time".into();
-        spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
-        c.models = vec![spec];
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &base, SLOW);
         adjust(c)
     })
     .await;

@@ -288,3 +288,34 @@ pub fn openai_b64_reply(n: usize, png_bytes: &[u8]) -> Reply {
     let data: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({"b64_json": b64})).collect();
     Reply::json(200, serde_json::json!({"created": 1_700_000_000, "data": data}))
 }
+
+/// Makes `cfg` serve image model `air` through the `openai-images` provider at `upstream_base`
+/// (a [`MockUpstream`]), named `mock`: one attempt, no fallback, $0.001 a result. What the mock
+/// answers (and how slowly) is the test's; adjust `cfg.models[0]` for more.
+pub fn serve_image_model_from_mock(
+    cfg: &mut mediagate_engine::config::Config,
+    upstream_base: &str,
+    air: &str,
+) {
+    use mediagate_core::model::{RetryPolicy, builtin_models};
+    use mediagate_core::task::TaskType;
+    use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+    cfg.providers.upstreams = vec![UpstreamConfig {
+        name: "mock".into(),
+        kind: UpstreamKind::OpenaiImages,
+        base_url: upstream_base.into(),
+        timeout_ms: 60_000,
+        ..UpstreamConfig::default()
+    }];
+    let mut spec = builtin_models()
+        .into_iter()
+        .find(|m| m.task_type == TaskType::ImageInference)
+        .expect("a built-in image model");
+    spec.air = air.into();
+    spec.provider = "mock".into();
+    spec.fallback = vec![];
+    spec.price_usd = "0.001".into();
+    spec.description = "test model on a mock upstream".into();
+    spec.retry = RetryPolicy { attempts: 1, base_ms: 1, cap_ms: 1, deadline_ms: 60_000 };
+    cfg.models = vec![spec];
+}
