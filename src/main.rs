@@ -158,10 +158,33 @@ where
     F: FnOnce(Admin) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    let sqlite = cfg.store.backend == mediagate_engine::config::StoreBackend::Sqlite;
+    let created = sqlite && !cfg.database_path().exists();
     let store =
         open_store(cfg, StoreRole::Tool).await.with_context(|| format!("opening {}", store_location(cfg)))?;
+    // Said once, on stderr (stdout stays the command's output): which store this was, and
+    // whether it was just created, the usual sign of a command run without the server's
+    // --data-dir.
+    eprintln!("{}", store_used(cfg, created));
     f(Admin::new(store, None)).await?;
     Ok(0)
+}
+
+/// The line a CLI command prints about the store it used.
+fn store_used(cfg: &mediagate_engine::config::Config, created: bool) -> String {
+    if cfg.store.backend == mediagate_engine::config::StoreBackend::Postgres {
+        return format!("store: PostgreSQL at {}", mediagate_store::postgres::redact_url(&cfg.store.url));
+    }
+    let path = std::path::absolute(cfg.database_path()).unwrap_or_else(|_| cfg.database_path());
+    if created {
+        format!(
+            "store: SQLite at {} (new: there was no store here, so an empty one was created; to manage a \
+             running server's accounts, pass its --data-dir)",
+            path.display()
+        )
+    } else {
+        format!("store: SQLite at {}", path.display())
+    }
 }
 
 fn fmt_time(ms: i64) -> String {

@@ -33,15 +33,15 @@ async fn api_keys_and_admin_keys_are_not_interchangeable() {
     assert!(admin.starts_with("admin_") && admin.len() == 6 + 64);
     // An API key on the admin API.
     let (st, b) = call(&s, &s.api_key, "GET", "/accounts", None).await;
-    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (401, "invalidAdminKey"), "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("this is an API key"));
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (401, "invalidAdminKey"), "{b}");
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("this is an API key"));
     // No key, an unknown admin key.
     let r = s.http.get(format!("{}/admin/v1/accounts", s.base_url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let unknown = format!("admin_{}", "0".repeat(64));
     let (st, b) = call(&s, &unknown, "GET", "/accounts", None).await;
     assert_eq!(st, 401, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("no such key"));
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("no such key"));
     // An admin key on the task API.
     let (st, b) = s.post_with_key(&admin, &image()).await;
     assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (401, "invalidApiKey"), "{b}");
@@ -52,7 +52,7 @@ async fn api_keys_and_admin_keys_are_not_interchangeable() {
     s.engine.admin().revoke_admin_key(id).await.unwrap();
     let (st, b) = call(&s, &admin, "GET", "/accounts", None).await;
     assert_eq!(st, 401);
-    assert!(b["error"]["message"].as_str().unwrap().contains("revoked"), "{b}");
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("revoked"), "{b}");
 }
 
 #[tokio::test]
@@ -64,7 +64,7 @@ async fn accounts_keys_and_credits() {
     assert_eq!(st, 200, "{a}");
     assert_eq!((a["name"].as_str(), a["balanceMicros"].as_i64()), (Some("acme"), Some(2_500_000)));
     let (st, b) = call(&s, &admin, "POST", "/accounts", Some(json!({"name": "acme"}))).await;
-    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (409, "conflict"), "{b}");
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (409, "conflict"), "{b}");
     let (_, list) = call(&s, &admin, "GET", "/accounts", None).await;
     let names: Vec<&str> =
         list["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
@@ -107,7 +107,7 @@ async fn accounts_keys_and_credits() {
     assert_eq!(call(&s, &admin, "POST", &format!("/keys/{id}/revoke"), None).await.0, 200);
     let (st, b) = call(&s, &admin, "POST", &format!("/keys/{id}/enable"), None).await;
     assert_eq!(
-        (st, b["error"]["code"].as_str().unwrap()),
+        (st, b["errors"][0]["code"].as_str().unwrap()),
         (409, "conflict"),
         "a revoked key stays revoked: {b}"
     );
@@ -125,11 +125,27 @@ async fn accounts_keys_and_credits() {
 
     // Unknown things.
     let (st, b) = call(&s, &admin, "GET", "/accounts/nobody/credits", None).await;
-    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (404, "resourceNotFound"), "{b}");
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (404, "resourceNotFound"), "{b}");
     let (st, _) = call(&s, &admin, "POST", "/keys/999/disable", None).await;
     assert_eq!(st, 404);
     let (st, b) = call(&s, &admin, "POST", "/accounts", Some(json!({"nom": "x"}))).await;
-    assert_eq!((st, b["error"]["code"].as_str().unwrap()), (400, "invalidRequestBody"), "{b}");
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (400, "invalidRequestBody"), "{b}");
+
+    // Every admin error, routing ones included, has the one shape with its documentation link,
+    // and a wrong path points at the admin API's own reference.
+    let (st, b) = call(&s, &admin, "GET", "/acounts", None).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (404, "notFound"), "{b}");
+    let m = b["errors"][0]["message"].as_str().unwrap();
+    assert!(m.contains("/admin/v1/acounts") && m.contains("/docs/admin-api"), "{m}");
+    assert!(!m.contains("Runware"), "{m}");
+    assert!(b["errors"][0]["documentation"].as_str().unwrap().ends_with("/docs/errors#notFound"), "{b}");
+    let (st, b) = call(&s, &admin, "DELETE", "/accounts", None).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (405, "methodNotAllowed"), "{b}");
+    let (st, b) = call(&s, &admin, "POST", "/keys/three/disable", None).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str().unwrap()), (400, "invalidParameterValue"), "{b}");
+    let page = s.http.get(format!("{}/docs/admin-api", s.base_url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("POST /admin/v1/keys/{id}/revoke"));
 }
 
 #[tokio::test]

@@ -68,3 +68,39 @@ async fn served_pages_follow_the_catalog_and_name_the_stand_in() {
     let guide = s.http.get(format!("{}/docs/runway", s.base_url)).send().await.unwrap().text().await.unwrap();
     assert!(guide.contains("X-Runway-Version: 2024-11-06") && guide.contains("NOT by Runway's models"));
 }
+
+/// How the documents write a count of models.
+fn count_word(n: usize) -> &'static str {
+    ["no", "one", "two", "three", "four", "five", "six", "seven", "eight"].get(n).copied().unwrap_or("many")
+}
+
+#[test]
+fn the_readme_and_configuration_reference_count_and_list_the_built_in_models() {
+    // mediagate's own models; the built-in Runway names routed to them are listed apart.
+    let builtin: Vec<_> = mediagate_core::model::builtin_models()
+        .into_iter()
+        .filter(|m| m.air.starts_with("mediagate:"))
+        .collect();
+    let n = count_word(builtin.len());
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    assert!(
+        readme.contains(&format!("serves\n{n} built-in models")),
+        "README.md does not say {n} built-in models"
+    );
+    let mut capital = n.to_string();
+    capital[..1].make_ascii_uppercase();
+    assert!(
+        config.contains(&format!("{capital} models are built in")),
+        "configuration.md does not say {capital}"
+    );
+    for m in &builtin {
+        assert!(readme.contains(&format!("`{}`", m.air)), "README.md does not list {}", m.air);
+        assert!(config.contains(&format!("`{}`", m.air)), "configuration.md does not list {}", m.air);
+    }
+    // Nothing else is listed as built in: the README's list ends where the Runway names begin.
+    let listed = readme.split("built-in models").nth(1).unwrap().split("\n\n").nth(1).unwrap_or("");
+    let items = listed.lines().filter(|l| l.starts_with("- `")).count();
+    assert_eq!(items, builtin.len(), "README.md lists {items} built-in models:\n{listed}");
+}

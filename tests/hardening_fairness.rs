@@ -155,3 +155,51 @@ async fn hardening_local_prices_follow_the_work() {
         assert_eq!(charged, (cost * 1e6).round() as i64, "the charge is the reported cost: {task}");
     }
 }
+
+fn png_data_uri(width: u32, height: u32) -> String {
+    use base64::Engine as _;
+    let img =
+        image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// An upscale is priced by its output size, which is known only once its input is read: it is
+/// admitted at the listed price ($0.0002 for a 1024x1024 output and smaller) and the rest is
+/// reserved before it runs. The charge is the reported cost; an account that can pay the listed
+/// price but not the output's is refused before any work and keeps its balance.
+#[tokio::test]
+async fn hardening_an_upscale_is_priced_by_its_output_size() {
+    let s = TestServer::start().await;
+    let upscale = |input: &str, factor: u32| {
+        json!({"taskType": "upscale", "taskUUID": task_uuid(), "inputImage": input,
+               "upscaleFactor": factor, "includeCost": true})
+    };
+    // (input side, factor, cost in USD): 256x256 x2 = 512x512, within the listed size;
+    // 512x512 x4 = 2048x2048 = four times the reference.
+    for (side, factor, cost) in [(256, 2, 0.0002), (512, 4, 0.0008)] {
+        let before = s.balance("default").await;
+        let (st, b) = s.post(&json!([upscale(&png_data_uri(side, side), factor)])).await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["data"][0]["cost"], json!(cost), "{side}x{side} x{factor}");
+        let charged = before - s.balance("default").await;
+        assert_eq!(charged, (cost * 1e6_f64).round() as i64, "the charge is the reported cost");
+    }
+    // $0.0005 pays the listed $0.0002 but not the $0.0008 of a 2048x2048 output.
+    s.engine.admin().create_account("poor", "0.0005").await.unwrap();
+    let key = s.create_key("poor", &[]).await;
+    let (st, b) = s.post_with_key(&key, &json!([upscale(&png_data_uri(512, 512), 4)])).await;
+    assert_eq!(st, 402, "{b}");
+    let e = &b["errors"][0];
+    assert_eq!(e["code"], "insufficientCredits", "{b}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("2048x2048") && message.contains("$0.0008"), "{message}");
+    assert_eq!(s.balance("poor").await, 500, "refused before any work, nothing charged");
+    // The listed-size upscale still runs for that account.
+    let (st, b) = s.post_with_key(&key, &json!([upscale(&png_data_uri(256, 256), 2)])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(s.balance("poor").await, 300);
+}

@@ -146,3 +146,27 @@ fn the_runway_node_sdk_works_against_mediagate() {
     }
     drive("node", &["runway_sdk.mjs"], &dir);
 }
+
+#[test]
+fn the_runware_python_sdk_gets_an_async_video_as_soon_as_it_is_rendered() {
+    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
+    if !matches!(&have, Ok(o) if o.status.success()) {
+        return skip_or_fail(
+            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
+        );
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    drive("python3", &["runware_video.py"], &dir);
+}
+
+#[test]
+fn the_runware_js_sdk_gets_seeds_it_can_hold_and_send_back() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    if Command::new("node").arg("--version").output().is_err() {
+        return skip_or_fail("node is not installed");
+    }
+    if !dir.join("node_modules/@runware/sdk-js").exists() {
+        return skip_or_fail("@runware/sdk-js is not installed (run `npm ci` in tests/sdk)");
+    }
+    drive("node", &["runware_seeds.mjs"], &dir);
+}

@@ -26,8 +26,17 @@ fn the_cli_manages_accounts_keys_and_credits() {
     let o = mg(d, &["accounts", "create", "acme", "--credit-usd", "2.5"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("$2.50"));
+    // Each command says, once, which store it used, and that it created one when it did.
+    let db = std::path::absolute(d.join("mediagate.db")).unwrap();
+    let said = stderr(&o);
+    assert_eq!(said.matches("store: SQLite at ").count(), 1, "{said}");
+    assert!(
+        said.contains(&db.display().to_string()) && said.contains("new: there was no store here"),
+        "{said}"
+    );
     let o = mg(d, &["accounts", "create", "acme"]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("store: SQLite at ") && !stderr(&o).contains("new:"), "{}", stderr(&o));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     let o = mg(d, &["accounts", "create", "bad name!"]);
     assert_eq!(o.status.code(), Some(1));
@@ -49,6 +58,13 @@ fn the_cli_manages_accounts_keys_and_credits() {
     let list = stdout(&o);
     assert!(list.contains(&key[..12]) && !list.contains(&key[12..40]), "only the prefix is listed:\n{list}");
     assert!(list.contains("task:upscale") && list.contains("active"));
+    // Columns line up with their headings (statuses are padded like every other cell).
+    let header = list.lines().next().unwrap();
+    let column = |line: &str, word: &str| line.find(word).map(|at| line[..at].chars().count());
+    for row in list.lines().skip(1) {
+        assert_eq!(column(row, "active"), column(header, "STATUS"), "{list}");
+        assert_eq!(column(row, "task:upscale"), column(header, "SCOPES"), "{list}");
+    }
     let id = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     assert!(mg(d, &["keys", "disable", &id]).status.success());
     assert!(stdout(&mg(d, &["keys", "list", "--account", "acme"])).contains("disabled"));
@@ -57,7 +73,10 @@ fn the_cli_manages_accounts_keys_and_credits() {
     let o = mg(d, &["keys", "enable", &id]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("revoked"));
-    assert_eq!(mg(d, &["keys", "disable", "9999"]).status.code(), Some(1));
+    let o = mg(d, &["keys", "disable", "9999"]);
+    assert_eq!(o.status.code(), Some(1));
+    // The message once, not repeated as its own cause.
+    assert_eq!(stderr(&o).matches("key 9999 not found").count(), 1, "{}", stderr(&o));
 
     let o = mg(d, &["credits", "grant", "--account", "acme", "--usd", "12.50"]);
     assert!(o.status.success());
@@ -142,6 +161,80 @@ fn cli_changes_reach_a_running_server() {
     // Credits granted by the CLI are spendable at once (balances are never cached).
     let o = mg(dir.path(), &["credits", "grant", "--account", "default", "--usd", "1"]);
     assert!(stdout(&o).contains("$11.00"));
+}
+
+#[test]
+fn a_second_server_on_the_same_sqlite_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Server::start(dir.path(), &[], &[]);
+    let key = first.banner_key().unwrap();
+    // The second `serve` exits at once, saying why, and touches nothing of the first's.
+    let second = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("MEDIAGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "a second server started on the same data directory");
+    let err = stderr(&second);
+    assert!(err.contains(mediagate_store::sqlite::SERVER_LOCK_MESSAGE), "{err}");
+    assert!(!err.contains("resumed"), "{err}");
+    // CLI commands still work beside the running server, and it still serves.
+    let o = mg(dir.path(), &["accounts", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(post(&first.base, &key, &ping()).0, 200);
+    // Once the first server stops, the lock is free: a new server starts on the directory.
+    first.signal("-TERM");
+    assert!(first.wait().success());
+    drop(first);
+    let again = Server::start(dir.path(), &[], &[]);
+    assert_eq!(post(&again.base, &key, &ping()).0, 200);
+}
+
+/// Five quick 64x64 images from one key; the status of each.
+fn five_quick_images(base: &str, key: &str) -> Vec<u16> {
+    (0..5)
+        .map(|_| {
+            let task = json!([{"taskType": "imageInference", "taskUUID": uuid(), "positivePrompt": "burst",
+                "model": "mediagate:procedural@1", "width": 64, "height": 64}]);
+            post(base, key, &task).0
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_set_by_the_cli_while_the_server_runs_admits_exactly_that_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let key = s.banner_key().unwrap();
+    // The defaults limit nothing: all five pass.
+    assert_eq!(five_quick_images(&s.base, &key), vec![200; 5]);
+    for burst in [1u16, 3] {
+        let o = mg(
+            dir.path(),
+            &[
+                "limits",
+                "set",
+                "--account",
+                "default",
+                "--key-rate-per-sec",
+                "0.1",
+                "--key-burst",
+                &burst.to_string(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        // A key idle since the change was made, longer than limits.refresh_ms (1 s).
+        let o = mg(dir.path(), &["keys", "create", "--account", "default"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let key = stdout(&o).trim().to_string();
+        std::thread::sleep(Duration::from_millis(1_300));
+        let got = five_quick_images(&s.base, &key);
+        let admitted = got.iter().filter(|&&c| c == 200).count();
+        assert_eq!(admitted, usize::from(burst), "burst {burst}: {got:?}");
+        assert!(got[usize::from(burst)..].iter().all(|&c| c == 429), "burst {burst}: {got:?}");
+    }
 }
 
 /// Twenty 2048x2048 images: each four times the 1024x1024 the listed $0.0006 pays for, $0.048.

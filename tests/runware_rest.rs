@@ -241,11 +241,14 @@ async fn task_level_validation_names_the_parameter() {
         .await;
     let msg = only_error(&b)["message"].as_str().unwrap().to_string();
     assert!(msg.contains("multiple of 64 between 64 and 2048"), "{msg}");
-    // Several unknown parameters: `parameter` is an array naming each.
+    // Several unknown parameters: `parameter` is a string, as Runware documents, naming the
+    // first; the message names each.
     let (_, b) = s
         .post(&json!([{"taskType": "imageInference", "taskUUID": u, "positivePrompt": "a cat", "foo": 1, "bar": 2}]))
         .await;
-    assert_eq!(only_error(&b)["parameter"], json!(["bar", "foo"]));
+    assert_eq!(only_error(&b)["parameter"], json!("bar"));
+    let msg = only_error(&b)["message"].as_str().unwrap();
+    assert!(msg.contains("'bar'") && msg.contains("'foo'"), "{msg}");
     // width x height over the model's pixel budget names both.
     let s2 = TestServer::start_with(|c| {
         let mut m = mediagate_core::model::builtin_models().remove(0);
@@ -256,7 +259,91 @@ async fn task_level_validation_names_the_parameter() {
     let (_, b) = s2
         .post(&json!([{"taskType": "imageInference", "taskUUID": u, "positivePrompt": "a cat", "width": 128, "height": 64}]))
         .await;
-    assert_eq!(only_error(&b)["parameter"], json!(["width", "height"]));
+    assert_eq!(only_error(&b)["parameter"], json!("width"));
+    let msg = only_error(&b)["message"].as_str().unwrap();
+    assert!(msg.contains("width") && msg.contains("height"), "{msg}");
+}
+
+/// The message of the one error a single task gets, sent as raw JSON text (for numbers such as
+/// 99999999999999999999 that a `Value` cannot hold as written).
+async fn message_of(s: &TestServer, task: &str) -> (String, Value) {
+    let (st, b) = raw(s, Some("application/json"), Some(&s.api_key), format!("[{task}]").into_bytes()).await;
+    assert_eq!(st, 400, "{task} -> {b}");
+    let e = only_error(&b).clone();
+    (e["message"].as_str().unwrap().to_string(), e)
+}
+
+#[tokio::test]
+async fn messages_say_what_to_change() {
+    let s = TestServer::start().await;
+    let image = |extra: &str| {
+        format!(
+            r#"{{"taskType":"imageInference","taskUUID":"{}","positivePrompt":"a cat","width":64,"height":64{extra}}}"#,
+            task_uuid()
+        )
+    };
+    // A whole number written as a float is that number; a fraction and an out-of-range integer
+    // are different mistakes, each said as itself.
+    let (st, b) = raw(
+        &s,
+        Some("application/json"),
+        Some(&s.api_key),
+        format!("[{}]", image(r#","width":512.0"#)).into_bytes(),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let (m, e) = message_of(&s, &image(r#","width":512.5"#)).await;
+    assert_eq!(e["code"], "invalidParameterType");
+    assert!(m.contains("fractional part"), "{m}");
+    let (m, e) = message_of(&s, &image(r#","width":99999999999999999999"#)).await;
+    assert_eq!(e["code"], "invalidParameterValue");
+    assert!(!m.contains("expected an integer"), "{m}");
+    // One range per parameter and model, whatever the value.
+    let mut said = BTreeSet::new();
+    for w in ["-512", "0", "100", "99999999999999999999"] {
+        said.insert(message_of(&s, &image(&format!(r#","width":{w}"#))).await.0);
+    }
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said.first().unwrap().contains("multiple of 64 between 64 and 2048"), "{said:?}");
+    let mut said = BTreeSet::new();
+    for n in ["0", "21", "5000"] {
+        said.insert(message_of(&s, &image(&format!(r#","numberResults":{n}"#))).await.0);
+    }
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said.first().unwrap().contains("between 1 and 20"), "{said:?}");
+    // An empty image says it is empty, not a length bound no one can read.
+    let (m, _) =
+        message_of(&s, &format!(r#"{{"taskType":"upscale","taskUUID":"{}","inputImage":""}}"#, task_uuid()))
+            .await;
+    assert!(m.contains("empty") && !m.contains("18446744073709551615"), "{m}");
+    // An http:// asset is told that an output can be passed by its UUID.
+    let (m, _) = message_of(
+        &s,
+        &format!(
+            r#"{{"taskType":"upscale","taskUUID":"{}","inputImage":"http://example.com/a.png"}}"#,
+            task_uuid()
+        ),
+    )
+    .await;
+    assert!(m.starts_with("Only HTTPS URLs are allowed.") && m.contains("UUID"), "{m}");
+    // getResponse without a taskUUID asks for the polled task's.
+    let (m, _) = message_of(&s, r#"{"taskType":"getResponse"}"#).await;
+    assert!(m.contains("task whose results you are polling") && !m.contains("generate"), "{m}");
+    // The SDKs' newer upscale form is named in the message.
+    let (m, e) = message_of(
+        &s,
+        &format!(r#"{{"taskType":"upscale","taskUUID":"{}","inputs":{{"image":"iVBOR"}}}}"#, task_uuid()),
+    )
+    .await;
+    assert_eq!(e["parameter"], "inputs.image", "{e}");
+    assert!(m.contains("'inputs': {'image': ...}") && m.contains("'inputImage'"), "{m}");
+    let (m, e) = message_of(
+        &s,
+        &format!(r#"{{"taskType":"upscale","taskUUID":"{}","inputs":{{"video":"abc"}}}}"#, task_uuid()),
+    )
+    .await;
+    assert_eq!(e["code"], "unsupportedTaskType", "{e}");
+    assert!(m.contains("video upscale"), "{m}");
 }
 
 #[tokio::test]

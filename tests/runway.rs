@@ -289,7 +289,7 @@ async fn bad_assets_are_400s_with_the_asset_guides_messages_and_paths() {
     assert_eq!(b["issues"][0]["path"], json!(["promptImage"]));
     assert!(b["issues"][0]["message"].as_str().unwrap().contains("application/octet-stream"), "{b}");
     let (_, b) = post(with(json!("http://assets.test/a.png"))).await;
-    assert_eq!(b["issues"][0]["message"], "Only HTTPS URLs are allowed.");
+    assert_eq!(b["issues"][0]["message"], mediagate_assets::url_check::NOT_HTTPS_MESSAGE);
     let (_, b) = post(with(json!("https://11.22.33.44/a.png"))).await;
     assert_eq!(b["issues"][0]["message"], "URLs must be hosted on a domain.");
     let (_, b) = post(with(json!("data:image/png;base64,!!!"))).await;
@@ -497,6 +497,48 @@ async fn usage_reports_credits_per_day_and_model() {
     .await;
     assert_eq!(st, 400, "{b}");
     assert_eq!(b["issues"][0]["path"], json!(["beforeDate"]));
+    // A window that ends before it starts is a mistake to report, not an empty answer.
+    for (start, before) in [("2026-03-10", "2026-03-01"), ("2026-03-10", "2026-03-10")] {
+        let (st, b) = call(
+            &s,
+            reqwest::Method::POST,
+            "/v1/organization/usage",
+            Some(&json!({"startDate": start, "beforeDate": before})),
+        )
+        .await;
+        assert_eq!(st, 400, "{b}");
+        assert_eq!(b["issues"][0]["path"], json!(["beforeDate"]), "{b}");
+        let m = b["issues"][0]["message"].as_str().unwrap();
+        assert!(m.contains("must be later than startDate") && m.contains(before), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_the_one_issue_reported_with_the_models_that_exist() {
+    let s = TestServer::start().await;
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/text_to_image",
+        Some(&json!({"model": "gen4_imag", "promptText": "x", "ratio": "1920:1080", "seed": 1})),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    let issues = b["issues"].as_array().unwrap();
+    assert_eq!(issues.len(), 1, "{b}");
+    assert_eq!(issues[0]["path"], json!(["model"]), "{b}");
+    assert_eq!(issues[0]["code"], "invalid_enum_value", "{b}");
+    assert_eq!(issues[0]["options"], json!(["gen4_image", "gen4_image_turbo"]), "{b}");
+    // With a known model, the keys it does not take are still named.
+    let (st, b) = call(
+        &s,
+        reqwest::Method::POST,
+        "/v1/text_to_image",
+        Some(&json!({"model": "gen4_image", "promptText": "x", "ratio": "1920:1080", "bogus": 1})),
+    )
+    .await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["issues"][0]["code"], "unrecognized_keys", "{b}");
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ async fn uploads_are_validated_like_every_asset() {
         .post(&json!([{"taskType": "imageUpload", "taskUUID": task_uuid(), "image": "http://x.test/a.png"}]))
         .await;
     assert_eq!(st, 400);
-    assert_eq!(b["errors"][0]["message"], "Only HTTPS URLs are allowed.");
+    assert_eq!(b["errors"][0]["message"], mediagate_assets::url_check::NOT_HTTPS_MESSAGE);
     let (st, b) = s.post(&json!([{"taskType": "imageUpload", "taskUUID": task_uuid()}])).await;
     assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("missingParameter")), "{b}");
 }

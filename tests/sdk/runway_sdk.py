@@ -16,17 +16,28 @@ BASE = os.environ["MG_HTTP"]
 KEY = os.environ["MG_KEY"]
 
 
-def png(width, height):
-    """A small RGB PNG, built by hand so the test needs no imaging library."""
-    rows = b"".join(
-        b"\x00" + bytes(v for x in range(width) for v in (x * 7 % 256, y * 5 % 256, 120)) for y in range(height)
-    )
+def encode_png(width, height, rows):
+    """An RGB PNG of `rows` (each a filter byte and width * 3 bytes), built by hand so the test
+    needs no imaging library."""
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
+
+
+def png(width, height):
+    """A small RGB PNG of gradients."""
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 7 % 256, y * 5 % 256, 120)) for y in range(height)
+    )
+    return encode_png(width, height, rows)
+
+
+def random_png(width, height):
+    """An RGB PNG of noise, which does not compress: about width * height * 3 bytes."""
+    return encode_png(width, height, b"".join(b"\x00" + os.urandom(width * 3) for _ in range(height)))
 
 
 def data_uri(data):
@@ -50,6 +61,22 @@ done = task.wait_for_task_output()
 assert done.status == "SUCCEEDED", done
 video = httpx.get(done.output[0]).content
 assert video[4:8] == b"ftyp", video[:16]
+
+# A 3.2 MB data URI (Runway takes them up to 5 MB): read whole, not cut at a smaller body limit.
+noisy = random_png(1000, 800)
+big = data_uri(noisy)
+assert 3_000_000 < len(big) < 5_000_000, len(big)
+done = client.image_to_video.create(
+    model="gen4_turbo", prompt_image=big, prompt_text="noise", ratio="1280:720", duration=2
+).wait_for_task_output()
+assert done.status == "SUCCEEDED", done
+
+# A usage window that ends before it starts is a BadRequestError, not an empty answer.
+try:
+    client.organization.retrieve_usage(start_date="2026-03-10", before_date="2026-03-01")
+    raise AssertionError("a window ending before its start was accepted")
+except BadRequestError as e:
+    assert e.body["issues"][0]["path"] == ["beforeDate"], e.body
 
 # An ephemeral upload, then its runway:// URI as an input.
 upload = client.uploads.create_ephemeral(file=("input.png", png(80, 60)))

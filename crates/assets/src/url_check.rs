@@ -32,6 +32,11 @@ pub enum UrlRejection {
     BlockedName(String),
 }
 
+/// What a URL that is not `https` is told. The first sentence is Runway's documented message;
+/// the second answers the usual cause, an `http://` URL of this very server's output.
+pub const NOT_HTTPS_MESSAGE: &str = "Only HTTPS URLs are allowed. An output or upload of this server can be \
+     passed by its UUID (the imageUUID, videoUUID or mediaUUID it came with) instead of its URL.";
+
 impl UrlRejection {
     /// The error message clients see.
     pub fn message(&self) -> String {
@@ -40,7 +45,7 @@ impl UrlRejection {
                 format!("Invalid URL. URLs must be at most {max} characters long; this one has {len}.")
             }
             UrlRejection::Invalid(why) => format!("Invalid URL. The URL cannot be parsed: {why}."),
-            UrlRejection::NotHttps(_) => "Only HTTPS URLs are allowed.".to_string(),
+            UrlRejection::NotHttps(_) => NOT_HTTPS_MESSAGE.to_string(),
             UrlRejection::IpLiteral(_) | UrlRejection::NotADomain(_) => {
                 "URLs must be hosted on a domain.".to_string()
             }
@@ -160,7 +165,7 @@ mod tests {
         ] {
             let r = rej(u);
             assert!(matches!(r, UrlRejection::NotHttps(_)), "{u}: {r:?}");
-            assert_eq!(r.message(), "Only HTTPS URLs are allowed.");
+            assert_eq!(r.message(), NOT_HTTPS_MESSAGE);
         }
         assert!(check_url("HTTPS://Example.COM/a.png", 2048).is_ok());
     }

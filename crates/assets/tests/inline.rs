@@ -5,6 +5,7 @@ mod support;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use mediagate_assets::url_check::NOT_HTTPS_MESSAGE;
 use mediagate_assets::{
     AssetKind, AssetRequest, AssetSource, Intake, IntakeConfig, StoredAsset, StoredAssets, check_command,
 };
@@ -229,9 +230,9 @@ async fn url_stage_refusals_name_the_parameter_path() {
         stored: &NO_STORE,
     };
     for (u, code, msg) in [
-        ("http://example.com/a.png", ErrorCode::InvalidAssetUrl, "Only HTTPS URLs are allowed."),
-        ("ftp://example.com/a.png", ErrorCode::InvalidAssetUrl, "Only HTTPS URLs are allowed."),
-        ("file:///etc/passwd", ErrorCode::InvalidAssetUrl, "Only HTTPS URLs are allowed."),
+        ("http://example.com/a.png", ErrorCode::InvalidAssetUrl, NOT_HTTPS_MESSAGE),
+        ("ftp://example.com/a.png", ErrorCode::InvalidAssetUrl, NOT_HTTPS_MESSAGE),
+        ("file:///etc/passwd", ErrorCode::InvalidAssetUrl, NOT_HTTPS_MESSAGE),
         ("https://11.22.33.44/foo/bar", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
         ("https://2130706433/", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
         ("https://0x7f.1/", ErrorCode::InvalidAssetUrl, "URLs must be hosted on a domain."),
@@ -385,5 +386,5 @@ async fn check_files_as_data_uris_and_usage_errors() {
     let (code, out) =
         run_check(IntakeConfig::default(), "http://example.com/a.png", AssetKind::Image, false).await;
     assert_eq!(code, 1);
-    assert!(out.contains("message:   Only HTTPS URLs are allowed."), "{out}");
+    assert!(out.contains(&format!("message:   {NOT_HTTPS_MESSAGE}")), "{out}");
 }

@@ -63,13 +63,15 @@ impl PartialEq<ErrorCode> for Code {
     }
 }
 
-/// The `parameter` of an error object: one name, or several when fields conflict
-/// (e.g. `["width", "height"]` when their product is too large).
+/// The `parameter` of an error object: one name, as Runware documents it and mediagate sends
+/// (an error about several fields names the first here and all of them in its message), or
+/// several, which older mediagate servers sent as an array (e.g. `["width", "height"]`) and
+/// which is still read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parameter {
     /// One parameter, e.g. `width` or `inputs.referenceImages[0]`.
     One(String),
-    /// Several parameters that conflict.
+    /// Several parameters, sent as an array.
     Several(Vec<String>),
 }
 

@@ -70,7 +70,7 @@ fn task_uuid(t: &impl mediagate_client::tasks::Task) -> String {
 }
 
 #[tokio::test]
-async fn conflicting_fields_come_back_as_a_parameter_array() {
+async fn conflicting_fields_come_back_as_the_first_in_parameter_and_all_in_the_message() {
     let s = TestServer::start_with(|cfg| {
         cfg.models.push({
             let mut m = builtin(PROCEDURAL_AIR);
@@ -84,8 +84,10 @@ async fn conflicting_fields_come_back_as_a_parameter_array() {
         .run(ImageInference::new("too big").model("test:small@1").size(256, 256))
         .await
         .unwrap_err();
+    // `parameter` is a string, as Runware documents it; the message names both fields.
     let a = api(&e, ErrorCode::InvalidParameterValue, 400);
-    assert_eq!(a.parameter, Some(Parameter::Several(vec!["width".into(), "height".into()])));
+    assert_eq!(a.parameter, Some(Parameter::One("width".into())));
+    assert!(a.message.contains("width") && a.message.contains("height"), "{}", a.message);
 }
 
 #[tokio::test]

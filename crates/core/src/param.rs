@@ -130,6 +130,16 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// Why a string's length is refused, naming the bound that applies.
+fn length_detail(n: usize, min: usize, max: usize) -> String {
+    let unit = |k: usize| if k == 1 { "character" } else { "characters" };
+    if max == usize::MAX {
+        format!("length is {n} {}; it must be at least {min} {}.", unit(n), unit(min))
+    } else {
+        format!("length is {n} {}; it must be between {min} and {max} characters.", unit(n))
+    }
+}
+
 impl<'a> ParamReader<'a> {
     /// A reader over `obj`, whose own path is `base` (empty for a task's top level).
     pub fn new(obj: &'a Map<String, Value>, base: ParamPath) -> Self {
@@ -184,7 +194,8 @@ impl<'a> ParamReader<'a> {
         .with_parameter(self.path(key))
     }
 
-    /// An optional string whose length in characters lies in `min..=max`.
+    /// An optional string whose length in characters lies in `min..=max` (`usize::MAX` for no
+    /// upper limit).
     pub fn opt_string(
         &mut self,
         key: &'static str,
@@ -196,10 +207,7 @@ impl<'a> ParamReader<'a> {
             Some(Value::String(s)) => {
                 let n = s.chars().count();
                 if n < min || n > max {
-                    Err(self.invalid(
-                        key,
-                        format!("length is {n} characters; it must be between {min} and {max}."),
-                    ))
+                    Err(self.invalid(key, length_detail(n, min, max)))
                 } else {
                     Ok(Some(s.clone()))
                 }
@@ -208,7 +216,8 @@ impl<'a> ParamReader<'a> {
         }
     }
 
-    /// A required string whose length in characters lies in `min..=max`.
+    /// A required string whose length in characters lies in `min..=max`; `what` says what to
+    /// send, both when it is missing and when it is empty.
     pub fn string(
         &mut self,
         key: &'static str,
@@ -216,32 +225,62 @@ impl<'a> ParamReader<'a> {
         max: usize,
         what: &str,
     ) -> Result<String, ApiError> {
+        if min > 0 && matches!(self.obj.get(key), Some(Value::String(s)) if s.is_empty()) {
+            self.seen.push(key);
+            return Err(self.invalid(key, format!("it is empty: {what}.")));
+        }
         self.opt_string(key, min, max)?.ok_or_else(|| self.missing(key, what))
     }
 
-    /// An optional integer in `min..=max`.
-    pub fn opt_int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    /// Reads a whole number of any size. JSON does not tell `512` from `512.0` and JSON Schema's
+    /// `integer` (what Runware's model schemas declare) accepts both, so a number with no
+    /// fractional part counts, up to 2^53 where every such number is the exact integer that was
+    /// written; larger ones saturate, which every range here refuses.
+    fn whole(&mut self, key: &'static str) -> Result<Option<(i128, &'a serde_json::Number)>, ApiError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v @ Value::Number(n)) => {
-                let Some(i) = n.as_i64() else {
-                    return match n.as_u64() {
-                        Some(u) => Err(self.invalid(
-                            key,
-                            format!("{u} is out of range; it must be between {min} and {max}."),
-                        )),
-                        None => Err(self.wrong_type(key, "an integer", v)),
-                    };
-                };
-                if i < min || i > max {
-                    Err(self
-                        .invalid(key, format!("{i} is out of range; it must be between {min} and {max}.")))
+            Some(Value::Number(n)) => {
+                if let Some(i) = n.as_i64() {
+                    return Ok(Some((i128::from(i), n)));
+                }
+                if let Some(u) = n.as_u64() {
+                    return Ok(Some((i128::from(u), n)));
+                }
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.is_finite() && f.fract() == 0.0 {
+                    // `as` saturates: beyond 2^53 the value only ever fails a range check.
+                    Ok(Some((f as i128, n)))
                 } else {
-                    Ok(Some(i))
+                    Err(ApiError::new(
+                        ErrorCode::InvalidParameterType,
+                        format!(
+                            "Invalid type for parameter '{}': expected an integer, got {n}, which has a fractional part.",
+                            self.path(key)
+                        ),
+                    )
+                    .with_parameter(self.path(key)))
                 }
             }
             Some(v) => Err(self.wrong_type(key, "an integer", v)),
         }
+    }
+
+    /// An optional integer in `min..=max`.
+    pub fn opt_int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        match self.whole(key)? {
+            None => Ok(None),
+            Some((i, _)) if (i128::from(min)..=i128::from(max)).contains(&i) => Ok(Some(i as i64)),
+            Some((_, n)) => {
+                Err(self.invalid(key, format!("{n} is out of range; it must be between {min} and {max}.")))
+            }
+        }
+    }
+
+    /// An optional integer whose allowed range is decided later, by the model or the server's
+    /// configuration, so that a client is told one range whatever it sent. Values outside `u32`
+    /// saturate (below 0 to 0, above to `u32::MAX`); every such bound refuses both ends.
+    pub fn opt_int_checked_later(&mut self, key: &'static str) -> Result<Option<u32>, ApiError> {
+        Ok(self.whole(key)?.map(|(i, _)| i.clamp(0, i128::from(u32::MAX)) as u32))
     }
 
     /// An optional number in `min..=max`.

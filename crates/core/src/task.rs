@@ -5,6 +5,15 @@ use crate::model::ModelSpec;
 use crate::param::ParamPath;
 use serde::{Deserialize, Serialize};
 
+/// The largest seed: 2^53 - 1, the largest integer a JavaScript number (and so every official
+/// SDK's JSON) holds exactly. Larger seeds would come back rounded and draw other images.
+pub const SEED_MAX: u64 = (1 << 53) - 1;
+
+/// The largest seed drawn when a task sends none. 2^32 - 1 lies within both dialects' documented
+/// ranges (Runware 1 to [`SEED_MAX`] here, Runway 0 to 4294967295), so a drawn seed can always be
+/// sent back.
+pub const RANDOM_SEED_MAX: u64 = u32::MAX as u64;
+
 /// The task types mediagate serves. Dialects map their own names onto these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TaskType {
@@ -199,26 +208,14 @@ impl ImageInference {
         let b = &model.bounds;
         check_dimensions(model, self.width, self.height)?;
         if let Some(s) = self.steps
-            && s > b.steps_max
+            && !(1..=b.steps_max).contains(&s)
         {
-            return Err(invalid(
-                "steps",
-                format!(
-                    "{s} is out of range for model {}; it must be between 1 and {}.",
-                    model.air, b.steps_max
-                ),
-            ));
+            return Err(invalid("steps", in_range(1, b.steps_max, "", model)));
         }
-        if self.number_results > b.max_number_results {
-            return Err(invalid(
-                "numberResults",
-                format!(
-                    "{} is out of range for model {}; it must be between 1 and {}.",
-                    self.number_results, model.air, b.max_number_results
-                ),
-            ));
+        if !(1..=b.max_number_results).contains(&self.number_results) {
+            return Err(invalid("numberResults", in_range(1, b.max_number_results, "", model)));
         }
-        Ok(())
+        check_seed_span(self.seed, self.number_results)
     }
 }
 
@@ -239,13 +236,10 @@ impl Upscale {
     /// Checks the request against the model's declared bounds.
     pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
         let b = &model.bounds;
-        if self.upscale_factor < b.upscale_factor_min || self.upscale_factor > b.upscale_factor_max {
+        if !(b.upscale_factor_min.max(1)..=b.upscale_factor_max).contains(&self.upscale_factor) {
             return Err(invalid(
                 "upscaleFactor",
-                format!(
-                    "{} is out of range for model {}; it must be between {} and {}.",
-                    self.upscale_factor, model.air, b.upscale_factor_min, b.upscale_factor_max
-                ),
+                in_range(b.upscale_factor_min.max(1), b.upscale_factor_max, "", model),
             ));
         }
         Ok(())
@@ -282,25 +276,13 @@ impl VideoInference {
     pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
         let b = &model.bounds;
         check_dimensions(model, self.width, self.height)?;
-        if self.duration_secs < 1 || self.duration_secs > b.duration_max_secs {
-            return Err(invalid(
-                "duration",
-                format!(
-                    "{} is out of range for model {}; it must be between 1 and {} seconds.",
-                    self.duration_secs, model.air, b.duration_max_secs
-                ),
-            ));
+        if !(1..=b.duration_max_secs).contains(&self.duration_secs) {
+            return Err(invalid("duration", in_range(1, b.duration_max_secs, " seconds", model)));
         }
-        if self.fps < 1 || self.fps > b.fps_max {
-            return Err(invalid(
-                "fps",
-                format!(
-                    "{} is out of range for model {}; it must be between 1 and {}.",
-                    self.fps, model.air, b.fps_max
-                ),
-            ));
+        if !(1..=b.fps_max).contains(&self.fps) {
+            return Err(invalid("fps", in_range(1, b.fps_max, "", model)));
         }
-        Ok(())
+        check_seed_span(self.seed, 1)
     }
 }
 
@@ -310,12 +292,12 @@ fn check_dimensions(model: &ModelSpec, width: u32, height: u32) -> Result<(), Ap
     for (name, v, min, max) in
         [("width", width, b.width_min, b.width_max), ("height", height, b.height_min, b.height_max)]
     {
-        if v < min || v > max || v % b.dimension_step != 0 {
+        if v < min.max(1) || v > max || v % b.dimension_step != 0 {
             return Err(invalid(
                 name,
                 format!(
-                    "{v} is not allowed for model {}; it must be a multiple of {} between {min} and {max}.",
-                    model.air, b.dimension_step
+                    "it must be a multiple of {} between {min} and {max} for model {}.",
+                    b.dimension_step, model.air
                 ),
             ));
         }
@@ -332,6 +314,36 @@ fn check_dimensions(model: &ModelSpec, width: u32, height: u32) -> Result<(), Ap
         .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
     }
     Ok(())
+}
+
+/// The one range a model allows for a parameter. The value sent is not repeated: parsing maps
+/// values beyond `u32` to its ends so that this is the only range a client is told, and echoing
+/// the mapped value would misquote the request.
+fn in_range(min: u32, max: u32, unit: &str, model: &ModelSpec) -> String {
+    format!("it must be between {min} and {max}{unit} for model {}.", model.air)
+}
+
+/// The seeds a task uses, `seed` to `seed + results - 1`, all within [`SEED_MAX`]: a seed never
+/// wraps, so every result's seed can be sent again to reproduce it. (The smallest seed is the
+/// dialect's to check: Runware starts at 1, Runway at 0.)
+fn check_seed_span(seed: Option<u64>, results: u32) -> Result<(), ApiError> {
+    let Some(seed) = seed else { return Ok(()) };
+    let extra = u64::from(results).saturating_sub(1);
+    if seed.saturating_add(extra) <= SEED_MAX {
+        return Ok(());
+    }
+    let why = format!(
+        "the largest seed is {SEED_MAX}, 2^53 - 1, the largest integer every SDK language holds exactly"
+    );
+    let detail = if extra == 0 {
+        format!("{seed} is out of range; it must be at most {SEED_MAX} ({why}).")
+    } else {
+        format!(
+            "result i uses seed + i, so with numberResults {results} the seed must be at most {} ({why}).",
+            SEED_MAX.saturating_sub(extra)
+        )
+    };
+    Err(invalid("seed", detail))
 }
 
 fn invalid(param: &str, detail: String) -> ApiError {

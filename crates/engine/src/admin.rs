@@ -15,8 +15,9 @@ pub enum AdminError {
     /// Bad input from the operator.
     #[error("{0}")]
     Invalid(String),
-    /// The store refused or failed.
-    #[error("{0}")]
+    /// The store refused or failed. Transparent: its message is the store's, said once (a
+    /// `{0}` message with the store error as its source too printed it twice in error chains).
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

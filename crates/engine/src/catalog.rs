@@ -26,8 +26,9 @@ impl Model {
     /// price per result. The local stand-ins spend this server's CPU in proportion to the work,
     /// so their price follows it: the listed price pays for the reference size (a 1024×1024
     /// image; 5 s of 1280×720 at 24 fps) and anything smaller, larger work costs
-    /// proportionally more (rounded up to the micro-dollar). Upscales keep the listed price:
-    /// their output size is known only once the input has been fetched, after admission.
+    /// proportionally more (rounded up to the micro-dollar). An upscale's output size is known
+    /// only once its input has been read, after admission: it is admitted at the listed price
+    /// and priced by [`Model::upscale_price_micros`] before it runs.
     pub fn unit_price_micros(&self, request: &TaskRequest) -> i64 {
         // mediagate's own stand-ins charge for the work they do. Models named after another
         // platform's (Runway's gen4_turbo, veo3.1, …) keep that platform's listed price per
@@ -45,6 +46,22 @@ impl Model {
             ),
             _ => return self.price_micros,
         };
+        self.scaled_price_micros(work, reference)
+    }
+
+    /// The price of one upscale result of `output_pixels` (output width × height). The local
+    /// upscaler's listed price pays for a 1024×1024 output and anything smaller; larger outputs
+    /// cost proportionally more. Other providers' upscales keep the listed price.
+    pub fn upscale_price_micros(&self, output_pixels: u64) -> i64 {
+        if !self.spec.air.starts_with("mediagate:") || self.spec.provider != "lanczos" {
+            return self.price_micros;
+        }
+        self.scaled_price_micros(output_pixels, IMAGE_REFERENCE_PIXELS)
+    }
+
+    /// The listed price when `work` is at most `reference`, else the price scaled by
+    /// `work / reference`, rounded up to the micro-dollar.
+    fn scaled_price_micros(&self, work: u64, reference: u64) -> i64 {
         if work <= reference {
             return self.price_micros;
         }

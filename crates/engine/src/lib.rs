@@ -103,7 +103,7 @@ pub enum StoreRole {
 /// files on either backend): SQLite in the data directory, or PostgreSQL at `store.url`.
 pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Store>, StartError> {
     match config.store.backend {
-        StoreBackend::Sqlite => Ok(Arc::new(open_sqlite_store(config)?)),
+        StoreBackend::Sqlite => Ok(Arc::new(sqlite_store(config, role == StoreRole::Server)?)),
         StoreBackend::Postgres => {
             std::fs::create_dir_all(&config.data_dir)?;
             if config.store.url.trim().is_empty() {
@@ -127,6 +127,11 @@ pub async fn open_store(config: &Config, role: StoreRole) -> Result<Arc<dyn Stor
 /// Opens the SQLite store in the data directory whatever `store.backend` says, as its concrete
 /// type (for [`SqliteStore::flush`] and [`SqliteStore::writer_stats`] in tests and benchmarks).
 pub fn open_sqlite_store(config: &Config) -> Result<SqliteStore, StartError> {
+    sqlite_store(config, false)
+}
+
+/// The SQLite store in the data directory; `single_server` takes the one-server lock.
+fn sqlite_store(config: &Config, single_server: bool) -> Result<SqliteStore, StartError> {
     std::fs::create_dir_all(&config.data_dir)?;
     Ok(SqliteStore::open(
         config.database_path(),
@@ -134,6 +139,7 @@ pub fn open_sqlite_store(config: &Config) -> Result<SqliteStore, StartError> {
             synchronous: config.store.synchronous,
             readers: config.store.readers,
             busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+            single_server,
             ..SqliteOptions::default()
         },
     )?)

@@ -10,7 +10,8 @@ use mediagate_core::task::{OutputType, ResultItem, TaskRequest};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_providers::Job;
 use mediagate_store::{
-    Admission, Finish, FinishOutcome, NewOutput, NewTask, OutputRecord, StoredError, TaskRecord, TaskStatus,
+    Admission, Finish, FinishOutcome, NewOutput, NewTask, OutputRecord, Reservation, StoredError, TaskRecord,
+    TaskStatus,
 };
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -457,7 +458,7 @@ impl Engine {
         ctx: &AuthContext,
         sub: Submission,
     ) -> Result<Submitted, ApiError> {
-        self.refresh_limits_if_stale();
+        self.refresh_limits_if_stale().await;
         self.check_rate(ctx)?;
         let price = self.authorize_and_validate(ctx, &sub)?;
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
@@ -932,15 +933,17 @@ impl Engine {
     ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
         live.set_running();
         let model = self.catalog.resolve(sub.request.model(), sub.request.task_type())?;
+        // What one result costs; an upscale's price is known only once its input is read.
+        let mut unit_price = model.unit_price_micros(&sub.request);
         let job = match &sub.request {
             TaskRequest::ImageInference(r) => {
-                let first = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
-                let seeds = (0..u64::from(r.number_results))
-                    .map(|i| {
-                        let s = first.wrapping_add(i) % (i64::MAX as u64);
-                        s.max(1)
-                    })
-                    .collect();
+                // Result i uses seed + i. Validation keeps a sent seed's span within SEED_MAX; a
+                // drawn one is drawn so that every result's seed stays within RANDOM_SEED_MAX.
+                let extra = u64::from(r.number_results).saturating_sub(1);
+                let first = r.seed.unwrap_or_else(|| {
+                    rand::random_range(1..=mediagate_core::task::RANDOM_SEED_MAX.saturating_sub(extra).max(1))
+                });
+                let seeds = (0..=extra).map(|i| first.saturating_add(i)).collect();
                 Job::Image { request: r.clone(), seeds, account_id }
             }
             TaskRequest::Upscale(r) => {
@@ -971,6 +974,9 @@ impl Engine {
                     )
                     .with_parameter(ParamPath::key("upscaleFactor")));
                 }
+                let (out_w, out_h) = (w * r.upscale_factor, h * r.upscale_factor);
+                unit_price = model.upscale_price_micros(u64::from(out_w) * u64::from(out_h));
+                self.cover_size_price(account_id, sub, unit_price, model, (out_w, out_h)).await?;
                 Job::Upscale { request: r.clone(), input, account_id }
             }
             TaskRequest::VideoInference(r) => {
@@ -992,7 +998,8 @@ impl Engine {
                             .await?,
                     ),
                 };
-                let seed = r.seed.unwrap_or_else(|| rand::random_range(1..=i64::MAX as u64 / 2));
+                let seed =
+                    r.seed.unwrap_or_else(|| rand::random_range(1..=mediagate_core::task::RANDOM_SEED_MAX));
                 Job::Video { request: r.clone(), seed, first_frame, account_id }
             }
         };
@@ -1002,7 +1009,7 @@ impl Engine {
             sub.delivery == Delivery::Async && matches!(&job, Job::Image { seeds, .. } if seeds.len() > 1);
         if !partial {
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
-            return self.keep_artifacts(model, sub, artifacts).await;
+            return self.keep_artifacts(sub, artifacts, unit_price).await;
         }
         let Job::Image { request, seeds, .. } = job else { unreachable!("checked above") };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
@@ -1012,7 +1019,7 @@ impl Engine {
             let job = Job::Image { request: one, seeds: vec![seed], account_id };
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
             live.set_progress((i + 1) as f32 / n as f32);
-            let (r, o, b) = self.keep_artifacts(model, sub, artifacts).await?;
+            let (r, o, b) = self.keep_artifacts(sub, artifacts, unit_price).await?;
             results.extend(r);
             bytes.extend(b);
             self.store
@@ -1025,6 +1032,54 @@ impl Engine {
             outputs.extend(o);
         }
         Ok((results, outputs, bytes))
+    }
+
+    /// Raises the task's reservation to `price` (per result) once its size is known, or fails
+    /// it before any work when the account cannot pay: the reservation it was admitted with is
+    /// then refunded like every failure's.
+    async fn cover_size_price(
+        &self,
+        account_id: i64,
+        sub: &Submission,
+        price: i64,
+        model: &crate::catalog::Model,
+        (width, height): (u32, u32),
+    ) -> Result<(), ApiError> {
+        let total = price.saturating_mul(i64::from(sub.request.result_count()));
+        let cap = self.effective_limits(account_id, None).max_monthly_spend_micros;
+        let raised =
+            self.store.raise_reservation(account_id, sub.task_uuid, total, cap).await.map_err(|e| {
+                tracing::error!(error = %e, "raising a reservation failed");
+                crate::store_failure(&e)
+            })?;
+        let costs = format!(
+            "This upscale's {width}x{height} output costs ${} (the listed ${} pays for 1024x1024 and smaller)",
+            format_usd(total),
+            format_usd(model.price_micros)
+        );
+        match raised {
+            Reservation::Covered => Ok(()),
+            Reservation::InsufficientCredits { balance_micros } => Err(ApiError::new(
+                ErrorCode::InsufficientCredits,
+                format!(
+                    "{costs} but the account holds only ${} beyond the ${} reserved when it was \
+                     admitted. It was not run and nothing was charged. Add credits, or use a smaller \
+                     input or upscaleFactor.",
+                    format_usd(balance_micros),
+                    format_usd(model.price_micros.saturating_mul(i64::from(sub.request.result_count())))
+                ),
+            )),
+            Reservation::SpendCapReached { spent_micros } => Err(ApiError::new(
+                ErrorCode::MonthlySpendLimitExceeded,
+                format!(
+                    "{costs} but the account has spent ${} of its ${} monthly spend cap this month (UTC). \
+                     It was not run and nothing was charged. Use a smaller input or upscaleFactor, or \
+                     ask an administrator to raise `maxMonthlySpendUsd`.",
+                    format_usd(spent_micros),
+                    format_usd(cap)
+                ),
+            )),
+        }
     }
 
     /// One dispatch: retries, fallbacks and breakers live in the dispatcher; the task stays
@@ -1050,15 +1105,14 @@ impl Engine {
     /// Turns artifacts into results and outputs: small ones inline, large ones written to files.
     async fn keep_artifacts(
         &self,
-        model: &crate::catalog::Model,
         sub: &Submission,
         artifacts: Vec<mediagate_providers::Artifact>,
+        unit_price: i64,
     ) -> Result<(Vec<ResultItem>, Vec<NewOutput>, Vec<Vec<u8>>), ApiError> {
         let ttl = sub.request.output().ttl_secs.unwrap_or(self.config.outputs.default_ttl_secs);
         let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let mut results = Vec::with_capacity(artifacts.len());
         let mut outputs = Vec::with_capacity(artifacts.len());
-        let unit_price = model.unit_price_micros(&sub.request);
         for a in &artifacts {
             // Time-ordered (v7): new outputs land at the end of the store's uuid index instead of
             // on a random page of it, which was one more 4 KiB page written per result. The 74
@@ -1191,6 +1245,16 @@ impl Engine {
             from_stored(e).with_task_type(rec.task_type.clone()).with_task_uuid(task_uuid.to_string())
         });
         Ok(TaskView { record: rec, delivered, error })
+    }
+
+    /// Waits until a task of this account that runs in this process has ended and its end is
+    /// recorded; returns at once when it is not running here. (A WebSocket `getResponse` for an
+    /// unfinished task uses it to push the result when it is ready, as the SDKs expect.)
+    pub async fn task_ended(&self, account_id: i64, task_uuid: Uuid) {
+        if let Some(mut rx) = self.inflight.outcome((account_id, task_uuid)) {
+            // An error means the leader is gone without publishing: nothing more to wait for.
+            let _ = rx.wait_for(Option::is_some).await;
+        }
     }
 
     /// The live phase of one of the account's tasks, when it is admitted, unfinished and

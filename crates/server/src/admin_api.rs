@@ -1,9 +1,11 @@
 //! The admin API under `/admin/v1`: accounts, API keys, credits and limits, authenticated by
 //! admin keys (`Authorization: Bearer admin_…`, made with `mediagate admin-keys create`).
 //!
-//! API keys are refused here and admin keys on the task API. Replies are JSON; errors are
-//! `{"error": {"code", "message"}}` with the catalog's HTTP status. The operations are the
-//! CLI's ([`mediagate_engine::admin::Admin`]).
+//! API keys are refused here and admin keys on the task API. Replies are JSON; errors have the
+//! shape of the Runware dialect's, mediagate's own (`{"errors": [{"code", "message",
+//! "documentation"}]}`, with the catalog's HTTP status), so that a client of this server reads
+//! two shapes, not three. The operations are the CLI's ([`mediagate_engine::admin::Admin`]);
+//! docs/admin-api.md (served at `/docs/admin-api`) is the reference.
 //!
 //! | method and path | does |
 //! |---|---|
@@ -22,7 +24,7 @@ use crate::AppState;
 use crate::client_addr::ClientAddr;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
@@ -47,15 +49,41 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{name}/storage", get(storage))
         .route("/keys", get(list_keys).post(create_key))
         .route("/keys/{id}/{action}", post(key_action))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// An error reply of the admin API.
-fn error_response(e: &ApiError) -> Response {
-    let r = crate::json_response(
-        crate::catalog_status(e.http_status()),
-        &json!({ "error": { "code": e.code.as_str(), "message": e.message } }),
+fn error_response(s: &AppState, e: &ApiError) -> Response {
+    crate::runware::request_error(s, e)
+}
+
+async fn not_found(State(s): State<AppState>, OriginalUri(uri): OriginalUri) -> Response {
+    let e = ApiError::new(
+        ErrorCode::NotFound,
+        format!(
+            "No admin endpoint at {}. The admin API's endpoints are listed at {}/docs/admin-api.",
+            uri.path(),
+            s.base_url
+        ),
     );
-    crate::runware::with_retry_after(r, e.retry_after())
+    error_response(&s, &e)
+}
+
+async fn method_not_allowed(
+    State(s): State<AppState>,
+    method: axum::http::Method,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let e = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} does not accept {method}; see {}/docs/admin-api for each endpoint's methods.",
+            uri.path(),
+            s.base_url
+        ),
+    );
+    error_response(&s, &e)
 }
 
 fn ok(v: Value) -> Response {
@@ -64,8 +92,8 @@ fn ok(v: Value) -> Response {
 
 type Reply = Result<Response, ApiError>;
 
-fn done(r: Reply) -> Response {
-    r.unwrap_or_else(|e| error_response(&e))
+fn done(s: &AppState, r: Reply) -> Response {
+    r.unwrap_or_else(|e| error_response(s, &e))
 }
 
 fn admin_error(e: AdminError) -> ApiError {
@@ -110,12 +138,15 @@ impl FromRequestParts<AppState> for AdminAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")));
         let Some(key) = key else {
-            return Err(error_response(&ApiError::new(
-                ErrorCode::InvalidAdminKey,
-                "Send an admin key as `Authorization: Bearer admin_…` (create one with `mediagate admin-keys create`).",
-            )));
+            return Err(error_response(
+                state,
+                &ApiError::new(
+                    ErrorCode::InvalidAdminKey,
+                    "Send an admin key as `Authorization: Bearer admin_…` (create one with `mediagate admin-keys create`).",
+                ),
+            ));
         };
-        state.engine.authenticate_admin(key, client).await.map_err(|e| error_response(&e))?;
+        state.engine.authenticate_admin(key, client).await.map_err(|e| error_response(state, &e))?;
         Ok(AdminAuth)
     }
 }
@@ -145,6 +176,7 @@ fn key_json(k: &KeyRecord) -> Value {
 
 async fn list_accounts(_: AdminAuth, State(s): State<AppState>) -> Response {
     done(
+        &s,
         async {
             let list = s.engine.admin().list_accounts().await.map_err(admin_error)?;
             Ok(ok(json!({ "data": list.iter().map(account_json).collect::<Vec<_>>() })))
@@ -163,6 +195,7 @@ struct NewAccount {
 
 async fn create_account(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
+        &s,
         async {
             let req: NewAccount = body(&b)?;
             let a = s
@@ -179,6 +212,7 @@ async fn create_account(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Re
 
 async fn set_status(s: &AppState, name: &str, status: AccountStatus) -> Response {
     done(
+        s,
         async {
             let a = s.engine.admin().set_account_status(name, status).await.map_err(admin_error)?;
             Ok(ok(account_json(&a)))
@@ -202,6 +236,7 @@ async fn credits(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     done(
+        &s,
         async {
             let entries = q.get("entries").and_then(|n| n.parse().ok()).unwrap_or(20);
             let (a, ledger) = s.engine.admin().credits(&name, entries).await.map_err(admin_error)?;
@@ -234,6 +269,7 @@ struct Grant {
 
 async fn grant(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
+        &s,
         async {
             let req: Grant = body(&b)?;
             let balance = s
@@ -256,6 +292,7 @@ async fn account_id(s: &AppState, name: &str) -> Result<Account, ApiError> {
 
 async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
+        &s,
         async {
             let a = account_id(&s, &name).await?;
             let overrides = s.engine.admin().limit_overrides(Some(&name)).await.map_err(admin_error)?;
@@ -275,6 +312,7 @@ async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String
 /// `GET /accounts/{name}/storage`: the account's uploads against its storage quota.
 async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
+        &s,
         async {
             let a = account_id(&s, &name).await?;
             let (usage, quota) = s.engine.upload_usage(a.id).await?;
@@ -317,6 +355,7 @@ struct SetLimits {
 
 async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
+        &s,
         async {
             let req: SetLimits = body(&b)?;
             if let Some(m) = &req.model
@@ -354,6 +393,7 @@ async fn list_keys(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     done(
+        &s,
         async {
             let list = s
                 .engine
@@ -379,6 +419,7 @@ struct NewKey {
 
 async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
+        &s,
         async {
             let req: NewKey = body(&b)?;
             let k = s
@@ -397,10 +438,18 @@ async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Respon
 async fn key_action(
     _: AdminAuth,
     State(s): State<AppState>,
-    Path((id, action)): Path<(i64, String)>,
+    Path((id, action)): Path<(String, String)>,
 ) -> Response {
     done(
+        &s,
         async {
+            // Read here rather than by the extractor, whose refusal would be plain text.
+            let id: i64 = id.parse().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("'{id}' is not a key id; key ids are the numbers GET /admin/v1/keys lists."),
+                )
+            })?;
             let status = match action.as_str() {
                 "disable" => KeyStatus::Disabled,
                 "enable" => KeyStatus::Active,

@@ -71,6 +71,17 @@ pub async fn errors() -> Html<String> {
     )
 }
 
+/// `/docs/admin-api`: the admin API's reference (the link of its 404s).
+pub async fn admin_api() -> Html<String> {
+    page(
+        "mediagate: the admin API",
+        &format!(
+            "<pre style=\"white-space:pre-wrap\">{}</pre>",
+            esc(include_str!("../../../docs/admin-api.md"))
+        ),
+    )
+}
+
 /// `/docs/runway`: the Runway dialect's guide (the `docUrl` of its error bodies).
 pub async fn runway() -> Html<String> {
     page(

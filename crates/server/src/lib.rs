@@ -61,6 +61,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/docs", get(docs::index))
         .route("/docs/errors", get(docs::errors))
         .route("/docs/runway", get(docs::runway))
+        .route("/docs/admin-api", get(docs::admin_api))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -116,6 +116,19 @@ pub trait Store: Send + Sync {
     /// the price anew and sets it back to `processing`. Returns `Admitted`, or
     /// `InsufficientCredits`, or `Existing` when the task is no longer in error (a race).
     async fn readmit_failed_task(&self, task: NewTask) -> StoreResult<Admission>;
+    /// Raises a running task's reservation to `price_micros` when its price turns out higher
+    /// than admission could know (an upscale's output size is known once its input is read),
+    /// charging the difference under admission's rules: the balance must cover it and the
+    /// month's spend stay within `spend_cap_micros` (0 = none). A reservation already at or
+    /// above `price_micros` is left alone, so a task run again after a restart is not charged
+    /// twice. A task that is not running is a `Conflict`.
+    async fn raise_reservation(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        price_micros: i64,
+        spend_cap_micros: i64,
+    ) -> StoreResult<Reservation>;
     /// Records the results a running task has produced so far (and their outputs), so
     /// `getResponse` can return them before the task ends.
     async fn record_partial_results(

@@ -33,7 +33,8 @@ macro_rules! string_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, not `write_str`: table columns (`{:<9}`) must be honoured.
+                f.pad(self.as_str())
             }
         }
     };
@@ -211,6 +212,23 @@ pub enum Admission {
         balance_micros: i64,
     },
     /// The price would take this month's spend past the cap; nothing was recorded.
+    SpendCapReached {
+        /// Spent this month so far.
+        spent_micros: i64,
+    },
+}
+
+/// The outcome of raising a running task's reservation ([`crate::Store::raise_reservation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The reservation now covers the price (the difference was charged, or it already did).
+    Covered,
+    /// The balance cannot pay the difference; the reservation is as it was.
+    InsufficientCredits {
+        /// The balance at the time.
+        balance_micros: i64,
+    },
+    /// The difference would take this month's spend past the cap; the reservation is as it was.
     SpendCapReached {
         /// Spent this month so far.
         spent_micros: i64,

@@ -27,7 +27,6 @@ use rate::{KeyedGcra, Rate};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -185,7 +184,9 @@ pub struct Limits {
     daily: caps::DailyWindows,
     overrides: RwLock<Overrides>,
     refreshed: Mutex<Instant>,
-    refreshing: AtomicBool,
+    /// Held while the stored overrides are re-read, so that one caller reads them and the
+    /// others wait for its result instead of judging requests by stale limits.
+    refresh_gate: tokio::sync::Mutex<()>,
 }
 
 fn pick<T: Copy>(model: Option<T>, account: Option<T>, default: T) -> T {
@@ -204,7 +205,7 @@ impl Limits {
             daily: Default::default(),
             overrides: RwLock::new(HashMap::new()),
             refreshed: Mutex::new(Instant::now()),
-            refreshing: AtomicBool::new(false),
+            refresh_gate: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -245,11 +246,9 @@ impl Limits {
         Ok(())
     }
 
-    /// Whether the overrides are older than `refresh_ms` and nobody is re-reading them; if so,
-    /// the caller becomes the one that does.
-    fn claim_refresh(&self) -> bool {
+    /// Whether the overrides are older than `refresh_ms`.
+    fn stale(&self) -> bool {
         self.refreshed.lock().elapsed() >= Duration::from_millis(self.config.refresh_ms)
-            && !self.refreshing.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -337,16 +336,22 @@ impl Engine {
         self.limits.effective(account_id, model)
     }
 
-    /// Re-reads stored limits when they are older than `limits.refresh_ms` (in the background).
-    pub(crate) fn refresh_limits_if_stale(self: &Arc<Self>) {
-        if self.limits.claim_refresh() {
-            let engine = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = engine.limits.reload(engine.store.as_ref()).await {
-                    tracing::warn!(error = %e, "re-reading stored limits failed");
-                }
-                engine.limits.refreshing.store(false, Ordering::Release);
-            });
+    /// Re-reads stored limits when they are older than `limits.refresh_ms`, before the caller
+    /// checks any: a request is always judged by limits at most `refresh_ms` old, so a limit
+    /// set by the CLI holds exactly from its first request on (judging that one by the old,
+    /// perhaps unlimited, values let one more through than the burst). One caller reads; the
+    /// others wait for it. A failed read keeps the old limits until the next interval.
+    pub(crate) async fn refresh_limits_if_stale(&self) {
+        if !self.limits.stale() {
+            return;
+        }
+        let _gate = self.limits.refresh_gate.lock().await;
+        if !self.limits.stale() {
+            return; // re-read while this caller waited
+        }
+        if let Err(e) = self.limits.reload(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "re-reading stored limits failed; keeping the old ones");
+            *self.limits.refreshed.lock() = Instant::now();
         }
     }
 

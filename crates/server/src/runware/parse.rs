@@ -1,8 +1,8 @@
 //! Runware task objects → canonical tasks.
 
 use mediagate_core::task::{
-    ImageFormat, ImageInference, OutputOptions, OutputType, TaskRequest, TaskType, Upscale, VideoFormat,
-    VideoInference,
+    ImageFormat, ImageInference, OutputOptions, OutputType, SEED_MAX, TaskRequest, TaskType, Upscale,
+    VideoFormat, VideoInference,
 };
 use mediagate_core::{ApiError, ErrorCode, ParamPath, ParamReader};
 use mediagate_engine::{Delivery, Engine, Submission};
@@ -95,24 +95,42 @@ pub fn known(v: &Value) -> Known {
     }
 }
 
+/// What a task's `taskUUID` names, which decides whether it is required and what a client
+/// missing it is told to send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TaskUuid {
+    /// Optional (`ping`).
+    Optional,
+    /// The new task's own identifier, chosen by the client.
+    New,
+    /// An earlier task's (`getResponse`).
+    Polled,
+}
+
 fn task_uuid(
     r: &mut ParamReader<'_>,
     obj: &Map<String, Value>,
-    required: bool,
+    what: TaskUuid,
 ) -> Result<Option<(String, Uuid)>, ApiError> {
     r.accept("taskUUID");
+    let missing = |hint: &str| {
+        ApiError::new(ErrorCode::MissingTaskUUID, format!("Missing required parameter 'taskUUID': {hint}"))
+            .with_parameter(ParamPath::key("taskUUID"))
+    };
     match obj.get("taskUUID") {
-        None | Some(Value::Null) if !required => Ok(None),
-        None | Some(Value::Null) => Err(ApiError::new(
-            ErrorCode::MissingTaskUUID,
-            "Missing required parameter 'taskUUID': generate a UUID v4 for each task and send it as taskUUID.",
-        )
-        .with_parameter(ParamPath::key("taskUUID"))),
+        None | Some(Value::Null) => match what {
+            TaskUuid::Optional => Ok(None),
+            TaskUuid::New => Err(missing("generate a UUID v4 for each task and send it as taskUUID.")),
+            TaskUuid::Polled => Err(missing("send the taskUUID of the task whose results you are polling.")),
+        },
         Some(Value::String(s)) => match Uuid::try_parse(s) {
             Ok(u) => Ok(Some((s.clone(), u))),
             Err(_) => Err(ApiError::new(
                 ErrorCode::InvalidTaskUUID,
-                format!("Invalid taskUUID '{}': it must be a UUID such as 550e8400-e29b-41d4-a716-446655440000.", truncate(s)),
+                format!(
+                    "Invalid taskUUID '{}': it must be a UUID such as 550e8400-e29b-41d4-a716-446655440000.",
+                    truncate(s)
+                ),
             )
             .with_parameter(ParamPath::key("taskUUID"))),
         },
@@ -176,12 +194,12 @@ fn image_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
         r.string("positivePrompt", 2, 3000, "describe the image to generate (2 to 3000 characters)")?;
     let negative_prompt = r.opt_string("negativePrompt", 2, 3000)?;
     let model = model(r, TaskType::ImageInference)?;
-    let width = r.opt_int("width", 1, 16384)?.unwrap_or(512) as u32;
-    let height = r.opt_int("height", 1, 16384)?.unwrap_or(512) as u32;
-    let steps = r.opt_int("steps", 1, 1000)?.map(|s| s as u32);
+    let width = r.opt_int_checked_later("width")?.unwrap_or(512);
+    let height = r.opt_int_checked_later("height")?.unwrap_or(512);
+    let steps = r.opt_int_checked_later("steps")?;
     let cfg_scale = r.opt_f64("CFGScale", 0.0, 50.0)?;
-    let seed = r.opt_int("seed", 1, i64::MAX)?.map(|s| s as u64);
-    let number_results = r.opt_int("numberResults", 1, 1000)?.unwrap_or(1) as u32;
+    let seed = r.opt_int("seed", 1, SEED_MAX as i64)?.map(|s| s as u64);
+    let number_results = r.opt_int_checked_later("numberResults")?.unwrap_or(1);
     let output = output_options(r)?;
     Ok(TaskRequest::ImageInference(ImageInference {
         positive_prompt,
@@ -198,6 +216,11 @@ fn image_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
 }
 
 fn upscale(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
+    if r.raw("inputImage").is_none()
+        && let Some(inputs) = r.raw("inputs")
+    {
+        return Err(inputs_form_refusal(inputs));
+    }
     let input_image = r.string(
         "inputImage",
         1,
@@ -205,20 +228,49 @@ fn upscale(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
         "give the image to upscale as a data URI, base64 data or the imageUUID of an earlier output",
     )?;
     let model = model(r, TaskType::Upscale)?;
-    let upscale_factor = r.opt_int("upscaleFactor", 1, 64)?.unwrap_or(2) as u32;
+    let upscale_factor = r.opt_int_checked_later("upscaleFactor")?.unwrap_or(2);
     let output = output_options(r)?;
     Ok(TaskRequest::Upscale(Upscale { input_image, model, upscale_factor, output }))
+}
+
+/// What an `upscale` in the SDKs' newer `inputs` form is told: `inputs.video` asks for a video
+/// upscale, which is not served; `inputs.image` is an image upscale this server reads from
+/// `inputImage` only (so far). Either way the message names the form that was sent.
+fn inputs_form_refusal(inputs: &Value) -> ApiError {
+    let has = |k: &str| inputs.get(k).is_some();
+    if has("video") {
+        return ApiError::new(
+            ErrorCode::UnsupportedTaskType,
+            "This upscale sends 'inputs.video', a video upscale, which this mediagate server does not serve; \
+             it upscales images, sent as 'inputImage'.",
+        )
+        .with_parameter(ParamPath::key("inputs").child("video"));
+    }
+    let (param, got) = if has("image") {
+        (ParamPath::key("inputs").child("image"), "'inputs': {'image': ...}")
+    } else {
+        (ParamPath::key("inputs"), "'inputs' without an 'image'")
+    };
+    ApiError::new(
+        ErrorCode::MissingParameter,
+        format!(
+            "Missing required parameter 'inputImage': this upscale sends {got} (the newer form), which this \
+             server does not read yet; send the same image as 'inputImage' (a data URI, base64 data, an \
+             HTTPS URL or the imageUUID of an earlier output) instead of 'inputs'."
+        ),
+    )
+    .with_parameter(param)
 }
 
 fn video_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
     let positive_prompt =
         r.string("positivePrompt", 2, 3000, "describe the video to generate (2 to 3000 characters)")?;
     let model = model(r, TaskType::VideoInference)?;
-    let width = r.opt_int("width", 1, 16384)?.unwrap_or(640) as u32;
-    let height = r.opt_int("height", 1, 16384)?.unwrap_or(360) as u32;
-    let duration_secs = r.opt_int("duration", 1, 3600)?.unwrap_or(5) as u32;
-    let fps = r.opt_int("fps", 1, 240)?.unwrap_or(24) as u32;
-    let seed = r.opt_int("seed", 1, i64::MAX)?.map(|s| s as u64);
+    let width = r.opt_int_checked_later("width")?.unwrap_or(640);
+    let height = r.opt_int_checked_later("height")?.unwrap_or(360);
+    let duration_secs = r.opt_int_checked_later("duration")?.unwrap_or(5);
+    let fps = r.opt_int_checked_later("fps")?.unwrap_or(24);
+    let seed = r.opt_int("seed", 1, SEED_MAX as i64)?.map(|s| s as u64);
     let first_frame = match r.raw("frameImages") {
         None => None,
         Some(serde_json::Value::Array(frames)) => {
@@ -318,16 +370,16 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
     r.accept("taskType");
     let parsed = match name {
         "ping" => {
-            let sent = task_uuid(&mut r, obj, false)?.map(|(s, _)| s);
+            let sent = task_uuid(&mut r, obj, TaskUuid::Optional)?.map(|(s, _)| s);
             r.opt_bool("ping")?;
             Parsed::Ping { task_uuid: sent }
         }
         "getResponse" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
             Parsed::GetResponse { sent, task_uuid: uuid }
         }
         "imageUpload" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
             let reference = r.string(
                 "image",
                 1,
@@ -343,7 +395,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             }
         }
         "mediaStorage" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
             match r.opt_enum("operation", &["upload", "delete"])?.unwrap_or("upload") {
                 "delete" => {
                     let media = r.string("mediaUUID", 1, 64, "give the mediaUUID of the upload to delete")?;
@@ -395,7 +447,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                 return Err(ApiError::new(code, format!("{what} Task types served here: {SERVED}."))
                     .with_parameter(ParamPath::key("taskType")));
             };
-            let (sent, uuid) = task_uuid(&mut r, obj, true)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
             let request = match tt {
                 TaskType::ImageInference => image_inference(&mut r)?,
                 TaskType::Upscale => upscale(&mut r)?,

@@ -12,14 +12,10 @@ pub fn error(e: &ApiError, base_url: &str) -> Value {
     let mut m = Map::new();
     m.insert("code".into(), Value::String(e.code.as_str().into()));
     m.insert("message".into(), Value::String(e.message.clone()));
-    match &e.parameter {
-        None => {}
-        Some(Parameter::One(p)) => {
-            m.insert("parameter".into(), Value::String(p.to_string()));
-        }
-        Some(Parameter::Several(v)) => {
-            m.insert("parameter".into(), v.iter().map(|p| Value::String(p.to_string())).collect());
-        }
+    // Runware documents `parameter` as a string. An error about several parameters (unknown
+    // ones, or width x height together) names the first here; its message names them all.
+    if let Some(p) = e.parameter.as_ref().and_then(Parameter::first) {
+        m.insert("parameter".into(), Value::String(p.to_string()));
     }
     if let Some(t) = &e.task_type {
         m.insert("taskType".into(), Value::String(t.clone()));

@@ -30,6 +30,9 @@ use uuid::Uuid;
 struct Outbox {
     sessions: Arc<Sessions>,
     id: Uuid,
+    /// Tasks whose results this connection waits to push after an unfinished `getResponse`:
+    /// one wait per task, however often a client polls.
+    awaited: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
 }
 
 impl Outbox {
@@ -121,7 +124,7 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
             return;
         }
     }
-    let outbox = Outbox { sessions: state.sessions.clone(), id: session };
+    let outbox = Outbox { sessions: state.sessions.clone(), id: session, awaited: Arc::default() };
 
     // 2. Writer: drains the outbound queue into the socket. Told to stop, it hands back what it
     // had not delivered, so a dropped connection loses nothing (the session keeps it).
@@ -313,12 +316,75 @@ fn handle_text(
         };
         let (state, ctx, outbox, slow) = (state.clone(), ctx.clone(), outbox.clone(), slow.clone());
         tokio::spawn(async move {
-            let _slot = slot;
-            let msg = match run_one(&state, &ctx, &task, i).await {
+            let answer = run_one(&state, &ctx, &task, i).await;
+            let unfinished = answer.as_ref().ok().and_then(|items| UnfinishedPoll::of(&task, items));
+            let msg = match answer {
                 Ok(items) => json!({ "data": items }).to_string(),
                 Err(e) => error_message(&state, &e),
             };
             outbox_or_close(&outbox, &slow, msg);
+            drop(slot);
+            if let Some(poll) = unfinished {
+                poll.push_when_ended(&state, &ctx, &outbox, &slow, &task, i).await;
+            }
         });
+    }
+}
+
+/// A WebSocket `getResponse` answered while its task was still running.
+///
+/// The official SDKs send one `getResponse` and then wait on the socket for the results
+/// (`runware` for Python waits `RUNWARE_VIDEO_INITIAL_TIMEOUT`, 30 s, before it polls again),
+/// as Runware pushes them when they are ready. So the socket that polled gets them pushed
+/// too: once, when the task ends, only the results that answer did not already hold. The wait
+/// holds no in-flight slot; it lasts as long as the task, whose own time is bounded.
+struct UnfinishedPoll {
+    task_uuid: Uuid,
+    /// Results the first answer already carried (partial results of a running task).
+    already_sent: usize,
+}
+
+impl UnfinishedPoll {
+    /// The poll `task` if it was a `getResponse` whose answer `items` ends "processing".
+    fn of(task: &Value, items: &[Value]) -> Option<Self> {
+        if task.get("taskType").and_then(Value::as_str) != Some("getResponse") {
+            return None;
+        }
+        let last = items.last()?;
+        if last.get("status").and_then(Value::as_str) != Some("processing") {
+            return None;
+        }
+        let task_uuid = task.get("taskUUID").and_then(Value::as_str).and_then(|u| Uuid::parse_str(u).ok())?;
+        Some(Self { task_uuid, already_sent: items.len() - 1 })
+    }
+
+    /// Waits for the task's end, then answers the same poll again with what is new. Nothing is
+    /// pushed when the task is not running in this process (it still reads "processing").
+    async fn push_when_ended(
+        self,
+        state: &AppState,
+        ctx: &Arc<AuthContext>,
+        outbox: &Outbox,
+        slow: &mpsc::Sender<()>,
+        task: &Value,
+        index: usize,
+    ) {
+        if !outbox.awaited.lock().unwrap_or_else(|p| p.into_inner()).insert(self.task_uuid) {
+            return;
+        }
+        state.engine.task_ended(ctx.account_id, self.task_uuid).await;
+        outbox.awaited.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.task_uuid);
+        let msg = match run_one(state, ctx, task, index).await {
+            Ok(items) if UnfinishedPoll::of(task, &items).is_some() => return,
+            Ok(items) => {
+                let new: Vec<Value> = items.into_iter().skip(self.already_sent).collect();
+                if new.is_empty() {
+                    return;
+                }
+                json!({ "data": new }).to_string()
+            }
+            Err(e) => error_message(state, &e),
+        };
+        outbox_or_close(outbox, slow, msg);
     }
 }

@@ -173,6 +173,11 @@ impl<'a> Body<'a> {
         Some(out)
     }
 
+    /// Marks every key of the object as read, so that none is reported as unrecognized.
+    pub fn accept_rest(&mut self) {
+        self.seen.extend(self.obj.keys().map(String::as_str));
+    }
+
     /// The issues, with one `unrecognized_keys` issue for keys nobody read.
     pub fn finish(mut self) -> Vec<Issue> {
         let unknown: Vec<String> =

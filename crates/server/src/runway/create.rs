@@ -145,9 +145,15 @@ struct Parsed {
     assets: Vec<AssetRef>,
 }
 
-/// Reads the model name; without a valid one nothing else can be checked.
+/// Reads the model name; without a valid one nothing else can be checked, and the model's issue
+/// (which lists the models of the endpoint) is the only one reported: which other keys are
+/// allowed depends on the model, so calling them unrecognized would hide the real mistake.
 fn model<'a>(b: &mut Body<'a>, names: &[&str]) -> Option<String> {
-    b.one_of("model", Need::Required, names)
+    let name = b.one_of("model", Need::Required, names);
+    if name.is_none() {
+        b.accept_rest();
+    }
+    name
 }
 
 fn seed(b: &mut Body<'_>) -> Option<u64> {

@@ -108,7 +108,20 @@ pub async fn usage(
     let today = Utc::now().date_naive();
     // Defaults: the 30 days ending today, today included (Runway's literal defaults, "30 days
     // before today" to "30 days after the start", would leave today out).
-    let start = start.unwrap_or(today - Duration::days(29));
+    // A beforeDate alone ends the window there: it starts 30 days earlier.
+    let start =
+        start.unwrap_or_else(|| before.map_or(today - Duration::days(29), |b| b - Duration::days(30)));
+    if let Some(sent) = before
+        && sent <= start
+    {
+        issues.push(Issue::custom(
+            ParamPath::key("beforeDate"),
+            format!(
+                "beforeDate ({sent}) must be later than startDate ({start}): the window runs from startDate \
+                 up to, not including, beforeDate."
+            ),
+        ));
+    }
     let before = before.unwrap_or((start + Duration::days(30)).min(today + Duration::days(1))).max(start);
     if (before - start).num_days() > MAX_WINDOW_DAYS {
         issues.push(Issue::custom(

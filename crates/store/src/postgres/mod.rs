@@ -847,6 +847,53 @@ impl Store for PostgresStore {
         Ok(Admission::Admitted)
     }
 
+    async fn raise_reservation(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        price_micros: i64,
+        spend_cap_micros: i64,
+    ) -> StoreResult<Reservation> {
+        let uuid = task_uuid.to_string();
+        let mut tx = self.begin().await?;
+        // The row lock orders this against the task's own finish, so the difference is never
+        // charged to a task whose reservation was already settled.
+        let reserved: Option<i64> = sqlx::query_scalar(
+            "SELECT cost_micros FROM tasks WHERE account_id = $1 AND task_uuid = $2 AND status = 'processing'
+             FOR NO KEY UPDATE",
+        )
+        .bind(account_id)
+        .bind(&uuid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let reserved =
+            reserved.ok_or_else(|| StoreError::Conflict(format!("task {uuid} is not processing")))?;
+        let more = price_micros.saturating_sub(reserved);
+        if more <= 0 {
+            tx.rollback().await?;
+            return Ok(Reservation::Covered);
+        }
+        let now = now_ms();
+        if let Some(spent_micros) = over_spend_cap(&mut tx, account_id, more, spend_cap_micros, now).await? {
+            tx.rollback().await?;
+            return Ok(Reservation::SpendCapReached { spent_micros });
+        }
+        if let Some(balance_micros) =
+            charge(&mut tx, account_id, more, &uuid, "priced by its size", now).await?
+        {
+            tx.rollback().await?;
+            return Ok(Reservation::InsufficientCredits { balance_micros });
+        }
+        sqlx::query("UPDATE tasks SET cost_micros = $1 WHERE account_id = $2 AND task_uuid = $3")
+            .bind(price_micros)
+            .bind(account_id)
+            .bind(&uuid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Reservation::Covered)
+    }
+
     async fn record_partial_results(
         &self,
         account_id: i64,

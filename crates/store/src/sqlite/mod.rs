@@ -5,6 +5,11 @@
 //! read-only connections on the blocking thread pool, which WAL lets run beside the writer.
 //! Other processes (the CLI) may open the same file at any time: every connection waits up to
 //! `busy_timeout` for the write lock instead of failing.
+//!
+//! A server, though, must be the only one on its file: a second would resume the first's
+//! unfinished tasks and run them twice. [`SqliteOptions::single_server`] takes an exclusive
+//! lock on `<database>.server-lock` for the store's life (released by the OS however the process
+//! ends) and fails with [`SERVER_LOCK_MESSAGE`] when another server holds it.
 
 mod schema;
 mod writer;
@@ -31,6 +36,10 @@ pub enum Synchronous {
     Full,
 }
 
+/// What a second server on the same SQLite file is told.
+pub const SERVER_LOCK_MESSAGE: &str = "another mediagate server is using this SQLite database; \
+     stop it first, or give this server its own data directory (--data-dir)";
+
 /// Options of the SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -43,6 +52,8 @@ pub struct SqliteOptions {
     /// WAL length (in 4 KiB frames) past which the log is made to start over even under a
     /// steady stream of writes (see [`WAL_RESTART_FRAMES`], the default).
     pub wal_restart_frames: i64,
+    /// Take the one-server-per-file lock (for `serve`; CLI commands leave it off).
+    pub single_server: bool,
 }
 
 impl Default for SqliteOptions {
@@ -52,6 +63,7 @@ impl Default for SqliteOptions {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             wal_restart_frames: WAL_RESTART_FRAMES,
+            single_server: false,
         }
     }
 }
@@ -63,6 +75,25 @@ pub struct SqliteStore {
     path: PathBuf,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _checkpointer: StopOnDrop,
+    /// The lock file held while this store serves, when one was taken; closing it releases it.
+    _server_lock: Option<std::fs::File>,
+}
+
+/// Takes the exclusive server lock beside the database at `path`.
+fn take_server_lock(path: &Path) -> StoreResult<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".server-lock");
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
+            |e| StoreError::Backend(format!("cannot open {}: {e}", Path::new(&lock_path).display())),
+        )?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Conflict(SERVER_LOCK_MESSAGE.into())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Backend(format!("cannot lock {}: {e}", Path::new(&lock_path).display())))
+        }
+    }
 }
 
 /// Stops the checkpoint thread when the store goes away.
@@ -168,6 +199,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
         let path = path.as_ref().to_path_buf();
+        // Before anything else: a second server must not even migrate the first one's file.
+        let server_lock = if options.single_server { Some(take_server_lock(&path)?) } else { None };
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(options.busy_timeout)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -195,6 +228,7 @@ impl SqliteStore {
             path,
             writer_thread: Mutex::new(Some(handle)),
             _checkpointer: StopOnDrop(stop),
+            _server_lock: server_lock,
         })
     }
 
@@ -806,6 +840,41 @@ impl Store for SqliteStore {
                     uuid
                 ])?;
                 Ok(Admission::Admitted)
+            })
+            .await
+    }
+
+    async fn raise_reservation(
+        &self,
+        account_id: i64,
+        task_uuid: Uuid,
+        price_micros: i64,
+        spend_cap_micros: i64,
+    ) -> StoreResult<Reservation> {
+        self.writer
+            .write(move |c| {
+                let uuid = task_uuid.to_string();
+                let reserved: i64 = c
+                    .prepare_cached(
+                        "SELECT cost_micros FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND status = 'processing'",
+                    )?
+                    .query_row(params![account_id, uuid], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::Conflict(format!("task {uuid} is not processing")))?;
+                let more = price_micros.saturating_sub(reserved);
+                if more <= 0 {
+                    return Ok(Reservation::Covered);
+                }
+                let now = now_ms();
+                if let Some(spent_micros) = over_spend_cap(c, account_id, more, spend_cap_micros, now)? {
+                    return Ok(Reservation::SpendCapReached { spent_micros });
+                }
+                if let Some(balance_micros) = charge(c, account_id, more, &uuid, "priced by its size", now)? {
+                    return Ok(Reservation::InsufficientCredits { balance_micros });
+                }
+                c.prepare_cached("UPDATE tasks SET cost_micros = ?1 WHERE account_id = ?2 AND task_uuid = ?3")?
+                    .execute(params![price_micros, account_id, uuid])?;
+                Ok(Reservation::Covered)
             })
             .await
     }

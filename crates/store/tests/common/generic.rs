@@ -668,3 +668,62 @@ pub async fn hardening_a_task_ended_early_pays_for_its_delivered_results(h: Harn
     assert_eq!(store.account_by_name("a").await.unwrap().unwrap().balance_micros, 900);
     assert_eq!(store.month_spend(a.id).await.unwrap(), 100);
 }
+
+/// A task priced by its size once running (an upscale) raises its reservation: the difference
+/// is charged under admission's rules (balance, spend cap) or nothing changes; raising again to
+/// the same price (a resumed task) charges nothing more; the finish settles against the raised
+/// reservation; a task that is not running cannot be raised.
+pub async fn hardening_a_reservation_raised_once_the_size_is_known(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 1_000).await.unwrap();
+    let balance = || async { store.account_by_name("a").await.unwrap().unwrap().balance_micros };
+    let t = NewTask { resumable_payload: Some("{}".into()), ..task(a.id, 100) };
+    assert!(matches!(store.admit_task(t.clone()).await.unwrap(), Admission::Admitted));
+    // Past the balance: refused, nothing changes.
+    let refused = store.raise_reservation(a.id, t.task_uuid, 1_200, 0).await.unwrap();
+    assert_eq!(refused, Reservation::InsufficientCredits { balance_micros: 900 });
+    // Past the spend cap: refused, nothing changes.
+    let capped = store.raise_reservation(a.id, t.task_uuid, 600, 500).await.unwrap();
+    assert_eq!(capped, Reservation::SpendCapReached { spent_micros: 100 });
+    assert_eq!(balance().await, 900);
+    assert_eq!(store.get_task(a.id, t.task_uuid).await.unwrap().unwrap().cost_micros, 100);
+    // Raised: the difference is charged once, however often it is asked for.
+    for _ in 0..2 {
+        assert_eq!(store.raise_reservation(a.id, t.task_uuid, 400, 0).await.unwrap(), Reservation::Covered);
+        assert_eq!(balance().await, 600);
+    }
+    assert_eq!(store.raise_reservation(a.id, t.task_uuid, 300, 0).await.unwrap(), Reservation::Covered);
+    assert_eq!(balance().await, 600, "a lower price leaves the reservation alone");
+    assert_eq!(store.month_spend(a.id).await.unwrap(), 400);
+    let item = result_item(1);
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: t.task_uuid,
+            outcome: FinishOutcome::Success { results: vec![item], outputs: vec![], cost_micros: 400 },
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(balance().await, 600);
+    assert_eq!(store.get_task(a.id, t.task_uuid).await.unwrap().unwrap().cost_micros, 400);
+    // A settled task's reservation cannot be raised.
+    let late = store.raise_reservation(a.id, t.task_uuid, 900, 0).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(balance().await, 600);
+    // A failure after a raise refunds the whole raised reservation.
+    let u = NewTask { resumable_payload: Some("{}".into()), ..task(a.id, 100) };
+    assert!(matches!(store.admit_task(u.clone()).await.unwrap(), Admission::Admitted));
+    store.raise_reservation(a.id, u.task_uuid, 300, 0).await.unwrap();
+    assert_eq!(balance().await, 300);
+    store
+        .finish_task(Finish {
+            account_id: a.id,
+            task_uuid: u.task_uuid,
+            outcome: failure("x"),
+            webhooks: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(balance().await, 600);
+}

@@ -124,6 +124,7 @@ macro_rules! backend_tests {
             usage_by_day_nets_charges_and_refunds,
             hardening_a_deleted_task_uuid_stays_taken,
             hardening_a_task_ended_early_pays_for_its_delivered_results,
+            hardening_a_reservation_raised_once_the_size_is_known,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {
