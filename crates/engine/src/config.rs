@@ -100,6 +100,11 @@ pub struct ServerConfig {
     /// sender is not authenticated yet (a Runware body that carries its key inside). A request
     /// that would go past it is answered `503` with `Retry-After`.
     pub unauthenticated_body_budget_bytes: usize,
+    /// Serve Prometheus metrics at `/metrics` (no key needed: expose it to your scraper only).
+    pub metrics_enabled: bool,
+    /// Milliseconds `/readyz` waits for the store to answer before it says the server is not
+    /// ready.
+    pub readiness_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +119,8 @@ impl Default for ServerConfig {
             body_timeout_secs: 30,
             request_timeout_secs: 180,
             unauthenticated_body_budget_bytes: 64 * 1024 * 1024,
+            metrics_enabled: true,
+            readiness_timeout_ms: 2000,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod dispatch;
 pub mod keys;
 pub mod limits;
 pub mod live;
+pub mod metrics;
 pub mod outputs;
 mod pipeline;
 mod run_to_end;
@@ -76,6 +77,7 @@ pub struct Engine {
     inflight: pipeline::Inflight,
     limits: limits::Limits,
     renderers: parking_lot::RwLock<HashMap<&'static str, Arc<dyn webhooks::WebhookRenderer>>>,
+    metrics: metrics::Metrics,
 }
 
 /// What the first start created: the account and the only copy of its key.
@@ -249,6 +251,7 @@ impl Engine {
             inflight: pipeline::Inflight::default(),
             limits,
             renderers: Default::default(),
+            metrics: metrics::Metrics::new(),
         })
     }
 
@@ -260,6 +263,11 @@ impl Engine {
     /// The model catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// This server's Prometheus metrics.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// The providers, their breakers and the retry loop.

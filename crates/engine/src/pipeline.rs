@@ -673,6 +673,7 @@ impl Engine {
         mut place: crate::limits::Place,
     ) {
         let key = (account_id, sub.task_uuid);
+        let started = std::time::Instant::now();
         let live = self.inflight.live(key).unwrap_or_default();
         let cancel = live.cancel_token().clone();
         // Cancelling drops the wait for a concurrency slot or the execution: the queue place is
@@ -787,6 +788,21 @@ impl Engine {
                 });
             }
         }
+        let charged = match (&recorded, &run) {
+            (Ok(()), Ok((results, _, _))) => results.iter().map(|r| r.cost_micros).sum(),
+            (Ok(()), Err(_)) => delivered.iter().map(|r| r.cost_micros).sum(),
+            (Err(_), _) => 0,
+        };
+        self.metrics.task_ended(
+            &sub.task_type_name,
+            sub.request.model(),
+            run.as_ref()
+                .err()
+                .map(|e| e.code)
+                .or(recorded.as_ref().err().map(|_| ErrorCode::InternalServerError)),
+            charged,
+            started.elapsed(),
+        );
         let outcome = match (recorded, run) {
             (Err(e), _) => {
                 // Still unrecorded: `settle_as_failed` keeps trying in the background.

@@ -25,8 +25,8 @@ use crate::client_addr::ClientAddr;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use mediagate_core::money::{format_usd, parse_usd};
@@ -132,12 +132,7 @@ impl FromRequestParts<AppState> for AdminAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ClientAddr(client) =
             ClientAddr::from_request_parts(parts, state).await.unwrap_or(ClientAddr(None));
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")));
-        let Some(key) = key else {
+        let crate::bearer::Credential::Bearer(key) = crate::bearer::credential(&parts.headers) else {
             return Err(error_response(
                 state,
                 &ApiError::new(

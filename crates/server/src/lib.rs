@@ -4,9 +4,11 @@
 #![warn(missing_docs)]
 
 pub mod admin_api;
+pub mod bearer;
 pub mod client_addr;
 mod docs;
 pub mod edge;
+mod health;
 mod outputs;
 pub mod runware;
 pub mod runway;
@@ -43,6 +45,12 @@ pub fn install(engine: &Engine) {
 
 /// The application's routes.
 pub fn router(engine: Arc<Engine>) -> Router {
+    router_with(engine, Router::new())
+}
+
+/// The application's routes with `extra` merged in, under the same edge layers (for tests of
+/// the edge itself, e.g. with a route that panics).
+pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
     install(&engine);
     let base_url = engine.config().base_url();
     let unauthenticated =
@@ -52,7 +60,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         engine.config().websocket.resume_window_secs.clamp(1, 30),
     ));
     let state = AppState { base_url, engine, sessions, runway_uploads: Default::default(), unauthenticated };
-    let app = Router::new()
+    let app = extra
         .merge(runway::routes())
         .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
         .route("/v1/outputs/{file}", get(outputs::get_output))
@@ -63,6 +71,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/docs/runway", get(docs::runway))
         .route("/docs/admin-api", get(docs::admin_api))
         .route("/health", get(|| async { "ok" }))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -236,6 +236,11 @@ pub trait Store: Send + Sync {
         before_ms: i64,
     ) -> StoreResult<Vec<DailyUsage>>;
 
+    // --- health -----------------------------------------------------------------------------
+    /// The schema version the database is at and the one this build writes: one round trip,
+    /// for readiness checks (the database answers, and its migrations are applied).
+    async fn schema_state(&self) -> StoreResult<SchemaState>;
+
     // --- exclusivity ------------------------------------------------------------------------
     /// The state of this process's claim to be the only server on the store's database, as it
     /// changes; `None` when the store makes no such claim (an SQLite file, a CLI tool's store).

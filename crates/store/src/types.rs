@@ -218,6 +218,15 @@ pub enum Admission {
     },
 }
 
+/// What [`crate::Store::schema_state`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaState {
+    /// The newest migration applied to the database.
+    pub applied: i64,
+    /// The newest migration this build knows.
+    pub expected: i64,
+}
+
 /// The outcome of raising a running task's reservation ([`crate::Store::raise_reservation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {

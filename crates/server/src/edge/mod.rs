@@ -1,23 +1,71 @@
-//! The HTTP edge's bounds, applied to every route at once: the accept loop (connection limit,
-//! header-read and idle timeouts, graceful shutdown) and the layers every request passes
-//! (whole-request deadline, body pauses). Each answers in the dialect of the request it cuts.
+//! The HTTP edge, applied to every route at once: the accept loop (connection limit,
+//! header-read and idle timeouts, graceful shutdown; [`connections`]) and one stack of layers
+//! every request passes, each with one concern, listed in order in [`layers`]. Each layer that
+//! answers on its own answers in the dialect of the request.
 
 pub mod body;
 pub mod connections;
 mod deadline;
+pub(crate) mod dialect;
+mod observe;
+mod panics;
 
 use crate::AppState;
 use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, header};
 use std::time::Duration;
 use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
-/// Wraps every route in the edge's layers, outermost first: the whole request's deadline, then
-/// the bound on pauses inside a request body.
+/// The request id header: taken from the client when it sends one, made (a UUID) otherwise,
+/// and returned on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The span every request runs in: its id, method, route template and dialect.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str());
+    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = id,
+        method = %req.method(),
+        route,
+        dialect = dialect::of(req.headers(), req.uri().path()),
+    )
+}
+
+/// Wraps every route in the edge's layers, outermost first:
+///
+/// 1. `Authorization` marked sensitive, so no later layer's log shows it;
+/// 2. the request id (`x-request-id`), set and then returned on the response;
+/// 3. a tracing span per request, and a debug line with status and latency when it ends;
+/// 4. metrics: requests by dialect, route and status, with latency;
+/// 5. panics answered as the catalog's 500 in the request's dialect;
+/// 6. the whole request's deadline (`server.request_timeout_secs`, 504 in the dialect);
+/// 7. the bound on pauses inside a request body (`server.body_timeout_secs`).
+///
+/// Body size limits are per route (each dialect reads its body with [`body::read`] after
+/// authentication), and connection limits and header timeouts live in [`connections`].
 pub(crate) fn layers(app: Router, state: &AppState) -> Router {
     let server = &state.engine.config().server;
     app.layer(
         ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+            )
+            .layer(axum::middleware::from_fn_with_state(state.clone(), observe::count))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), panics::catch))
             .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::whole_request))
             .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(server.body_timeout_secs))),
     )

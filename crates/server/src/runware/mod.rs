@@ -48,15 +48,12 @@ pub fn request_error(state: &AppState, e: &ApiError) -> Response {
     )
 }
 
+/// The key in the `Authorization` header: `None` without one, an error when it is malformed.
 fn bearer(headers: &HeaderMap) -> Option<Result<String, ApiError>> {
-    let v = headers.get(header::AUTHORIZATION)?;
-    let s = match v.to_str() {
-        Ok(s) => s,
-        Err(_) => return Some(Err(invalid_header())),
-    };
-    match s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")) {
-        Some(k) => Some(Ok(k.to_string())),
-        None => Some(Err(invalid_header())),
+    match crate::bearer::credential(headers) {
+        crate::bearer::Credential::Missing => None,
+        crate::bearer::Credential::Bearer(k) => Some(Ok(k.to_string())),
+        crate::bearer::Credential::Malformed => Some(Err(invalid_header())),
     }
 }
 

@@ -80,6 +80,7 @@ fn error_message(state: &AppState, e: &ApiError) -> String {
 }
 
 async fn connection(state: AppState, socket: WebSocket, client: Option<std::net::IpAddr>) {
+    let _counted = state.engine.metrics().websocket_opened();
     let cfg = state.engine.config().websocket.clone();
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     let (mut sink, mut stream) = socket.split();

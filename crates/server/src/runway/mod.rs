@@ -31,7 +31,7 @@ pub use uploads::UploadSlots;
 use crate::{AppState, json_response};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use issues::Issue;
@@ -151,27 +151,17 @@ async fn authenticate(
             "No API key: send `Authorization: Bearer key_…` (the SDKs read RUNWAYML_API_SECRET).",
         )
     };
-    let key = match headers.get(header::AUTHORIZATION) {
-        None => return Err(Box::new(error_response(state, &missing()))),
-        Some(v) => {
-            let s = v.to_str().map_err(|_| {
-                Box::new(error_response(
-                    state,
-                    &ApiError::new(ErrorCode::InvalidApiKey, "The Authorization header is not valid text."),
-                ))
-            })?;
-            match s.strip_prefix("Bearer ") {
-                Some(k) => k.to_string(),
-                None => {
-                    return Err(Box::new(error_response(
-                        state,
-                        &ApiError::new(
-                            ErrorCode::InvalidApiKey,
-                            "Invalid Authorization header: send it as `Authorization: Bearer key_…`.",
-                        ),
-                    )));
-                }
-            }
+    let key = match crate::bearer::credential(headers) {
+        crate::bearer::Credential::Missing => return Err(Box::new(error_response(state, &missing()))),
+        crate::bearer::Credential::Bearer(k) => k.to_string(),
+        crate::bearer::Credential::Malformed => {
+            return Err(Box::new(error_response(
+                state,
+                &ApiError::new(
+                    ErrorCode::InvalidApiKey,
+                    "Invalid Authorization header: send it as `Authorization: Bearer key_…`.",
+                ),
+            )));
         }
     };
     state

@@ -1146,6 +1146,10 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
+    async fn schema_state(&self) -> StoreResult<SchemaState> {
+        Ok(SchemaState { applied: self.schema_version().await?, expected: SCHEMA_VERSION })
+    }
+
     async fn limit_overrides(&self) -> StoreResult<Vec<LimitOverride>> {
         let found = sqlx::query(
             "SELECT l.account_id, a.name, l.model, l.settings FROM account_limits l

@@ -1098,6 +1098,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn schema_state(&self) -> StoreResult<SchemaState> {
+        let applied =
+            self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?)).await?;
+        Ok(SchemaState { applied, expected: schema::LATEST })
+    }
+
     async fn limit_overrides(&self) -> StoreResult<Vec<LimitOverride>> {
         self.read(|c| {
             let rows = c

@@ -147,6 +147,9 @@ CREATE INDEX outputs_uploads_by_account ON outputs(account_id, expires_at) WHERE
 "#,
 ];
 
+/// The newest schema version (`PRAGMA user_version` once every migration is applied).
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
 /// Brings the database to the newest schema. Each step runs in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;

@@ -1,0 +1,64 @@
+//! What an operator's tooling asks the server: `/livez` (the process answers), `/readyz` (it
+//! can serve: its store answers and its schema is this build's) and `/metrics` (Prometheus).
+//! `/health` stays as it was (`ok`), for checks written against it.
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+
+/// `GET /livez`: 200 while the process serves requests at all.
+pub async fn livez() -> Response {
+    crate::json_response(StatusCode::OK, &json!({ "status": "live" }))
+}
+
+/// `GET /readyz`: 200 with each check when the server can take work, else 503 saying which
+/// check failed and why.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let wait = Duration::from_millis(state.engine.config().server.readiness_timeout_ms.max(1));
+    let store = match tokio::time::timeout(wait, state.engine.store().schema_state()).await {
+        Err(_) => Err(format!(
+            "the store did not answer within {} ms (server.readiness_timeout_ms)",
+            wait.as_millis()
+        )),
+        Ok(Err(e)) => {
+            Err(format!("the store cannot be read: {}", mediagate_engine::store_failure(&e).message))
+        }
+        Ok(Ok(s)) if s.applied != s.expected => Err(format!(
+            "the database's schema is at version {} and this build needs {}: restart the server to migrate it",
+            s.applied, s.expected
+        )),
+        Ok(Ok(s)) => Ok(s.applied),
+    };
+    let (status, check) = match store {
+        Ok(version) => (StatusCode::OK, json!({ "ok": true, "schemaVersion": version })),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "ok": false, "error": why })),
+    };
+    let ready = status == StatusCode::OK;
+    crate::json_response(
+        status,
+        &json!({ "status": if ready { "ready" } else { "not ready" }, "checks": { "store": check } }),
+    )
+}
+
+/// `GET /metrics`: the server's metrics in the OpenMetrics text format (404 when
+/// `server.metrics_enabled` is off).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.engine.config().server.metrics_enabled {
+        return crate::dialect_error(
+            &state,
+            false,
+            &mediagate_core::ApiError::new(
+                mediagate_core::ErrorCode::NotFound,
+                "Metrics are turned off on this server (server.metrics_enabled).",
+            ),
+        );
+    }
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.engine.metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,253 @@
+//! What an operator and the edge stack give every request, over real HTTP: request ids, one
+//! bearer reading on every surface, panics answered in the dialect's shape, `/livez`,
+//! `/readyz` and Prometheus metrics counted exactly.
+
+use futures::{SinkExt, StreamExt};
+use mediagate_testkit::{TestServer, task_uuid};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const RUNWAY_VERSION: &str = "2024-11-06";
+
+async fn admin_key(s: &TestServer) -> String {
+    s.engine.admin().create_admin_key("ops").await.unwrap().1
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_sent_one_is_kept() {
+    let s = TestServer::start().await;
+    for path in ["/v1/tasks/00000000-0000-4000-8000-000000000000", "/livez", "/nowhere", "/admin/v1/accounts"]
+    {
+        let r = s.http.get(format!("{}{path}", s.base_url)).send().await.unwrap();
+        let id = r.headers().get("x-request-id").unwrap_or_else(|| panic!("{path}: no x-request-id"));
+        assert!(uuid::Uuid::parse_str(id.to_str().unwrap()).is_ok(), "{path}: {id:?}");
+        let r = s
+            .http
+            .get(format!("{}{path}", s.base_url))
+            .header("x-request-id", "trace-me-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "trace-me-42", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_read_without_regard_to_case_on_every_surface() {
+    let s = TestServer::start().await;
+    let admin = admin_key(&s).await;
+    let ping = json!([{"taskType": "ping", "ping": true}]);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = s
+            .http
+            .post(format!("{}/v1", s.base_url))
+            .header("authorization", format!("{scheme} {}", s.api_key))
+            .json(&ping)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "runware, {scheme}");
+        let r = s
+            .http
+            .get(format!("{}/v1/organization", s.base_url))
+            .header("authorization", format!("{scheme} {}", s.api_key))
+            .header("x-runway-version", RUNWAY_VERSION)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "runway, {scheme}");
+        let r = s
+            .http
+            .get(format!("{}/admin/v1/accounts", s.base_url))
+            .header("authorization", format!("{scheme} {admin}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "admin, {scheme}");
+    }
+    // Another scheme is refused alike everywhere.
+    let basic = format!("Basic {}", s.api_key);
+    let r = s.http.post(format!("{}/v1", s.base_url)).header("authorization", &basic).json(&ping);
+    assert_eq!(r.send().await.unwrap().status(), 401);
+    let r = s
+        .http
+        .get(format!("{}/v1/organization", s.base_url))
+        .header("authorization", &basic)
+        .header("x-runway-version", RUNWAY_VERSION);
+    assert_eq!(r.send().await.unwrap().status(), 401);
+    let r = s.http.get(format!("{}/admin/v1/accounts", s.base_url)).header("authorization", &basic);
+    assert_eq!(r.send().await.unwrap().status(), 401);
+}
+
+/// A handler with a bug.
+async fn panics() -> &'static str {
+    panic!("a bug in a handler")
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_500_in_its_dialect_and_the_server_carries_on() {
+    let s = TestServer::start().await;
+    // The server's own routes and edge layers, plus two routes that panic.
+    let extra = axum::Router::new()
+        .route("/v1/tasks/panic", axum::routing::get(panics))
+        .route("/v1/panic", axum::routing::post(panics));
+    let app = mediagate_server::router_with(s.engine.clone(), extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let r = s.http.get(format!("{base}/v1/tasks/panic")).header("x-runway-version", RUNWAY_VERSION);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.headers().contains_key("x-request-id"));
+    let b: Value = r.json().await.unwrap();
+    assert!(b["error"].as_str().unwrap().contains("Internal error"), "Runway's shape: {b}");
+    assert!(b["docUrl"].as_str().is_some(), "{b}");
+
+    let r = s.http.post(format!("{base}/v1/panic")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["errors"][0]["code"], "internalServerError", "Runware's shape: {b}");
+
+    // The same server goes on answering, and counted both.
+    let r = s.http.get(format!("{base}/livez")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = s.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"mediagate_http_requests_total{dialect="runway",route="/v1/tasks/panic",status="500"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn livez_and_readyz_say_what_is_wrong() {
+    let s = TestServer::start().await;
+    let get = |path: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.http.get(format!("{}{path}", s.base_url)).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(get("/livez").await, (200, json!({"status": "live"})));
+    let (st, b) = get("/readyz").await;
+    assert_eq!((st, &b["status"]), (200, &json!("ready")), "{b}");
+    assert_eq!(b["checks"]["store"]["ok"], true);
+    let version = b["checks"]["store"]["schemaVersion"].as_i64().unwrap();
+    assert!(version > 0);
+
+    // A database another build migrated further: not ready, and why.
+    let db = s.engine.config().database_path();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", version + 1).unwrap();
+    let (st, b) = get("/readyz").await;
+    assert_eq!((st, &b["status"]), (503, &json!("not ready")), "{b}");
+    let why = b["checks"]["store"]["error"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("version {}", version + 1)) && why.contains(&format!("needs {version}")),
+        "{why}"
+    );
+    conn.pragma_update(None, "user_version", version).unwrap();
+    assert_eq!(get("/readyz").await.0, 200);
+}
+
+/// The value of one sample line of the OpenMetrics text, 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tasks_and_charges_exactly() {
+    let s = TestServer::start().await;
+    let image = || {
+        json!({"taskType": "imageInference", "taskUUID": task_uuid(), "positivePrompt": "a fox",
+                           "model": "mediagate:procedural@1", "width": 64, "height": 64})
+    };
+    // Two requests, three images; one refused at validation (no task); one upscale that fails
+    // once running (its input does not exist) and is refunded.
+    assert_eq!(s.post(&json!([image(), image()])).await.0, 200);
+    assert_eq!(s.post(&json!([image()])).await.0, 200);
+    let mut bad = image();
+    bad["width"] = json!(100);
+    assert_eq!(s.post(&json!([bad])).await.0, 400);
+    let missing = json!([{"taskType": "upscale", "taskUUID": task_uuid(),
+                          "inputImage": uuid::Uuid::new_v4().to_string(), "upscaleFactor": 2}]);
+    let (st, b) = s.post(&missing).await;
+    assert_eq!(st, 400, "{b}");
+    let code = b["errors"][0]["code"].as_str().unwrap().to_string();
+
+    let r = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let m = r.text().await.unwrap();
+    let runware = |status: u16| {
+        sample(
+            &m,
+            &format!(r#"mediagate_http_requests_total{{dialect="runware",route="/v1",status="{status}"}}"#),
+        )
+    };
+    assert_eq!((runware(200), runware(400)), (2.0, 2.0), "{m}");
+    let tasks = |tt: &str, model: &str, outcome: &str, code: &str| {
+        sample(
+            &m,
+            &format!(
+                r#"mediagate_tasks_total{{task_type="{tt}",model="{model}",outcome="{outcome}",code="{code}"}}"#
+            ),
+        )
+    };
+    assert_eq!(tasks("imageInference", "mediagate:procedural@1", "success", ""), 3.0, "{m}");
+    // The upscale was admitted and failed once it looked for its input: counted with its code.
+    assert_eq!(code, "assetNotFound");
+    assert_eq!(tasks("upscale", "mediagate:lanczos@1", "error", &code), 1.0, "{m}");
+    let price =
+        s.engine.catalog().models().find(|x| x.spec.air == "mediagate:procedural@1").unwrap().price_micros;
+    assert_eq!(sample(&m, "mediagate_credits_charged_micros_total"), 3.0 * price as f64, "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            r#"mediagate_task_duration_seconds_count{task_type="imageInference",model="mediagate:procedural@1"}"#
+        ),
+        3.0,
+        "{m}"
+    );
+    // The scrape itself is counted once it is answered.
+    let m2 = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        sample(&m2, r#"mediagate_http_requests_total{dialect="server",route="/metrics",status="200"}"#),
+        1.0
+    );
+
+    // An open WebSocket is counted while it lives.
+    let url = format!("{}/v1", s.base_url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(json!([{"taskType": "authentication", "apiKey": s.api_key}]).to_string().into()))
+        .await
+        .unwrap();
+    let _ = ws.next().await;
+    let scrape = || async {
+        let m = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+        sample(&m, "mediagate_websocket_connections")
+    };
+    assert_eq!(scrape().await, 1.0);
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while scrape().await != 0.0 {
+        assert!(Instant::now() < deadline, "the closed socket is still counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let s = TestServer::start_with(|c| c.server.metrics_enabled = false).await;
+    let r = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("server.metrics_enabled"), "{b}");
+}
