@@ -64,15 +64,22 @@ fn check_edge_timeouts(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr; `MEDIAGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-pub fn init_logging() {
+/// Logs go to stderr; `MEDIAGATE_LOG` (or `RUST_LOG`) sets the filter, default `info`, and
+/// `log.format` the format.
+pub fn init_logging(log: &mediagate_engine::config::LogConfig) {
     let filter = std::env::var("MEDIAGATE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        mediagate_engine::config::LogFormat::Json => {
+            builder.json().with_current_span(true).with_span_list(true).try_init()
+        }
         // Colour codes only for a terminal: in a file or a log collector they are noise.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        mediagate_engine::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+        }
+    };
 }

@@ -310,7 +310,7 @@ async fn credits(admin: Admin, c: CreditsCmd) -> Result<()> {
 }
 
 async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
-    config::init_logging();
+    config::init_logging(&cfg.log);
     // Bound first, so that URLs the server hands out (outputs, uploads, documentation links)
     // carry the real port when `--listen` asks for any free one (`:0`).
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

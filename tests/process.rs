@@ -192,6 +192,45 @@ fn a_second_server_on_the_same_sqlite_data_directory_refuses_to_start() {
     assert_eq!(post(&again.base, &key, &ping()).0, 200);
 }
 
+#[test]
+fn json_logs_carry_one_line_per_request_with_its_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[("MEDIAGATE_LOG", "info"), ("MEDIAGATE_LOG__FORMAT", "json"), ("MEDIAGATE_LOG__REQUESTS", "true")],
+        &[],
+    );
+    let key = s.banner_key().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1", s.base))
+            .bearer_auth(&key)
+            .header("x-request-id", "json-log-probe-7")
+            .json(&ping())
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = s.log_text();
+        if let Some(l) = log.lines().find(|l| l.contains("json-log-probe-7")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no log line with the request id:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["span"]["request_id"], "json-log-probe-7", "{v}");
+    assert_eq!(v["span"]["route"], "/v1", "{v}");
+    assert_eq!(v["fields"]["status"], 200, "{v}");
+    assert!(!line.contains(&key[4..40]), "the key is in the log: {line}");
+}
+
 /// Five quick 64x64 images from one key; the status of each.
 fn five_quick_images(base: &str, key: &str) -> Vec<u16> {
     (0..5)

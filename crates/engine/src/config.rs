@@ -21,6 +21,8 @@ pub struct Config {
     pub public_base_url: String,
     /// HTTP edge options.
     pub server: ServerConfig,
+    /// Logging (`[log]`).
+    pub log: LogConfig,
     /// What the first start creates.
     pub bootstrap: BootstrapConfig,
     /// Task execution options.
@@ -54,6 +56,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./mediagate-data"),
             public_base_url: String::new(),
             server: ServerConfig::default(),
+            log: LogConfig::default(),
             bootstrap: BootstrapConfig::default(),
             tasks: TasksConfig::default(),
             websocket: WebSocketConfig::default(),
@@ -141,6 +144,34 @@ fn deserialize_networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ip
                 })
         })
         .collect()
+}
+
+/// How log lines are written (`[log]`). Which lines is `MEDIAGATE_LOG`'s filter (default `info`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json` (one JSON object per line, for log collectors).
+    pub format: LogFormat,
+    /// One `info` line per answered request, with its request id, status and latency (off: a
+    /// `debug` line).
+    pub requests: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, requests: false }
+    }
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, with the span's fields as a prefix.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields`, `target`, the current `span`
+    /// and its parents (`spans`), so a request's lines carry its `request_id`.
+    Json,
 }
 
 /// First-start options (`[bootstrap]`).

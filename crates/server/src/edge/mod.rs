@@ -43,7 +43,8 @@ fn request_span(req: &Request) -> tracing::Span {
 ///
 /// 1. `Authorization` marked sensitive, so no later layer's log shows it;
 /// 2. the request id (`x-request-id`), set and then returned on the response;
-/// 3. a tracing span per request, and a debug line with status and latency when it ends;
+/// 3. a tracing span per request, and a line with status and latency when it ends (`info`
+///    with `log.requests`, else `debug`);
 /// 4. metrics: requests by dialect, route and status, with latency;
 /// 5. panics answered as the catalog's 500 in the request's dialect;
 /// 6. the whole request's deadline (`server.request_timeout_secs`, 504 in the dialect);
@@ -58,12 +59,13 @@ pub(crate) fn layers(app: Router, state: &AppState) -> Router {
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-            )
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_request(()).on_response(
+                DefaultOnResponse::new().level(if state.engine.config().log.requests {
+                    Level::INFO
+                } else {
+                    Level::DEBUG
+                }),
+            ))
             .layer(axum::middleware::from_fn_with_state(state.clone(), observe::count))
             .layer(axum::middleware::from_fn_with_state(state.clone(), panics::catch))
             .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::whole_request))

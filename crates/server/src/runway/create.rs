@@ -4,9 +4,8 @@
 
 use super::body::{Body, Need};
 use super::issues::Issue;
-use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
+use super::{Caller, Refusal, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
-use crate::client_addr::ClientAddr;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -18,6 +17,7 @@ use mediagate_core::{ApiError, ParamPath};
 use mediagate_engine::uploads::Retention;
 use mediagate_engine::{AuthContext, Delivery, Submission, Submitted};
 use serde_json::json;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Output ratios of the image models.
@@ -391,20 +391,19 @@ async fn ingest(
 
 async fn create(
     state: AppState,
-    client: Option<std::net::IpAddr>,
+    ctx: Arc<AuthContext>,
     headers: HeaderMap,
     body: axum::body::Body,
     endpoint: &'static str,
     parse: fn(&mut Body<'_>) -> Option<Parsed>,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
-    let bytes = or_reply!(read_body(&state, &headers, body).await);
-    let obj = or_reply!(json_object(&state, &bytes));
+) -> Result<Response, Refusal> {
+    let bytes = read_body(&state, &headers, body).await?;
+    let obj = json_object(&state, &bytes)?;
     let mut body = Body::new(&obj, ParamPath::default());
     let parsed = parse(&mut body);
     let issues = body.finish();
     let Some(Parsed { request, assets }) = parsed.filter(|_| issues.is_empty()) else {
-        return validation_failed(&state, "body", &issues);
+        return Err(validation_failed(&state, "body", &issues).into());
     };
     let mut submission = Submission {
         task_uuid: Uuid::new_v4(),
@@ -417,11 +416,11 @@ async fn create(
     // Scopes and credit before the assets: a request that will be refused fetches and stores
     // nothing.
     if let Err(e) = state.engine.precheck(&ctx, &submission).await {
-        return error_response(&state, &rename_params(e));
+        return Err(error_response(&state, &rename_params(e)).into());
     }
     let ids = match ingest(&state, &ctx, &submission.request, assets).await {
         Ok(ids) => ids,
-        Err(issues) => return validation_failed(&state, "body", &issues),
+        Err(issues) => return Err(validation_failed(&state, "body", &issues).into()),
     };
     match &mut submission.request {
         TaskRequest::VideoInference(v) => v.first_frame = ids.first().map(Uuid::to_string),
@@ -429,15 +428,17 @@ async fn create(
         TaskRequest::ImageInference(_) => {}
     }
     match state.engine.submit(&ctx, submission).await {
-        Ok(Submitted::Accepted { task_uuid }) => json_response(StatusCode::OK, &json!({ "id": task_uuid })),
-        Ok(Submitted::Done(d)) => json_response(StatusCode::OK, &json!({ "id": d.task_uuid })),
+        Ok(Submitted::Accepted { task_uuid }) => {
+            Ok(json_response(StatusCode::OK, &json!({ "id": task_uuid })))
+        }
+        Ok(Submitted::Done(d)) => Ok(json_response(StatusCode::OK, &json!({ "id": d.task_uuid }))),
         Err(e) => {
             // Refused after all (a race on the balance, a limit, validation): the assets stored
             // for it go with it.
             for id in ids {
                 let _ = state.engine.delete_upload(&ctx, id, ParamPath::default()).await;
             }
-            error_response(&state, &rename_params(e))
+            Err(error_response(&state, &rename_params(e)).into())
         }
     }
 }
@@ -473,40 +474,40 @@ fn rename_params(mut e: ApiError) -> ApiError {
 /// `POST /v1/text_to_image`.
 pub async fn text_to_image(
     State(s): State<AppState>,
-    ClientAddr(c): ClientAddr,
+    Caller(c): Caller,
     h: HeaderMap,
     b: axum::body::Body,
-) -> Response {
+) -> Result<Response, Refusal> {
     create(s, c, h, b, "text_to_image", parse_text_to_image).await
 }
 
 /// `POST /v1/image_to_video`.
 pub async fn image_to_video(
     State(s): State<AppState>,
-    ClientAddr(c): ClientAddr,
+    Caller(c): Caller,
     h: HeaderMap,
     b: axum::body::Body,
-) -> Response {
+) -> Result<Response, Refusal> {
     create(s, c, h, b, "image_to_video", |b| parse_video(b, IMAGE_TO_VIDEO, true)).await
 }
 
 /// `POST /v1/text_to_video`.
 pub async fn text_to_video(
     State(s): State<AppState>,
-    ClientAddr(c): ClientAddr,
+    Caller(c): Caller,
     h: HeaderMap,
     b: axum::body::Body,
-) -> Response {
+) -> Result<Response, Refusal> {
     create(s, c, h, b, "text_to_video", |b| parse_video(b, TEXT_TO_VIDEO, false)).await
 }
 
 /// `POST /v1/image_upscale`.
 pub async fn image_upscale(
     State(s): State<AppState>,
-    ClientAddr(c): ClientAddr,
+    Caller(c): Caller,
     h: HeaderMap,
     b: axum::body::Body,
-) -> Response {
+) -> Result<Response, Refusal> {
     create(s, c, h, b, "image_upscale", parse_image_upscale).await
 }
 

@@ -6,19 +6,6 @@
 //! `{"id": …}`; the task then runs asynchronously and is polled at `GET /v1/tasks/{id}`.
 //! Errors use Runway's bodies: `{"error", "docUrl", "issues": [{"code", "path", "message"}]}`.
 
-/// Unwraps a `Result<T, Refusal>` in a handler, answering with the refusal.
-macro_rules! or_reply {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(refusal) => return *refusal,
-        }
-    };
-}
-
-/// A response that ends a request early (boxed: responses are large and this is the rare path).
-type Refusal = Box<axum::response::Response>;
-
 mod body;
 mod create;
 mod issues;
@@ -28,11 +15,14 @@ mod uploads;
 
 pub use uploads::UploadSlots;
 
+use crate::client_addr::ClientAddr;
 use crate::{AppState, json_response};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use issues::Issue;
 use mediagate_core::{ApiError, ErrorCode};
@@ -135,7 +125,7 @@ fn check_version(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
         "{}. Send the header `X-Runway-Version: {}` (the official SDKs send it).",
         issue.message, API_VERSIONS[0]
     );
-    Err(Box::new(validation_failed(state, "headers", &[issue])))
+    Err(Refusal::from(validation_failed(state, "headers", &[issue])))
 }
 
 /// The caller's key from `Authorization: Bearer …` (repeated invalid keys from one address are
@@ -152,10 +142,10 @@ async fn authenticate(
         )
     };
     let key = match crate::bearer::credential(headers) {
-        crate::bearer::Credential::Missing => return Err(Box::new(error_response(state, &missing()))),
+        crate::bearer::Credential::Missing => return Err(Refusal::from(error_response(state, &missing()))),
         crate::bearer::Credential::Bearer(k) => k.to_string(),
         crate::bearer::Credential::Malformed => {
-            return Err(Box::new(error_response(
+            return Err(Refusal::from(error_response(
                 state,
                 &ApiError::new(
                     ErrorCode::InvalidApiKey,
@@ -168,18 +158,41 @@ async fn authenticate(
         .engine
         .authenticate_from(&key, client, mediagate_engine::Dialect::Runway)
         .await
-        .map_err(|e| Box::new(error_response(state, &e)))
+        .map_err(|e| Refusal::from(error_response(state, &e)))
 }
 
-/// Version check, then authentication (with the key's `dialect:` scope): what every Runway
-/// endpoint but the upload target does, before any other work.
-async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    client: Option<std::net::IpAddr>,
-) -> Result<Arc<AuthContext>, Refusal> {
-    check_version(state, headers)?;
-    authenticate(state, headers, client).await
+/// A response that ends a Runway request early, in the dialect's shape: the error type of every
+/// step of a handler, so handlers use `?` (boxed: responses are large and this is the rare
+/// path).
+pub struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(r: Response) -> Self {
+        Refusal(Box::new(r))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// The authenticated caller of a Runway endpoint: the version check, then authentication (with
+/// the key's `dialect:` scope), before any other work and before the body is read. Every
+/// Runway endpoint but the upload target (which a one-time token guards) takes it, so none can
+/// forget it; its rejection is the dialect's error.
+pub struct Caller(pub Arc<AuthContext>);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        let ClientAddr(client) =
+            ClientAddr::from_request_parts(parts, state).await.unwrap_or(ClientAddr(None));
+        check_version(state, &parts.headers)?;
+        Ok(Caller(authenticate(state, &parts.headers, client).await?))
+    }
 }
 
 /// Reads a request body (after the caller is authenticated: nothing is read for a stranger),
@@ -194,20 +207,23 @@ async fn read_body(
     crate::edge::body::read(headers, body, limit, hint, None)
         .await
         .map(|b| b.bytes)
-        .map_err(|e| Box::new(error_response(state, &e)))
+        .map_err(|e| Refusal::from(error_response(state, &e)))
 }
 
 /// The JSON object of a request body, or the 400 saying why not.
 fn json_object(state: &AppState, bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Refusal> {
     let bad = |msg: String| {
-        Box::new(json_response(StatusCode::BAD_REQUEST, &json!({ "error": msg, "docUrl": doc_url(state) })))
+        Refusal::from(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": msg, "docUrl": doc_url(state) }),
+        ))
     };
     if bytes.is_empty() {
         return Err(bad("The request body is empty; send a JSON object.".into()));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(Box::new(validation_failed(
+        Ok(other) => Err(Refusal::from(validation_failed(
             state,
             "body",
             &[Issue::wrong_type(mediagate_core::ParamPath::default(), "object", &other)],

@@ -3,9 +3,8 @@
 use super::body::{Body, Need};
 use super::issues::Issue;
 use super::tasks::credits;
-use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
+use super::{Caller, Refusal, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
-use crate::client_addr::ClientAddr;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -19,17 +18,15 @@ use std::collections::BTreeMap;
 /// monthly spend cap included.
 pub async fn get_organization(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    headers: HeaderMap,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
+    Caller(ctx): Caller,
+) -> Result<Response, Refusal> {
     let view = match state.engine.limits_view(ctx.account_id).await {
         Ok(v) => v,
-        Err(e) => return error_response(&state, &e),
+        Err(e) => return Err(error_response(&state, &e).into()),
     };
     let (stored, quota) = match state.engine.upload_usage(ctx.account_id).await {
         Ok(v) => v,
-        Err(e) => return error_response(&state, &e),
+        Err(e) => return Err(error_response(&state, &e).into()),
     };
     let limit = |n: u32| if n == 0 { Value::Null } else { json!(n) };
     let bound = |n: u64| if n == 0 { Value::Null } else { json!(n) };
@@ -53,7 +50,7 @@ pub async fn get_organization(
     } else {
         Value::Null
     };
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({
             "creditBalance": credits(view.balance_micros).floor() as i64,
@@ -69,7 +66,7 @@ pub async fn get_organization(
                 "storage": { "uploads": stored.files, "bytes": stored.bytes },
             },
         }),
-    )
+    ))
 }
 
 /// Longest usage window Runway allows, in days.
@@ -90,16 +87,15 @@ fn date(b: &mut Body<'_>, key: &'static str) -> Option<NaiveDate> {
 /// model (charges minus refunds). Defaults: the 30 days ending today, today included.
 pub async fn usage(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
+    Caller(ctx): Caller,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
-    let bytes = or_reply!(read_body(&state, &headers, body).await);
+) -> Result<Response, Refusal> {
+    let bytes = read_body(&state, &headers, body).await?;
     let obj = if bytes.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
-        or_reply!(json_object(&state, &bytes))
+        json_object(&state, &bytes)?
     };
     let mut b = Body::new(&obj, ParamPath::default());
     let start = date(&mut b, "startDate");
@@ -130,12 +126,12 @@ pub async fn usage(
         ));
     }
     if !issues.is_empty() {
-        return validation_failed(&state, "body", &issues);
+        return Err(validation_failed(&state, "body", &issues).into());
     }
     let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
     let rows = match state.engine.store().usage_by_day(ctx.account_id, ms(start), ms(before)).await {
         Ok(r) => r,
-        Err(_) => return error_response(&state, &ApiError::internal()),
+        Err(_) => return Err(error_response(&state, &ApiError::internal()).into()),
     };
     let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut models: Vec<String> = Vec::new();
@@ -150,5 +146,5 @@ pub async fn usage(
     }
     let results: Vec<Value> =
         by_day.into_iter().map(|(day, used)| json!({ "date": day, "usedCredits": used })).collect();
-    json_response(StatusCode::OK, &json!({ "results": results, "models": models }))
+    Ok(json_response(StatusCode::OK, &json!({ "results": results, "models": models })))
 }

@@ -1,10 +1,9 @@
 //! `GET /v1/tasks/{id}` and `DELETE /v1/tasks/{id}`.
 
-use super::{caller, error_response, json_response};
+use super::{Caller, Refusal, error_response, json_response};
 use crate::AppState;
-use crate::client_addr::ClientAddr;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mediagate_core::{ApiError, ErrorCode};
 use mediagate_engine::{TaskPhase, TaskView};
@@ -40,7 +39,7 @@ fn iso(ms: i64) -> String {
 
 fn parse_id(state: &AppState, id: &str) -> Result<Uuid, super::Refusal> {
     Uuid::try_parse(id).map_err(|_| {
-        Box::new(error_response(
+        super::Refusal::from(error_response(
             state,
             &ApiError::new(
                 ErrorCode::TaskNotFound,
@@ -102,18 +101,16 @@ fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
 /// `GET /v1/tasks/{id}`.
 pub async fn get_task(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    headers: HeaderMap,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
-    let id = or_reply!(parse_id(&state, &id));
+) -> Result<Response, Refusal> {
+    let id = parse_id(&state, &id)?;
     match state.engine.get_response(&ctx, id).await {
         Ok(view) => {
             let phase = state.engine.task_phase(ctx.account_id, id);
-            json_response(StatusCode::OK, &render(&view, phase))
+            Ok(json_response(StatusCode::OK, &render(&view, phase)))
         }
-        Err(e) => error_response(&state, &e),
+        Err(e) => Err(error_response(&state, &e).into()),
     }
 }
 
@@ -121,14 +118,12 @@ pub async fn get_task(
 /// deletes a finished one. 204 either way.
 pub async fn delete_task(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    headers: HeaderMap,
+    Caller(ctx): Caller,
     Path(id): Path<String>,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
-    let id = or_reply!(parse_id(&state, &id));
+) -> Result<Response, Refusal> {
+    let id = parse_id(&state, &id)?;
     match state.engine.cancel_or_delete(&ctx, id).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error_response(&state, &e),
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(error_response(&state, &e).into()),
     }
 }

@@ -4,9 +4,8 @@
 //! `uploads.ephemeral_ttl_secs` (24 h by default).
 
 use super::body::{Body, Need};
-use super::{caller, error_response, json_object, json_response, read_body, validation_failed};
+use super::{Caller, Refusal, error_response, json_object, json_response, read_body, validation_failed};
 use crate::AppState;
-use crate::client_addr::ClientAddr;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,36 +62,35 @@ impl UploadSlots {
 /// `POST /v1/uploads` `{"filename", "type": "ephemeral"}`.
 pub async fn create(
     State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
+    Caller(ctx): Caller,
     headers: HeaderMap,
     body: axum::body::Body,
-) -> Response {
-    let ctx = or_reply!(caller(&state, &headers, client).await);
-    let bytes = or_reply!(read_body(&state, &headers, body).await);
-    let obj = or_reply!(json_object(&state, &bytes));
+) -> Result<Response, Refusal> {
+    let bytes = read_body(&state, &headers, body).await?;
+    let obj = json_object(&state, &bytes)?;
     let mut b = Body::new(&obj, ParamPath::default());
     b.string("filename", Need::Required, 1, 255);
     b.one_of("type", Need::Required, &["ephemeral"]);
     let issues = b.finish();
     if !issues.is_empty() {
-        return validation_failed(&state, "body", &issues);
+        return Err(validation_failed(&state, "body", &issues).into());
     }
     let id = Uuid::new_v4();
     let mut raw = [0u8; 32];
     if getrandom::fill(&mut raw).is_err() {
-        return error_response(&state, &ApiError::internal());
+        return Err(error_response(&state, &ApiError::internal()).into());
     }
     let token = hex::encode(raw);
     let ttl = Duration::from_secs(state.engine.config().uploads.upload_url_ttl_secs);
     state.runway_uploads.insert(id, Slot { ctx, token: token.clone(), expires: Instant::now() + ttl });
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({
             "uploadUrl": format!("{}/v1/uploads/{id}", state.base_url),
             "fields": { "key": id, "token": token },
             "runwayUri": format!("{UPLOAD_URI_SCHEME}{id}"),
         }),
-    )
+    ))
 }
 
 fn refused(state: &AppState, code: ErrorCode, message: impl Into<String>) -> Response {
