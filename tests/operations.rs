@@ -251,3 +251,115 @@ async fn metrics_can_be_turned_off() {
     let b: Value = r.json().await.unwrap();
     assert!(b["errors"][0]["message"].as_str().unwrap().contains("server.metrics_enabled"), "{b}");
 }
+
+/// The `Server-Timing` figures of a response, by name, in milliseconds.
+fn server_timing(headers: &reqwest::header::HeaderMap) -> std::collections::BTreeMap<String, f64> {
+    let Some(v) = headers.get("server-timing") else { return Default::default() };
+    v.to_str()
+        .unwrap()
+        .split(',')
+        .map(|m| {
+            let (name, dur) = m.trim().split_once(";dur=").unwrap_or_else(|| panic!("{m}"));
+            (name.to_string(), dur.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn server_timing_says_where_a_task_s_time_went() {
+    let s = TestServer::start().await;
+    let post = |body: Value| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/v1", s.base_url))
+                .bearer_auth(&s.api_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let t = server_timing(r.headers());
+            (r.status().as_u16(), t, r.json::<Value>().await.unwrap())
+        }
+    };
+    let names = |t: &std::collections::BTreeMap<String, f64>| t.keys().cloned().collect::<Vec<_>>();
+    let want = vec!["provider", "queue", "store", "total"];
+
+    // A sync task this process ran: every figure measured, the parts within the whole.
+    let image = |delivery: &str| {
+        json!([{"taskType": "imageInference", "taskUUID": task_uuid(), "positivePrompt": "a fox",
+                                         "width": 256, "height": 256, "deliveryMethod": delivery}])
+    };
+    let (st, t, _) = post(image("sync")).await;
+    assert_eq!(st, 200);
+    assert_eq!(names(&t), want, "{t:?}");
+    assert!(t["provider"] > 0.0 && t["store"] > 0.0, "{t:?}");
+    assert!(t["total"] + 0.01 >= t["queue"] + t["provider"], "{t:?}");
+
+    // A ping carries no task's end, so no figures.
+    let (_, t, _) = post(json!([{"taskType": "ping", "ping": true}])).await;
+    assert!(t.is_empty(), "{t:?}");
+
+    // An async task polled once it ended: the figures its record keeps.
+    let (_, t, b) = post(image("async")).await;
+    assert!(t.is_empty(), "an acknowledgement carries no end: {t:?}");
+    let uuid = b["data"][0]["taskUUID"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        let (_, t, b) = post(json!([{"taskType": "getResponse", "taskUUID": uuid}])).await;
+        if b["data"][0]["status"] == "success" {
+            break t;
+        }
+        assert!(t.is_empty(), "an unfinished task has no figures yet: {t:?}");
+        assert!(Instant::now() < deadline, "{b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(names(&t), want, "{t:?}");
+    assert!(t["provider"] > 0.0 && t["total"] + 1.0 >= t["provider"], "{t:?}");
+    let rec = s.engine.store().get_task(
+        s.engine.store().account_by_name("default").await.unwrap().unwrap().id,
+        uuid.parse().unwrap(),
+    );
+    assert!(rec.await.unwrap().unwrap().timings.is_some());
+
+    // A Runway task polled once it ended.
+    let r = s
+        .http
+        .post(format!("{}/v1/text_to_image", s.base_url))
+        .bearer_auth(&s.api_key)
+        .header("x-runway-version", RUNWAY_VERSION)
+        .json(&json!({"model": "gen4_image", "promptText": "a fox", "ratio": "720:720"}))
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        let r = s
+            .http
+            .get(format!("{}/v1/tasks/{id}", s.base_url))
+            .bearer_auth(&s.api_key)
+            .header("x-runway-version", RUNWAY_VERSION)
+            .send()
+            .await
+            .unwrap();
+        let t = server_timing(r.headers());
+        if r.json::<Value>().await.unwrap()["status"] == "SUCCEEDED" {
+            break t;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(names(&t), want, "{t:?}");
+
+    // The same phases feed the metrics: three tasks ran here.
+    let m = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+    for phase in ["queue", "provider", "store"] {
+        assert_eq!(
+            sample(&m, &format!(r#"mediagate_task_phase_duration_seconds_count{{phase="{phase}"}}"#)),
+            3.0,
+            "{m}"
+        );
+    }
+}

@@ -48,6 +48,12 @@ struct TaskKindLabels {
     model: String,
 }
 
+/// The labels of a phase of a task's time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
 /// Latency buckets from 1 ms to about 65 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -60,6 +66,7 @@ pub struct Metrics {
     request_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
     tasks: Family<TaskLabels, Counter>,
     task_seconds: Family<TaskKindLabels, Histogram, fn() -> Histogram>,
+    phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     charged_micros: Counter,
     websockets: Gauge,
 }
@@ -80,6 +87,8 @@ impl Metrics {
         let tasks = Family::<TaskLabels, Counter>::default();
         let task_seconds =
             Family::<TaskKindLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let phase_seconds =
+            Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let charged_micros = Counter::default();
         let websockets = Gauge::default();
         registry.register(
@@ -103,6 +112,12 @@ impl Metrics {
             task_seconds.clone(),
         );
         registry.register(
+            "mediagate_task_phase_duration_seconds",
+            "Where tasks' time went, by phase: queue (waiting for a concurrency slot), provider (running: \
+             inputs, the provider's work, output files), store (the store's writes on the task's path)",
+            phase_seconds.clone(),
+        );
+        registry.register(
             "mediagate_credits_charged_micros",
             "Credits charged for delivered results, in micro-dollars",
             charged_micros.clone(),
@@ -112,7 +127,16 @@ impl Metrics {
             "Open WebSocket connections",
             websockets.clone(),
         );
-        Metrics { registry, requests, request_seconds, tasks, task_seconds, charged_micros, websockets }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            tasks,
+            task_seconds,
+            phase_seconds,
+            charged_micros,
+            websockets,
+        }
     }
 
     /// Counts an answered HTTP request. `route` is the matched route template, or `unmatched`.
@@ -145,6 +169,13 @@ impl Metrics {
         self.task_seconds.get_or_create(&TaskKindLabels { task_type, model }).observe(elapsed.as_secs_f64());
         if charged_micros > 0 {
             self.charged_micros.inc_by(charged_micros as u64);
+        }
+    }
+
+    /// Records where a task that ran in this process spent its time.
+    pub fn task_phases(&self, timing: &crate::timing::Timing) {
+        for (phase, d) in [("queue", timing.queue), ("provider", timing.provider), ("store", timing.store)] {
+            self.phase_seconds.get_or_create(&PhaseLabels { phase }).observe(d.as_secs_f64());
         }
     }
 

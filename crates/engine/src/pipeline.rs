@@ -82,6 +82,8 @@ pub struct Delivered {
     pub include_cost: bool,
     /// Results in order.
     pub items: Vec<DeliveredItem>,
+    /// Where the task's time went, when this process just ran it (sync delivery).
+    pub timing: Option<crate::timing::Timing>,
 }
 
 /// A stored task as `getResponse` shows it.
@@ -101,6 +103,8 @@ pub struct TaskView {
 struct Finished {
     items: Vec<ResultItem>,
     bytes: Option<Arc<Vec<Vec<u8>>>>,
+    /// Where the time went, when this process ran it.
+    timing: Option<crate::timing::Timing>,
 }
 
 type Outcome = Result<Finished, ApiError>;
@@ -535,7 +539,9 @@ impl Engine {
         };
         let f = outcome?;
         let bytes = f.bytes.map(|b| b.as_ref().clone());
-        self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await.map(Submitted::Done)
+        let mut delivered = self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await?;
+        delivered.timing = f.timing;
+        Ok(Submitted::Done(delivered))
     }
 
     /// The leader of a new taskUUID: takes its queue place, admits it and runs it to its end,
@@ -568,13 +574,15 @@ impl Engine {
                 _ => return refuse(e, tx, said),
             },
         };
+        let admitting = std::time::Instant::now();
         match self.admit(&ctx, &sub, price, hash, &canonical).await {
             Ok(Admitted::New) => {
+                let admit = admitting.elapsed();
                 let mut place =
                     place.unwrap_or_else(|| self.unbounded_place(ctx.account_id, &model, sub.task_uuid));
                 place.admitted();
                 let _ = said.send(Ok(Lead::Published));
-                self.run(ctx.account_id, sub, tx, place).await;
+                self.run(ctx.account_id, sub, tx, place, admit).await;
             }
             Ok(Admitted::Known(outcome)) => {
                 let _ = tx.send(Some(outcome));
@@ -620,7 +628,7 @@ impl Engine {
             Admission::Existing(rec) => match rec.status {
                 TaskStatus::Success => {
                     tracing::debug!("replay of a finished task; returning the stored result");
-                    Ok(Admitted::Known(Ok(Finished { items: rec.results, bytes: None })))
+                    Ok(Admitted::Known(Ok(Finished { items: rec.results, bytes: None, timing: None })))
                 }
                 TaskStatus::Error => {
                     let stored = rec.error.as_ref().map(from_stored).unwrap_or_else(ApiError::internal);
@@ -664,13 +672,15 @@ impl Engine {
     }
 
     /// Runs an admitted task to its end, records the end, and publishes it to every waiter.
-    /// It first waits for a concurrency slot (`place`), which it frees once executed.
+    /// It first waits for a concurrency slot (`place`), which it frees once executed. `admit` is
+    /// how long its admission write took (zero for a task resumed at start-up).
     async fn run(
         self: Arc<Self>,
         account_id: i64,
         sub: Submission,
         tx: watch::Sender<Option<Outcome>>,
         mut place: crate::limits::Place,
+        admit: std::time::Duration,
     ) {
         let key = (account_id, sub.task_uuid);
         let started = std::time::Instant::now();
@@ -679,16 +689,23 @@ impl Engine {
         // Cancelling drops the wait for a concurrency slot or the execution: the queue place is
         // given back, provider jobs are cancelled by their drop guards, and the task ends as
         // `taskCancelled`, refunded like every failure.
+        let mut timing = crate::timing::Timing::default();
         let run = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
                 tracing::info!("task cancelled");
                 Err(cancelled(sub.task_uuid))
             }
-            r = async {
+            (r, queue, provider) = async {
                 place.ready().await;
-                self.execute(account_id, &sub, &live).await
-            } => r,
+                let queue = started.elapsed();
+                let running = std::time::Instant::now();
+                let r = self.execute(account_id, &sub, &live).await;
+                (r, queue, running.elapsed())
+            } => {
+                (timing.queue, timing.provider) = (queue, provider);
+                r
+            }
         };
         place.finished(run.is_err());
         // A task that ends early after delivering some results (an async task with several
@@ -743,6 +760,7 @@ impl Engine {
                     .await
             }
         };
+        let ending = std::time::Instant::now();
         let recorded = self
             .store
             .finish_task(Finish {
@@ -750,8 +768,12 @@ impl Engine {
                 task_uuid: sub.task_uuid,
                 outcome: finish,
                 webhooks: webhooks.clone(),
+                timings: Some(timing.to_record(admit)),
             })
             .await;
+        timing.store = admit + ending.elapsed();
+        timing.total = admit + started.elapsed();
+        self.metrics.task_phases(&timing);
         // The end could not be recorded (a full disk, a lost database): the task must still
         // end, refunded, now rather than at the next start.
         let (recorded, run, webhooks) = match recorded {
@@ -812,7 +834,7 @@ impl Engine {
                 // Debug, not info: a line per successful task cost more than a tenth of a small
                 // task's CPU at benchmark rates. Failures stay at info.
                 tracing::debug!(results = results.len(), "task succeeded");
-                Ok(Finished { items: results, bytes: Some(Arc::new(bytes)) })
+                Ok(Finished { items: results, bytes: Some(Arc::new(bytes)), timing: Some(timing) })
             }
             (Ok(()), Err(e)) => {
                 tracing::info!(code = %e.code, "task failed");
@@ -838,6 +860,7 @@ impl Engine {
             task_uuid,
             outcome: FinishOutcome::Failure { error: to_stored(failure) },
             webhooks,
+            timings: None,
         };
         let first = self.store.finish_task(finish.clone()).await;
         if let Err(e) = &first {
@@ -891,6 +914,7 @@ impl Engine {
                             task_uuid: t.task_uuid,
                             outcome: FinishOutcome::Failure { error: to_stored(&ApiError::internal()) },
                             webhooks: vec![],
+                            timings: None,
                         })
                         .await;
                     continue;
@@ -928,7 +952,7 @@ impl Engine {
                         // Acknowledged already: it runs whatever the queue's length, waiting for
                         // a slot in the model's fair queue like new work.
                         let place = engine.unbounded_place(t.account_id, sub.request.model(), t.task_uuid);
-                        engine.run(t.account_id, sub, tx, place).await;
+                        engine.run(t.account_id, sub, tx, place, std::time::Duration::ZERO).await;
                     }
                     .instrument(span),
                 );
@@ -1225,6 +1249,7 @@ impl Engine {
             output_type: output.output_type,
             include_cost: output.include_cost,
             items: out,
+            timing: None,
         })
     }
 

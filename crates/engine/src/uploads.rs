@@ -271,7 +271,13 @@ impl Engine {
             },
             Err(e) => FinishOutcome::Failure { error: crate::pipeline::to_stored(e) },
         };
-        let finish = Finish { account_id: ctx.account_id, task_uuid, outcome: finish, webhooks: vec![] };
+        let finish = Finish {
+            account_id: ctx.account_id,
+            task_uuid,
+            outcome: finish,
+            webhooks: vec![],
+            timings: None,
+        };
         self.store.finish_task(finish).await.map_err(internal)?;
         outcome
     }

@@ -409,6 +409,8 @@ pub struct Finish {
     pub outcome: FinishOutcome,
     /// Webhook deliveries to record in the same transaction.
     pub webhooks: Vec<NewWebhook>,
+    /// Where its time went, recorded with its end.
+    pub timings: Option<TaskTimings>,
 }
 
 /// Success or failure of a task.
@@ -467,6 +469,20 @@ pub struct TaskRecord {
     pub created_at: i64,
     /// End time (ms).
     pub finished_at: Option<i64>,
+    /// Where the task's time went, recorded with its end (none for tasks ended before this was
+    /// recorded, or ended without running, e.g. at start-up recovery).
+    pub timings: Option<TaskTimings>,
+}
+
+/// Where a task's time went, in milliseconds (the `Server-Timing` of its responses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskTimings {
+    /// Waiting for a concurrency slot (the account's, the model's).
+    pub queue_ms: f64,
+    /// Running: fetching inputs, the provider's work, writing output files.
+    pub provider_ms: f64,
+    /// The store's write that admitted it.
+    pub admit_ms: f64,
 }
 
 /// A stored output file.

@@ -165,6 +165,7 @@ async fn a_deleted_task_keeps_its_uuid() {
             task_uuid: t.task_uuid,
             outcome: common::failure("x"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();

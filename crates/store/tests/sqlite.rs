@@ -51,6 +51,7 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_writes() {
                             cost_micros: 1,
                         },
                         webhooks: vec![],
+                        timings: None,
                     })
                     .await
                     .unwrap();

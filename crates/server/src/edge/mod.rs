@@ -72,3 +72,14 @@ pub(crate) fn layers(app: Router, state: &AppState) -> Router {
             .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(server.body_timeout_secs))),
     )
 }
+
+/// Sets `Server-Timing` on a response that carries a task's end (see
+/// [`mediagate_engine::timing`]).
+pub(crate) fn server_timing(
+    response: &mut axum::response::Response,
+    timing: &mediagate_engine::timing::Timing,
+) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&timing.header_value()) {
+        response.headers_mut().insert(HeaderName::from_static("server-timing"), v);
+    }
+}

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures::future::join_all;
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
+use mediagate_engine::timing::Timing;
 use mediagate_engine::{AuthContext, Dialect, Submitted};
 use parse::Parsed;
 use serde_json::{Value, json};
@@ -192,15 +193,25 @@ async fn handle(
     }
 
     let offset = usize::from(auth_element);
-    let outcomes = join_all(tasks.iter().enumerate().map(|(i, t)| run_one(state, &ctx, t, i + offset))).await;
+    let outcomes =
+        join_all(tasks.iter().enumerate().map(|(i, t)| run_one_timed(state, &ctx, t, i + offset))).await;
 
     let mut data = Vec::new();
     let mut errors = Vec::new();
     let mut first_error_status = None;
     let mut first_retry_after = None;
+    // The slowest task's figures: the request took as long as it did.
+    let mut slowest: Option<Timing> = None;
     for o in outcomes {
         match o {
-            Ok(items) => data.extend(items),
+            Ok((items, timing)) => {
+                data.extend(items);
+                if let Some(t) = timing
+                    && slowest.is_none_or(|s| t.total > s.total)
+                {
+                    slowest = Some(t);
+                }
+            }
             Err(e) => {
                 if first_error_status.is_none() {
                     first_retry_after = e.retry_after();
@@ -219,7 +230,11 @@ async fn handle(
     if !errors.is_empty() {
         body.insert("errors".into(), Value::Array(errors));
     }
-    Ok(with_retry_after(json_response(status, &Value::Object(body)), retry_after))
+    let mut response = with_retry_after(json_response(status, &Value::Object(body)), retry_after);
+    if let Some(t) = slowest {
+        crate::edge::server_timing(&mut response, &t);
+    }
+    Ok(response)
 }
 
 /// Runs one task; errors carry the task's type and UUID as the client sent them.
@@ -229,6 +244,17 @@ async fn run_one(
     task: &Value,
     index: usize,
 ) -> Result<Vec<Value>, ApiError> {
+    run_one_timed(state, ctx, task, index).await.map(|(items, _)| items)
+}
+
+/// Runs one task, with where its time went when the answer carries a task's end (a sync task
+/// this process ran, or a poll of a finished task).
+async fn run_one_timed(
+    state: &AppState,
+    ctx: &Arc<AuthContext>,
+    task: &Value,
+    index: usize,
+) -> Result<(Vec<Value>, Option<Timing>), ApiError> {
     let known = parse::known(task);
     let tag = |e: ApiError| {
         let mut e = e;
@@ -248,13 +274,14 @@ async fn run_one(
                 m.insert("taskUUID".into(), json!(u));
             }
             m.insert("pong".into(), json!(true));
-            Ok(vec![Value::Object(m)])
+            Ok((vec![Value::Object(m)], None))
         }
         Parsed::GetResponse { sent, task_uuid } => {
             let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
             let tt = view.record.task_type.clone();
             let running = view.record.status == mediagate_store::TaskStatus::Processing;
-            Ok(match (view.delivered, view.error) {
+            let timing = Timing::of_record(&view.record);
+            let items = match (view.delivered, view.error) {
                 // Partial results of a running task, then one item saying the rest is coming.
                 (Some(d), _) if running => {
                     let mut items = render::result_items(&tt, &sent, &d, Some("success"));
@@ -280,7 +307,8 @@ async fn run_one(
                     "error": render::error(&e, &state.base_url),
                 })],
                 (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
-            })
+            };
+            Ok((items, timing))
         }
         Parsed::Upload { sent, task_uuid, task_type, reference, param } => {
             let kind = (task_type == "imageUpload").then_some(mediagate_assets::AssetKind::Image);
@@ -290,35 +318,43 @@ async fn run_one(
                 .upload_task(ctx, task_uuid, task_type, &reference, kind, param, retention)
                 .await
                 .map_err(tag)?;
-            Ok(vec![if task_type == "imageUpload" {
-                json!({ "taskType": task_type, "taskUUID": sent, "imageUUID": up.uuid, "imageURL": up.url })
-            } else {
-                json!({
-                    "taskType": task_type,
-                    "taskUUID": sent,
-                    "operation": "upload",
-                    "mediaUUID": up.uuid,
-                    "mediaURL": up.url,
-                    "mediaType": up.media_type,
-                })
-            }])
+            Ok((
+                vec![if task_type == "imageUpload" {
+                    json!({ "taskType": task_type, "taskUUID": sent, "imageUUID": up.uuid, "imageURL": up.url })
+                } else {
+                    json!({
+                        "taskType": task_type,
+                        "taskUUID": sent,
+                        "operation": "upload",
+                        "mediaUUID": up.uuid,
+                        "mediaURL": up.url,
+                        "mediaType": up.media_type,
+                    })
+                }],
+                None,
+            ))
         }
         Parsed::DeleteMedia { sent, media_uuid } => {
             state.engine.delete_upload(ctx, media_uuid, ParamPath::key("mediaUUID")).await.map_err(tag)?;
-            Ok(vec![json!({
-                "taskType": "mediaStorage",
-                "taskUUID": sent,
-                "operation": "delete",
-                "mediaUUID": media_uuid,
-            })])
+            Ok((
+                vec![json!({
+                    "taskType": "mediaStorage",
+                    "taskUUID": sent,
+                    "operation": "delete",
+                    "mediaUUID": media_uuid,
+                })],
+                None,
+            ))
         }
         Parsed::Submit { sent, submission } => {
             let tt = submission.task_type_name.clone();
             match state.engine.submit(ctx, *submission).await.map_err(tag)? {
-                Submitted::Done(delivered) => Ok(render::result_items(&tt, &sent, &delivered, None)),
+                Submitted::Done(delivered) => {
+                    Ok((render::result_items(&tt, &sent, &delivered, None), delivered.timing))
+                }
                 // The acknowledgement of an async task: poll its result with getResponse.
                 Submitted::Accepted { .. } => {
-                    Ok(vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })])
+                    Ok((vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })], None))
                 }
             }
         }

@@ -108,7 +108,11 @@ pub async fn get_task(
     match state.engine.get_response(&ctx, id).await {
         Ok(view) => {
             let phase = state.engine.task_phase(ctx.account_id, id);
-            Ok(json_response(StatusCode::OK, &render(&view, phase)))
+            let mut response = json_response(StatusCode::OK, &render(&view, phase));
+            if let Some(t) = mediagate_engine::timing::Timing::of_record(&view.record) {
+                crate::edge::server_timing(&mut response, &t);
+            }
+            Ok(response)
         }
         Err(e) => Err(error_response(&state, &e).into()),
     }

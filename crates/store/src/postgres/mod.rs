@@ -219,7 +219,7 @@ fn key_row(r: &PgRow) -> StoreResult<KeyRecord> {
 }
 
 const TASK_COLUMNS: &str = "account_id, task_uuid, task_type, model, status, request_hash, request, result, error, \
-                            cost_micros, created_at, finished_at";
+                            cost_micros, created_at, finished_at, timings";
 
 fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
     let uuid: String = r.try_get("task_uuid")?;
@@ -238,6 +238,7 @@ fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
         cost_micros: r.try_get("cost_micros")?,
         created_at: r.try_get("created_at")?,
         finished_at: r.try_get("finished_at")?,
+        timings: r.try_get::<Option<String>, _>("timings")?.and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -919,6 +920,7 @@ impl Store for PostgresStore {
     async fn finish_task(&self, f: Finish) -> StoreResult<()> {
         let uuid = f.task_uuid.to_string();
         let now = now_ms();
+        let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
         let mut tx = self.begin().await?;
         // Locked, so two finishes of one task are one after the other and the second finds it
         // no longer processing.
@@ -936,27 +938,29 @@ impl Store for PostgresStore {
                 refund(&mut tx, f.account_id, reserved - cost, &uuid, "unused reservation", now).await?;
                 insert_outputs(&mut tx, f.account_id, &uuid, &outputs, now).await?;
                 sqlx::query(
-                    "UPDATE tasks SET status = 'success', result = $1, cost_micros = $2, finished_at = $3, payload = NULL
-                     WHERE account_id = $4 AND task_uuid = $5",
+                    "UPDATE tasks SET status = 'success', result = $1, cost_micros = $2, finished_at = $3, payload = NULL,
+                     timings = $6 WHERE account_id = $4 AND task_uuid = $5",
                 )
                 .bind(json(&results)?)
                 .bind(cost)
                 .bind(now)
                 .bind(f.account_id)
                 .bind(&uuid)
+                .bind(&timings)
                 .execute(&mut *tx)
                 .await?;
             }
             FinishOutcome::Failure { error } => {
                 refund(&mut tx, f.account_id, reserved, &uuid, "task failed", now).await?;
                 sqlx::query(
-                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = 0, finished_at = $2, payload = NULL
-                     WHERE account_id = $3 AND task_uuid = $4",
+                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = 0, finished_at = $2, payload = NULL,
+                     timings = $5 WHERE account_id = $3 AND task_uuid = $4",
                 )
                 .bind(json(&error)?)
                 .bind(now)
                 .bind(f.account_id)
                 .bind(&uuid)
+                .bind(&timings)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -964,14 +968,15 @@ impl Store for PostgresStore {
                 let cost = cost_micros.clamp(0, reserved);
                 refund(&mut tx, f.account_id, reserved - cost, &uuid, "undelivered results", now).await?;
                 sqlx::query(
-                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = $2, finished_at = $3, payload = NULL
-                     WHERE account_id = $4 AND task_uuid = $5",
+                    "UPDATE tasks SET status = 'error', error = $1, cost_micros = $2, finished_at = $3, payload = NULL,
+                     timings = $6 WHERE account_id = $4 AND task_uuid = $5",
                 )
                 .bind(json(&error)?)
                 .bind(cost)
                 .bind(now)
                 .bind(f.account_id)
                 .bind(&uuid)
+                .bind(&timings)
                 .execute(&mut *tx)
                 .await?;
             }

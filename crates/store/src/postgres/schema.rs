@@ -124,6 +124,10 @@ CREATE TABLE admin_keys (
 -- Uploads are counted per account for the storage quota.
 CREATE INDEX outputs_uploads_by_account ON outputs(account_id, expires_at) WHERE task_uuid IS NULL;
 "#,
+    r#"
+-- Where a task's time went (queue, provider, admission write), as JSON, recorded with its end.
+ALTER TABLE tasks ADD COLUMN timings TEXT;
+"#,
 ];
 
 /// The newest schema version this build knows.

@@ -336,6 +336,7 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         cost_micros: r.get("cost_micros")?,
         created_at: r.get("created_at")?,
         finished_at: r.get("finished_at")?,
+        timings: r.get::<_, Option<String>>("timings")?.and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -907,6 +908,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let uuid = f.task_uuid.to_string();
                 let now = now_ms();
+                let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
                 let reserved: i64 = c
                     .prepare_cached(
                         "SELECT cost_micros FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND status = 'processing'",
@@ -920,43 +922,46 @@ impl Store for SqliteStore {
                         refund(c, f.account_id, reserved - cost, &uuid, "unused reservation", now)?;
                         insert_outputs(c, f.account_id, &uuid, &outputs, now)?;
                         c.prepare_cached(
-                            "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
-                             WHERE account_id = ?4 AND task_uuid = ?5",
+                            "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL,
+                             timings = ?6 WHERE account_id = ?4 AND task_uuid = ?5",
                         )?
                         .execute(params![
                             serde_json::to_string(&results).map_err(|e| StoreError::Backend(e.to_string()))?,
                             cost,
                             now,
                             f.account_id,
-                            uuid
+                            uuid,
+                            timings
                         ])?;
                     }
                     FinishOutcome::Failure { error } => {
                         refund(c, f.account_id, reserved, &uuid, "task failed", now)?;
                         c.prepare_cached(
-                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2, payload = NULL
-                             WHERE account_id = ?3 AND task_uuid = ?4",
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2, payload = NULL,
+                             timings = ?5 WHERE account_id = ?3 AND task_uuid = ?4",
                         )?
                         .execute(params![
                             serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
                             now,
                             f.account_id,
-                            uuid
+                            uuid,
+                            timings
                         ])?;
                     }
                     FinishOutcome::PartlyDelivered { error, cost_micros } => {
                         let cost = cost_micros.clamp(0, reserved);
                         refund(c, f.account_id, reserved - cost, &uuid, "undelivered results", now)?;
                         c.prepare_cached(
-                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL
-                             WHERE account_id = ?4 AND task_uuid = ?5",
+                            "UPDATE tasks SET status = 'error', error = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL,
+                             timings = ?6 WHERE account_id = ?4 AND task_uuid = ?5",
                         )?
                         .execute(params![
                             serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
                             cost,
                             now,
                             f.account_id,
-                            uuid
+                            uuid,
+                            timings
                         ])?;
                     }
                 }

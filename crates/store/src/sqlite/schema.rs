@@ -145,6 +145,10 @@ CREATE INDEX tasks_processing ON tasks(created_at) WHERE status = 'processing';
 -- Uploads are counted per account for the storage quota.
 CREATE INDEX outputs_uploads_by_account ON outputs(account_id, expires_at) WHERE task_uuid IS NULL;
 "#,
+    r#"
+-- Where a task's time went (queue, provider, admission write), as JSON, recorded with its end.
+ALTER TABLE tasks ADD COLUMN timings TEXT;
+"#,
 ];
 
 /// The newest schema version (`PRAGMA user_version` once every migration is applied).

@@ -87,6 +87,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
             task_uuid: t.task_uuid,
             outcome: failure("providerError"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -99,6 +100,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
                 task_uuid: t.task_uuid,
                 outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 0 },
                 webhooks: vec![],
+                timings: None,
             })
             .await
             .is_err()
@@ -144,6 +146,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
             task_uuid: stuck.task_uuid,
             outcome: failure("x"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -239,6 +242,7 @@ pub async fn concurrent_admissions_never_pass_the_monthly_spend_cap_and_refunds_
             task_uuid: t.task_uuid,
             outcome: failure("providerError"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -297,6 +301,7 @@ pub async fn partial_results_success_and_outputs_inline_and_as_files(h: Harness)
                 cost_micros: 250,
             },
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -432,6 +437,7 @@ pub async fn webhook_secrets_deliveries_and_attempts(h: Harness) {
             task_uuid: t.task_uuid,
             outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 10 },
             webhooks: hooks,
+            timings: None,
         })
         .await
         .unwrap();
@@ -515,6 +521,7 @@ pub async fn limits_overrides_and_recent_counts(h: Harness) {
             task_uuid: t2.task_uuid,
             outcome: failure("x"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -576,6 +583,7 @@ pub async fn usage_by_day_nets_charges_and_refunds(h: Harness) {
             task_uuid: done.task_uuid,
             outcome: ok(120),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -585,6 +593,7 @@ pub async fn usage_by_day_nets_charges_and_refunds(h: Harness) {
             task_uuid: failed.task_uuid,
             outcome: failure("x"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -621,6 +630,7 @@ pub async fn hardening_a_deleted_task_uuid_stays_taken(h: Harness) {
             task_uuid: t.task_uuid,
             outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 100 },
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -658,6 +668,7 @@ pub async fn hardening_a_task_ended_early_pays_for_its_delivered_results(h: Harn
             // More than the reserve is never charged.
             outcome: FinishOutcome::PartlyDelivered { error: error.clone(), cost_micros: 100 },
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -702,6 +713,7 @@ pub async fn hardening_a_reservation_raised_once_the_size_is_known(h: Harness) {
             task_uuid: t.task_uuid,
             outcome: FinishOutcome::Success { results: vec![item], outputs: vec![], cost_micros: 400 },
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
@@ -722,6 +734,7 @@ pub async fn hardening_a_reservation_raised_once_the_size_is_known(h: Harness) {
             task_uuid: u.task_uuid,
             outcome: failure("x"),
             webhooks: vec![],
+            timings: None,
         })
         .await
         .unwrap();
