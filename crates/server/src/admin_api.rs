@@ -28,7 +28,6 @@ use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{get, post};
 use mediagate_core::money::{format_usd, parse_usd};
 use mediagate_core::{ApiError, ErrorCode};
 use mediagate_engine::admin::AdminError;
@@ -37,20 +36,25 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The admin routes, to nest under `/admin/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/accounts", get(list_accounts).post(create_account))
-        .route("/accounts/{name}/suspend", post(suspend))
-        .route("/accounts/{name}/unsuspend", post(unsuspend))
-        .route("/accounts/{name}/credits", get(credits).post(grant))
-        .route("/accounts/{name}/limits", get(limits).put(set_limits))
-        .route("/accounts/{name}/storage", get(storage))
-        .route("/keys", get(list_keys).post(create_key))
-        .route("/keys/{id}/{action}", post(key_action))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+/// The admin routes with their OpenAPI operations, to nest under `/admin/v1` (paths here are
+/// relative to it).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(suspend))
+        .routes(routes!(unsuspend))
+        .routes(routes!(credits, grant))
+        .routes(routes!(limits, set_limits))
+        .routes(routes!(storage))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(key_action))
+}
+
+/// The admin API's own answers for paths and methods it does not have.
+pub fn with_fallbacks(router: Router<AppState>) -> Router<AppState> {
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
 
 /// An error reply of the admin API.
@@ -169,6 +173,7 @@ fn key_json(k: &KeyRecord) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/accounts", tag = "admin", responses((status = 200, description = "Accounts", body = Object), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn list_accounts(_: AdminAuth, State(s): State<AppState>) -> Response {
     done(
         &s,
@@ -180,7 +185,7 @@ async fn list_accounts(_: AdminAuth, State(s): State<AppState>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewAccount {
     name: String,
@@ -188,6 +193,7 @@ struct NewAccount {
     credit_usd: Option<String>,
 }
 
+#[utoipa::path(post, path = "/accounts", tag = "admin", request_body = NewAccount, responses((status = 200, description = "The account", body = Object), (status = 409, description = "It exists", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn create_account(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
         &s,
@@ -216,14 +222,17 @@ async fn set_status(s: &AppState, name: &str, status: AccountStatus) -> Response
     )
 }
 
+#[utoipa::path(post, path = "/accounts/{name}/suspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn suspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     set_status(&s, &name, AccountStatus::Suspended).await
 }
 
+#[utoipa::path(post, path = "/accounts/{name}/unsuspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn unsuspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     set_status(&s, &name, AccountStatus::Active).await
 }
 
+#[utoipa::path(get, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account"), ("entries" = Option<u32>, Query, description = "Ledger entries, newest first (default 20)")), responses((status = 200, description = "Balance and ledger", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn credits(
     _: AdminAuth,
     State(s): State<AppState>,
@@ -254,7 +263,7 @@ async fn credits(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Grant {
     usd: String,
@@ -262,6 +271,7 @@ struct Grant {
     note: Option<String>,
 }
 
+#[utoipa::path(post, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = Grant, responses((status = 200, description = "The new balance", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn grant(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
         &s,
@@ -285,6 +295,7 @@ async fn account_id(s: &AppState, name: &str) -> Result<Account, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Overrides, limits in force and usage", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
         &s,
@@ -305,6 +316,7 @@ async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String
 }
 
 /// `GET /accounts/{name}/storage`: the account's uploads against its storage quota.
+#[utoipa::path(get, path = "/accounts/{name}/storage", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Uploads against the storage quota", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
         &s,
@@ -325,7 +337,7 @@ async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<Strin
 
 /// `PUT /accounts/{name}/limits`: values for the account, or with `model` for one model.
 /// Omitted values fall back to the account's and then to `[limits]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SetLimits {
     #[serde(default)]
@@ -348,6 +360,7 @@ struct SetLimits {
     max_monthly_spend_usd: Option<String>,
 }
 
+#[utoipa::path(put, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = SetLimits, responses((status = 200, description = "As GET, after the change", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
         &s,
@@ -382,6 +395,7 @@ async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<St
     )
 }
 
+#[utoipa::path(get, path = "/keys", tag = "admin", params(("account" = Option<String>, Query, description = "Only this account's keys")), responses((status = 200, description = "Keys, never secrets", body = Object), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn list_keys(
     _: AdminAuth,
     State(s): State<AppState>,
@@ -402,7 +416,7 @@ async fn list_keys(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
     account: String,
@@ -412,6 +426,7 @@ struct NewKey {
     scopes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/keys", tag = "admin", request_body = NewKey, responses((status = 200, description = "The key and its secret, shown only here", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
         &s,
@@ -430,6 +445,7 @@ async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Respon
     )
 }
 
+#[utoipa::path(post, path = "/keys/{id}/{action}", tag = "admin", params(("id" = i64, Path, description = "The key's id"), ("action" = String, Path, description = "disable, enable or revoke")), responses((status = 200, description = "The key", body = Object), (status = 404, description = "No such key or action", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn key_action(
     _: AdminAuth,
     State(s): State<AppState>,

@@ -21,6 +21,7 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
+#[utoipa::path(get, path = "/docs", tag = "server", responses((status = 200, description = "This server and its models", content_type = "text/html")))]
 pub async fn index(State(state): State<AppState>) -> Html<String> {
     let mut rows = String::new();
     for m in state.engine.catalog().models() {
@@ -50,6 +51,7 @@ pub async fn index(State(state): State<AppState>) -> Html<String> {
     )
 }
 
+#[utoipa::path(get, path = "/docs/errors", tag = "server", responses((status = 200, description = "The error catalog", content_type = "text/html")))]
 pub async fn errors() -> Html<String> {
     let mut rows = String::new();
     for c in ErrorCode::ALL {
@@ -72,6 +74,7 @@ pub async fn errors() -> Html<String> {
 }
 
 /// `/docs/admin-api`: the admin API's reference (the link of its 404s).
+#[utoipa::path(get, path = "/docs/admin-api", tag = "server", responses((status = 200, description = "The admin API's reference", content_type = "text/html")))]
 pub async fn admin_api() -> Html<String> {
     page(
         "mediagate: the admin API",
@@ -83,12 +86,48 @@ pub async fn admin_api() -> Html<String> {
 }
 
 /// `/docs/runway`: the Runway dialect's guide (the `docUrl` of its error bodies).
+#[utoipa::path(get, path = "/docs/runway", tag = "server", responses((status = 200, description = "The Runway dialect's guide", content_type = "text/html")))]
 pub async fn runway() -> Html<String> {
     page(
         "mediagate: the Runway dialect",
         &format!(
             "<pre style=\"white-space:pre-wrap\">{}</pre>",
             esc(include_str!("../../../docs/runway.md"))
+        ),
+    )
+}
+
+/// `/docs/api`: the OpenAPI document rendered as a page (every operation with its parameters,
+/// bodies and answers), without scripts from elsewhere.
+#[utoipa::path(get, path = "/docs/api", tag = "server", responses((status = 200, description = "The API reference", content_type = "text/html")))]
+pub async fn api(State(state): State<AppState>) -> Html<String> {
+    let doc: serde_json::Value =
+        state.openapi.get().and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+    let mut rows = String::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let answers: Vec<String> = op["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(code, r)| format!("{code} {}", esc(r["description"].as_str().unwrap_or(""))))
+                    .collect();
+                rows.push_str(&format!(
+                    "<tr><td><code>{} {}</code></td><td>{}</td><td>{}</td></tr>",
+                    method.to_uppercase(),
+                    esc(path),
+                    esc(op["tags"][0].as_str().unwrap_or("")),
+                    answers.join("<br>")
+                ));
+            }
+        }
+    }
+    page(
+        "mediagate API",
+        &format!(
+            "<h1>API reference</h1><p>The machine-readable document: <a href=\"/openapi.json\">/openapi.json</a> \
+             (OpenAPI 3.1).</p><table><tr><th>operation</th><th>surface</th><th>answers</th></tr>{rows}</table>"
         ),
     )
 }

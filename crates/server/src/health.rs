@@ -9,13 +9,21 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::time::Duration;
 
+/// `GET /health`: `ok` (kept for checks written against it; `/livez` and `/readyz` say more).
+#[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, description = "ok", content_type = "text/plain")))]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
 /// `GET /livez`: 200 while the process serves requests at all.
+#[utoipa::path(get, path = "/livez", tag = "server", responses((status = 200, description = "The process answers", body = Object)))]
 pub async fn livez() -> Response {
     crate::json_response(StatusCode::OK, &json!({ "status": "live" }))
 }
 
 /// `GET /readyz`: 200 with each check when the server can take work, else 503 saying which
 /// check failed and why.
+#[utoipa::path(get, path = "/readyz", tag = "server", responses((status = 200, description = "Ready", body = crate::openapi::schemas::Readiness), (status = 503, description = "Not ready, and why", body = crate::openapi::schemas::Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let wait = Duration::from_millis(state.engine.config().server.readiness_timeout_ms.max(1));
     let store = match tokio::time::timeout(wait, state.engine.store().schema_state()).await {
@@ -45,6 +53,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: the server's metrics in the OpenMetrics text format (404 when
 /// `server.metrics_enabled` is off).
+#[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text"), (status = 404, description = "Turned off (server.metrics_enabled)")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if !state.engine.config().server.metrics_enabled {
         return crate::dialect_error(

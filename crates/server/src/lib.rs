@@ -9,17 +9,18 @@ pub mod client_addr;
 mod docs;
 pub mod edge;
 mod health;
+pub mod openapi;
 mod outputs;
 pub mod runware;
 pub mod runway;
 
 use axum::Router;
-use axum::routing::{get, post};
 use mediagate_core::{ApiError, ErrorCode};
 use mediagate_engine::Engine;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct AppState {
     pub runway_uploads: Arc<runway::UploadSlots>,
     /// Bytes of bodies held for senders not authenticated yet.
     pub unauthenticated: edge::body::UnauthenticatedBudget,
+    /// The OpenAPI document (JSON), set once the routes are built.
+    pub openapi: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Teaches the engine this edge's renderings (webhook bodies). Call before the engine resumes
@@ -59,21 +62,37 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
     sessions.purge_forever(std::time::Duration::from_secs(
         engine.config().websocket.resume_window_secs.clamp(1, 30),
     ));
-    let state = AppState { base_url, engine, sessions, runway_uploads: Default::default(), unauthenticated };
-    let app = extra
+    let state = AppState {
+        base_url,
+        engine,
+        sessions,
+        runway_uploads: Default::default(),
+        unauthenticated,
+        openapi: Default::default(),
+    };
+    // Every route is registered with its OpenAPI operation (see [`openapi`]).
+    let (app, mut doc) = OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(runway::routes())
-        .route("/v1", post(runware::post_tasks).get(runware::ws::upgrade))
-        .route("/v1/outputs/{file}", get(outputs::get_output))
-        .route("/v1/webhooks/deliveries", get(runware::webhook_deliveries))
-        .nest("/admin/v1", admin_api::routes())
-        .route("/docs", get(docs::index))
-        .route("/docs/errors", get(docs::errors))
-        .route("/docs/runway", get(docs::runway))
-        .route("/docs/admin-api", get(docs::admin_api))
-        .route("/health", get(|| async { "ok" }))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .routes(routes!(runware::post_tasks, runware::ws::upgrade))
+        .routes(routes!(outputs::get_output))
+        .routes(routes!(runware::webhook_deliveries))
+        .routes(routes!(docs::index))
+        .routes(routes!(docs::errors))
+        .routes(routes!(docs::runway))
+        .routes(routes!(docs::admin_api))
+        .routes(routes!(docs::api))
+        .routes(routes!(health::health))
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::document))
+        .split_for_parts();
+    let (admin, admin_doc) = admin_api::routes().split_for_parts();
+    doc = doc.nest("/admin/v1", admin_doc);
+    let _ = state.openapi.set(doc.to_json().unwrap_or_default());
+    let app = extra
+        .merge(app)
+        .nest("/admin/v1", admin_api::with_fallbacks(admin))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

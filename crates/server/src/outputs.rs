@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use mediagate_core::{ApiError, ErrorCode};
 use uuid::Uuid;
 
+#[utoipa::path(get, path = "/v1/outputs/{file}", tag = "server", params(("file" = String, Path, description = "An output's UUID and extension")), responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 404, description = "Unknown or expired", body = crate::openapi::schemas::RunwareResponse)))]
 pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let missing = || {
         crate::runware::request_error(

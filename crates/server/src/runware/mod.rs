@@ -91,6 +91,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// `POST /v1`.
+#[utoipa::path(post, path = "/v1", tag = "runware", request_body = Vec<crate::openapi::schemas::RunwareTask>, responses((status = 200, description = "At least one task succeeded (failed ones are in errors)", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "The request, or every task, is invalid", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 402, description = "Not enough credit", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "A limit; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 pub async fn post_tasks(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -362,6 +363,7 @@ async fn run_one_timed(
 }
 
 /// `GET /v1/webhooks/deliveries?taskUUID=…`: the webhook deliveries of a task and every attempt.
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "runware", params(("taskUUID" = String, Query, description = "The task")), responses((status = 200, description = "The task's webhook deliveries and every attempt", body = Object), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,

@@ -46,6 +46,7 @@ impl Outbox {
 static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `GET /v1`: upgrades to the WebSocket API; without an upgrade, says how to use the endpoint.
+#[utoipa::path(get, path = "/v1", tag = "runware", responses((status = 101, description = "The WebSocket API: task arrays in, results pushed as they are ready"), (status = 405, description = "Not a WebSocket upgrade", body = crate::openapi::schemas::RunwareResponse)))]
 pub async fn upgrade(
     State(state): State<AppState>,
     crate::client_addr::ClientAddr(client): crate::client_addr::ClientAddr,

@@ -17,36 +17,36 @@ pub use uploads::UploadSlots;
 
 use crate::client_addr::ClientAddr;
 use crate::{AppState, json_response};
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use issues::Issue;
 use mediagate_core::{ApiError, ErrorCode};
 use mediagate_engine::AuthContext;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The API versions this dialect speaks (`X-Runway-Version`).
 pub const API_VERSIONS: &[&str] = &["2024-11-06"];
 
-/// The Runway dialect's routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/text_to_image", post(create::text_to_image))
-        .route("/v1/image_to_video", post(create::image_to_video))
-        .route("/v1/text_to_video", post(create::text_to_video))
-        .route("/v1/image_upscale", post(create::image_upscale))
-        .route("/v1/tasks/{id}", get(tasks::get_task).delete(tasks::delete_task))
-        .route("/v1/uploads", post(uploads::create))
-        // The upload target takes files up to `uploads.ephemeral_max_bytes`; it enforces that
-        // limit itself while streaming.
-        .route("/v1/uploads/{id}", post(uploads::receive).layer(DefaultBodyLimit::disable()))
-        .route("/v1/organization", get(organization::get_organization))
-        .route("/v1/organization/usage", post(organization::usage))
+/// The Runway dialect's routes with their OpenAPI operations.
+pub fn routes() -> OpenApiRouter<AppState> {
+    // The upload target takes files up to `uploads.ephemeral_max_bytes`; it enforces that limit
+    // itself while streaming.
+    let (schemas, paths, receive) = routes!(uploads::receive);
+    OpenApiRouter::new()
+        .routes(routes!(create::text_to_image))
+        .routes(routes!(create::image_to_video))
+        .routes(routes!(create::text_to_video))
+        .routes(routes!(create::image_upscale))
+        .routes(routes!(tasks::get_task, tasks::delete_task))
+        .routes(routes!(uploads::create))
+        .routes((schemas, paths, receive.layer(DefaultBodyLimit::disable())))
+        .routes(routes!(organization::get_organization))
+        .routes(routes!(organization::usage))
 }
 
 /// Whether a request is addressed to the Runway dialect (for the shared 404/405 fallbacks).
