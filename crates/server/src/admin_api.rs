@@ -173,7 +173,7 @@ fn key_json(k: &KeyRecord) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/accounts", tag = "admin", responses((status = 200, description = "Accounts", body = Object), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/accounts", tag = "admin", responses((status = 200, description = "Accounts", body = Object), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn list_accounts(_: AdminAuth, State(s): State<AppState>) -> Response {
     done(
         &s,
@@ -193,7 +193,7 @@ struct NewAccount {
     credit_usd: Option<String>,
 }
 
-#[utoipa::path(post, path = "/accounts", tag = "admin", request_body = NewAccount, responses((status = 200, description = "The account", body = Object), (status = 409, description = "It exists", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/accounts", tag = "admin", request_body = NewAccount, responses((status = 200, description = "The account", body = Object), (status = 409, description = "It exists", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn create_account(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
         &s,
@@ -222,17 +222,17 @@ async fn set_status(s: &AppState, name: &str, status: AccountStatus) -> Response
     )
 }
 
-#[utoipa::path(post, path = "/accounts/{name}/suspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/accounts/{name}/suspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn suspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     set_status(&s, &name, AccountStatus::Suspended).await
 }
 
-#[utoipa::path(post, path = "/accounts/{name}/unsuspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/accounts/{name}/unsuspend", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "The account", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn unsuspend(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     set_status(&s, &name, AccountStatus::Active).await
 }
 
-#[utoipa::path(get, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account"), ("entries" = Option<u32>, Query, description = "Ledger entries, newest first (default 20)")), responses((status = 200, description = "Balance and ledger", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account"), ("entries" = Option<u32>, Query, description = "Ledger entries, newest first (default 20)")), responses((status = 200, description = "Balance and ledger", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn credits(
     _: AdminAuth,
     State(s): State<AppState>,
@@ -271,7 +271,7 @@ struct Grant {
     note: Option<String>,
 }
 
-#[utoipa::path(post, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = Grant, responses((status = 200, description = "The new balance", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/accounts/{name}/credits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = Grant, responses((status = 200, description = "The new balance", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn grant(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
         &s,
@@ -295,7 +295,7 @@ async fn account_id(s: &AppState, name: &str) -> Result<Account, ApiError> {
     })
 }
 
-#[utoipa::path(get, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Overrides, limits in force and usage", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Overrides, limits in force and usage", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
         &s,
@@ -316,7 +316,7 @@ async fn limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String
 }
 
 /// `GET /accounts/{name}/storage`: the account's uploads against its storage quota.
-#[utoipa::path(get, path = "/accounts/{name}/storage", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Uploads against the storage quota", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/accounts/{name}/storage", tag = "admin", params(("name" = String, Path, description = "The account")), responses((status = 200, description = "Uploads against the storage quota", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>) -> Response {
     done(
         &s,
@@ -360,7 +360,7 @@ struct SetLimits {
     max_monthly_spend_usd: Option<String>,
 }
 
-#[utoipa::path(put, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = SetLimits, responses((status = 200, description = "As GET, after the change", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = SetLimits, responses((status = 200, description = "As GET, after the change", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<String>, b: Bytes) -> Response {
     done(
         &s,
@@ -395,7 +395,7 @@ async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<St
     )
 }
 
-#[utoipa::path(get, path = "/keys", tag = "admin", params(("account" = Option<String>, Query, description = "Only this account's keys")), responses((status = 200, description = "Keys, never secrets", body = Object), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/keys", tag = "admin", params(("account" = Option<String>, Query, description = "Only this account's keys")), responses((status = 200, description = "Keys, never secrets", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn list_keys(
     _: AdminAuth,
     State(s): State<AppState>,
@@ -426,7 +426,7 @@ struct NewKey {
     scopes: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/keys", tag = "admin", request_body = NewKey, responses((status = 200, description = "The key and its secret, shown only here", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/keys", tag = "admin", request_body = NewKey, responses((status = 200, description = "The key and its secret, shown only here", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Response {
     done(
         &s,
@@ -445,7 +445,7 @@ async fn create_key(_: AdminAuth, State(s): State<AppState>, b: Bytes) -> Respon
     )
 }
 
-#[utoipa::path(post, path = "/keys/{id}/{action}", tag = "admin", params(("id" = i64, Path, description = "The key's id"), ("action" = String, Path, description = "disable, enable or revoke")), responses((status = 200, description = "The key", body = Object), (status = 404, description = "No such key or action", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/keys/{id}/{action}", tag = "admin", params(("id" = i64, Path, description = "The key's id"), ("action" = String, Path, description = "disable, enable or revoke")), responses((status = 200, description = "The key", body = Object), (status = 404, description = "No such key or action", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 async fn key_action(
     _: AdminAuth,
     State(s): State<AppState>,

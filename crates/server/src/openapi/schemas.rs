@@ -49,7 +49,7 @@ pub struct ContentModeration {
 /// `POST /v1/image_to_video`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"model": "gen4_turbo", "promptImage": "https://example.com/first.png", "ratio": "1280:720", "duration": 5}))]
+#[schema(example = json!({"model": "gen4_turbo", "promptImage": "https://example.com/first.png", "ratio": "1280:720"}))]
 pub struct ImageToVideo {
     /// `gen4_turbo`, `gen4.5`, `veo3.1` or `veo3.1_fast`.
     pub model: String,
@@ -71,7 +71,7 @@ pub struct ImageToVideo {
 /// `POST /v1/text_to_video`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"model": "veo3.1_fast", "promptText": "waves at dawn", "ratio": "1280:720", "duration": 4}))]
+#[schema(example = json!({"model": "veo3.1_fast", "promptText": "waves at dawn", "ratio": "1280:720"}))]
 pub struct TextToVideo {
     /// `gen4.5`, `veo3.1` or `veo3.1_fast`.
     pub model: String,
@@ -130,10 +130,19 @@ pub struct Issue {
     /// `invalid_type`, `too_small`, `too_big`, `invalid_enum_value`, `unrecognized_keys` or `custom`.
     pub code: String,
     /// Where, as keys and indexes (e.g. `["promptImage", 0, "uri"]`).
-    #[schema(value_type = Vec<Object>)]
-    pub path: Vec<serde_json::Value>,
+    pub path: Vec<PathSegment>,
     /// What is wrong.
     pub message: String,
+}
+
+/// One step of an issue's path: an object key or an array index.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PathSegment {
+    /// An object key.
+    Key(String),
+    /// An array index.
+    Index(u64),
 }
 
 /// A Runway-dialect error.

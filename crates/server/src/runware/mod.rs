@@ -363,7 +363,7 @@ async fn run_one_timed(
 }
 
 /// `GET /v1/webhooks/deliveries?taskUUID=…`: the webhook deliveries of a task and every attempt.
-#[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "runware", params(("taskUUID" = String, Query, description = "The task")), responses((status = 200, description = "The task's webhook deliveries and every attempt", body = Object), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "runware", params(("taskUUID" = String, Query, description = "The task")), responses((status = 200, description = "The task's webhook deliveries and every attempt", body = Object), (status = 400, description = "No taskUUID, or not a UUID", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address", body = crate::openapi::schemas::RunwareResponse), (status = 404, description = "No such task for this account", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,

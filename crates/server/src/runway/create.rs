@@ -472,7 +472,7 @@ fn rename_params(mut e: ApiError) -> ApiError {
 }
 
 /// `POST /v1/text_to_image`.
-#[utoipa::path(post, path = "/v1/text_to_image", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::TextToImage, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/text_to_image", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::TextToImage, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 402, description = "Not enough credit, or the monthly spend cap", body = crate::openapi::schemas::RunwayError), (status = 403, description = "The key's scopes do not cover this", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn text_to_image(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -483,7 +483,7 @@ pub async fn text_to_image(
 }
 
 /// `POST /v1/image_to_video`.
-#[utoipa::path(post, path = "/v1/image_to_video", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::ImageToVideo, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/image_to_video", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::ImageToVideo, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 402, description = "Not enough credit, or the monthly spend cap", body = crate::openapi::schemas::RunwayError), (status = 403, description = "The key's scopes do not cover this", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn image_to_video(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -494,7 +494,7 @@ pub async fn image_to_video(
 }
 
 /// `POST /v1/text_to_video`.
-#[utoipa::path(post, path = "/v1/text_to_video", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::TextToVideo, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/text_to_video", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::TextToVideo, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 402, description = "Not enough credit, or the monthly spend cap", body = crate::openapi::schemas::RunwayError), (status = 403, description = "The key's scopes do not cover this", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn text_to_video(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -505,7 +505,7 @@ pub async fn text_to_video(
 }
 
 /// `POST /v1/image_upscale`.
-#[utoipa::path(post, path = "/v1/image_upscale", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::ImageUpscale, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/image_upscale", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::ImageUpscale, responses((status = 200, description = "The task was created", body = crate::openapi::schemas::TaskCreated), (status = 402, description = "Not enough credit, or the monthly spend cap", body = crate::openapi::schemas::RunwayError), (status = 403, description = "The key's scopes do not cover this", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn image_upscale(
     State(s): State<AppState>,
     Caller(c): Caller,

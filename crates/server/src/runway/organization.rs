@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// `GET /v1/organization`: the credit balance, the limits in force per model, and usage.
 /// Limits of 0 in mediagate mean "none" and are shown as `null` (Runway's "no limit"), the
 /// monthly spend cap included.
-#[utoipa::path(get, path = "/v1/organization", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 200, description = "Credit balance, limits per model and today's usage", body = Object), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/organization", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 200, description = "Credit balance, limits per model and today's usage", body = Object), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn get_organization(
     State(state): State<AppState>,
     Caller(ctx): Caller,
@@ -86,7 +86,7 @@ fn date(b: &mut Body<'_>, key: &'static str) -> Option<NaiveDate> {
 
 /// `POST /v1/organization/usage` `{startDate?, beforeDate?}`: credits spent per UTC day and
 /// model (charges minus refunds). Defaults: the 30 days ending today, today included.
-#[utoipa::path(post, path = "/v1/organization/usage", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::UsageRequest, responses((status = 200, description = "Credits spent per UTC day and model", body = Object), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/organization/usage", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = Option<crate::openapi::schemas::UsageRequest>, responses((status = 200, description = "Credits spent per UTC day and model", body = Object), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn usage(
     State(state): State<AppState>,
     Caller(ctx): Caller,

@@ -99,7 +99,7 @@ fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
 }
 
 /// `GET /v1/tasks/{id}`.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "runway", params(("id" = String, Path, description = "The task's id"), ("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 200, description = "The task", body = crate::openapi::schemas::RunwayTask), (status = 404, description = "No such task for this key", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "runway", params(("id" = String, Path, description = "The task's id"), ("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 200, description = "The task", body = crate::openapi::schemas::RunwayTask), (status = 404, description = "No such task for this key", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn get_task(
     State(state): State<AppState>,
     Caller(ctx): Caller,
@@ -121,7 +121,7 @@ pub async fn get_task(
 
 /// `DELETE /v1/tasks/{id}`: cancels a pending or running task (and its provider job), or
 /// deletes a finished one. 204 either way.
-#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "runway", params(("id" = String, Path, description = "The task's id"), ("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 204, description = "Cancelled (unfinished) or deleted (finished)"), (status = 404, description = "No such task for this key", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "runway", params(("id" = String, Path, description = "The task's id"), ("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), responses((status = 204, description = "Cancelled (unfinished) or deleted (finished)"), (status = 404, description = "No such task for this key", body = crate::openapi::schemas::RunwayError), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn delete_task(
     State(state): State<AppState>,
     Caller(ctx): Caller,

@@ -60,7 +60,7 @@ impl UploadSlots {
 }
 
 /// `POST /v1/uploads` `{"filename", "type": "ephemeral"}`.
-#[utoipa::path(post, path = "/v1/uploads", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::UploadRequest, responses((status = 200, description = "Where to send the file", body = crate::openapi::schemas::UploadTarget), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/uploads", tag = "runway", params(("X-Runway-Version" = String, Header, description = "The API version: 2024-11-06")), request_body = crate::openapi::schemas::UploadRequest, responses((status = 200, description = "Where to send the file", body = crate::openapi::schemas::UploadTarget), (status = 400, description = "The request is invalid; every issue is listed", body = crate::openapi::schemas::RunwayError), (status = 401, description = "No key, or a wrong one", body = crate::openapi::schemas::RunwayError), (status = 429, description = "Too many requests (a rate limit, or failed authentications from this address); Retry-After says when", body = crate::openapi::schemas::RunwayError)), security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Caller(ctx): Caller,
@@ -108,7 +108,7 @@ const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// `metadata`, then `file`). No API key: the token from `POST /v1/uploads` is the credential.
 /// Nothing is read from a body sent to a target that was never handed out or has expired, the
 /// token field is read up to [`TOKEN_MAX_BYTES`], and the whole body up to the upload limit.
-#[utoipa::path(post, path = "/v1/uploads/{id}", tag = "runway", params(("id" = String, Path, description = "The upload target's key")), request_body(content = Object, content_type = "multipart/form-data", description = "The `token` field, then the `file` field"), responses((status = 204, description = "Stored; use the target's runwayUri"), (status = 400, description = "The file is refused", body = crate::openapi::schemas::RunwayError), (status = 401, description = "Unknown target or wrong token", body = crate::openapi::schemas::RunwayError)))]
+#[utoipa::path(post, path = "/v1/uploads/{id}", tag = "runway", params(("id" = String, Path, description = "The upload target's key")), request_body(content = Object, content_type = "multipart/form-data", description = "The `token` field, then the `file` field"), responses((status = 204, description = "Stored; use the target's runwayUri"), (status = 400, description = "The file is refused", body = crate::openapi::schemas::RunwayError), (status = 401, description = "Wrong token", body = crate::openapi::schemas::RunwayError), (status = 404, description = "No such upload target (unknown, used or expired)", body = crate::openapi::schemas::RunwayError)))]
 pub async fn receive(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
     let no_target = || {
         refused(
