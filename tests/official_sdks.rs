@@ -20,16 +20,37 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("official SDK test cannot run under CI: {why}");
-    }
-    eprintln!("skipped: {why}");
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Whether `python3` can import `modules` (e.g. "runware, websockets"); skips (or, under CI,
+/// fails) with `install` as the hint when it cannot.
+fn have_python(modules: &str, install: &str) -> bool {
+    let have = Command::new("python3").args(["-c", &format!("import {modules}")]).output();
+    if matches!(&have, Ok(o) if o.status.success()) {
+        return true;
+    }
+    skip_or_fail(&format!("python3 with {modules} is not installed ({install})"));
+    false
+}
+
+/// Whether node and the npm package `package` (under tests/sdk) are there; skips (or, under
+/// CI, fails) when not.
+fn have_node_package(dir: &Path, package: &str) -> bool {
+    if Command::new("node").arg("--version").output().is_err() {
+        skip_or_fail("node is not installed");
+        return false;
+    }
+    if !dir.join("node_modules").join(package).exists() {
+        skip_or_fail(&format!("{package} is not installed (run `npm ci` in tests/sdk)"));
+        return false;
+    }
+    true
+}
+
+const RUNWARE_PY: (&str, &str) = ("runware, websockets", "pip install runware==0.5.24");
+const RUNWAY_PY: (&str, &str) = ("runwayml, httpx", "pip install runwayml==5.24.0");
 
 /// Runs an SDK script against a server, restarting the server when the script asks.
 fn drive(program: &str, args: &[&str], cwd: &Path) {
@@ -89,11 +110,8 @@ fn drive(program: &str, args: &[&str], cwd: &Path) {
 
 #[test]
 fn the_runware_python_sdk_works_against_mediagate() {
-    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
-    if !matches!(&have, Ok(o) if o.status.success()) {
-        return skip_or_fail(
-            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
-        );
+    if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
+        return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     drive("python3", &["runware_sdk.py"], &dir);
@@ -101,11 +119,8 @@ fn the_runware_python_sdk_works_against_mediagate() {
 
 #[test]
 fn the_runware_python_sdk_reports_a_wrong_key_promptly() {
-    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
-    if !matches!(&have, Ok(o) if o.status.success()) {
-        return skip_or_fail(
-            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
-        );
+    if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
+        return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     drive("python3", &["runware_wrong_key.py"], &dir);
@@ -114,22 +129,16 @@ fn the_runware_python_sdk_reports_a_wrong_key_promptly() {
 #[test]
 fn the_runware_js_sdk_works_against_mediagate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    if Command::new("node").arg("--version").output().is_err() {
-        return skip_or_fail("node is not installed");
-    }
-    if !dir.join("node_modules/@runware/sdk-js").exists() {
-        return skip_or_fail("@runware/sdk-js is not installed (run `npm ci` in tests/sdk)");
+    if !have_node_package(&dir, "@runware/sdk-js") {
+        return;
     }
     drive("node", &["runware_sdk.mjs"], &dir);
 }
 
 #[test]
 fn the_runway_python_sdk_works_against_mediagate() {
-    let have = Command::new("python3").args(["-c", "import runwayml, httpx"]).output();
-    if !matches!(&have, Ok(o) if o.status.success()) {
-        return skip_or_fail(
-            "python3 with the `runwayml` package is not installed (pip install runwayml==5.24.0)",
-        );
+    if !have_python(RUNWAY_PY.0, RUNWAY_PY.1) {
+        return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     drive("python3", &["runway_sdk.py"], &dir);
@@ -138,22 +147,16 @@ fn the_runway_python_sdk_works_against_mediagate() {
 #[test]
 fn the_runway_node_sdk_works_against_mediagate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    if Command::new("node").arg("--version").output().is_err() {
-        return skip_or_fail("node is not installed");
-    }
-    if !dir.join("node_modules/@runwayml/sdk").exists() {
-        return skip_or_fail("@runwayml/sdk is not installed (run `npm ci` in tests/sdk)");
+    if !have_node_package(&dir, "@runwayml/sdk") {
+        return;
     }
     drive("node", &["runway_sdk.mjs"], &dir);
 }
 
 #[test]
 fn the_runware_python_sdk_gets_an_async_video_as_soon_as_it_is_rendered() {
-    let have = Command::new("python3").args(["-c", "import runware, websockets"]).output();
-    if !matches!(&have, Ok(o) if o.status.success()) {
-        return skip_or_fail(
-            "python3 with the `runware` package is not installed (pip install runware==0.5.24)",
-        );
+    if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
+        return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     drive("python3", &["runware_video.py"], &dir);
@@ -162,11 +165,8 @@ fn the_runware_python_sdk_gets_an_async_video_as_soon_as_it_is_rendered() {
 #[test]
 fn the_runware_js_sdk_gets_seeds_it_can_hold_and_send_back() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    if Command::new("node").arg("--version").output().is_err() {
-        return skip_or_fail("node is not installed");
-    }
-    if !dir.join("node_modules/@runware/sdk-js").exists() {
-        return skip_or_fail("@runware/sdk-js is not installed (run `npm ci` in tests/sdk)");
+    if !have_node_package(&dir, "@runware/sdk-js") {
+        return;
     }
     drive("node", &["runware_seeds.mjs"], &dir);
 }
