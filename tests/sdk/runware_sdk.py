@@ -29,6 +29,15 @@ async def main():
     up = await r.imageUpscale(upscaleGanPayload=IImageUpscale(inputImage=images[0].imageUUID, upscaleFactor=2))
     assert up and up[0].imageUUID and up[0].imageURL, up
 
+    # The SDK's newer `inputs: {image}` form is not read yet; the error names the form it got.
+    try:
+        await r.imageUpscale(upscaleGanPayload=IImageUpscale(inputs={"image": images[0].imageUUID}, upscaleFactor=2))
+        raise SystemExit("expected the inputs form to be refused")
+    except RunwareAPIError as e:
+        assert e.code == "missingParameter", e.error_data
+        message = e.error_data.get("message", "")
+        assert "'inputs': {'image': ...}" in message and "'inputImage'" in message, e.error_data
+
     try:
         await generate(r, positivePrompt="a bad width", width=100, height=128)
         raise SystemExit("expected invalidParameterValue")
