@@ -250,6 +250,10 @@ async fn over_concurrency_tasks_wait_in_a_queue_and_a_full_queue_is_429() {
     let view = s.engine.limits_view(account).await.unwrap();
     let slow = view.models.iter().find(|m| m.model == SLOW).unwrap();
     assert_eq!((slow.running, slow.queued, slow.max_concurrent, slow.max_queued), (1, 2, 1, 2));
+    // The metrics show the same, all accounts together.
+    let m = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains(&format!("mediagate_tasks_running{{model=\"{SLOW}\"}} 1\n")), "{m}");
+    assert!(m.contains(&format!("mediagate_tasks_queued{{model=\"{SLOW}\"}} 2\n")), "{m}");
     // As tasks finish, the queued ones run in order; all three succeed.
     let deadline = Instant::now() + Duration::from_secs(10);
     while phase(&uuids[1]) != Some(Phase::Running) {

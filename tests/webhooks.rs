@@ -120,6 +120,10 @@ async fn failed_deliveries_are_retried_with_the_same_id_then_given_up() {
     let down = deliveries(&s, &b, |d| d[0]["status"] == "failed").await;
     assert_eq!(down[0]["attempts"].as_array().unwrap().len(), 4, "max_attempts");
     assert!(down[0]["attempts"][3]["error"].as_str().unwrap().contains("500"));
+    // One delivery of each outcome, counted once each however many attempts it took.
+    let m = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("mediagate_webhook_deliveries_total{outcome=\"delivered\"} 1\n"), "{m}");
+    assert!(m.contains("mediagate_webhook_deliveries_total{outcome=\"failed\"} 1\n"), "{m}");
 }
 
 #[tokio::test]

@@ -271,6 +271,13 @@ impl Engine {
         &self.metrics
     }
 
+    /// The metrics in the OpenMetrics text format, the queue gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let totals = self.limits.queues.totals();
+        self.metrics.set_queues(totals.into_iter().map(|(m, c)| (m, c.running, c.queued)));
+        self.metrics.render()
+    }
+
     /// The providers, their breakers and the retry loop.
     pub fn dispatcher(&self) -> &dispatch::Dispatcher {
         &self.dispatcher

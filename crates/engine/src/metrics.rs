@@ -54,6 +54,18 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+/// The labels of a per-model gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+/// The labels of a webhook delivery's end.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    outcome: &'static str,
+}
+
 /// Latency buckets from 1 ms to about 65 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -69,6 +81,9 @@ pub struct Metrics {
     phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     charged_micros: Counter,
     websockets: Gauge,
+    running: Family<ModelLabels, Gauge>,
+    queued: Family<ModelLabels, Gauge>,
+    webhooks: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +106,9 @@ impl Metrics {
             Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let charged_micros = Counter::default();
         let websockets = Gauge::default();
+        let running = Family::<ModelLabels, Gauge>::default();
+        let queued = Family::<ModelLabels, Gauge>::default();
+        let webhooks = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "mediagate_http_requests",
             "HTTP requests answered, by dialect, route template and status",
@@ -127,6 +145,21 @@ impl Metrics {
             "Open WebSocket connections",
             websockets.clone(),
         );
+        registry.register(
+            "mediagate_tasks_running",
+            "Tasks holding a concurrency slot of a model, all accounts together (at the scrape)",
+            running.clone(),
+        );
+        registry.register(
+            "mediagate_tasks_queued",
+            "Tasks waiting for a concurrency slot of a model, all accounts together (at the scrape)",
+            queued.clone(),
+        );
+        registry.register(
+            "mediagate_webhook_deliveries",
+            "Webhook deliveries that ended, by outcome: delivered, or failed after the last attempt",
+            webhooks.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -136,6 +169,9 @@ impl Metrics {
             phase_seconds,
             charged_micros,
             websockets,
+            running,
+            queued,
+            webhooks,
         }
     }
 
@@ -183,6 +219,21 @@ impl Metrics {
     pub fn websocket_opened(&self) -> WebSocketGuard {
         self.websockets.inc();
         WebSocketGuard(self.websockets.clone())
+    }
+
+    /// Counts a webhook delivery that ended.
+    pub fn webhook_ended(&self, delivered: bool) {
+        self.webhooks
+            .get_or_create(&DeliveryLabels { outcome: if delivered { "delivered" } else { "failed" } })
+            .inc();
+    }
+
+    /// Sets the per-model queue gauges to what the queues hold now (`(model, running, queued)`).
+    pub fn set_queues(&self, totals: impl IntoIterator<Item = (String, u32, u32)>) {
+        for (model, running, queued) in totals {
+            self.running.get_or_create(&ModelLabels { model: model.clone() }).set(i64::from(running));
+            self.queued.get_or_create(&ModelLabels { model }).set(i64::from(queued));
+        }
     }
 
     /// The metrics in the OpenMetrics text format.

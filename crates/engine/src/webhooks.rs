@@ -191,6 +191,10 @@ impl Engine {
                 error: error.clone(),
                 duration_ms: t0.elapsed().as_millis() as u64,
             };
+            // Counted before it is recorded, so that whoever sees the record sees the count.
+            if done.is_some() {
+                self.metrics().webhook_ended(ok);
+            }
             if let Err(e) = self.store.record_webhook_attempt(&d.webhook_id, record, done).await {
                 tracing::warn!(error = %e, "recording a webhook attempt failed");
             }

@@ -67,7 +67,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.engine.metrics().render(),
+        state.engine.render_metrics(),
     )
         .into_response()
 }

@@ -192,6 +192,20 @@ impl Queues {
         self.phases.lock().get(&(account_id, task_uuid)).copied()
     }
 
+    /// Running and waiting tasks per model, all accounts together (for the metrics).
+    pub fn totals(&self) -> Vec<(String, LaneCounts)> {
+        let models: Vec<(String, Arc<Mutex<ModelQueue>>)> =
+            self.models.lock().iter().map(|(m, q)| (m.clone(), q.clone())).collect();
+        models
+            .into_iter()
+            .map(|(model, q)| {
+                let q = q.lock();
+                let queued = q.lanes.values().map(|l| l.waiting.len() as u32).sum();
+                (model, LaneCounts { running: q.running, queued })
+            })
+            .collect()
+    }
+
     /// Running and waiting tasks of an account on a model.
     pub fn counts(&self, account_id: i64, model: &str) -> LaneCounts {
         let Some(q) = self.models.lock().get(model).cloned() else { return LaneCounts::default() };
