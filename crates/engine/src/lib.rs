@@ -273,8 +273,7 @@ impl Engine {
 
     /// The metrics in the OpenMetrics text format, the queue gauges read now.
     pub fn render_metrics(&self) -> String {
-        let totals = self.limits.queues.totals();
-        self.metrics.set_queues(totals.into_iter().map(|(m, c)| (m, c.running, c.queued)));
+        self.metrics.set_queues(self.limits.queues.totals());
         self.metrics.render()
     }
 

@@ -228,11 +228,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the per-model queue gauges to what the queues hold now (`(model, running, queued)`).
-    pub fn set_queues(&self, totals: impl IntoIterator<Item = (String, u32, u32)>) {
-        for (model, running, queued) in totals {
-            self.running.get_or_create(&ModelLabels { model: model.clone() }).set(i64::from(running));
-            self.queued.get_or_create(&ModelLabels { model }).set(i64::from(queued));
+    /// Sets the per-model queue gauges to what the queues hold now.
+    pub fn set_queues(&self, totals: Vec<(String, crate::limits::concurrency::LaneCounts)>) {
+        for (model, counts) in totals {
+            self.running.get_or_create(&ModelLabels { model: model.clone() }).set(i64::from(counts.running));
+            self.queued.get_or_create(&ModelLabels { model }).set(i64::from(counts.queued));
         }
     }
 

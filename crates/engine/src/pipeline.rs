@@ -736,6 +736,11 @@ impl Engine {
             },
             Err(e) => FinishOutcome::Failure { error: to_stored(e) },
         };
+        let charged = match &finish {
+            FinishOutcome::Success { cost_micros, .. }
+            | FinishOutcome::PartlyDelivered { cost_micros, .. } => *cost_micros,
+            FinishOutcome::Failure { .. } => 0,
+        };
         // Webhook bodies are rendered now and recorded with the task's end, so a restart can
         // still deliver them.
         let webhooks = match &sub.webhook_url {
@@ -810,11 +815,8 @@ impl Engine {
                 });
             }
         }
-        let charged = match (&recorded, &run) {
-            (Ok(()), Ok((results, _, _))) => results.iter().map(|r| r.cost_micros).sum(),
-            (Ok(()), Err(_)) => delivered.iter().map(|r| r.cost_micros).sum(),
-            (Err(_), _) => 0,
-        };
+        // What the recorded end charged (a failure to record it is refunded instead).
+        let charged = if recorded.is_ok() { charged } else { 0 };
         self.metrics.task_ended(
             &sub.task_type_name,
             sub.request.model(),
@@ -1291,7 +1293,7 @@ impl Engine {
     /// Waits until a task of this account that runs in this process has ended and its end is
     /// recorded; returns at once when it is not running here. (A WebSocket `getResponse` for an
     /// unfinished task uses it to push the result when it is ready, as the SDKs expect.)
-    pub async fn task_ended(&self, account_id: i64, task_uuid: Uuid) {
+    pub async fn wait_for_task_end(&self, account_id: i64, task_uuid: Uuid) {
         if let Some(mut rx) = self.inflight.outcome((account_id, task_uuid)) {
             // An error means the leader is gone without publishing: nothing more to wait for.
             let _ = rx.wait_for(Option::is_some).await;

@@ -32,7 +32,7 @@ struct Outbox {
     id: Uuid,
     /// Tasks whose results this connection waits to push after an unfinished `getResponse`:
     /// one wait per task, however often a client polls.
-    awaited: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
+    awaited: Arc<parking_lot::Mutex<std::collections::HashSet<Uuid>>>,
 }
 
 impl Outbox {
@@ -371,11 +371,11 @@ impl UnfinishedPoll {
         task: &Value,
         index: usize,
     ) {
-        if !outbox.awaited.lock().unwrap_or_else(|p| p.into_inner()).insert(self.task_uuid) {
+        if !outbox.awaited.lock().insert(self.task_uuid) {
             return;
         }
-        state.engine.task_ended(ctx.account_id, self.task_uuid).await;
-        outbox.awaited.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.task_uuid);
+        state.engine.wait_for_task_end(ctx.account_id, self.task_uuid).await;
+        outbox.awaited.lock().remove(&self.task_uuid);
         let msg = match run_one(state, ctx, task, index).await {
             Ok(items) if UnfinishedPoll::of(task, &items).is_some() => return,
             Ok(items) => {
