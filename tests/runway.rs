@@ -660,3 +660,25 @@ async fn uploads_beyond_the_json_body_limit_are_streamed_in() {
     let rec = s.engine.store().get_output(id).await.unwrap().unwrap();
     assert_eq!((rec.size, rec.content_type.as_str(), rec.inline), (png.len() as u64, "image/png", false));
 }
+
+#[tokio::test]
+async fn video_models_take_a_first_frame_only() {
+    let s = TestServer::start().await;
+    let frame = png_data_uri(64, 64);
+    for (images, said) in [
+        (json!([{"uri": frame, "position": "last"}]), "first frame only"),
+        (
+            json!([{"uri": frame, "position": "first"}, {"uri": frame, "position": "first"}]),
+            "Only one prompt image",
+        ),
+    ] {
+        let body = json!({"model": "gen4_turbo", "promptImage": images, "ratio": "1280:720"});
+        let (st, b) = call(&s, reqwest::Method::POST, "/v1/image_to_video", Some(&body)).await;
+        assert_eq!(st, 400, "{b}");
+        let issue =
+            b["issues"].as_array().unwrap().iter().find(|i| i["message"].as_str().unwrap().contains(said));
+        let path = &issue.unwrap_or_else(|| panic!("no issue saying {said}: {b}"))["path"];
+        assert_eq!(path[0], "promptImage", "{b}");
+        assert_eq!(path[2], "position", "{b}");
+    }
+}
