@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dialect;
 pub mod error;
 pub mod fair;
 pub mod model;
@@ -10,5 +11,6 @@ pub mod money;
 pub mod param;
 pub mod task;
 
+pub use dialect::Dialect;
 pub use error::{ApiError, ErrorCode};
 pub use param::{ParamPath, ParamReader, Parameter};

@@ -2,7 +2,7 @@
 
 use mediagate_core::model::{ModelSpec, builtin_models};
 use mediagate_core::money::parse_usd;
-use mediagate_core::task::{TaskRequest, TaskType};
+use mediagate_core::task::{Family, TaskRequest, TaskType};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use std::collections::BTreeMap;
 
@@ -23,40 +23,33 @@ pub const VIDEO_REFERENCE_PIXEL_FRAMES: u64 = 1280 * 720 * 5 * 24;
 
 impl Model {
     /// The price of one result of `request` in micro-dollars. Remote providers charge the listed
-    /// price per result. The local stand-ins spend this server's CPU in proportion to the work,
-    /// so their price follows it: the listed price pays for the reference size (a 1024×1024
-    /// image; 5 s of 1280×720 at 24 fps) and anything smaller, larger work costs
-    /// proportionally more (rounded up to the micro-dollar). An upscale's output size is known
-    /// only once its input has been read, after admission: it is admitted at the listed price
-    /// and priced by [`Model::upscale_price_micros`] before it runs.
+    /// price per result. The local models (AIR ids in the `mediagate:` namespace) spend this
+    /// server's CPU in proportion to the work, so their price follows it: the listed price pays
+    /// for the reference size of the task's family (a 1024×1024 image; 5 s of 1280×720 at
+    /// 24 fps) and anything smaller, larger work costs proportionally more (rounded up to the
+    /// micro-dollar). A task whose work is known only once its inputs have been read (an
+    /// upscale's output size) is admitted at the listed price and priced by
+    /// [`Model::price_for_work`] before it runs.
     pub fn unit_price_micros(&self, request: &TaskRequest) -> i64 {
-        // mediagate's own stand-ins charge for the work they do. Models named after another
-        // platform's (Runway's gen4_turbo, veo3.1, …) keep that platform's listed price per
-        // result, which is what their SDK users budget with.
+        match request.work() {
+            Some(work) => self.price_for_work(request.task_type().family(), work),
+            None => self.price_micros,
+        }
+    }
+
+    /// The price of one result whose work (pixels, pixel-frames) is `work`: scaled for local
+    /// models as [`Model::unit_price_micros`] says, the listed price for the others.
+    pub fn price_for_work(&self, family: Family, work: u64) -> i64 {
+        // Models named after another platform's (Runway's gen4_turbo, veo3.1, …) or served
+        // remotely keep their listed price per result, which is what their SDK users budget with.
         if !self.spec.air.starts_with("mediagate:") {
             return self.price_micros;
         }
-        let (work, reference) = match (self.spec.provider.as_str(), request) {
-            ("procedural", TaskRequest::ImageInference(r)) => {
-                (u64::from(r.width) * u64::from(r.height), IMAGE_REFERENCE_PIXELS)
-            }
-            ("procedural-video", TaskRequest::VideoInference(r)) => (
-                u64::from(r.width) * u64::from(r.height) * u64::from(r.duration_secs) * u64::from(r.fps),
-                VIDEO_REFERENCE_PIXEL_FRAMES,
-            ),
-            _ => return self.price_micros,
+        let reference = match family {
+            Family::Image => IMAGE_REFERENCE_PIXELS,
+            Family::Video => VIDEO_REFERENCE_PIXEL_FRAMES,
         };
         self.scaled_price_micros(work, reference)
-    }
-
-    /// The price of one upscale result of `output_pixels` (output width × height). The local
-    /// upscaler's listed price pays for a 1024×1024 output and anything smaller; larger outputs
-    /// cost proportionally more. Other providers' upscales keep the listed price.
-    pub fn upscale_price_micros(&self, output_pixels: u64) -> i64 {
-        if !self.spec.air.starts_with("mediagate:") || self.spec.provider != "lanczos" {
-            return self.price_micros;
-        }
-        self.scaled_price_micros(output_pixels, IMAGE_REFERENCE_PIXELS)
     }
 
     /// The listed price when `work` is at most `reference`, else the price scaled by
@@ -139,14 +132,5 @@ impl Catalog {
             .with_parameter(ParamPath::key("model")));
         }
         Ok(m)
-    }
-
-    /// The default model of a task type: the built-in one.
-    pub fn default_for(task_type: TaskType) -> &'static str {
-        match task_type {
-            TaskType::ImageInference => mediagate_core::model::PROCEDURAL_AIR,
-            TaskType::Upscale => mediagate_core::model::LANCZOS_AIR,
-            TaskType::VideoInference => mediagate_core::model::PROCEDURAL_VIDEO_AIR,
-        }
     }
 }

@@ -77,8 +77,26 @@ pub struct Engine {
     intake: Intake,
     inflight: pipeline::Inflight,
     limits: limits::Limits,
-    renderers: parking_lot::RwLock<HashMap<&'static str, Arc<dyn webhooks::WebhookRenderer>>>,
+    renderers: parking_lot::RwLock<HashMap<Dialect, Arc<dyn webhooks::WebhookRenderer>>>,
+    links: parking_lot::RwLock<Arc<dyn OutputLinks>>,
     metrics: metrics::Metrics,
+}
+
+/// How the edge that serves stored outputs links to one. The engine names outputs by UUID and
+/// extension; the route that serves them is the edge's (set with [`Engine::set_output_links`]).
+pub trait OutputLinks: Send + Sync {
+    /// The URL at which the output `uuid` with `extension` is served.
+    fn output_url(&self, uuid: uuid::Uuid, extension: &str) -> String;
+}
+
+/// The links of an engine no edge serves (tools, benchmarks): an identifier, not a URL, since
+/// nothing serves the file.
+struct NoEdge;
+
+impl OutputLinks for NoEdge {
+    fn output_url(&self, uuid: uuid::Uuid, extension: &str) -> String {
+        format!("urn:mediagate:output:{uuid}.{extension}")
+    }
 }
 
 /// What the first start created: the account and the only copy of its key.
@@ -252,8 +270,19 @@ impl Engine {
             inflight: pipeline::Inflight::default(),
             limits,
             renderers: Default::default(),
+            links: parking_lot::RwLock::new(Arc::new(NoEdge)),
             metrics: metrics::Metrics::new(),
         })
+    }
+
+    /// Sets how output URLs are made: the edge that serves outputs calls this before serving.
+    pub fn set_output_links(&self, links: Arc<dyn OutputLinks>) {
+        *self.links.write() = links;
+    }
+
+    /// The URL of a stored output, as the edge serves it.
+    pub fn output_url(&self, uuid: uuid::Uuid, extension: &str) -> String {
+        self.links.read().output_url(uuid, extension)
     }
 
     /// The configuration in force.
@@ -314,7 +343,7 @@ impl Engine {
     ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
         let ctx = self.auth.authenticate(key, client).await?;
         let d = dialect.as_str();
-        if !scopes::allows_dialect(&ctx.scopes, d) {
+        if !scopes::allows_dialect(&ctx.scopes, dialect) {
             return Err(self.forbidden(format!("use the {d} dialect"), format!("dialect:{d}"), &ctx));
         }
         Ok(ctx)

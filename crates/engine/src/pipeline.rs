@@ -2,11 +2,11 @@
 
 use crate::live::{LiveTask, TaskPhase};
 use crate::run_to_end::RunToEnd;
-use crate::{AuthContext, Engine, catalog::Catalog, scopes};
+use crate::{AuthContext, Engine, scopes};
 use async_trait::async_trait;
 use mediagate_assets::{AssetKind, AssetRequest, StoredAsset, StoredAssets};
 use mediagate_core::money::format_usd;
-use mediagate_core::task::{OutputType, ResultItem, TaskRequest};
+use mediagate_core::task::{MediaKind, OutputType, ResultItem, TaskRequest};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_providers::Job;
 use mediagate_store::{
@@ -31,8 +31,8 @@ pub struct Submission {
     pub task_type_name: String,
     /// The canonical request. A missing `model` has been filled with the default.
     pub request: TaskRequest,
-    /// The dialect the task came in by (for key scopes).
-    pub dialect: &'static str,
+    /// The dialect the task came in by (for key scopes and rendering; stored with the task).
+    pub dialect: mediagate_core::Dialect,
     /// How the result reaches the client.
     pub delivery: Delivery,
     /// Where each result is POSTed, if anywhere.
@@ -201,12 +201,6 @@ fn still_processing(uuid: Uuid) -> ApiError {
     )
 }
 
-/// The dialect a stored task came in by, from its task type name: Runway's endpoint names
-/// (`text_to_image`, ...) are snake case, Runware's task types camel case.
-fn dialect_of(task_type: &str) -> &'static str {
-    if task_type.contains('_') { "runway" } else { "runware" }
-}
-
 fn cancelled(uuid: Uuid) -> ApiError {
     ApiError::new(
         ErrorCode::TaskCancelled,
@@ -287,10 +281,10 @@ const RECORD_INLINE_MAX: usize = 512;
 
 fn record_of(req: &TaskRequest) -> String {
     let mut r = req.clone();
-    if let TaskRequest::Upscale(u) = &mut r
-        && u.input_image.len() > RECORD_INLINE_MAX
-    {
-        u.input_image = format!("<{} bytes elided>", u.input_image.len());
+    for input in r.inputs_mut() {
+        if input.len() > RECORD_INLINE_MAX {
+            *input = format!("<{} bytes elided>", input.len());
+        }
     }
     serde_json::to_string(&r).unwrap_or_default()
 }
@@ -416,11 +410,7 @@ impl Engine {
     /// Checks the key's scopes against a dialect and task, then the task against the catalog.
     fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
         let model = self.authorize(ctx, sub)?;
-        match &sub.request {
-            TaskRequest::ImageInference(r) => r.validate(&model.spec)?,
-            TaskRequest::Upscale(r) => r.validate(&model.spec)?,
-            TaskRequest::VideoInference(r) => r.validate(&model.spec)?,
-        }
+        sub.request.validate(&model.spec)?;
         if let Some(ttl) = sub.request.output().ttl_secs {
             let o = &self.config.outputs;
             if ttl < o.min_ttl_secs || ttl > o.max_ttl_secs {
@@ -610,6 +600,7 @@ impl Engine {
             account_id: ctx.account_id,
             task_uuid: sub.task_uuid,
             task_type: sub.task_type_name.clone(),
+            dialect: sub.dialect,
             model: Some(sub.request.model().to_string()),
             request: record_of(&sub.request),
             request_hash: hash,
@@ -924,7 +915,7 @@ impl Engine {
             };
             let sub = Submission {
                 task_uuid: t.task_uuid,
-                dialect: dialect_of(&t.task_type),
+                dialect: t.dialect,
                 task_type_name: t.task_type,
                 request,
                 delivery: Delivery::Async,
@@ -977,88 +968,26 @@ impl Engine {
         let model = self.catalog.resolve(sub.request.model(), sub.request.task_type())?;
         // What one result costs; an upscale's price is known only once its input is read.
         let mut unit_price = model.unit_price_micros(&sub.request);
-        let job = match &sub.request {
-            TaskRequest::ImageInference(r) => {
-                // Result i uses seed + i. Validation keeps a sent seed's span within SEED_MAX; a
-                // drawn one is drawn so that every result's seed stays within RANDOM_SEED_MAX.
-                let extra = u64::from(r.number_results).saturating_sub(1);
-                let first = r.seed.unwrap_or_else(|| {
-                    rand::random_range(1..=mediagate_core::task::RANDOM_SEED_MAX.saturating_sub(extra).max(1))
-                });
-                let seeds = (0..=extra).map(|i| first.saturating_add(i)).collect();
-                Job::Image { request: r.clone(), seeds, account_id }
-            }
-            TaskRequest::Upscale(r) => {
-                let b = &model.spec.bounds;
-                let input = self
-                    .intake
-                    .resolve(
-                        &r.input_image,
-                        &AssetRequest {
-                            kind: AssetKind::Image,
-                            param: ParamPath::key("inputImage"),
-                            aspect: Some((b.input_aspect_min, b.input_aspect_max)),
-                            account_id,
-                            stored: &EngineAssets(self),
-                        },
-                    )
-                    .await?;
-                let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
-                let max = b.upscale_output_max;
-                if w.saturating_mul(r.upscale_factor) > max || h.saturating_mul(r.upscale_factor) > max {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!(
-                            "Invalid value for parameter 'upscaleFactor': the {w}x{h} input scaled by {} would \
-                             exceed {max}px a side. Use a smaller factor or a smaller input image.",
-                            r.upscale_factor
-                        ),
-                    )
-                    .with_parameter(ParamPath::key("upscaleFactor")));
-                }
-                let (out_w, out_h) = (w * r.upscale_factor, h * r.upscale_factor);
-                unit_price = model.upscale_price_micros(u64::from(out_w) * u64::from(out_h));
-                self.cover_size_price(account_id, sub, unit_price, model, (out_w, out_h)).await?;
-                Job::Upscale { request: r.clone(), input, account_id }
-            }
-            TaskRequest::VideoInference(r) => {
-                let b = &model.spec.bounds;
-                let first_frame = match &r.first_frame {
-                    None => None,
-                    Some(reference) => Some(
-                        self.intake
-                            .resolve(
-                                reference,
-                                &AssetRequest {
-                                    kind: AssetKind::Image,
-                                    param: ParamPath::key("frameImages").index(0).child("inputImage"),
-                                    aspect: Some((b.input_aspect_min, b.input_aspect_max)),
-                                    account_id,
-                                    stored: &EngineAssets(self),
-                                },
-                            )
-                            .await?,
-                    ),
-                };
-                let seed =
-                    r.seed.unwrap_or_else(|| rand::random_range(1..=mediagate_core::task::RANDOM_SEED_MAX));
-                Job::Video { request: r.clone(), seed, first_frame, account_id }
-            }
-        };
+        let inputs = self.fetch_inputs(account_id, &sub.request, model).await?;
+        let sizes: Vec<(u32, u32)> =
+            inputs.iter().map(|a| (a.width.unwrap_or(0), a.height.unwrap_or(0))).collect();
+        if let Some(work) = sub.request.work_with_inputs(&model.spec, &sizes)? {
+            unit_price = model.price_for_work(sub.request.task_type().family(), work.amount);
+            self.cover_work_price(account_id, sub, unit_price, model, &work).await?;
+        }
+        let seeds = draw_seeds(&sub.request);
+        let job = Job { request: sub.request.clone(), seeds, inputs, account_id };
         // Async tasks with several results run one result at a time and record each as it
         // completes, so getResponse returns partial results (as Runware does).
-        let partial =
-            sub.delivery == Delivery::Async && matches!(&job, Job::Image { seeds, .. } if seeds.len() > 1);
-        if !partial {
+        let one = sub.request.one_result().filter(|_| sub.delivery == Delivery::Async && job.seeds.len() > 1);
+        let Some(one) = one else {
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
             return self.keep_artifacts(sub, artifacts, unit_price).await;
-        }
-        let Job::Image { request, seeds, .. } = job else { unreachable!("checked above") };
+        };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
-        let n = seeds.len();
-        for (i, seed) in seeds.into_iter().enumerate() {
-            let one = mediagate_core::task::ImageInference { number_results: 1, ..request.clone() };
-            let job = Job::Image { request: one, seeds: vec![seed], account_id };
+        let n = job.seeds.len();
+        for (i, &seed) in job.seeds.iter().enumerate() {
+            let job = Job { request: one.clone(), seeds: vec![seed], ..job.clone() };
             let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
             live.set_progress((i + 1) as f32 / n as f32);
             let (r, o, b) = self.keep_artifacts(sub, artifacts, unit_price).await?;
@@ -1076,16 +1005,51 @@ impl Engine {
         Ok((results, outputs, bytes))
     }
 
-    /// Raises the task's reservation to `price` (per result) once its size is known, or fails
-    /// it before any work when the account cannot pay: the reservation it was admitted with is
-    /// then refunded like every failure's.
-    async fn cover_size_price(
+    /// Fetches and checks the task's inputs through the asset intake, in the order the task
+    /// lists them, with the model's aspect bounds.
+    async fn fetch_inputs(
+        &self,
+        account_id: i64,
+        request: &TaskRequest,
+        model: &crate::catalog::Model,
+    ) -> Result<Vec<mediagate_assets::Asset>, ApiError> {
+        let b = &model.spec.bounds;
+        let mut assets = Vec::new();
+        for input in request.inputs() {
+            let kind = match input.kind {
+                MediaKind::Image => AssetKind::Image,
+                MediaKind::Video => AssetKind::Video,
+                MediaKind::Audio => AssetKind::Audio,
+            };
+            let aspect = (kind == AssetKind::Image).then_some((b.input_aspect_min, b.input_aspect_max));
+            let asset = self
+                .intake
+                .resolve(
+                    input.reference,
+                    &AssetRequest {
+                        kind,
+                        param: input.param,
+                        aspect,
+                        account_id,
+                        stored: &EngineAssets(self),
+                    },
+                )
+                .await?;
+            assets.push(asset);
+        }
+        Ok(assets)
+    }
+
+    /// Raises the task's reservation to `price` (per result) once its work is known from its
+    /// inputs, or fails it before any work when the account cannot pay: the reservation it was
+    /// admitted with is then refunded like every failure's.
+    async fn cover_work_price(
         &self,
         account_id: i64,
         sub: &Submission,
         price: i64,
         model: &crate::catalog::Model,
-        (width, height): (u32, u32),
+        work: &mediagate_core::task::Work,
     ) -> Result<(), ApiError> {
         let total = price.saturating_mul(i64::from(sub.request.result_count()));
         let cap = self.effective_limits(account_id, None).max_monthly_spend_micros;
@@ -1095,7 +1059,9 @@ impl Engine {
                 crate::store_failure(&e)
             })?;
         let costs = format!(
-            "This upscale's {width}x{height} output costs ${} (the listed ${} pays for 1024x1024 and smaller)",
+            "This {}'s {} costs ${} (the listed ${} pays for 1024x1024 and smaller)",
+            sub.request.task_type().as_str(),
+            work.what,
             format_usd(total),
             format_usd(model.price_micros)
         );
@@ -1105,20 +1071,21 @@ impl Engine {
                 ErrorCode::InsufficientCredits,
                 format!(
                     "{costs} but the account holds only ${} beyond the ${} reserved when it was \
-                     admitted. It was not run and nothing was charged. Add credits, or use a smaller \
-                     input or upscaleFactor.",
+                     admitted. It was not run and nothing was charged. Add credits, or {}.",
                     format_usd(balance_micros),
-                    format_usd(model.price_micros.saturating_mul(i64::from(sub.request.result_count())))
+                    format_usd(model.price_micros.saturating_mul(i64::from(sub.request.result_count()))),
+                    work.smaller
                 ),
             )),
             Reservation::SpendCapReached { spent_micros } => Err(ApiError::new(
                 ErrorCode::MonthlySpendLimitExceeded,
                 format!(
                     "{costs} but the account has spent ${} of its ${} monthly spend cap this month (UTC). \
-                     It was not run and nothing was charged. Use a smaller input or upscaleFactor, or \
-                     ask an administrator to raise `maxMonthlySpendUsd`.",
+                     It was not run and nothing was charged. To stay under it, {}, or ask an \
+                     administrator to raise `maxMonthlySpendUsd`.",
                     format_usd(spent_micros),
-                    format_usd(cap)
+                    format_usd(cap),
+                    work.smaller
                 ),
             )),
         }
@@ -1220,7 +1187,6 @@ impl Engine {
         items: Vec<ResultItem>,
         fresh: Option<Vec<Vec<u8>>>,
     ) -> Result<Delivered, ApiError> {
-        let base = self.config.base_url();
         let mut fresh = fresh.map(Vec::into_iter);
         let mut out = Vec::with_capacity(items.len());
         for r in items {
@@ -1240,11 +1206,7 @@ impl Engine {
                     })?,
                 }),
             };
-            out.push(DeliveredItem {
-                url: format!("{base}/v1/outputs/{}.{}", r.output_uuid, r.extension),
-                result: r,
-                inline,
-            });
+            out.push(DeliveredItem { url: self.output_url(r.output_uuid, &r.extension), result: r, inline });
         }
         Ok(Delivered {
             task_uuid,
@@ -1356,6 +1318,18 @@ impl Engine {
 
     /// The model a task names, or the task type's default (for dialects filling `model`).
     pub fn default_model(task_type: mediagate_core::task::TaskType) -> &'static str {
-        Catalog::default_for(task_type)
+        task_type.default_model()
     }
+}
+
+/// One seed per result for seeded task types: result `i` uses `seed + i`. Validation keeps a
+/// sent seed's span within `SEED_MAX`; a drawn one is drawn so that every result's seed stays
+/// within `RANDOM_SEED_MAX`, so any of them can be sent back.
+fn draw_seeds(request: &TaskRequest) -> Vec<u64> {
+    let Some(sent) = request.seed() else { return Vec::new() };
+    let extra = u64::from(request.result_count()).saturating_sub(1);
+    let first = sent.unwrap_or_else(|| {
+        rand::random_range(1..=mediagate_core::task::RANDOM_SEED_MAX.saturating_sub(extra).max(1))
+    });
+    (0..=extra).map(|i| first.saturating_add(i)).collect()
 }

@@ -6,29 +6,10 @@
 
 use mediagate_core::task::TaskType;
 
-/// The dialects a key may be limited to.
-pub const DIALECTS: &[&str] = &["runware", "runway"];
-
 /// The dialect a route speaks. Authentication takes one ([`crate::Engine::authenticate_from`]),
 /// so every authenticated route has its `dialect:` scope checked before it does any work, and
 /// a new route cannot forget it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `POST /v1`, `GET /v1` (WebSocket) and the Runware-side helpers.
-    Runware,
-    /// The Runway endpoints (`X-Runway-Version`).
-    Runway,
-}
-
-impl Dialect {
-    /// The name used in `dialect:` scopes and in [`crate::Submission::dialect`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Runware => "runware",
-            Dialect::Runway => "runway",
-        }
-    }
-}
+pub use mediagate_core::Dialect;
 
 /// Normalises and checks scope entries given on key creation.
 pub fn parse(entries: &[String]) -> Result<Vec<String>, String> {
@@ -42,9 +23,10 @@ pub fn parse(entries: &[String]) -> Result<Vec<String>, String> {
                 format!("task:{}", tt.as_str())
             }
             Some(("model", m)) if !m.is_empty() => raw.to_string(),
-            Some(("dialect", d)) if DIALECTS.contains(&d) => raw.to_string(),
+            Some(("dialect", d)) if Dialect::parse(d).is_some() => raw.to_string(),
             Some(("dialect", _)) => {
-                return Err(format!("scope '{raw}': dialect must be one of {}", DIALECTS.join(", ")));
+                let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.as_str()).collect();
+                return Err(format!("scope '{raw}': dialect must be one of {}", names.join(", ")));
             }
             // AIR ids contain ':' themselves, so only known kinds are taken as prefixes.
             _ => match TaskType::parse(raw) {
@@ -80,8 +62,8 @@ pub fn allows_model(scopes: &[String], air: &str) -> bool {
 }
 
 /// Whether the scopes allow a dialect.
-pub fn allows_dialect(scopes: &[String], dialect: &str) -> bool {
-    allows(scopes, "dialect", dialect)
+pub fn allows_dialect(scopes: &[String], dialect: Dialect) -> bool {
+    allows(scopes, "dialect", dialect.as_str())
 }
 
 #[cfg(test)]

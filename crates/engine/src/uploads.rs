@@ -195,6 +195,8 @@ impl Engine {
             account_id: ctx.account_id,
             task_uuid,
             task_type: task_type.to_string(),
+            // Uploads recorded as tasks are Runware's (imageUpload, mediaStorage).
+            dialect: mediagate_core::Dialect::Runware,
             model: None,
             request,
             request_hash: hash,
@@ -217,12 +219,7 @@ impl Engine {
                     let row = self.store.get_output(r.output_uuid).await.map_err(internal)?;
                     return Ok(Upload {
                         uuid: r.output_uuid,
-                        url: format!(
-                            "{}/v1/outputs/{}.{}",
-                            self.config.base_url(),
-                            r.output_uuid,
-                            r.extension
-                        ),
+                        url: self.output_url(r.output_uuid, &r.extension),
                         media_type: r.content_type.clone(),
                         kind: AssetKind::of_media_type(&r.content_type).unwrap_or(AssetKind::Image),
                         size: row.as_ref().map_or(0, |o| o.size),
@@ -479,7 +476,7 @@ impl Engine {
         tracing::info!(upload = %uuid, media_type = %asset.media_type, size, "upload stored");
         Ok(Upload {
             uuid,
-            url: format!("{}/v1/outputs/{uuid}.{extension}", self.config.base_url()),
+            url: self.output_url(uuid, extension),
             media_type: asset.media_type,
             kind: asset.kind,
             size,

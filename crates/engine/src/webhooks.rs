@@ -73,7 +73,7 @@ pub fn backoff(cfg: &WebhooksConfig, n: u32) -> Duration {
 
 impl Engine {
     /// Sets how webhook bodies are rendered for tasks of `dialect`.
-    pub fn set_webhook_renderer(&self, dialect: &'static str, renderer: Arc<dyn WebhookRenderer>) {
+    pub fn set_webhook_renderer(&self, dialect: mediagate_core::Dialect, renderer: Arc<dyn WebhookRenderer>) {
         self.renderers.write().insert(dialect, renderer);
     }
 
@@ -103,14 +103,14 @@ impl Engine {
     /// The bodies to deliver for a finished task.
     pub(crate) async fn webhook_bodies(
         &self,
-        dialect: &str,
+        dialect: mediagate_core::Dialect,
         task_type: &str,
         task_uuid: uuid::Uuid,
         url: &str,
         outcome: Result<&Delivered, &ApiError>,
     ) -> Vec<NewWebhook> {
-        let Some(renderer) = self.renderers.read().get(dialect).cloned() else {
-            tracing::warn!(dialect, "no webhook renderer for this dialect; webhooks skipped");
+        let Some(renderer) = self.renderers.read().get(&dialect).cloned() else {
+            tracing::warn!(%dialect, "no webhook renderer for this dialect; webhooks skipped");
             return vec![];
         };
         let bodies = match outcome {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
 use mediagate_core::model::{ModelSpec, RetryPolicy, builtin_models};
-use mediagate_core::task::{ImageInference, OutputOptions, TaskType};
+use mediagate_core::task::{ImageInference, OutputOptions, TaskRequest, TaskType};
 use mediagate_engine::dispatch::Dispatcher;
 use mediagate_engine::dispatch::breaker::{BreakerConfig, BreakerState};
 use mediagate_engine::dispatch::retry::Jitter;
@@ -110,9 +110,9 @@ fn policy(attempts: u32, base_ms: u64, cap_ms: u64, deadline_ms: u64) -> RetryPo
 }
 
 fn job() -> Job {
-    Job::Image {
+    Job {
         account_id: 1,
-        request: ImageInference {
+        request: TaskRequest::ImageInference(ImageInference {
             positive_prompt: "a test".into(),
             negative_prompt: None,
             model: "test:model@1".into(),
@@ -123,7 +123,8 @@ fn job() -> Job {
             seed: Some(1),
             number_results: 1,
             output: OutputOptions::default(),
-        },
+        }),
+        inputs: vec![],
         seeds: vec![1],
     }
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use futures::StreamExt;
-use mediagate_core::task::{ImageFormat, OutputOptions, TaskType};
+use mediagate_core::task::{ImageFormat, OutputOptions, TaskRequest, TaskType};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -412,11 +412,8 @@ impl Provider for ComfyUi {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request: r, seeds, .. } = &*job else {
-            return Err(ProviderError::operator(
-                "The model is routed to a provider that cannot run this task type.",
-                format!("{name}: comfyui only serves imageInference"),
-            ));
+        let (TaskRequest::ImageInference(r), seeds) = (&job.request, &job.seeds) else {
+            return Err(job.not_served(name));
         };
         let template = self.templates.get(&r.model).ok_or_else(|| {
             ProviderError::operator(

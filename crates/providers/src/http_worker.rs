@@ -22,7 +22,7 @@ use crate::{
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageFormat, OutputOptions, TaskType};
+use mediagate_core::task::{ImageFormat, OutputOptions, TaskRequest, TaskType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -85,8 +85,9 @@ impl HttpWorker {
 
     fn body(&self, id: &str, job: &Job) -> Result<Value, ProviderError> {
         let model = self.cfg.model_for(job.model()).unwrap_or(job.model());
-        let input = match job {
-            Job::Image { request: r, seeds, .. } => json!({
+        let (seeds, input) = (&job.seeds, job.input());
+        let input = match (&job.request, input) {
+            (TaskRequest::ImageInference(r), _) => json!({
                 "prompt": r.positive_prompt,
                 "negativePrompt": r.negative_prompt,
                 "width": r.width,
@@ -96,13 +97,13 @@ impl HttpWorker {
                 "seeds": seeds,
                 "outputFormat": fmt_name(r.output.format),
             }),
-            Job::Upscale { request: r, input, .. } => json!({
+            (TaskRequest::Upscale(r), Some(input)) => json!({
                 "image": base64::engine::general_purpose::STANDARD.encode(&input.bytes),
                 "mediaType": input.media_type,
                 "factor": r.upscale_factor,
                 "outputFormat": fmt_name(r.output.format),
             }),
-            _ => return Err(self.not_served(job)),
+            _ => return Err(job.not_served(&self.cfg.name)),
         };
         Ok(json!({"id": id, "taskType": job.task_type().as_str(), "model": model, "input": input}))
     }
@@ -151,18 +152,11 @@ impl HttpWorker {
     }
 
     fn wanted<'j>(&self, job: &'j Job) -> Result<(&'j OutputOptions, usize), ProviderError> {
-        match job {
-            Job::Image { request, seeds, .. } => Ok((&request.output, seeds.len())),
-            Job::Upscale { request, .. } => Ok((&request.output, 1)),
-            _ => Err(self.not_served(job)),
+        match &job.request {
+            TaskRequest::ImageInference(request) => Ok((&request.output, job.seeds.len())),
+            TaskRequest::Upscale(request) => Ok((&request.output, 1)),
+            _ => Err(job.not_served(&self.cfg.name)),
         }
-    }
-
-    fn not_served(&self, job: &Job) -> ProviderError {
-        ProviderError::operator(
-            "The model is routed to a provider that cannot run this task type.",
-            format!("{}: http-worker does not serve {}", self.cfg.name, job.task_type().as_str()),
-        )
     }
 }
 

@@ -35,7 +35,7 @@ pub mod video;
 use async_trait::async_trait;
 use mediagate_assets::Asset;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageInference, TaskType, Upscale};
+use mediagate_core::task::{TaskRequest, TaskType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,66 +52,55 @@ pub struct Artifact {
     pub seed: Option<u64>,
 }
 
-/// Work handed to a provider, already validated against the model catalog.
+/// Work handed to a provider, already validated against the model catalog: the canonical
+/// request with what the engine prepared for it. One shape for every task type, so a new task
+/// type needs no change here; a provider matches the request variants it serves.
 #[derive(Debug, Clone)]
-pub enum Job {
-    /// Text to image; `seeds[i]` is the seed of result `i`.
-    Image {
-        /// The request.
-        request: ImageInference,
-        /// One seed per result.
-        seeds: Vec<u64>,
-        /// The account the job runs for: shared local pools are fair across accounts.
-        account_id: i64,
-    },
-    /// Upscale an already validated input image.
-    Upscale {
-        /// The request.
-        request: Upscale,
-        /// The input, resolved by the asset intake.
-        input: Asset,
-        /// The account the job runs for: shared local pools are fair across accounts.
-        account_id: i64,
-    },
-    /// Text or image to video.
-    Video {
-        /// The request.
-        request: mediagate_core::task::VideoInference,
-        /// The seed.
-        seed: u64,
-        /// The first frame, resolved by the asset intake.
-        first_frame: Option<Asset>,
-        /// The account the job runs for: shared local pools are fair across accounts.
-        account_id: i64,
-    },
+pub struct Job {
+    /// The request.
+    pub request: TaskRequest,
+    /// One seed per result for seeded task types (result `i` uses `seeds[i]`); empty otherwise.
+    pub seeds: Vec<u64>,
+    /// The request's inputs, fetched and checked by the asset intake, in the order
+    /// [`TaskRequest::inputs`] lists them.
+    pub inputs: Vec<Asset>,
+    /// The account the job runs for: shared local pools are fair across accounts.
+    pub account_id: i64,
 }
 
 impl Job {
     /// The task type of the job.
     pub fn task_type(&self) -> TaskType {
-        match self {
-            Job::Image { .. } => TaskType::ImageInference,
-            Job::Upscale { .. } => TaskType::Upscale,
-            Job::Video { .. } => TaskType::VideoInference,
-        }
+        self.request.task_type()
     }
 
     /// The account the job runs for.
     pub fn account_id(&self) -> i64 {
-        match self {
-            Job::Image { account_id, .. }
-            | Job::Upscale { account_id, .. }
-            | Job::Video { account_id, .. } => *account_id,
-        }
+        self.account_id
     }
 
     /// The AIR id of the model the job was routed by.
     pub fn model(&self) -> &str {
-        match self {
-            Job::Image { request, .. } => &request.model,
-            Job::Upscale { request, .. } => &request.model,
-            Job::Video { request, .. } => &request.model,
-        }
+        self.request.model()
+    }
+
+    /// The first seed (the only one of single-result tasks), if the task type is seeded.
+    pub fn seed(&self) -> Option<u64> {
+        self.seeds.first().copied()
+    }
+
+    /// The first input, if any.
+    pub fn input(&self) -> Option<&Asset> {
+        self.inputs.first()
+    }
+
+    /// The failure a provider reports for a job of a task type it does not serve (routing makes
+    /// this a configuration error: a model of that type routed to the wrong provider).
+    pub fn not_served(&self, provider: &str) -> ProviderError {
+        ProviderError::operator(
+            "The model is routed to a provider that cannot run this task type.",
+            format!("{provider} does not serve {} (model {})", self.task_type().as_str(), self.model()),
+        )
     }
 }
 

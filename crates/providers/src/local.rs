@@ -5,13 +5,13 @@
 
 use crate::decode::{self, DecodeError, Decoder};
 use crate::{
-    Artifact, Capabilities, Delivery, Failure, Job, Provider, ProviderError, Submitted, encode::encode,
-    lanczos, procedural,
+    Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted, encode::encode, lanczos,
+    procedural,
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
 use mediagate_core::fair::FairSemaphore;
-use mediagate_core::task::TaskType;
+use mediagate_core::task::{TaskRequest, TaskType};
 use std::sync::Arc;
 
 /// A shared bound on CPU-bound work, fair across accounts: a freed worker goes to the waiting
@@ -125,15 +125,6 @@ fn encode_failed(e: image::ImageError) -> ProviderError {
     ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
 }
 
-fn wrong_job(name: &str) -> ProviderError {
-    ProviderError::new(
-        ErrorCode::InternalServerError,
-        "The model is routed to a provider that cannot run this task type.",
-        format!("{name} got a job it does not serve"),
-    )
-    .with_failure(Failure::Provider)
-}
-
 /// The procedural image stand-in (see [`procedural`]).
 pub struct Procedural {
     pool: CpuPool,
@@ -157,14 +148,16 @@ impl Provider for Procedural {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        let Job::Image { request, seeds, .. } = &*job else {
-            return Err(wrong_job(self.name()));
+        let (TaskRequest::ImageInference(request), seeds) = (&job.request, &job.seeds) else {
+            return Err(job.not_served(self.name()));
         };
         let pixels = u64::from(request.width) * u64::from(request.height) * seeds.len() as u64;
         let account = job.account_id();
         self.pool
             .run_sized(pixels, account, move || {
-                let Job::Image { request, seeds, .. } = &*job else { unreachable!("checked above") };
+                let (TaskRequest::ImageInference(request), seeds) = (&job.request, &job.seeds) else {
+                    unreachable!("checked above")
+                };
                 seeds
                     .iter()
                     .map(|&seed| {
@@ -211,8 +204,8 @@ impl Provider for Lanczos {
     }
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
-        let Job::Upscale { request, input, .. } = &*job else {
-            return Err(wrong_job(self.name()));
+        let (TaskRequest::Upscale(request), Some(input)) = (&job.request, job.input()) else {
+            return Err(job.not_served(self.name()));
         };
         let max_side = self.max_side;
         let (w, h) = (input.width.unwrap_or(0), input.height.unwrap_or(0));
@@ -239,7 +232,9 @@ impl Provider for Lanczos {
         let decoder = self.decoder.clone();
         CpuPool::run_on(worker, move || {
             let _reserved = reserved;
-            let Job::Upscale { request, input, .. } = &*job else { unreachable!("checked above") };
+            let (TaskRequest::Upscale(request), Some(input)) = (&job.request, job.input()) else {
+                unreachable!("checked above")
+            };
             let img = decoder
                 .decode_blocking(&input.bytes, "input image")
                 .map_err(DecodeError::into_input_error)?;

@@ -10,7 +10,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{TaskType, VideoFormat};
+use mediagate_core::task::{TaskRequest, TaskType, VideoFormat};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -56,13 +56,10 @@ impl Provider for ProceduralVideo {
         job: Arc<Job>,
         progress: &ProgressFn,
     ) -> Result<Submitted, ProviderError> {
-        let Job::Video { request, seed, first_frame, .. } = &*job else {
-            return Err(ProviderError::new(
-                ErrorCode::InternalServerError,
-                "The model is routed to a provider that cannot run this task type.",
-                "procedural-video got a job it does not serve",
-            ));
+        let (TaskRequest::VideoInference(request), Some(seed)) = (&job.request, job.seed()) else {
+            return Err(job.not_served("procedural-video"));
         };
+        let first_frame = job.input();
         // The first frame is judged from its header here; once a worker is free its working
         // memory is reserved, and it is decoded with the render, on the blocking pool.
         let need = match first_frame {
@@ -89,7 +86,7 @@ impl Provider for ProceduralVideo {
         };
         let spec = VideoSpec {
             prompt: request.positive_prompt.clone(),
-            seed: *seed,
+            seed,
             width: request.width,
             height: request.height,
             duration_secs: request.duration_secs,
@@ -102,7 +99,6 @@ impl Provider for ProceduralVideo {
         };
         let job = job.clone();
         let decoder = self.decoder.clone();
-        let seed = *seed;
         // Dropping this future (the task was cancelled, or its deadline passed) stops the render
         // at the next frame instead of letting it run to the end on a blocking thread.
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
@@ -112,7 +108,7 @@ impl Provider for ProceduralVideo {
         self.pool
             .run_taking_turns(worker, account, move |turn| {
                 let mut spec = spec;
-                if let Job::Video { first_frame: Some(a), .. } = &*job {
+                if let Some(a) = job.input() {
                     let img = decoder
                         .decode_blocking(&a.bytes, "first frame")
                         .map_err(DecodeError::into_input_error)?;

@@ -15,7 +15,7 @@ use crate::upstream::{Secret, UpstreamConfig};
 use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
 use async_trait::async_trait;
 use base64::Engine as _;
-use mediagate_core::task::TaskType;
+use mediagate_core::task::{TaskRequest, TaskType};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -131,11 +131,8 @@ impl Provider for OpenAiImages {
 
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
-        let Job::Image { request, seeds, .. } = &*job else {
-            return Err(ProviderError::operator(
-                "The model is routed to a provider that cannot run this task type.",
-                format!("{name}: openai-images only serves imageInference"),
-            ));
+        let (TaskRequest::ImageInference(request), seeds) = (&job.request, &job.seeds) else {
+            return Err(job.not_served(name));
         };
         let mut body = serde_json::json!({
             "prompt": request.positive_prompt,

@@ -15,7 +15,7 @@ use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderErr
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::TaskType;
+use mediagate_core::task::{TaskRequest, TaskType};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -70,8 +70,9 @@ impl RunwareUpstream {
     fn task(&self, job: &Job) -> Result<Value, ProviderError> {
         let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
         let uuid = uuid::Uuid::new_v4().to_string();
-        Ok(match job {
-            Job::Image { request: r, seeds, .. } => {
+        let seeds = &job.seeds;
+        Ok(match (&job.request, job.input()) {
+            (TaskRequest::ImageInference(r), _) => {
                 let mut t = json!({
                     "taskType": "imageInference",
                     "taskUUID": uuid,
@@ -98,7 +99,7 @@ impl RunwareUpstream {
                 }
                 t
             }
-            Job::Upscale { request: r, input, .. } => json!({
+            (TaskRequest::Upscale(r), Some(input)) => json!({
                 "taskType": "upscale",
                 "taskUUID": uuid,
                 "inputImage": format!(
@@ -112,16 +113,9 @@ impl RunwareUpstream {
                 "outputFormat": fmt_name(r.output.format),
                 "outputQuality": r.output.quality,
             }),
-            _ => return Err(not_served(&self.cfg.name, job)),
+            _ => return Err(job.not_served(&self.cfg.name)),
         })
     }
-}
-
-fn not_served(name: &str, job: &Job) -> ProviderError {
-    ProviderError::operator(
-        "The model is routed to a provider that cannot run this task type.",
-        format!("{name}: runware-upstream does not serve {}", job.task_type().as_str()),
-    )
 }
 
 fn fmt_name(f: mediagate_core::task::ImageFormat) -> &'static str {
@@ -245,10 +239,10 @@ impl Provider for RunwareUpstream {
         if !(200..300).contains(&status) {
             return Err(mapping::from_status(name, status, &headers, &reply, false, false));
         }
-        let (output, want) = match &*job {
-            Job::Image { request, seeds, .. } => (&request.output, seeds.len()),
-            Job::Upscale { request, .. } => (&request.output, 1),
-            _ => return Err(not_served(name, &job)),
+        let (output, want) = match &job.request {
+            TaskRequest::ImageInference(request) => (&request.output, job.seeds.len()),
+            TaskRequest::Upscale(request) => (&request.output, 1),
+            _ => return Err(job.not_served(name)),
         };
         if parsed.data.len() < want {
             return Err(mapping::failed(
@@ -265,9 +259,9 @@ impl Provider for RunwareUpstream {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
                 .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
-            let seed = match &*job {
-                Job::Image { seeds, .. } => {
-                    item.get("seed").and_then(Value::as_u64).or(seeds.get(i).copied())
+            let seed = match &job.request {
+                TaskRequest::ImageInference(_) => {
+                    item.get("seed").and_then(Value::as_u64).or(job.seeds.get(i).copied())
                 }
                 _ => None,
             };

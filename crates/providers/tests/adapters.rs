@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageFormat, ImageInference, OutputOptions};
+use mediagate_core::task::{ImageFormat, ImageInference, OutputOptions, TaskRequest};
 use mediagate_providers::mapping::parse_retry_after;
 use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind, build};
 use mediagate_providers::{Failure, Job, Progress, ProgressFn, Provider, Submitted};
@@ -36,9 +36,9 @@ fn key_file(dir: &tempfile::TempDir, key: &str) -> std::path::PathBuf {
 }
 
 fn image_job(n: u32, format: ImageFormat) -> Job {
-    Job::Image {
+    Job {
         account_id: 1,
-        request: ImageInference {
+        request: TaskRequest::ImageInference(ImageInference {
             positive_prompt: "a red square".into(),
             negative_prompt: Some("blue".into()),
             model: "acme:img@1".into(),
@@ -49,7 +49,8 @@ fn image_job(n: u32, format: ImageFormat) -> Job {
             seed: Some(41),
             number_results: n,
             output: OutputOptions { format, ..OutputOptions::default() },
-        },
+        }),
+        inputs: vec![],
         seeds: (41..41 + u64::from(n)).collect(),
     }
 }

@@ -3,7 +3,7 @@
 //! that finish before the socket connects, and cancellation through /queue and /interrupt.
 
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageFormat, ImageInference, OutputOptions};
+use mediagate_core::task::{ImageFormat, ImageInference, OutputOptions, TaskRequest};
 use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind, build};
 use mediagate_providers::{Failure, Job, Progress, ProgressFn, Provider, Submitted};
 use mediagate_testkit::comfy_mock::{ComfyMock, Outcome, Script};
@@ -48,9 +48,9 @@ async fn fixture(timeout_ms: u64) -> Fixture {
 }
 
 fn job(n: u32, format: ImageFormat) -> Job {
-    Job::Image {
+    Job {
         account_id: 1,
-        request: ImageInference {
+        request: TaskRequest::ImageInference(ImageInference {
             positive_prompt: "a \"lighthouse\" at dusk".into(),
             negative_prompt: None,
             model: AIR.into(),
@@ -61,7 +61,8 @@ fn job(n: u32, format: ImageFormat) -> Job {
             seed: Some(100),
             number_results: n,
             output: OutputOptions { format, ..OutputOptions::default() },
-        },
+        }),
+        inputs: vec![],
         seeds: (100..100 + u64::from(n)).collect(),
     }
 }

@@ -39,11 +39,15 @@ pub struct AppState {
     pub openapi: Arc<std::sync::OnceLock<String>>,
 }
 
-/// Teaches the engine this edge's renderings (webhook bodies). Call before the engine resumes
-/// unfinished tasks; [`router`] calls it too.
+/// Teaches the engine this edge's renderings (webhook bodies) and where it serves outputs. Call
+/// before the engine resumes unfinished tasks; [`router`] calls it too.
 pub fn install(engine: &Engine) {
     let base_url = engine.config().base_url();
-    engine.set_webhook_renderer("runware", Arc::new(runware::render::WebhookBodies { base_url }));
+    engine.set_output_links(Arc::new(outputs::Links { base_url: base_url.clone() }));
+    engine.set_webhook_renderer(
+        mediagate_core::Dialect::Runware,
+        Arc::new(runware::render::WebhookBodies { base_url }),
+    );
 }
 
 /// The application's routes.

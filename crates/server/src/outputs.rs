@@ -7,6 +7,18 @@ use axum::response::{IntoResponse, Response};
 use mediagate_core::{ApiError, ErrorCode};
 use uuid::Uuid;
 
+/// Output URLs as this route serves them: `<base>/v1/outputs/<uuid>.<ext>`.
+pub struct Links {
+    /// The server's public base URL.
+    pub base_url: String,
+}
+
+impl mediagate_engine::OutputLinks for Links {
+    fn output_url(&self, uuid: Uuid, extension: &str) -> String {
+        format!("{}/v1/outputs/{uuid}.{extension}", self.base_url)
+    }
+}
+
 #[utoipa::path(get, path = "/v1/outputs/{file}", tag = "server", params(("file" = String, Path, description = "An output's UUID and extension")), responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 404, description = "Unknown or expired", body = crate::openapi::schemas::RunwareResponse)))]
 pub async fn get_output(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let missing = || {

@@ -1,5 +1,6 @@
 //! Records the store reads and writes.
 
+use mediagate_core::Dialect;
 use mediagate_core::task::ResultItem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -161,6 +162,8 @@ pub struct NewTask {
     pub task_uuid: Uuid,
     /// The task type as the client sent it.
     pub task_type: String,
+    /// The dialect it came in by.
+    pub dialect: Dialect,
     /// The model's AIR id.
     pub model: Option<String>,
     /// The request as sent (large inline assets elided), for history.
@@ -190,6 +193,8 @@ pub struct ResumableTask {
     pub task_uuid: Uuid,
     /// Task type as sent.
     pub task_type: String,
+    /// The dialect it came in by.
+    pub dialect: Dialect,
     /// The full canonical request.
     pub payload: String,
     /// Webhook, if any.
@@ -451,6 +456,8 @@ pub struct TaskRecord {
     pub task_uuid: Uuid,
     /// Task type as sent.
     pub task_type: String,
+    /// The dialect it came in by.
+    pub dialect: Dialect,
     /// Model AIR id.
     pub model: Option<String>,
     /// Where it is.

@@ -36,7 +36,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use mediagate_bench::server::Server;
 use mediagate_core::model::{ModelSpec, builtin_models};
-use mediagate_core::task::{ImageInference, OutputOptions};
+use mediagate_core::task::{ImageInference, OutputOptions, TaskRequest};
 use mediagate_engine::dispatch::Dispatcher;
 use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind, build};
 use mediagate_providers::{Job, no_progress};
@@ -108,9 +108,9 @@ fn layer(mock_base: &str) -> Result<Layer> {
 }
 
 fn job() -> Job {
-    Job::Image {
+    Job {
         account_id: 1,
-        request: ImageInference {
+        request: TaskRequest::ImageInference(ImageInference {
             positive_prompt: "benchmark tile".into(),
             negative_prompt: None,
             model: AIR.into(),
@@ -121,7 +121,8 @@ fn job() -> Job {
             seed: Some(1),
             number_results: 1,
             output: OutputOptions::default(),
-        },
+        }),
+        inputs: vec![],
         seeds: vec![1],
     }
 }

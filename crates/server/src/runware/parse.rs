@@ -1,16 +1,18 @@
 //! Runware task objects → canonical tasks.
 
-use mediagate_core::task::{
-    ImageFormat, ImageInference, OutputOptions, OutputType, SEED_MAX, TaskRequest, TaskType, Upscale,
-    VideoFormat, VideoInference,
-};
+use mediagate_core::task::TaskType;
 use mediagate_core::{ApiError, ErrorCode, ParamPath, ParamReader};
-use mediagate_engine::{Delivery, Engine, Submission};
+use mediagate_engine::{Delivery, Submission};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// Runware task types mediagate knows by name but does not serve (both naming generations).
-const UNSERVED: &[&str] = &[
+/// Every task type Runware's API reference names (both naming generations), served here or not:
+/// a name in this list that is not registered is told apart from a misspelling.
+const RUNWARE_TASK_TYPES: &[&str] = &[
+    "imageInference",
+    "imageUpscale",
+    "upscale",
+    "videoInference",
     "audioInference",
     "3dInference",
     "textInference",
@@ -30,9 +32,21 @@ const UNSERVED: &[&str] = &[
     "accountManagement",
 ];
 
-/// The task types served, for messages.
-pub const SERVED: &str = "authentication, ping, imageInference, upscale (alias imageUpscale), videoInference, \
-                          getResponse, imageUpload, mediaStorage";
+/// The task types served, for messages: the registered ones (with their aliases) and the ones
+/// this dialect answers itself.
+pub fn served() -> String {
+    let registered = TaskType::ALL.iter().map(|t| match t.aliases() {
+        [] => t.as_str().to_string(),
+        aliases => format!("{} (alias {})", t.as_str(), aliases.join(", ")),
+    });
+    ["authentication", "ping"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(registered)
+        .chain(["getResponse", "imageUpload", "mediaStorage"].map(str::to_string))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A task after parsing.
 #[derive(Debug)]
@@ -150,23 +164,6 @@ fn truncate(s: &str) -> String {
     }
 }
 
-fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError> {
-    let d = OutputOptions::default();
-    Ok(OutputOptions {
-        output_type: r
-            .opt_enum("outputType", OutputType::NAMES)?
-            .and_then(OutputType::parse)
-            .unwrap_or(d.output_type),
-        format: r
-            .opt_enum("outputFormat", ImageFormat::NAMES)?
-            .and_then(ImageFormat::parse)
-            .unwrap_or(d.format),
-        quality: r.opt_int("outputQuality", 20, 99)?.map(|q| q as u8).unwrap_or(d.quality),
-        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
-        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
-    })
-}
-
 fn delivery(r: &mut ParamReader<'_>, default: Delivery) -> Result<Delivery, ApiError> {
     Ok(match r.opt_enum("deliveryMethod", &["sync", "async"])? {
         Some("sync") => Delivery::Sync,
@@ -183,160 +180,6 @@ fn webhook(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
         r.invalid("webhookURL", format!("{} Webhooks are POSTed to public HTTPS URLs only.", why.message()))
     })?;
     Ok(Some(url))
-}
-
-fn model(r: &mut ParamReader<'_>, t: TaskType) -> Result<String, ApiError> {
-    Ok(r.opt_string("model", 1, 256)?.unwrap_or_else(|| Engine::default_model(t).to_string()))
-}
-
-fn image_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
-    let positive_prompt =
-        r.string("positivePrompt", 2, 3000, "describe the image to generate (2 to 3000 characters)")?;
-    let negative_prompt = r.opt_string("negativePrompt", 2, 3000)?;
-    let model = model(r, TaskType::ImageInference)?;
-    let width = r.opt_int_checked_later("width")?.unwrap_or(512);
-    let height = r.opt_int_checked_later("height")?.unwrap_or(512);
-    let steps = r.opt_int_checked_later("steps")?;
-    let cfg_scale = r.opt_f64("CFGScale", 0.0, 50.0)?;
-    let seed = r.opt_int("seed", 1, SEED_MAX as i64)?.map(|s| s as u64);
-    let number_results = r.opt_int_checked_later("numberResults")?.unwrap_or(1);
-    let output = output_options(r)?;
-    Ok(TaskRequest::ImageInference(ImageInference {
-        positive_prompt,
-        negative_prompt,
-        model,
-        width,
-        height,
-        steps,
-        cfg_scale,
-        seed,
-        number_results,
-        output,
-    }))
-}
-
-fn upscale(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
-    if r.raw("inputImage").is_none()
-        && let Some(inputs) = r.raw("inputs")
-    {
-        return Err(inputs_form_refusal(inputs));
-    }
-    let input_image = r.string(
-        "inputImage",
-        1,
-        usize::MAX,
-        "give the image to upscale as a data URI, base64 data or the imageUUID of an earlier output",
-    )?;
-    let model = model(r, TaskType::Upscale)?;
-    let upscale_factor = r.opt_int_checked_later("upscaleFactor")?.unwrap_or(2);
-    let output = output_options(r)?;
-    Ok(TaskRequest::Upscale(Upscale { input_image, model, upscale_factor, output }))
-}
-
-/// What an `upscale` in the SDKs' newer `inputs` form is told: `inputs.video` asks for a video
-/// upscale, which is not served; `inputs.image` is an image upscale this server reads from
-/// `inputImage` only (so far). Either way the message names the form that was sent.
-fn inputs_form_refusal(inputs: &Value) -> ApiError {
-    let has = |k: &str| inputs.get(k).is_some();
-    if has("video") {
-        return ApiError::new(
-            ErrorCode::UnsupportedTaskType,
-            "This upscale sends 'inputs.video', a video upscale, which this mediagate server does not serve; \
-             it upscales images, sent as 'inputImage'.",
-        )
-        .with_parameter(ParamPath::key("inputs").child("video"));
-    }
-    let (param, got) = if has("image") {
-        (ParamPath::key("inputs").child("image"), "'inputs': {'image': ...}")
-    } else {
-        (ParamPath::key("inputs"), "'inputs' without an 'image'")
-    };
-    ApiError::new(
-        ErrorCode::MissingParameter,
-        format!(
-            "Missing required parameter 'inputImage': this upscale sends {got} (the newer form), which this \
-             server does not read yet; send the same image as 'inputImage' (a data URI, base64 data, an \
-             HTTPS URL or the imageUUID of an earlier output) instead of 'inputs'."
-        ),
-    )
-    .with_parameter(param)
-}
-
-fn video_inference(r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
-    let positive_prompt =
-        r.string("positivePrompt", 2, 3000, "describe the video to generate (2 to 3000 characters)")?;
-    let model = model(r, TaskType::VideoInference)?;
-    let width = r.opt_int_checked_later("width")?.unwrap_or(640);
-    let height = r.opt_int_checked_later("height")?.unwrap_or(360);
-    let duration_secs = r.opt_int_checked_later("duration")?.unwrap_or(5);
-    let fps = r.opt_int_checked_later("fps")?.unwrap_or(24);
-    let seed = r.opt_int("seed", 1, SEED_MAX as i64)?.map(|s| s as u64);
-    let first_frame = match r.raw("frameImages") {
-        None => None,
-        Some(serde_json::Value::Array(frames)) => {
-            if frames.len() > 1 {
-                return Err(
-                    r.invalid("frameImages", "at most one frame image (the first frame) is supported.")
-                );
-            }
-            match frames.first() {
-                None => None,
-                Some(serde_json::Value::Object(f)) => {
-                    let mut fr = ParamReader::new(f, ParamPath::key("frameImages").index(0));
-                    let image = fr.string(
-                        "inputImage",
-                        1,
-                        usize::MAX,
-                        "the first frame as a data URI, base64 or image UUID",
-                    )?;
-                    if let Some(pos) = fr.opt_enum("frame", &["first"])? {
-                        debug_assert_eq!(pos, "first");
-                    }
-                    fr.finish()?;
-                    Some(image)
-                }
-                Some(_) => {
-                    return Err(r.invalid(
-                        "frameImages",
-                        "each element must be an object {\"inputImage\": ..., \"frame\": \"first\"}.",
-                    ));
-                }
-            }
-        }
-        Some(_) => {
-            return Err(r.invalid(
-                "frameImages",
-                "it must be an array of {\"inputImage\": ..., \"frame\": \"first\"}.",
-            ));
-        }
-    };
-    let d = OutputOptions::default();
-    let output = OutputOptions {
-        output_type: r
-            .opt_enum("outputType", OutputType::NAMES)?
-            .and_then(OutputType::parse)
-            .unwrap_or(d.output_type),
-        format: d.format,
-        quality: d.quality,
-        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
-        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
-    };
-    let video_format = r
-        .opt_enum("outputFormat", VideoFormat::NAMES)?
-        .and_then(VideoFormat::parse)
-        .unwrap_or(VideoFormat::Mp4);
-    Ok(TaskRequest::VideoInference(VideoInference {
-        positive_prompt,
-        model,
-        width,
-        height,
-        duration_secs,
-        fps,
-        seed,
-        first_frame,
-        video_format,
-        output,
-    }))
 }
 
 /// Parses one element of the request array (not the leading authentication element).
@@ -361,7 +204,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
         None => {
             return Err(ApiError::new(
                 ErrorCode::InvalidTaskObject,
-                format!("The task at index {index} has no taskType; add one of: {SERVED}."),
+                format!("The task at index {index} has no taskType; add one of: {}.", served()),
             )
             .with_parameter(ParamPath::key("taskType")));
         }
@@ -432,7 +275,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
         }
         other => {
             let Some(tt) = TaskType::parse(other) else {
-                let code = if UNSERVED.contains(&other) {
+                let code = if RUNWARE_TASK_TYPES.contains(&other) {
                     ErrorCode::UnsupportedTaskType
                 } else {
                     ErrorCode::UnknownTaskType
@@ -444,22 +287,21 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                 } else {
                     format!("Unknown taskType '{}'.", truncate(other))
                 };
-                return Err(ApiError::new(code, format!("{what} Task types served here: {SERVED}."))
+                return Err(ApiError::new(code, format!("{what} Task types served here: {}.", served()))
                     .with_parameter(ParamPath::key("taskType")));
             };
             let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
-            let request = match tt {
-                TaskType::ImageInference => image_inference(&mut r)?,
-                TaskType::Upscale => upscale(&mut r)?,
-                TaskType::VideoInference => video_inference(&mut r)?,
-            };
-            // Video is async-only, as on Runware: rendering outlives any sensible HTTP wait.
-            let default = if tt == TaskType::VideoInference { Delivery::Async } else { Delivery::Sync };
+            let request = tt.parse_request(&mut r)?;
+            // Async-only task types (video, as on Runware) default to async and refuse sync.
+            let default = if tt.async_only() { Delivery::Async } else { Delivery::Sync };
             let delivery = delivery(&mut r, default)?;
-            if tt == TaskType::VideoInference && delivery == Delivery::Sync {
+            if tt.async_only() && delivery == Delivery::Sync {
                 return Err(r.invalid(
                     "deliveryMethod",
-                    "videoInference is async-only: send deliveryMethod 'async' (the default) and poll getResponse.",
+                    format!(
+                        "{} is async-only: send deliveryMethod 'async' (the default) and poll getResponse.",
+                        tt.as_str()
+                    ),
                 ));
             }
             let webhook_url = webhook(&mut r)?;
@@ -469,7 +311,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     task_uuid: uuid,
                     task_type_name: other.to_string(),
                     request,
-                    dialect: "runware",
+                    dialect: mediagate_core::Dialect::Runware,
                     delivery,
                     webhook_url,
                 }),

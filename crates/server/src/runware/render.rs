@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use mediagate_core::money::to_usd_f64;
-use mediagate_core::task::OutputType;
+use mediagate_core::task::{Family, OutputType, TaskType};
 use mediagate_core::{ApiError, Parameter};
 use mediagate_engine::Delivered;
 use serde_json::{Map, Value, json};
@@ -27,9 +27,10 @@ pub fn error(e: &ApiError, base_url: &str) -> Value {
     Value::Object(m)
 }
 
-/// One `data` item per result: `image*` fields for image tasks, `video*` for video.
+/// One `data` item per result, its fields named by the task type's family: `imageUUID`,
+/// `imageURL`… for images, `videoUUID`, `videoURL`… for video.
 pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
-    let kind = if task_type == "videoInference" { "video" } else { "image" };
+    let kind = TaskType::parse(task_type).map_or(Family::Image, TaskType::family).as_str();
     d.items
         .iter()
         .map(|it| {

@@ -324,7 +324,8 @@ fn parse_video(b: &mut Body<'_>, models: &[VideoModel], with_image: bool) -> Opt
             duration_secs: duration? as u32,
             fps: VIDEO_FPS,
             seed,
-            first_frame: None,
+            // Filled with the stored asset's UUID once the asset is ingested.
+            first_frame: assets.first().map(|_| String::new()),
             video_format: VideoFormat::Mp4,
             output: OutputOptions::default(),
         }),
@@ -409,7 +410,7 @@ async fn create(
         task_uuid: Uuid::new_v4(),
         task_type_name: endpoint.to_string(),
         request,
-        dialect: "runway",
+        dialect: mediagate_core::Dialect::Runway,
         delivery: Delivery::Async,
         webhook_url: None,
     };
@@ -422,10 +423,10 @@ async fn create(
         Ok(ids) => ids,
         Err(issues) => return Err(validation_failed(&state, "body", &issues).into()),
     };
-    match &mut submission.request {
-        TaskRequest::VideoInference(v) => v.first_frame = ids.first().map(Uuid::to_string),
-        TaskRequest::Upscale(u) => u.input_image = ids.first().map(Uuid::to_string).unwrap_or_default(),
-        TaskRequest::ImageInference(_) => {}
+    // The task's inputs become the stored assets, in order (a text_to_image's reference
+    // images are checked and kept, but the canonical request has no input for them).
+    for (input, id) in submission.request.inputs_mut().into_iter().zip(&ids) {
+        *input = id.to_string();
     }
     match state.engine.submit(&ctx, submission).await {
         Ok(Submitted::Accepted { task_uuid }) => {

@@ -23,6 +23,7 @@ use server_lock::ServerLock;
 
 use crate::*;
 use async_trait::async_trait;
+use mediagate_core::Dialect;
 use mediagate_core::task::ResultItem;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row, Transaction};
@@ -219,7 +220,7 @@ fn key_row(r: &PgRow) -> StoreResult<KeyRecord> {
 }
 
 const TASK_COLUMNS: &str = "account_id, task_uuid, task_type, model, status, request_hash, request, result, error, \
-                            cost_micros, created_at, finished_at, timings";
+                            cost_micros, created_at, finished_at, timings, dialect";
 
 fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
     let uuid: String = r.try_get("task_uuid")?;
@@ -229,6 +230,7 @@ fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
         account_id: r.try_get("account_id")?,
         task_uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
         task_type: r.try_get("task_type")?,
+        dialect: Dialect::parse(&r.try_get::<String, _>("dialect")?).unwrap_or(Dialect::Runware),
         model: r.try_get("model")?,
         status: TaskStatus::parse(&r.try_get::<String, _>("status")?).unwrap_or(TaskStatus::Error),
         request_hash: r.try_get("request_hash")?,
@@ -764,8 +766,8 @@ impl Store for PostgresStore {
         // for this transaction, then finds the row (or, if this one rolled back, inserts it).
         let inserted = sqlx::query(
             "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
-                                created_at, delivery, payload, webhook_url)
-             VALUES ($1, $2, $3, $4, 'processing', $5, $6, $7, $8, $9, $10, $11)
+                                created_at, delivery, payload, webhook_url, dialect)
+             VALUES ($1, $2, $3, $4, 'processing', $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (account_id, task_uuid) DO NOTHING",
         )
         .bind(t.account_id)
@@ -779,6 +781,7 @@ impl Store for PostgresStore {
         .bind(if t.resumable_payload.is_some() { "async" } else { "sync" })
         .bind(&t.resumable_payload)
         .bind(&t.webhook_url)
+        .bind(t.dialect.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1052,7 +1055,7 @@ impl Store for PostgresStore {
 
     async fn resumable_tasks(&self) -> StoreResult<Vec<ResumableTask>> {
         let found = sqlx::query(
-            "SELECT t.account_id, a.name, t.task_uuid, t.task_type, t.payload, t.webhook_url
+            "SELECT t.account_id, a.name, t.task_uuid, t.task_type, t.payload, t.webhook_url, t.dialect
              FROM tasks t JOIN accounts a ON a.id = t.account_id
              WHERE t.status = 'processing' AND t.payload IS NOT NULL ORDER BY t.created_at",
         )
@@ -1067,6 +1070,7 @@ impl Store for PostgresStore {
                 task_type: r.try_get("task_type")?,
                 payload: r.try_get("payload")?,
                 webhook_url: r.try_get("webhook_url")?,
+                dialect: Dialect::parse(&r.try_get::<String, _>("dialect")?).unwrap_or(Dialect::Runware),
             })
         })
     }

@@ -16,6 +16,7 @@ mod writer;
 
 use crate::*;
 use async_trait::async_trait;
+use mediagate_core::Dialect;
 use mediagate_core::task::ResultItem;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
@@ -327,6 +328,7 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         account_id: r.get("account_id")?,
         task_uuid: Uuid::parse_str(&uuid).unwrap_or_default(),
         task_type: r.get("task_type")?,
+        dialect: Dialect::parse(&r.get::<_, String>("dialect")?).unwrap_or(Dialect::Runware),
         model: r.get("model")?,
         status: TaskStatus::parse(&r.get::<_, String>("status")?).unwrap_or(TaskStatus::Error),
         request_hash: r.get("request_hash")?,
@@ -782,8 +784,8 @@ impl Store for SqliteStore {
             }
             c.prepare_cached(
                     "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
-                                        created_at, delivery, payload, webhook_url)
-                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                        created_at, delivery, payload, webhook_url, dialect)
+                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?
                 .execute(params![
                     t.account_id,
@@ -796,7 +798,8 @@ impl Store for SqliteStore {
                     now,
                     if t.resumable_payload.is_some() { "async" } else { "sync" },
                     t.resumable_payload,
-                    t.webhook_url
+                    t.webhook_url,
+                    t.dialect.as_str()
                 ])?;
             Ok(Admission::Admitted)
         };
@@ -1029,7 +1032,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let rows = c
                 .prepare(
-                    "SELECT t.account_id, a.name, t.task_uuid, t.task_type, t.payload, t.webhook_url
+                    "SELECT t.account_id, a.name, t.task_uuid, t.task_type, t.payload, t.webhook_url, t.dialect
                      FROM tasks t JOIN accounts a ON a.id = t.account_id
                      WHERE t.status = 'processing' AND t.payload IS NOT NULL ORDER BY t.created_at",
                 )?
@@ -1042,6 +1045,7 @@ impl Store for SqliteStore {
                         task_type: r.get(3)?,
                         payload: r.get(4)?,
                         webhook_url: r.get(5)?,
+                        dialect: Dialect::parse(&r.get::<_, String>(6)?).unwrap_or(Dialect::Runware),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -149,6 +149,12 @@ CREATE INDEX outputs_uploads_by_account ON outputs(account_id, expires_at) WHERE
 -- Where a task's time went (queue, provider, admission write), as JSON, recorded with its end.
 ALTER TABLE tasks ADD COLUMN timings TEXT;
 "#,
+    r#"
+-- The dialect a task came in by (runware | runway), which renders its results and webhooks.
+-- Earlier rows are told apart by their task type's name: Runway's endpoints are snake case.
+ALTER TABLE tasks ADD COLUMN dialect TEXT NOT NULL DEFAULT 'runware';
+UPDATE tasks SET dialect = 'runway' WHERE instr(task_type, '_') > 0;
+"#,
 ];
 
 /// The newest schema version (`PRAGMA user_version` once every migration is applied).

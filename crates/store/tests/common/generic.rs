@@ -111,6 +111,8 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
     let resumable = NewTask {
         resumable_payload: Some("{\"p\":1}".into()),
         webhook_url: Some("https://h/".into()),
+        task_type: "text_to_image".into(),
+        dialect: mediagate_core::Dialect::Runway,
         ..task(a.id, 50)
     };
     assert!(matches!(store.admit_task(resumable.clone()).await.unwrap(), Admission::Admitted));
@@ -130,6 +132,13 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
         (resumable.task_uuid, "a", "{\"p\":1}")
     );
     assert_eq!(resumed[0].webhook_url.as_deref(), Some("https://h/"));
+    // The dialect it came in by is kept, so its webhooks are rendered in that dialect.
+    assert_eq!(resumed[0].dialect, mediagate_core::Dialect::Runway);
+    assert_eq!(
+        store.get_task(a.id, resumable.task_uuid).await.unwrap().unwrap().dialect,
+        mediagate_core::Dialect::Runway
+    );
+    assert_eq!(rec.dialect, mediagate_core::Dialect::Runware);
     let ledger = store.ledger("a", 10).await.unwrap();
     assert_eq!(ledger.iter().map(|e| e.amount_micros).sum::<i64>(), 950);
     // A failed task may run again under its UUID: charged anew, processing again.

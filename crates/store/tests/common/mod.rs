@@ -87,6 +87,7 @@ pub fn task(account_id: i64, price: i64) -> NewTask {
         account_id,
         task_uuid: Uuid::new_v4(),
         task_type: "imageInference".into(),
+        dialect: mediagate_core::Dialect::Runware,
         model: None,
         request: "{}".into(),
         request_hash: [7; 32],

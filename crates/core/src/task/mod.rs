@@ -1,0 +1,585 @@
+//! Canonical task types, requests and results, independent of any wire dialect.
+//!
+//! # A task type is one module
+//!
+//! Each task type is a module of this directory that owns its canonical parameters (a struct),
+//! how they are read from a task object (Runware's parameter names are the canonical ones), their
+//! validation against a model's bounds, the inputs the engine must fetch before it runs, the work
+//! its price is measured by, and the family of results it produces (which decides how every
+//! dialect renders them). It implements [`TaskParams`]; registering it is one line in the
+//! `task_types!` list at the end of this file, which generates [`TaskType`] and
+//! [`TaskRequest`] and dispatches to the module. The engine, the providers and the dialects work
+//! from those, so no other file names the task type unless it serves it differently.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::model::ModelSpec;
+use crate::param::{ParamPath, ParamReader};
+use serde::{Deserialize, Serialize};
+
+/// The largest seed: 2^53 - 1, the largest integer a JavaScript number (and so every official
+/// SDK's JSON) holds exactly. Larger seeds would come back rounded and draw other images.
+pub const SEED_MAX: u64 = (1 << 53) - 1;
+
+/// The largest seed drawn when a task sends none. 2^32 - 1 lies within both dialects' documented
+/// ranges (Runware 1 to [`SEED_MAX`] here, Runway 0 to 4294967295), so a drawn seed can always be
+/// sent back.
+pub const RANDOM_SEED_MAX: u64 = u32::MAX as u64;
+
+/// How a result's bytes are returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputType {
+    /// A URL served by mediagate until the output's time to live expires.
+    #[serde(rename = "URL")]
+    Url,
+    /// Plain base64 of the file.
+    #[serde(rename = "base64Data")]
+    Base64Data,
+    /// A `data:` URI.
+    #[serde(rename = "dataURI")]
+    DataUri,
+}
+
+impl OutputType {
+    /// Wire names, in documentation order.
+    pub const NAMES: &'static [&'static str] = &["URL", "base64Data", "dataURI"];
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "URL" => Some(OutputType::Url),
+            "base64Data" => Some(OutputType::Base64Data),
+            "dataURI" => Some(OutputType::DataUri),
+            _ => None,
+        }
+    }
+}
+
+/// The file format of an image result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageFormat {
+    /// PNG (lossless).
+    #[serde(rename = "PNG")]
+    Png,
+    /// JPEG, quality from `outputQuality`.
+    #[serde(rename = "JPG")]
+    Jpg,
+    /// WebP (lossless encoder).
+    #[serde(rename = "WEBP")]
+    Webp,
+}
+
+impl ImageFormat {
+    /// Wire names, in documentation order.
+    pub const NAMES: &'static [&'static str] = &["PNG", "JPG", "WEBP"];
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PNG" => Some(ImageFormat::Png),
+            "JPG" => Some(ImageFormat::Jpg),
+            "WEBP" => Some(ImageFormat::Webp),
+            _ => None,
+        }
+    }
+
+    /// The MIME type of files in this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "image/png",
+            ImageFormat::Jpg => "image/jpeg",
+            ImageFormat::Webp => "image/webp",
+        }
+    }
+
+    /// The file extension used in output URLs.
+    pub const fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpg => "jpg",
+            ImageFormat::Webp => "webp",
+        }
+    }
+}
+
+/// The container of a video result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoFormat {
+    /// MP4 (H.264).
+    #[serde(rename = "MP4")]
+    Mp4,
+    /// WebM (VP8).
+    #[serde(rename = "WEBM")]
+    Webm,
+}
+
+impl VideoFormat {
+    /// Wire names.
+    pub const NAMES: &'static [&'static str] = &["MP4", "WEBM"];
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MP4" => Some(VideoFormat::Mp4),
+            "WEBM" => Some(VideoFormat::Webm),
+            _ => None,
+        }
+    }
+}
+
+/// Output options shared by every task that produces files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputOptions {
+    /// How the result is returned.
+    pub output_type: OutputType,
+    /// The file format.
+    pub format: ImageFormat,
+    /// Compression quality, 20..=99 (JPG only; PNG and WEBP are lossless).
+    pub quality: u8,
+    /// Seconds the stored output lives; `None` means the server default.
+    pub ttl_secs: Option<u64>,
+    /// Whether to add `cost` to each result.
+    pub include_cost: bool,
+}
+
+impl Default for OutputOptions {
+    fn default() -> Self {
+        OutputOptions {
+            output_type: OutputType::Url,
+            format: ImageFormat::Png,
+            quality: 95,
+            ttl_secs: None,
+            include_cost: false,
+        }
+    }
+}
+
+/// Width and height within the model's bounds and step, and their product within its budget.
+pub(crate) fn check_dimensions(model: &ModelSpec, width: u32, height: u32) -> Result<(), ApiError> {
+    let b = &model.bounds;
+    for (name, v, min, max) in
+        [("width", width, b.width_min, b.width_max), ("height", height, b.height_min, b.height_max)]
+    {
+        if v < min.max(1) || v > max || v % b.dimension_step != 0 {
+            return Err(invalid(
+                name,
+                format!(
+                    "it must be a multiple of {} between {min} and {max} for model {}.",
+                    b.dimension_step, model.air
+                ),
+            ));
+        }
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > b.max_pixels {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameterValue,
+            format!(
+                "width x height is {pixels} pixels; model {} allows at most {}. Lower width or height.",
+                model.air, b.max_pixels
+            ),
+        )
+        .with_parameter(vec![ParamPath::key("width"), ParamPath::key("height")]));
+    }
+    Ok(())
+}
+
+/// The one range a model allows for a parameter. The value sent is not repeated: parsing maps
+/// values beyond `u32` to its ends so that this is the only range a client is told, and echoing
+/// the mapped value would misquote the request.
+pub(crate) fn in_range(min: u32, max: u32, unit: &str, model: &ModelSpec) -> String {
+    format!("it must be between {min} and {max}{unit} for model {}.", model.air)
+}
+
+/// The seeds a task uses, `seed` to `seed + results - 1`, all within [`SEED_MAX`]: a seed never
+/// wraps, so every result's seed can be sent again to reproduce it. (The smallest seed is the
+/// dialect's to check: Runware starts at 1, Runway at 0.)
+pub(crate) fn check_seed_span(seed: Option<u64>, results: u32) -> Result<(), ApiError> {
+    let Some(seed) = seed else { return Ok(()) };
+    let extra = u64::from(results).saturating_sub(1);
+    if seed.saturating_add(extra) <= SEED_MAX {
+        return Ok(());
+    }
+    let why = format!(
+        "the largest seed is {SEED_MAX}, 2^53 - 1, the largest integer every SDK language holds exactly"
+    );
+    let detail = if extra == 0 {
+        format!("{seed} is out of range; it must be at most {SEED_MAX} ({why}).")
+    } else {
+        format!(
+            "result i uses seed + i, so with numberResults {results} the seed must be at most {} ({why}).",
+            SEED_MAX.saturating_sub(extra)
+        )
+    };
+    Err(invalid("seed", detail))
+}
+
+pub(crate) fn invalid(param: &str, detail: String) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParameterValue,
+        format!("Invalid value for parameter '{param}': {detail}"),
+    )
+    .with_parameter(ParamPath::key(param))
+}
+
+/// One result of a finished task, as stored. Dialects render it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultItem {
+    /// The UUID of the stored output file.
+    pub output_uuid: uuid::Uuid,
+    /// The output's MIME type.
+    pub content_type: String,
+    /// The output's file extension.
+    pub extension: String,
+    /// The seed that produced it, where the task has seeds.
+    pub seed: Option<u64>,
+    /// What this result cost, in micro-dollars.
+    pub cost_micros: i64,
+}
+
+/// The kind of files a task type produces. Each dialect names a family's result fields by a table
+/// (Runware: `imageURL`, `videoURL`, …), so a new task type of a known family renders with no
+/// edit to any dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Still images.
+    Image,
+    /// Video files.
+    Video,
+}
+
+impl Family {
+    /// `image` or `video`: the prefix of Runware's result fields and of Runway's output kinds.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Family::Image => "image",
+            Family::Video => "video",
+        }
+    }
+}
+
+/// A task's work measured once its inputs are read, with the words a client is told when its
+/// price cannot be paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    /// Pixels (images) or pixel-frames (video).
+    pub amount: u64,
+    /// What was measured, e.g. `2048x2048 output`.
+    pub what: String,
+    /// How to ask for less, e.g. `use a smaller input or upscaleFactor`.
+    pub smaller: &'static str,
+}
+
+/// The kind of media an input asset must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// A still image.
+    Image,
+    /// A video file.
+    Video,
+    /// An audio file.
+    Audio,
+}
+
+/// An asset a task names, which the engine fetches, checks and hands to the provider (in the
+/// order [`TaskParams::inputs`] lists them) before the task runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input<'a> {
+    /// The reference as sent: a data URI, base64, an HTTPS URL or a stored asset's UUID.
+    pub reference: &'a str,
+    /// Where it was sent, for error objects.
+    pub param: ParamPath,
+    /// What it must be.
+    pub kind: MediaKind,
+}
+
+impl<'a> Input<'a> {
+    /// An image input.
+    pub fn image(reference: &'a str, param: ParamPath) -> Self {
+        Input { reference, param, kind: MediaKind::Image }
+    }
+}
+
+/// What a task type's module implements. The constants and [`parse`](TaskParams::parse)
+/// describe the type; the methods answer for one request of it.
+pub trait TaskParams: Sized + Clone {
+    /// The canonical (current Runware) name.
+    const NAME: &'static str;
+    /// Older names accepted for it (Runware's legacy names).
+    const ALIASES: &'static [&'static str] = &[];
+    /// The kind of files it produces.
+    const FAMILY: Family;
+    /// The model used when a task names none: a built-in one.
+    const DEFAULT_MODEL: &'static str;
+    /// Whether it can only run asynchronously (too slow for a request to wait for).
+    const ASYNC_ONLY: bool = false;
+    /// A small valid task object (parameters only, no `taskType` or `taskUUID`) that the default
+    /// model serves: the registry test runs every task type with it.
+    const EXAMPLE: &'static str;
+
+    /// Reads the parameters from a task object, by their canonical names. Every key it does not
+    /// read is refused as unknown afterwards.
+    fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError>;
+    /// Checks the request against the model's declared bounds.
+    fn validate(&self, model: &ModelSpec) -> Result<(), ApiError>;
+    /// The AIR id of the model (the default filled in).
+    fn model(&self) -> &str;
+    /// The output options.
+    fn output(&self) -> &OutputOptions;
+    /// How many results the task produces (what it is charged for).
+    fn result_count(&self) -> u32 {
+        1
+    }
+    /// `Some(seed as sent)` for task types whose results are seeded (one seed per result, drawn
+    /// when absent); `None` for the others.
+    fn seed(&self) -> Option<Option<u64>> {
+        None
+    }
+    /// The size of the work as far as the request alone says (pixels, pixel-frames): local models
+    /// price by it. `None` when it is not measured.
+    fn work(&self) -> Option<u64> {
+        None
+    }
+    /// The work once the inputs' sizes are known (`sizes[i]` is input `i`'s width and height),
+    /// refusing inputs the model cannot take; `None` keeps the price the task was admitted at.
+    fn work_with_inputs(&self, _model: &ModelSpec, _sizes: &[(u32, u32)]) -> Result<Option<Work>, ApiError> {
+        Ok(None)
+    }
+    /// The assets to fetch before the task runs.
+    fn inputs(&self) -> Vec<Input<'_>> {
+        Vec::new()
+    }
+    /// The same references, to replace (by stored asset UUIDs) or elide (in history records).
+    fn inputs_mut(&mut self) -> Vec<&mut String> {
+        Vec::new()
+    }
+    /// The same request with one result, for task types whose results can be made (and
+    /// delivered) one at a time; `None` runs the task in one piece.
+    fn one_result(&self) -> Option<Self> {
+        None
+    }
+}
+
+/// Reads `model`, or the task type's default.
+pub fn model_param(r: &mut ParamReader<'_>, default: &str) -> Result<String, ApiError> {
+    Ok(r.opt_string("model", 1, 256)?.unwrap_or_else(|| default.to_string()))
+}
+
+/// Reads `seed`: 1 to [`SEED_MAX`].
+pub fn seed_param(r: &mut ParamReader<'_>) -> Result<Option<u64>, ApiError> {
+    Ok(r.opt_int("seed", 1, SEED_MAX as i64)?.map(|s| s as u64))
+}
+
+/// Reads the output options every file-producing task takes: `outputType`, `outputFormat`,
+/// `outputQuality`, `ttl`, `includeCost`.
+pub fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError> {
+    let d = OutputOptions::default();
+    Ok(OutputOptions {
+        output_type: r
+            .opt_enum("outputType", OutputType::NAMES)?
+            .and_then(OutputType::parse)
+            .unwrap_or(d.output_type),
+        format: r
+            .opt_enum("outputFormat", ImageFormat::NAMES)?
+            .and_then(ImageFormat::parse)
+            .unwrap_or(d.format),
+        quality: r.opt_int("outputQuality", 20, 99)?.map(|q| q as u8).unwrap_or(d.quality),
+        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
+        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+    })
+}
+
+/// Declares the registered modules and generates [`TaskType`] and [`TaskRequest`] from them,
+/// with their dispatch.
+macro_rules! task_types {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$params:ident)),* $(,)?) => {
+        $(mod $module;
+        pub use $module::$params;)*
+
+        /// The task types mediagate serves. Dialects map their own names onto these.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum TaskType {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl TaskType {
+            /// Every registered task type.
+            pub const ALL: &'static [TaskType] = &[$(TaskType::$variant),*];
+
+            /// The canonical (current Runware) name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(TaskType::$variant => <$params as TaskParams>::NAME,)* }
+            }
+
+            /// Older names accepted for it.
+            pub const fn aliases(self) -> &'static [&'static str] {
+                match self { $(TaskType::$variant => <$params as TaskParams>::ALIASES,)* }
+            }
+
+            /// The kind of files it produces.
+            pub const fn family(self) -> Family {
+                match self { $(TaskType::$variant => <$params as TaskParams>::FAMILY,)* }
+            }
+
+            /// The model used when a task names none.
+            pub const fn default_model(self) -> &'static str {
+                match self { $(TaskType::$variant => <$params as TaskParams>::DEFAULT_MODEL,)* }
+            }
+
+            /// Whether it runs only asynchronously.
+            pub const fn async_only(self) -> bool {
+                match self { $(TaskType::$variant => <$params as TaskParams>::ASYNC_ONLY,)* }
+            }
+
+            /// A small valid task object of this type (see [`TaskParams::EXAMPLE`]).
+            pub const fn example(self) -> &'static str {
+                match self { $(TaskType::$variant => <$params as TaskParams>::EXAMPLE,)* }
+            }
+
+            /// Reads a request of this type from a task object.
+            pub fn parse_request(self, r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
+                match self { $(TaskType::$variant => <$params as TaskParams>::parse(r).map(TaskRequest::$variant),)* }
+            }
+        }
+
+        /// A canonical task request: what the engine runs.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "camelCase")]
+        pub enum TaskRequest {
+            $($(#[$doc])* $variant($params),)*
+        }
+
+        $(impl From<$params> for TaskRequest {
+            fn from(p: $params) -> Self {
+                TaskRequest::$variant(p)
+            }
+        })*
+
+        impl TaskRequest {
+            /// The canonical task type.
+            pub fn task_type(&self) -> TaskType {
+                match self { $(TaskRequest::$variant(_) => TaskType::$variant,)* }
+            }
+
+            /// The model's AIR id.
+            pub fn model(&self) -> &str {
+                match self { $(TaskRequest::$variant(p) => p.model(),)* }
+            }
+
+            /// The output options.
+            pub fn output(&self) -> &OutputOptions {
+                match self { $(TaskRequest::$variant(p) => p.output(),)* }
+            }
+
+            /// How many results the task produces (what it is charged for).
+            pub fn result_count(&self) -> u32 {
+                match self { $(TaskRequest::$variant(p) => p.result_count(),)* }
+            }
+
+            /// Checks the request against the model's declared bounds.
+            pub fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
+                match self { $(TaskRequest::$variant(p) => p.validate(model),)* }
+            }
+
+            /// See [`TaskParams::seed`].
+            pub fn seed(&self) -> Option<Option<u64>> {
+                match self { $(TaskRequest::$variant(p) => p.seed(),)* }
+            }
+
+            /// See [`TaskParams::work`].
+            pub fn work(&self) -> Option<u64> {
+                match self { $(TaskRequest::$variant(p) => p.work(),)* }
+            }
+
+            /// See [`TaskParams::work_with_inputs`].
+            pub fn work_with_inputs(&self, model: &ModelSpec, sizes: &[(u32, u32)]) -> Result<Option<Work>, ApiError> {
+                match self { $(TaskRequest::$variant(p) => p.work_with_inputs(model, sizes),)* }
+            }
+
+            /// See [`TaskParams::inputs`].
+            pub fn inputs(&self) -> Vec<Input<'_>> {
+                match self { $(TaskRequest::$variant(p) => p.inputs(),)* }
+            }
+
+            /// See [`TaskParams::inputs_mut`].
+            pub fn inputs_mut(&mut self) -> Vec<&mut String> {
+                match self { $(TaskRequest::$variant(p) => p.inputs_mut(),)* }
+            }
+
+            /// See [`TaskParams::one_result`].
+            pub fn one_result(&self) -> Option<TaskRequest> {
+                match self { $(TaskRequest::$variant(p) => p.one_result().map(TaskRequest::$variant),)* }
+            }
+        }
+    };
+}
+
+impl TaskType {
+    /// Parses a canonical name or an alias (`imageUpscale`).
+    pub fn parse(name: &str) -> Option<TaskType> {
+        TaskType::ALL.iter().copied().find(|t| t.as_str() == name || t.aliases().contains(&name))
+    }
+}
+
+impl Serialize for TaskType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        TaskType::parse(&name).ok_or_else(|| {
+            let names: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
+            serde::de::Error::custom(format!("unknown task type '{name}'; known: {}", names.join(", ")))
+        })
+    }
+}
+
+// The registry: one line per task type, `Variant(module::Params)`.
+task_types! {
+    /// Text to image.
+    ImageInference(image_inference::ImageInference),
+    /// Image upscaling.
+    Upscale(upscale::Upscale),
+    /// Text or image to video.
+    VideoInference(video_inference::VideoInference),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::builtin_models;
+    use std::collections::HashSet;
+
+    /// A task type registered in part (a name shared with another, an example its own parser
+    /// refuses, a default model that is missing or serves another type) fails here.
+    #[test]
+    fn every_registered_task_type_parses_its_example_and_validates_against_its_default_model() {
+        let mut names = HashSet::new();
+        for &t in TaskType::ALL {
+            for name in std::iter::once(t.as_str()).chain(t.aliases().iter().copied()) {
+                assert!(names.insert(name), "{name} names two task types");
+                assert_eq!(TaskType::parse(name), Some(t));
+            }
+            let example: serde_json::Value = serde_json::from_str(t.example()).expect("example is JSON");
+            let obj = example.as_object().expect("example is an object");
+            let mut r = ParamReader::new(obj, ParamPath::default());
+            let request = t.parse_request(&mut r).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
+            r.finish().unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
+            assert_eq!(request.task_type(), t);
+            assert_eq!(request.model(), t.default_model());
+            let model = builtin_models()
+                .into_iter()
+                .find(|m| m.air == t.default_model())
+                .unwrap_or_else(|| panic!("{}: no built-in model {}", t.as_str(), t.default_model()));
+            assert_eq!(model.task_type, t, "{}'s default model serves another task type", t.as_str());
+            request.validate(&model).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
+            // The canonical form round-trips (it is what a restart runs again).
+            let stored = serde_json::to_string(&request).unwrap();
+            assert_eq!(serde_json::from_str::<TaskRequest>(&stored).unwrap(), request);
+            // Stored requests keep the names of earlier versions.
+            assert!(stored.starts_with(&format!("{{\"kind\":\"{}\"", t.as_str())), "{stored}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `videoInference`: text or image to video.
+
+use super::{
+    Family, Input, OutputOptions, OutputType, TaskParams, VideoFormat, check_dimensions, check_seed_span,
+    in_range, invalid, model_param,
+};
+use crate::error::ApiError;
+use crate::model::{ModelSpec, PROCEDURAL_VIDEO_AIR};
+use crate::param::{ParamPath, ParamReader};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A video request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoInference {
+    /// What to show.
+    pub positive_prompt: String,
+    /// The AIR id of the model.
+    pub model: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Length in seconds.
+    pub duration_secs: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// Seed; random when absent.
+    pub seed: Option<u64>,
+    /// An image to start from (asset reference as sent), if any.
+    pub first_frame: Option<String>,
+    /// The container.
+    pub video_format: VideoFormat,
+    /// Output options (`format` is unused for video).
+    pub output: OutputOptions,
+}
+
+impl TaskParams for VideoInference {
+    const NAME: &'static str = "videoInference";
+    const FAMILY: Family = Family::Video;
+    const DEFAULT_MODEL: &'static str = PROCEDURAL_VIDEO_AIR;
+    // Rendering outlives any sensible HTTP wait: async only, as on Runware.
+    const ASYNC_ONLY: bool = true;
+    const EXAMPLE: &'static str =
+        r#"{"positivePrompt":"waves on a shore","width":128,"height":128,"duration":1,"fps":4}"#;
+
+    fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
+        let positive_prompt =
+            r.string("positivePrompt", 2, 3000, "describe the video to generate (2 to 3000 characters)")?;
+        let model = model_param(r, Self::DEFAULT_MODEL)?;
+        let width = r.opt_int_checked_later("width")?.unwrap_or(640);
+        let height = r.opt_int_checked_later("height")?.unwrap_or(360);
+        let duration_secs = r.opt_int_checked_later("duration")?.unwrap_or(5);
+        let fps = r.opt_int_checked_later("fps")?.unwrap_or(24);
+        let seed = super::seed_param(r)?;
+        let first_frame = first_frame(r)?;
+        let d = OutputOptions::default();
+        let output = OutputOptions {
+            output_type: r
+                .opt_enum("outputType", OutputType::NAMES)?
+                .and_then(OutputType::parse)
+                .unwrap_or(d.output_type),
+            format: d.format,
+            quality: d.quality,
+            ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
+            include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+        };
+        let video_format = r
+            .opt_enum("outputFormat", VideoFormat::NAMES)?
+            .and_then(VideoFormat::parse)
+            .unwrap_or(VideoFormat::Mp4);
+        Ok(VideoInference {
+            positive_prompt,
+            model,
+            width,
+            height,
+            duration_secs,
+            fps,
+            seed,
+            first_frame,
+            video_format,
+            output,
+        })
+    }
+
+    fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
+        let b = &model.bounds;
+        check_dimensions(model, self.width, self.height)?;
+        if !(1..=b.duration_max_secs).contains(&self.duration_secs) {
+            return Err(invalid("duration", in_range(1, b.duration_max_secs, " seconds", model)));
+        }
+        if !(1..=b.fps_max).contains(&self.fps) {
+            return Err(invalid("fps", in_range(1, b.fps_max, "", model)));
+        }
+        check_seed_span(self.seed, 1)
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn output(&self) -> &OutputOptions {
+        &self.output
+    }
+
+    fn seed(&self) -> Option<Option<u64>> {
+        Some(self.seed)
+    }
+
+    fn work(&self) -> Option<u64> {
+        Some(
+            u64::from(self.width)
+                * u64::from(self.height)
+                * u64::from(self.duration_secs)
+                * u64::from(self.fps),
+        )
+    }
+
+    fn inputs(&self) -> Vec<Input<'_>> {
+        let path = ParamPath::key("frameImages").index(0).child("inputImage");
+        self.first_frame.iter().map(|f| Input::image(f, path.clone())).collect()
+    }
+
+    fn inputs_mut(&mut self) -> Vec<&mut String> {
+        self.first_frame.iter_mut().collect()
+    }
+}
+
+/// `frameImages`: at most one, the first frame.
+fn first_frame(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
+    match r.raw("frameImages") {
+        None => Ok(None),
+        Some(Value::Array(frames)) => {
+            if frames.len() > 1 {
+                return Err(
+                    r.invalid("frameImages", "at most one frame image (the first frame) is supported.")
+                );
+            }
+            match frames.first() {
+                None => Ok(None),
+                Some(Value::Object(f)) => {
+                    let mut fr = ParamReader::new(f, ParamPath::key("frameImages").index(0));
+                    let image = fr.string(
+                        "inputImage",
+                        1,
+                        usize::MAX,
+                        "the first frame as a data URI, base64 or image UUID",
+                    )?;
+                    fr.opt_enum("frame", &["first"])?;
+                    fr.finish()?;
+                    Ok(Some(image))
+                }
+                Some(_) => Err(r.invalid(
+                    "frameImages",
+                    "each element must be an object {\"inputImage\": ..., \"frame\": \"first\"}.",
+                )),
+            }
+        }
+        Some(_) => Err(
+            r.invalid("frameImages", "it must be an array of {\"inputImage\": ..., \"frame\": \"first\"}.")
+        ),
+    }
+}
