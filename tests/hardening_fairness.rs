@@ -156,16 +156,7 @@ async fn hardening_local_prices_follow_the_work() {
     }
 }
 
-fn png_data_uri(width: u32, height: u32) -> String {
-    use base64::Engine as _;
-    let img =
-        image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
-        .unwrap();
-    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out))
-}
+use mediagate_testkit::images::png_data_uri;
 
 /// An upscale is priced by its output size, which is known only once its input is read: it is
 /// admitted at the listed price ($0.0002 for a 1024x1024 output and smaller) and the rest is

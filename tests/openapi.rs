@@ -124,6 +124,15 @@ async fn the_document_names_its_bodies_and_the_bearer_scheme_and_is_rendered() {
         assert!(schemas.contains_key(name), "no schema {name}");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    // The Runware task types come from the registry, aliases included.
+    let task_types = doc["components"]["schemas"]["RunwareTask"]["properties"]["taskType"]["enum"]
+        .as_array()
+        .expect("taskType is an enum");
+    for t in mediagate_core::task::TaskType::ALL {
+        for name in std::iter::once(t.as_str()).chain(t.aliases().iter().copied()) {
+            assert!(task_types.contains(&Value::from(name)), "{name} is not in {task_types:?}");
+        }
+    }
     let op = &doc["paths"]["/v1/text_to_image"]["post"];
     assert_eq!(
         op["requestBody"]["content"]["application/json"]["schema"]["$ref"],

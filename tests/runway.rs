@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 
 const VERSION: &str = "2024-11-06";
 
-/// A PNG of the given size, as a data URI.
-fn png_data_uri(w: u32, h: u32) -> String {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out.into_inner()))
-}
+use mediagate_testkit::images::png_data_uri;
 
 async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
     call_with(s, method, path, body, Some(&s.api_key), Some(VERSION)).await

@@ -1,4 +1,4 @@
-//! Hostile image files built in tests.
+//! Image files built in tests: ordinary ones and hostile ones.
 
 use std::io::Write;
 
@@ -27,4 +27,15 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
         out.extend(crc.finalize().to_be_bytes());
     }
     out
+}
+
+/// An ordinary `width`×`height` RGB PNG (a gradient, so no two rows compress alike), as a
+/// `data:` URI.
+pub fn png_data_uri(width: u32, height: u32) -> String {
+    use base64::Engine as _;
+    let img =
+        image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding to a Vec cannot fail");
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(out.into_inner()))
 }

@@ -46,6 +46,33 @@ impl Modify for BearerKeys {
     }
 }
 
+/// Lists the Runware task types in `RunwareTask.taskType` as an enum taken from the registry
+/// (`mediagate_core::task::TaskType::ALL`, with aliases) and the dialect's own task types, so
+/// a task type added to the registry is documented without another edit. Applied once the
+/// routes' schemas are merged in (`router_with`).
+pub(crate) struct RegisteredTaskTypes;
+
+impl Modify for RegisteredTaskTypes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let names: Vec<serde_json::Value> =
+            ["authentication", "ping", "getResponse", "imageUpload", "mediaStorage"]
+                .into_iter()
+                .chain(
+                    mediagate_core::task::TaskType::ALL
+                        .iter()
+                        .flat_map(|t| std::iter::once(t.as_str()).chain(t.aliases().iter().copied())),
+                )
+                .map(serde_json::Value::from)
+                .collect();
+        let Some(components) = openapi.components.as_mut() else { return };
+        let Some(RefOr::T(Schema::Object(task))) = components.schemas.get_mut("RunwareTask") else { return };
+        if let Some(RefOr::T(Schema::Object(task_type))) = task.properties.get_mut("taskType") {
+            task_type.enum_values = Some(names);
+        }
+    }
+}
+
 /// `GET /openapi.json`: this document.
 #[utoipa::path(get, path = "/openapi.json", tag = "server", responses((status = 200, description = "This OpenAPI document", body = Object)))]
 pub async fn document(

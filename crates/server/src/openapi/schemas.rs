@@ -198,8 +198,8 @@ pub struct UsageRequest {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"taskType": "imageInference", "taskUUID": "50836053-a0ee-4cf5-b9d6-ae7c5f5a0f5b", "positivePrompt": "a fox", "width": 512, "height": 512}))]
 pub struct RunwareTask {
-    /// `authentication` (first element only), `ping`, `imageInference`, `upscale` (alias
-    /// `imageUpscale`), `videoInference`, `getResponse`, `imageUpload` or `mediaStorage`.
+    /// The task type: `authentication` (first element only), `ping`, `getResponse`,
+    /// `imageUpload`, `mediaStorage`, or a registered task type (the enum lists them all).
     pub task_type: String,
     /// A UUID v4 the client chose (for `getResponse`, the polled task's).
     #[serde(rename = "taskUUID")]
