@@ -76,3 +76,63 @@ async fn the_served_task_types_listed_in_errors_come_from_the_registry() {
         }
     }
 }
+
+/// `vectorize` is read as Runware documents it (`inputs.image`, `outputFormat` SVG only), each
+/// refusal naming the parameter to change; its result is a real SVG, priced by the pixels traced.
+#[tokio::test]
+async fn vectorize_is_validated_as_runware_documents_it_and_returns_an_svg() {
+    use mediagate_testkit::images::png_data_uri;
+    let s = TestServer::start().await;
+    let png = png_data_uri(64, 64);
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "vectorize", "taskUUID": task_uuid()});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({}), "missingParameter", "inputs.image"),
+        (json!({"inputs": {}}), "missingParameter", "inputs.image"),
+        (json!({"inputs": "x"}), "invalidParameterValue", "inputs"),
+        (json!({"inputs": {"image": 5}}), "invalidParameterType", "inputs.image"),
+        (json!({"inputs": {"image": png, "mask": png}}), "unknownParameter", "inputs.mask"),
+        (json!({"inputs": {"image": png}, "outputFormat": "PNG"}), "invalidParameterValue", "outputFormat"),
+        (
+            json!({"inputs": {"image": png}, "model": "mediagate:procedural@1"}),
+            "unsupportedModelForTask",
+            "model",
+        ),
+        (json!({"inputs": {"image": png}, "positivePrompt": "a logo"}), "unknownParameter", "positivePrompt"),
+        (json!({"inputs": {"image": png_data_uri(2100, 2100)}}), "invalidParameterValue", "inputs.image"),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([task(extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    let (_, b) = s.post(&json!([task(json!({"inputs": {"image": png_data_uri(2100, 2100)}}))])).await;
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("2100x2100"), "{b}");
+
+    // Base64 output is the SVG itself; the price follows the pixels traced.
+    let one = |side_w: u32, side_h: u32| {
+        task(json!({"inputs": {"image": png_data_uri(side_w, side_h)}, "outputType": "base64Data",
+                    "outputFormat": "SVG", "includeCost": true}))
+    };
+    let (st, b) = s.post(&json!([one(1024, 1024), one(2048, 1024)])).await;
+    assert_eq!(st, 200, "{b}");
+    for (item, cost) in b["data"].as_array().unwrap().iter().zip([0.0005, 0.001]) {
+        use base64::Engine as _;
+        let svg = base64::engine::general_purpose::STANDARD
+            .decode(item["imageBase64Data"].as_str().unwrap())
+            .unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<path"), "{}", &svg[..200.min(svg.len())]);
+        assert_eq!(item["cost"], json!(cost), "{item}");
+    }
+}

@@ -16,6 +16,13 @@ for (const i of images) assert.ok(i.imageURL && i.imageUUID && i.taskUUID, JSON.
 const up = await r.upscaleGan({ inputImage: images[0].imageUUID, upscaleFactor: 2 });
 assert.ok(up.imageURL && up.imageUUID, JSON.stringify(up));
 
+// vectorize: traced by the built-in vtracer model into a real SVG.
+const svg = await r.vectorize({ model: "mediagate:vtracer@1", inputs: { image: images[0].imageUUID }, includeCost: true });
+assert.equal(svg.taskType, "vectorize", JSON.stringify(svg));
+assert.ok(svg.imageURL.endsWith(".svg") && svg.cost > 0, JSON.stringify(svg));
+const body = await (await fetch(svg.imageURL)).text();
+assert.ok(body.includes("<svg") && body.includes("<path"), body.slice(0, 200));
+
 let failed = null;
 try {
   await r.requestImages({ model, positivePrompt: "a bad width", width: 100, height: 128 });

@@ -6,8 +6,9 @@ on stdin while the harness restarts the server, then checks the SDK reconnected.
 import asyncio
 import os
 import sys
+import urllib.request
 
-from runware import IImageInference, IImageUpscale, Runware, RunwareAPIError
+from runware import IImageInference, IImageUpscale, IInputs, IVectorize, Runware, RunwareAPIError
 
 MODEL = "mediagate:procedural@1"
 
@@ -28,6 +29,15 @@ async def main():
 
     up = await r.imageUpscale(upscaleGanPayload=IImageUpscale(inputImage=images[0].imageUUID, upscaleFactor=2))
     assert up and up[0].imageUUID and up[0].imageURL, up
+
+    # imageVectorize (taskType vectorize): traced by the built-in vtracer model into a real SVG.
+    svg = await r.imageVectorize(
+        vectorizePayload=IVectorize(inputs=IInputs(image=images[0].imageUUID), model="mediagate:vtracer@1", includeCost=True)
+    )
+    assert svg and svg[0].imageUUID and svg[0].imageURL.endswith(".svg"), svg
+    assert svg[0].cost and svg[0].cost > 0, svg
+    body = urllib.request.urlopen(svg[0].imageURL).read()
+    assert body.startswith(b"<?xml") and b"<svg" in body and b"<path" in body, body[:200]
 
     # The SDK's newer `inputs: {image}` form is not read yet; the error names the form it got.
     try:

@@ -120,6 +120,8 @@ pub const PROCEDURAL_AIR: &str = "mediagate:procedural@1";
 pub const PROCEDURAL_VIDEO_AIR: &str = "mediagate:procedural-video@1";
 /// The built-in Lanczos upscaler's AIR id.
 pub const LANCZOS_AIR: &str = "mediagate:lanczos@1";
+/// The built-in vectorizer's AIR id.
+pub const VTRACER_AIR: &str = "mediagate:vtracer@1";
 
 /// The models built into every catalog unless the configuration redefines their AIR ids.
 pub fn builtin_models() -> Vec<ModelSpec> {
@@ -145,6 +147,20 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             price_usd: "0.0002".into(),
             description: "Real Lanczos3 resampling by upscaleFactor (no learned detail).".into(),
             bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
+            fallback: vec![],
+            concurrency: 0,
+        },
+        ModelSpec {
+            air: VTRACER_AIR.into(),
+            task_type: TaskType::Vectorize,
+            provider: "vtracer".into(),
+            price_usd: "0.0005".into(),
+            description: "Real raster-to-SVG tracing (vtracer: color clustering and curve fitting); \
+                          no learned cleanup of noisy photos."
+                .into(),
+            // Any aspect (logos, banners, icons), up to 2048x2048 pixels traced.
+            bounds: Bounds { input_aspect_min: 0.05, input_aspect_max: 20.0, ..Bounds::default() },
             retry: RetryPolicy::default(),
             fallback: vec![],
             concurrency: 0,

@@ -1,7 +1,8 @@
 //! Providers render tasks. The engine picks one per model from the catalog and is the only
 //! place that retries; a provider reports each failure once, mapped into the error catalog.
 //!
-//! Built in: [`local::Procedural`] (the image stand-in) and [`local::Lanczos`] (real resizing).
+//! Built in: [`local::Procedural`] (the image stand-in), [`local::Lanczos`] (real resizing) and
+//! [`vtracer::Vtracer`] (real raster-to-SVG tracing).
 //! Remote adapters, built from `[[providers.upstreams]]` by [`upstream::build`]:
 //! [`openai_images`], [`comfyui`], [`runware_upstream`] and [`http_worker`].
 //!
@@ -31,6 +32,7 @@ pub mod runware_upstream;
 mod seeded;
 pub mod upstream;
 pub mod video;
+pub mod vtracer;
 
 use async_trait::async_trait;
 use mediagate_assets::Asset;

@@ -544,6 +544,8 @@ task_types! {
     Upscale(upscale::Upscale),
     /// Text or image to video.
     VideoInference(video_inference::VideoInference),
+    /// Raster image to SVG.
+    Vectorize(vectorize::Vectorize),
 }
 
 #[cfg(test)]
