@@ -54,9 +54,14 @@ const RUNWAY_PY: (&str, &str) = ("runwayml, httpx", "pip install runwayml==5.24.
 
 /// Runs an SDK script against a server, restarting the server when the script asks.
 fn drive(program: &str, args: &[&str], cwd: &Path) {
+    drive_with(program, args, cwd, &[]);
+}
+
+/// [`drive`] with environment variables for the server (`MEDIAGATE_CONFIG`, …).
+fn drive_with(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut server = Server::start_on(dir.path(), &listen, &[], &[]);
+    let mut server = Server::start_on(dir.path(), &listen, envs, &[]);
     let key = server.banner_key().unwrap();
     let mut script = Command::new(program)
         .args(args)
@@ -85,7 +90,7 @@ fn drive(program: &str, args: &[&str], cwd: &Path) {
             // The server goes away (every socket drops) and comes back on the same address.
             server.signal("-TERM");
             assert!(server.wait().success());
-            server = Server::start_on(dir.path(), &listen, &[], &[]);
+            server = Server::start_on(dir.path(), &listen, envs, &[]);
             writeln!(stdin, "go").unwrap();
         } else if line == "OK" {
             ok = true;
@@ -169,4 +174,63 @@ fn the_runware_js_sdk_gets_seeds_it_can_hold_and_send_back() {
         return;
     }
     drive("node", &["runware_seeds.mjs"], &dir);
+}
+
+/// A configuration whose text task types run on `openai-chat` against the testkit's chat mock
+/// (a test double answering `<prompt>, in rich detail (reply N)`), kept running by `rt`.
+fn chat_configured(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+) -> (mediagate_testkit::chat_mock::ChatMock, String) {
+    let chat = rt.block_on(mediagate_testkit::chat_mock::ChatMock::start());
+    let config = dir.join("mediagate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[providers.upstreams]]
+name = "chat"
+kind = "openai-chat"
+base_url = "{}"
+
+[[models]]
+air = "test:chat@1"
+task_type = "promptEnhance"
+provider = "chat"
+price_usd = "0.0001"
+description = "The testkit's chat mock behind openai-chat (a test double, not a language model)."
+"#,
+            chat.base_url
+        ),
+    )
+    .unwrap();
+    (chat, config.to_string_lossy().into_owned())
+}
+
+#[test]
+fn the_runware_python_sdk_enhances_prompts_through_an_openai_compatible_chat_server() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let (chat, config) = chat_configured(&rt, conf.path());
+    drive_with("python3", &["runware_text.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
+    // Two versions, one completion each, asked for at most promptMaxLength tokens.
+    let asked: Vec<_> = chat.requests().iter().map(|r| r["max_tokens"].clone()).collect();
+    assert_eq!(asked, vec![serde_json::json!(64), serde_json::json!(64)]);
+}
+
+#[test]
+fn the_runware_js_sdk_enhances_prompts_through_an_openai_compatible_chat_server() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    if !have_node_package(&dir, "@runware/sdk-js") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let (chat, config) = chat_configured(&rt, conf.path());
+    drive_with("node", &["runware_text.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
+    assert_eq!(chat.requests().len(), 3, "three versions, one completion each");
 }

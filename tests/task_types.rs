@@ -3,7 +3,10 @@
 //! model, run, stored and rendered with its family's fields, and its output is served. A task
 //! type registered in part fails here.
 
+use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
 use mediagate_core::task::{Family, TaskType};
+use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+use mediagate_testkit::chat_mock::ChatMock;
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -34,9 +37,42 @@ async fn run(s: &TestServer, t: TaskType, mut task: Value) -> Value {
     }
 }
 
+/// A server where every task type without a built-in model has one configured model, on a
+/// provider chosen by its family (text: `openai-chat` on the testkit's chat mock).
+async fn server_with_every_task_type(chat: &ChatMock) -> TestServer {
+    let chat_url = chat.base_url.clone();
+    TestServer::start_with(move |c| {
+        c.providers.upstreams.push(UpstreamConfig {
+            name: "chat".into(),
+            kind: UpstreamKind::OpenaiChat,
+            base_url: chat_url,
+            ..UpstreamConfig::default()
+        });
+        for &t in TaskType::ALL.iter().filter(|t| t.default_model().is_none()) {
+            let provider = match t.family() {
+                Family::Text => "chat",
+                family => panic!("no test provider for the {family:?} family of {}", t.as_str()),
+            };
+            c.models.push(ModelSpec {
+                air: format!("test:{}@1", t.as_str()),
+                task_type: t,
+                provider: provider.into(),
+                price_usd: "0.001".into(),
+                description: "a model of the registry test".into(),
+                bounds: Bounds::default(),
+                retry: RetryPolicy::default(),
+                fallback: vec![],
+                concurrency: 0,
+            });
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered() {
-    let s = TestServer::start().await;
+    let chat = ChatMock::start().await;
+    let s = server_with_every_task_type(&chat).await;
     assert!(!TaskType::ALL.is_empty());
     for &t in TaskType::ALL {
         let mut task: Value = serde_json::from_str(t.example()).unwrap();
@@ -49,6 +85,10 @@ async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered(
         assert_eq!(item["taskUUID"], uuid.as_str(), "{item}");
         assert!(item["cost"].as_f64().unwrap() > 0.0, "{}: {item}", t.as_str());
         let family = t.family().as_str();
+        if t.family() == Family::Text {
+            assert!(!item["text"].as_str().unwrap_or_default().is_empty(), "{}: {item}", t.as_str());
+            continue;
+        }
         assert!(item[format!("{family}UUID")].is_string(), "{}: {item}", t.as_str());
         let url = item[format!("{family}URL")].as_str().unwrap_or_else(|| panic!("{}: {item}", t.as_str()));
         let r = s.http.get(url).send().await.unwrap();
@@ -57,6 +97,7 @@ async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered(
         let expected = match t.family() {
             Family::Image => "image/",
             Family::Video => "video/",
+            Family::Text => unreachable!("text is returned in the result"),
         };
         assert!(content_type.starts_with(expected), "{}: {content_type}", t.as_str());
         assert!(!r.bytes().await.unwrap().is_empty());
@@ -134,5 +175,29 @@ async fn vectorize_is_validated_as_runware_documents_it_and_returns_an_svg() {
         let svg = String::from_utf8(svg).unwrap();
         assert!(svg.contains("<svg") && svg.contains("<path"), "{}", &svg[..200.min(svg.len())]);
         assert_eq!(item["cost"], json!(cost), "{item}");
+    }
+}
+
+/// A task type that needs a configured model, on a server that configured none, is told so,
+/// naming the configuration it needs (not `unsupportedTaskType`).
+#[tokio::test]
+async fn a_task_type_without_a_configured_model_names_the_configuration_it_needs() {
+    let s = TestServer::start().await;
+    for &t in TaskType::ALL.iter().filter(|t| t.default_model().is_none()) {
+        let mut task: Value = serde_json::from_str(t.example()).unwrap();
+        task["taskType"] = json!(t.as_str());
+        task["taskUUID"] = json!(task_uuid());
+        let (st, b) = s.post(&json!([task])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (st, e["code"].as_str(), e["parameter"].as_str()),
+            (400, Some("unknownModel"), Some("model")),
+            "{b}"
+        );
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("No model serves {}", t.as_str())) && message.contains("[[models]]"),
+            "{message}"
+        );
     }
 }

@@ -48,6 +48,7 @@ impl Model {
         let reference = match family {
             Family::Image => IMAGE_REFERENCE_PIXELS,
             Family::Video => VIDEO_REFERENCE_PIXEL_FRAMES,
+            Family::Text => return self.price_micros,
         };
         self.scaled_price_micros(work, reference)
     }
@@ -98,6 +99,44 @@ impl Catalog {
     /// Every model, by AIR id.
     pub fn models(&self) -> impl Iterator<Item = &Model> {
         self.models.values()
+    }
+
+    /// The model a task of `task_type` runs on when it names none: the type's built-in model,
+    /// else the one model the catalog has for it. Several, or none, is an error that says what
+    /// to send or configure.
+    pub fn default_for(&self, task_type: TaskType) -> Result<&str, ApiError> {
+        if let Some(air) = task_type.default_model()
+            && self.models.contains_key(air)
+        {
+            return Ok(air);
+        }
+        let name = task_type.as_str();
+        let serving: Vec<&str> = self
+            .models
+            .values()
+            .filter(|m| m.spec.task_type == task_type)
+            .map(|m| m.spec.air.as_str())
+            .collect();
+        match serving.as_slice() {
+            [one] => Ok(one),
+            [] => Err(ApiError::new(
+                ErrorCode::UnknownModel,
+                format!(
+                    "No model serves {name} on this server. An operator adds one: a [[models]] entry with \
+                     task_type = \"{name}\" and a provider that serves it (see /docs and docs/providers.md)."
+                ),
+            )
+            .with_parameter(ParamPath::key("model"))),
+            several => Err(ApiError::new(
+                ErrorCode::MissingParameter,
+                format!(
+                    "Missing required parameter 'model': several models serve {name} on this server; name one \
+                     of: {}.",
+                    several.join(", ")
+                ),
+            )
+            .with_parameter(ParamPath::key("model"))),
+        }
     }
 
     /// The model for `air`, checked to serve `task_type`.

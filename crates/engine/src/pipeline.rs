@@ -6,7 +6,7 @@ use crate::{AuthContext, Engine, scopes};
 use async_trait::async_trait;
 use mediagate_assets::{AssetKind, AssetRequest, StoredAsset, StoredAssets};
 use mediagate_core::money::format_usd;
-use mediagate_core::task::{MediaKind, OutputType, ResultItem, TaskRequest};
+use mediagate_core::task::{Family, MediaKind, OutputType, ResultItem, TaskRequest};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use mediagate_providers::Job;
 use mediagate_store::{
@@ -76,6 +76,8 @@ pub struct DeliveredItem {
 pub struct Delivered {
     /// The task's UUID.
     pub task_uuid: Uuid,
+    /// What kind of results they are (how a dialect names their fields).
+    pub family: Family,
     /// How results are to be returned.
     pub output_type: OutputType,
     /// Whether to show `cost`.
@@ -398,7 +400,11 @@ impl Engine {
                 .forbidden(format!("run taskType {}", tt.as_str()), format!("task:{}", tt.as_str()), ctx)
                 .with_parameter(ParamPath::key("taskType")));
         }
-        let model = self.catalog.resolve(sub.request.model(), tt)?;
+        let air = match sub.request.model() {
+            "" => self.catalog.default_for(tt)?,
+            air => air,
+        };
+        let model = self.catalog.resolve(air, tt)?;
         if !scopes::allows_model(&ctx.scopes, &model.spec.air) {
             return Err(self
                 .forbidden(format!("use model {}", model.spec.air), format!("model:{}", model.spec.air), ctx)
@@ -450,10 +456,14 @@ impl Engine {
     async fn submit_inner(
         self: &Arc<Self>,
         ctx: &AuthContext,
-        sub: Submission,
+        mut sub: Submission,
     ) -> Result<Submitted, ApiError> {
         self.refresh_limits_if_stale().await;
         self.check_rate(ctx)?;
+        // A task that names no model runs on its type's default, recorded as if it had named it.
+        if sub.request.model().is_empty() {
+            *sub.request.model_mut() = self.catalog.default_for(sub.request.task_type())?.to_string();
+        }
         let price = self.authorize_and_validate(ctx, &sub)?;
         let canonical = serde_json::to_vec(&sub.request).map_err(|_| ApiError::internal())?;
         let hash: [u8; 32] = Sha256::digest(&canonical).into();
@@ -529,7 +539,7 @@ impl Engine {
         };
         let f = outcome?;
         let bytes = f.bytes.map(|b| b.as_ref().clone());
-        let mut delivered = self.deliver(sub.task_uuid, sub.request.output(), f.items, bytes).await?;
+        let mut delivered = self.deliver(sub.task_uuid, &sub.request, f.items, bytes).await?;
         delivered.timing = f.timing;
         Ok(Submitted::Done(delivered))
     }
@@ -739,13 +749,7 @@ impl Engine {
             Some(url) => {
                 let rendered = match &run {
                     Ok((results, _, bytes)) => {
-                        self.deliver(
-                            sub.task_uuid,
-                            sub.request.output(),
-                            results.clone(),
-                            Some(bytes.clone()),
-                        )
-                        .await
+                        self.deliver(sub.task_uuid, &sub.request, results.clone(), Some(bytes.clone())).await
                     }
                     Err(e) => Err(e.clone()),
                 };
@@ -1180,19 +1184,23 @@ impl Engine {
         Ok((results, outputs, bytes))
     }
 
+    /// A task's results as delivered: with their URLs, and their bytes when the task asked for
+    /// them inline or its results are text (which is returned in the result itself).
     async fn deliver(
         &self,
         task_uuid: Uuid,
-        output: &mediagate_core::task::OutputOptions,
+        request: &TaskRequest,
         items: Vec<ResultItem>,
         fresh: Option<Vec<Vec<u8>>>,
     ) -> Result<Delivered, ApiError> {
+        let output = request.output();
+        let family = request.task_type().family();
         let mut fresh = fresh.map(Vec::into_iter);
         let mut out = Vec::with_capacity(items.len());
         for r in items {
             let fresh_bytes = fresh.as_mut().and_then(Iterator::next);
-            let inline = match output.output_type {
-                OutputType::Url => None,
+            let inline = match (output.output_type, family) {
+                (OutputType::Url, Family::Image | Family::Video) => None,
                 _ => Some(match fresh_bytes {
                     Some(b) => b,
                     None => self.load_output(r.output_uuid).await.ok_or_else(|| {
@@ -1210,6 +1218,7 @@ impl Engine {
         }
         Ok(Delivered {
             task_uuid,
+            family,
             output_type: output.output_type,
             include_cost: output.include_cost,
             items: out,
@@ -1232,17 +1241,20 @@ impl Engine {
                 .with_parameter(ParamPath::key("taskUUID"))
             })?;
         self.authorize_record(ctx, &rec)?;
-        let output =
-            serde_json::from_str::<TaskRequest>(&rec.request).map(|r| r.output().clone()).unwrap_or_default();
+        // Tasks recorded as tasks without a canonical request (uploads) have no results here.
+        let request = serde_json::from_str::<TaskRequest>(&rec.request).ok();
         // A running task may already have partial results.
-        let delivered = match rec.status {
-            TaskStatus::Success => Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?),
-            TaskStatus::Processing if !rec.results.is_empty() => {
-                Some(self.deliver(task_uuid, &output, rec.results.clone(), None).await?)
+        let delivered = match (rec.status, &request) {
+            (_, None) => None,
+            (TaskStatus::Success, Some(request)) => {
+                Some(self.deliver(task_uuid, request, rec.results.clone(), None).await?)
+            }
+            (TaskStatus::Processing, Some(request)) if !rec.results.is_empty() => {
+                Some(self.deliver(task_uuid, request, rec.results.clone(), None).await?)
             }
             // Ended early after delivering some results: those stay available (and were charged).
-            TaskStatus::Error if !rec.results.is_empty() => {
-                self.deliver(task_uuid, &output, rec.results.clone(), None).await.ok()
+            (TaskStatus::Error, Some(request)) if !rec.results.is_empty() => {
+                self.deliver(task_uuid, request, rec.results.clone(), None).await.ok()
             }
             _ => None,
         };
@@ -1316,9 +1328,11 @@ impl Engine {
         }
     }
 
-    /// The model a task names, or the task type's default (for dialects filling `model`).
-    pub fn default_model(task_type: mediagate_core::task::TaskType) -> &'static str {
-        task_type.default_model()
+    /// The model a task of `task_type` runs on when it names none (see [`Catalog::default_for`]).
+    ///
+    /// [`Catalog::default_for`]: crate::catalog::Catalog::default_for
+    pub fn default_model(&self, task_type: mediagate_core::task::TaskType) -> Result<&str, ApiError> {
+        self.catalog.default_for(task_type)
     }
 }
 

@@ -26,6 +26,7 @@ pub mod lanczos;
 pub mod local;
 pub mod local_video;
 pub mod mapping;
+pub mod openai_chat;
 pub mod openai_images;
 pub mod procedural;
 pub mod runware_upstream;

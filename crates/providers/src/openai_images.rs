@@ -97,8 +97,9 @@ impl OpenAiImages {
     }
 }
 
-/// Classifies an OpenAI error body: (content policy, quota exhausted).
-fn classify(body: &[u8]) -> (bool, bool) {
+/// Classifies an OpenAI error body: (content policy, quota exhausted). Shared with
+/// `openai-chat`, whose servers answer in the same error shape.
+pub(crate) fn classify(body: &[u8]) -> (bool, bool) {
     let e = serde_json::from_slice::<ErrorBody>(body).unwrap_or_default().error;
     let code = match &e.code {
         Some(serde_json::Value::String(s)) => s.as_str(),

@@ -1,7 +1,7 @@
 //! Remote provider instances as configured in `[[providers.upstreams]]`, and building adapters
 //! from them.
 
-use crate::{Provider, comfyui, http_worker, openai_images, runware_upstream};
+use crate::{Provider, comfyui, http_worker, openai_chat, openai_images, runware_upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum UpstreamKind {
     /// `POST /v1/images/generations` on an OpenAI-compatible server.
     OpenaiImages,
+    /// `POST /v1/chat/completions` on an OpenAI-compatible server (text task types).
+    OpenaiChat,
     /// A ComfyUI server (`/prompt`, `/ws`, `/history`, `/view`, `/interrupt`).
     Comfyui,
     /// Another Runware-dialect server (another mediagate, or the commercial service).
@@ -27,6 +29,7 @@ impl UpstreamKind {
     pub fn as_str(self) -> &'static str {
         match self {
             UpstreamKind::OpenaiImages => "openai-images",
+            UpstreamKind::OpenaiChat => "openai-chat",
             UpstreamKind::Comfyui => "comfyui",
             UpstreamKind::RunwareUpstream => "runware-upstream",
             UpstreamKind::HttpWorker => "http-worker",
@@ -54,7 +57,8 @@ pub struct UpstreamConfig {
     pub timeout_ms: u64,
     /// Deadline for a TCP (and TLS) connection.
     pub connect_timeout_ms: u64,
-    /// AIR id → the upstream's model name. openai-images: absent = no `model` field sent;
+    /// AIR id → the upstream's model name. openai-images and openai-chat: absent = no `model`
+    /// field sent;
     /// runware-upstream and http-worker: absent = the AIR id unchanged. When non-empty, only
     /// these AIR ids may be routed to this provider.
     pub models: BTreeMap<String, String>,
@@ -188,6 +192,7 @@ pub fn build_with(
         UpstreamKind::OpenaiImages => {
             Arc::new(openai_images::OpenAiImages::new(cfg.clone(), key, decoder.clone())?)
         }
+        UpstreamKind::OpenaiChat => Arc::new(openai_chat::OpenAiChat::new(cfg.clone(), key)),
         UpstreamKind::Comfyui => Arc::new(comfyui::ComfyUi::new(cfg.clone(), key, decoder.clone())?),
         UpstreamKind::RunwareUpstream => {
             Arc::new(runware_upstream::RunwareUpstream::new(cfg.clone(), key, decoder.clone()))

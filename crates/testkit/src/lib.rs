@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod asset_server;
+pub mod chat_mock;
 pub mod comfy_mock;
 pub mod flaky_proxy;
 pub mod images;

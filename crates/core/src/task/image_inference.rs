@@ -37,7 +37,7 @@ pub struct ImageInference {
 impl TaskParams for ImageInference {
     const NAME: &'static str = "imageInference";
     const FAMILY: Family = Family::Image;
-    const DEFAULT_MODEL: &'static str = PROCEDURAL_AIR;
+    const DEFAULT_MODEL: Option<&'static str> = Some(PROCEDURAL_AIR);
     const EXAMPLE: &'static str = r#"{"positivePrompt":"a lighthouse at dusk","width":128,"height":128}"#;
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
@@ -82,6 +82,10 @@ impl TaskParams for ImageInference {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut String {
+        &mut self.model
     }
 
     fn output(&self) -> &OutputOptions {

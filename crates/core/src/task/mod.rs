@@ -245,14 +245,17 @@ pub enum Family {
     Image,
     /// Video files.
     Video,
+    /// Text (an enhanced prompt, a caption, a chat reply), returned in the result itself.
+    Text,
 }
 
 impl Family {
-    /// `image` or `video`: the prefix of Runware's result fields and of Runway's output kinds.
+    /// `image`, `video` or `text`: the prefix of Runware's result fields for files.
     pub const fn as_str(self) -> &'static str {
         match self {
             Family::Image => "image",
             Family::Video => "video",
+            Family::Text => "text",
         }
     }
 }
@@ -308,8 +311,9 @@ pub trait TaskParams: Sized + Clone {
     const ALIASES: &'static [&'static str] = &[];
     /// The kind of files it produces.
     const FAMILY: Family;
-    /// The model used when a task names none: a built-in one.
-    const DEFAULT_MODEL: &'static str;
+    /// The built-in model used when a task names none. Task types that need a real model have
+    /// none: the server's catalog then decides (see the engine's catalog).
+    const DEFAULT_MODEL: Option<&'static str>;
     /// Whether it can only run asynchronously (too slow for a request to wait for).
     const ASYNC_ONLY: bool = false;
     /// A small valid task object (parameters only, no `taskType` or `taskUUID`) that the default
@@ -321,8 +325,10 @@ pub trait TaskParams: Sized + Clone {
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError>;
     /// Checks the request against the model's declared bounds.
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError>;
-    /// The AIR id of the model (the default filled in).
+    /// The AIR id of the model (empty until the engine fills in the default).
     fn model(&self) -> &str;
+    /// The same, to fill in the default.
+    fn model_mut(&mut self) -> &mut String;
     /// The output options.
     fn output(&self) -> &OutputOptions;
     /// How many results the task produces (what it is charged for).
@@ -359,9 +365,10 @@ pub trait TaskParams: Sized + Clone {
     }
 }
 
-/// Reads `model`, or the task type's default.
-pub fn model_param(r: &mut ParamReader<'_>, default: &str) -> Result<String, ApiError> {
-    Ok(r.opt_string("model", 1, 256)?.unwrap_or_else(|| default.to_string()))
+/// Reads `model`, or the task type's built-in default; empty when there is neither, for the
+/// engine to fill from its catalog.
+pub fn model_param(r: &mut ParamReader<'_>, default: Option<&str>) -> Result<String, ApiError> {
+    Ok(r.opt_string("model", 1, 256)?.unwrap_or_else(|| default.unwrap_or_default().to_string()))
 }
 
 /// Reads `seed`: 1 to [`SEED_MAX`].
@@ -420,8 +427,8 @@ macro_rules! task_types {
                 match self { $(TaskType::$variant => <$params as TaskParams>::FAMILY,)* }
             }
 
-            /// The model used when a task names none.
-            pub const fn default_model(self) -> &'static str {
+            /// The built-in model used when a task names none, if it has one.
+            pub const fn default_model(self) -> Option<&'static str> {
                 match self { $(TaskType::$variant => <$params as TaskParams>::DEFAULT_MODEL,)* }
             }
 
@@ -463,6 +470,11 @@ macro_rules! task_types {
             /// The model's AIR id.
             pub fn model(&self) -> &str {
                 match self { $(TaskRequest::$variant(p) => p.model(),)* }
+            }
+
+            /// The model's AIR id, to fill in the default.
+            pub fn model_mut(&mut self) -> &mut String {
+                match self { $(TaskRequest::$variant(p) => p.model_mut(),)* }
             }
 
             /// The output options.
@@ -546,6 +558,8 @@ task_types! {
     VideoInference(video_inference::VideoInference),
     /// Raster image to SVG.
     Vectorize(vectorize::Vectorize),
+    /// A prompt rewritten by a language model.
+    PromptEnhance(prompt_enhance::PromptEnhance),
 }
 
 #[cfg(test)]
@@ -570,13 +584,17 @@ mod tests {
             let request = t.parse_request(&mut r).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
             r.finish().unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
             assert_eq!(request.task_type(), t);
-            assert_eq!(request.model(), t.default_model());
-            let model = builtin_models()
-                .into_iter()
-                .find(|m| m.air == t.default_model())
-                .unwrap_or_else(|| panic!("{}: no built-in model {}", t.as_str(), t.default_model()));
-            assert_eq!(model.task_type, t, "{}'s default model serves another task type", t.as_str());
-            request.validate(&model).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
+            assert_eq!(request.model(), t.default_model().unwrap_or_default());
+            // A task type with a built-in model validates its example against it; one without
+            // is served by configured models only (tests/task_types.rs configures one).
+            if let Some(air) = t.default_model() {
+                let model = builtin_models()
+                    .into_iter()
+                    .find(|m| m.air == air)
+                    .unwrap_or_else(|| panic!("{}: no built-in model {air}", t.as_str()));
+                assert_eq!(model.task_type, t, "{}'s default model serves another task type", t.as_str());
+                request.validate(&model).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
+            }
             // The canonical form round-trips (it is what a restart runs again).
             let stored = serde_json::to_string(&request).unwrap();
             assert_eq!(serde_json::from_str::<TaskRequest>(&stored).unwrap(), request);

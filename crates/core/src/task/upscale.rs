@@ -24,7 +24,7 @@ impl TaskParams for Upscale {
     const NAME: &'static str = "upscale";
     const ALIASES: &'static [&'static str] = &["imageUpscale"];
     const FAMILY: Family = Family::Image;
-    const DEFAULT_MODEL: &'static str = LANCZOS_AIR;
+    const DEFAULT_MODEL: Option<&'static str> = Some(LANCZOS_AIR);
     /// A 64x64 PNG.
     const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","upscaleFactor":2}"#;
 
@@ -59,6 +59,10 @@ impl TaskParams for Upscale {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut String {
+        &mut self.model
     }
 
     fn output(&self) -> &OutputOptions {

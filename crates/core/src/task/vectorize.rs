@@ -21,7 +21,7 @@ pub struct Vectorize {
 impl TaskParams for Vectorize {
     const NAME: &'static str = "vectorize";
     const FAMILY: Family = Family::Image;
-    const DEFAULT_MODEL: &'static str = VTRACER_AIR;
+    const DEFAULT_MODEL: Option<&'static str> = Some(VTRACER_AIR);
     /// A 64x64 PNG.
     const EXAMPLE: &'static str = r#"{"inputs":{"image":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="}}"#;
 
@@ -73,6 +73,10 @@ impl TaskParams for Vectorize {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut String {
+        &mut self.model
     }
 
     fn output(&self) -> &OutputOptions {

@@ -38,7 +38,7 @@ pub struct VideoInference {
 impl TaskParams for VideoInference {
     const NAME: &'static str = "videoInference";
     const FAMILY: Family = Family::Video;
-    const DEFAULT_MODEL: &'static str = PROCEDURAL_VIDEO_AIR;
+    const DEFAULT_MODEL: Option<&'static str> = Some(PROCEDURAL_VIDEO_AIR);
     // Rendering outlives any sensible HTTP wait: async only, as on Runware.
     const ASYNC_ONLY: bool = true;
     const EXAMPLE: &'static str =
@@ -97,6 +97,10 @@ impl TaskParams for VideoInference {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut String {
+        &mut self.model
     }
 
     fn output(&self) -> &OutputOptions {

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use mediagate_core::money::to_usd_f64;
-use mediagate_core::task::{Family, OutputType, TaskType};
+use mediagate_core::task::{Family, OutputType};
 use mediagate_core::{ApiError, Parameter};
 use mediagate_engine::Delivered;
 use serde_json::{Map, Value, json};
@@ -28,9 +28,9 @@ pub fn error(e: &ApiError, base_url: &str) -> Value {
 }
 
 /// One `data` item per result, its fields named by the task type's family: `imageUUID`,
-/// `imageURL`… for images, `videoUUID`, `videoURL`… for video.
+/// `imageURL`… for images, `videoUUID`, `videoURL`… for video, and `text` for text.
 pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
-    let kind = TaskType::parse(task_type).map_or(Family::Image, TaskType::family).as_str();
+    let kind = d.family.as_str();
     d.items
         .iter()
         .map(|it| {
@@ -39,6 +39,14 @@ pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opt
             m.insert("taskUUID".into(), json!(sent_uuid));
             if let Some(s) = status {
                 m.insert("status".into(), json!(s));
+            }
+            if d.family == Family::Text {
+                let text = it.inline.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                m.insert("text".into(), json!(text));
+                if d.include_cost {
+                    m.insert("cost".into(), json!(to_usd_f64(it.result.cost_micros)));
+                }
+                return Value::Object(m);
             }
             m.insert(format!("{kind}UUID"), json!(it.result.output_uuid.to_string()));
             match (d.output_type, &it.inline) {

@@ -1,0 +1,162 @@
+//! `openai-chat`: `POST /v1/chat/completions` on any OpenAI-compatible chat server (vLLM, the
+//! llama.cpp server, Ollama, LiteLLM, OpenAI itself) for the task types whose result is text.
+//!
+//! - `promptEnhance`: one completion per requested version, each asked to rewrite the prompt
+//!   into a richer image-generation prompt of at most `promptMaxLength` tokens (`max_tokens`),
+//!   at temperature 0.9 so that versions differ. One request per version rather than `n`:
+//!   several compatible servers (llama.cpp, Ollama) ignore `n`.
+//!
+//! The model is the AIR id's entry in `models`; unmapped, no `model` field is sent and the
+//! server's default model answers. A `base_url` ending in `/v1` is accepted as well as the bare
+//! host. Error bodies are classified like `openai-images`' (content policy, quota).
+
+use crate::mapping::{self, send};
+use crate::upstream::{Secret, UpstreamConfig};
+use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
+use async_trait::async_trait;
+use mediagate_core::task::{PromptEnhance, TaskRequest, TaskType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What an enhancement asks the model for.
+const ENHANCE_INSTRUCTIONS: &str = "You rewrite prompts for an image generation model. Given a short \
+prompt, reply with one richer version of it: the same subject, with concrete detail about style, \
+composition, lighting and medium. Reply with the prompt only, on one line, without quotes or comments.";
+
+/// The adapter.
+pub struct OpenAiChat {
+    cfg: UpstreamConfig,
+    key: Secret,
+    http: reqwest::Client,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+impl OpenAiChat {
+    /// An adapter for `cfg`, authenticating with `key` as a Bearer token when set.
+    pub fn new(cfg: UpstreamConfig, key: Secret) -> Self {
+        let base = cfg.base();
+        let url = if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        };
+        OpenAiChat { http: mapping::client(cfg.timeout(), cfg.connect_timeout()), key, url, cfg }
+    }
+
+    fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.key.expose() {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    /// One completion of `messages`: the reply's text, trimmed.
+    async fn complete(
+        &self,
+        air: &str,
+        messages: Value,
+        max_tokens: u32,
+        temperature: f64,
+    ) -> Result<String, ProviderError> {
+        let name = &self.cfg.name;
+        let mut body = json!({"messages": messages, "max_tokens": max_tokens, "temperature": temperature});
+        if let Some(m) = self.cfg.model_for(air) {
+            body["model"] = Value::String(m.to_string());
+        }
+        let (status, headers, reply) = send(name, self.auth(self.http.post(&self.url)).json(&body)).await?;
+        if !(200..300).contains(&status) {
+            let (policy, quota) = crate::openai_images::classify(&reply);
+            return Err(mapping::from_status(name, status, &headers, &reply, policy, quota));
+        }
+        let parsed: Reply = serde_json::from_slice(&reply).map_err(|e| {
+            mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)))
+        })?;
+        let text = parsed
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        if text.is_empty() {
+            return Err(mapping::failed(name, "the reply has no message content"));
+        }
+        Ok(text)
+    }
+
+    async fn enhance(&self, r: &PromptEnhance) -> Result<Vec<Artifact>, ProviderError> {
+        let messages = json!([
+            {"role": "system", "content": ENHANCE_INSTRUCTIONS},
+            {"role": "user", "content": r.prompt},
+        ]);
+        let mut out = Vec::with_capacity(r.prompt_versions as usize);
+        for _ in 0..r.prompt_versions {
+            let text = self.complete(&r.model, messages.clone(), r.prompt_max_length, 0.9).await?;
+            out.push(text_artifact(text));
+        }
+        Ok(out)
+    }
+}
+
+/// A text result.
+fn text_artifact(text: String) -> Artifact {
+    Artifact {
+        bytes: text.into_bytes(),
+        content_type: "text/plain; charset=utf-8",
+        extension: "txt",
+        seed: None,
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiChat {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            task_types: vec![TaskType::PromptEnhance],
+            models: self.cfg.models.keys().cloned().collect(),
+            delivery: Delivery::Sync,
+        }
+    }
+
+    async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        match &job.request {
+            TaskRequest::PromptEnhance(r) => self.enhance(r).await.map(Submitted::Done),
+            _ => Err(job.not_served(&self.cfg.name)),
+        }
+    }
+
+    async fn health(&self) -> Health {
+        let url = self.url.replace("/chat/completions", "/models");
+        match self.auth(self.http.get(url)).send().await {
+            Ok(r) if r.status().is_success() => Health::Healthy,
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                Health::Unhealthy("the provider rejects mediagate's credentials".into())
+            }
+            Ok(r) if r.status().is_client_error() => Health::Healthy,
+            Ok(r) => Health::Degraded(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Health::Unhealthy(mapping::from_transport(&self.cfg.name, &e).detail),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `promptEnhance` over the Runware REST dialect, served by the `openai-chat` provider against
+//! the testkit's chat mock (a test double of an OpenAI-compatible chat server).
+
+use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
+use mediagate_core::task::TaskType;
+use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+use mediagate_testkit::chat_mock::ChatMock;
+use mediagate_testkit::{TestServer, task_uuid};
+use serde_json::{Value, json};
+
+const AIR: &str = "test:enhancer@1";
+
+async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
+    let base_url = chat.base_url.clone();
+    let upstream_model = upstream_model.map(str::to_string);
+    TestServer::start_with(move |c| {
+        let mut up = UpstreamConfig {
+            name: "chat".into(),
+            kind: UpstreamKind::OpenaiChat,
+            base_url,
+            ..UpstreamConfig::default()
+        };
+        if let Some(m) = upstream_model {
+            up.models.insert(AIR.into(), m);
+        }
+        c.providers.upstreams.push(up);
+        c.models.push(ModelSpec {
+            air: AIR.into(),
+            task_type: TaskType::PromptEnhance,
+            provider: "chat".into(),
+            price_usd: "0.0002".into(),
+            description: "test".into(),
+            bounds: Bounds::default(),
+            retry: RetryPolicy { base_ms: 1, cap_ms: 5, ..RetryPolicy::default() },
+            fallback: vec![],
+            concurrency: 0,
+        });
+    })
+    .await
+}
+
+fn task(extra: Value) -> Value {
+    let mut t = json!({"taskType": "promptEnhance", "taskUUID": task_uuid(), "prompt": "a dog",
+                       "promptMaxLength": 64});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            t.as_object_mut().unwrap().remove(k);
+        } else {
+            t[k] = v.clone();
+        }
+    }
+    t
+}
+
+#[tokio::test]
+async fn prompt_enhance_is_validated_as_runware_documents_it() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"prompt": null}), "missingParameter", "prompt"),
+        (json!({"prompt": ""}), "invalidParameterValue", "prompt"),
+        (json!({"prompt": "x".repeat(301)}), "invalidParameterValue", "prompt"),
+        (json!({"promptMaxLength": null}), "missingParameter", "promptMaxLength"),
+        (json!({"promptMaxLength": 11}), "invalidParameterValue", "promptMaxLength"),
+        (json!({"promptMaxLength": 401}), "invalidParameterValue", "promptMaxLength"),
+        (json!({"promptVersions": 0}), "invalidParameterValue", "promptVersions"),
+        (json!({"promptVersions": 6}), "invalidParameterValue", "promptVersions"),
+        (json!({"promptVersions": "2"}), "invalidParameterType", "promptVersions"),
+        (json!({"outputType": "URL"}), "unknownParameter", "outputType"),
+        (json!({"model": "mediagate:procedural@1"}), "unsupportedModelForTask", "model"),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([task(extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
+}
+
+#[tokio::test]
+async fn each_version_is_one_completion_returned_as_text_and_charged_per_version() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    let before = s.balance("default").await;
+    let (st, b) = s
+        .post(&json!([task(json!({"prompt": "a lighthouse", "promptVersions": 3, "includeCost": true}))]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let items = b["data"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{b}");
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["taskType"], "promptEnhance");
+        assert_eq!(item["text"], format!("a lighthouse, in rich detail (reply {})", i + 1), "{item}");
+        assert_eq!(item["cost"], json!(0.0002));
+        assert!(item.get("imageURL").is_none() && item.get("imageUUID").is_none(), "{item}");
+    }
+    assert_eq!(before - s.balance("default").await, 600, "charged 3 x $0.0002");
+    // What the chat server was asked: the instructions, the prompt, the token budget, and no
+    // `model` (unmapped: the server's default model answers).
+    let asked = chat.requests();
+    assert_eq!(asked.len(), 3);
+    for r in &asked {
+        assert_eq!(r["max_tokens"], 64);
+        assert_eq!(r["messages"][0]["role"], "system");
+        assert!(r["messages"][0]["content"].as_str().unwrap().contains("image generation"));
+        assert_eq!(r["messages"][1], json!({"role": "user", "content": "a lighthouse"}));
+        assert!(r.get("model").is_none(), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn async_results_come_back_from_get_response_and_mapped_models_are_named() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, Some("llama-3.1-8b-instruct")).await;
+    let t = task(json!({"deliveryMethod": "async", "promptVersions": 2}));
+    let uuid = t["taskUUID"].as_str().unwrap().to_string();
+    let (st, b) = s.post(&json!([t])).await;
+    assert_eq!(st, 200, "{b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let items = loop {
+        let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": uuid}])).await;
+        let items = b["data"].as_array().cloned().unwrap_or_default();
+        if items.len() == 2 && items.iter().all(|i| i["status"] == "success") {
+            break items;
+        }
+        assert!(std::time::Instant::now() < deadline, "{b}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        items.iter().all(|i| i["text"].as_str().unwrap().starts_with("a dog, in rich detail")),
+        "{items:?}"
+    );
+    assert!(chat.requests().iter().all(|r| r["model"] == "llama-3.1-8b-instruct"));
+}
+
+#[tokio::test]
+async fn chat_server_failures_are_retried_when_transient_and_mapped_when_not() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    // A 503 is transient: retried, then served.
+    chat.fail_next(503, json!({"error": {"message": "overloaded"}}));
+    let (st, b) = s.post(&json!([task(json!({}))])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(chat.requests().len(), 2, "one retry");
+    // A content-policy refusal is the client's: no retry, the catalog's code, nothing charged.
+    let before = s.balance("default").await;
+    chat.fail_next(400, json!({"error": {"code": "content_policy_violation", "message": "no"}}));
+    let (st, b) = s.post(&json!([task(json!({}))])).await;
+    let e = &b["errors"][0];
+    assert_eq!((st, e["code"].as_str()), (400, Some("providerContentPolicyViolation")), "{b}");
+    assert_eq!(chat.requests().len(), 3, "not retried");
+    assert_eq!(s.balance("default").await, before, "refunded");
+}

@@ -1,0 +1,32 @@
+// The official Runware JavaScript SDK's text methods against mediagate, whose text models run on
+// an OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>, in rich
+// detail (reply N)`). Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
+import { Runware } from "@runware/sdk-js";
+import assert from "node:assert/strict";
+
+const r = new Runware({ apiKey: process.env.MG_KEY, url: process.env.MG_URL });
+await r.ensureConnection();
+
+const enhanced = await r.promptEnhance({ prompt: "a blue heron", promptMaxLength: 64, promptVersions: 3, includeCost: true });
+assert.equal(enhanced.length, 3, JSON.stringify(enhanced));
+const texts = new Set(enhanced.map((e) => e.text));
+assert.equal(texts.size, 3, JSON.stringify(enhanced));
+for (const e of enhanced) {
+  assert.ok(e.text.startsWith("a blue heron, in rich detail (reply "), JSON.stringify(e));
+  assert.ok(e.cost > 0, JSON.stringify(e));
+}
+
+let failed = null;
+try {
+  await r.enhancePrompt({ prompt: "", promptMaxLength: 64 });
+} catch (e) {
+  failed = e;
+}
+assert.ok(failed, "expected an error");
+const err = failed.error ?? failed;
+assert.equal(err.code, "invalidParameterValue", JSON.stringify(failed));
+assert.equal(err.parameter, "prompt");
+
+await r.disconnect();
+console.log("OK");
+process.exit(0);

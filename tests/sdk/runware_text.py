@@ -1,0 +1,35 @@
+"""The official Runware Python SDK's text methods against mediagate, whose text models run on an
+OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>, in rich detail
+(reply N)`). Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
+"""
+import asyncio
+import os
+
+from runware import IPromptEnhance, Runware, RunwareAPIError
+
+
+async def main():
+    r = Runware(api_key=os.environ["MG_KEY"], url=os.environ["MG_URL"])
+    await r.connect()
+
+    enhanced = await r.promptEnhance(
+        promptEnhancer=IPromptEnhance(prompt="a red fox", promptMaxLength=64, promptVersions=2, includeCost=True)
+    )
+    assert len(enhanced) == 2, enhanced
+    texts = {e.text for e in enhanced}
+    assert len(texts) == 2, texts
+    assert all(t.startswith("a red fox, in rich detail (reply ") for t in texts), texts
+    assert all(e.cost and e.cost > 0 for e in enhanced), enhanced
+
+    try:
+        await r.promptEnhance(promptEnhancer=IPromptEnhance(prompt="a red fox", promptMaxLength=5, promptVersions=1))
+        raise SystemExit("expected invalidParameterValue")
+    except RunwareAPIError as e:
+        assert e.code == "invalidParameterValue", e.error_data
+        assert e.error_data.get("parameter") == "promptMaxLength", e.error_data
+
+    await r.disconnect()
+    print("OK", flush=True)
+
+
+asyncio.run(asyncio.wait_for(main(), 120))
