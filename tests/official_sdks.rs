@@ -199,6 +199,13 @@ task_type = "promptEnhance"
 provider = "chat"
 price_usd = "0.0001"
 description = "The testkit's chat mock behind openai-chat (a test double, not a language model)."
+
+[[models]]
+air = "test:vision@1"
+task_type = "caption"
+provider = "chat"
+price_usd = "0.0001"
+description = "The testkit's chat mock behind openai-chat (a test double, not a vision model)."
 "#,
             chat.base_url
         ),
@@ -208,7 +215,7 @@ description = "The testkit's chat mock behind openai-chat (a test double, not a 
 }
 
 #[test]
-fn the_runware_python_sdk_enhances_prompts_through_an_openai_compatible_chat_server() {
+fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
         return;
@@ -217,13 +224,17 @@ fn the_runware_python_sdk_enhances_prompts_through_an_openai_compatible_chat_ser
     let conf = tempfile::tempdir().unwrap();
     let (chat, config) = chat_configured(&rt, conf.path());
     drive_with("python3", &["runware_text.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
-    // Two versions, one completion each, asked for at most promptMaxLength tokens.
-    let asked: Vec<_> = chat.requests().iter().map(|r| r["max_tokens"].clone()).collect();
-    assert_eq!(asked, vec![serde_json::json!(64), serde_json::json!(64)]);
+    // Two versions, one completion each, asked for at most promptMaxLength tokens; then the
+    // caption, whose image reached the chat server as a data URL.
+    let asked = chat.requests();
+    let budgets: Vec<_> = asked.iter().map(|r| r["max_tokens"].clone()).collect();
+    assert_eq!(budgets, vec![serde_json::json!(64), serde_json::json!(64), serde_json::json!(512)]);
+    let image = asked[2]["messages"][0]["content"][1]["image_url"]["url"].as_str().unwrap_or_default();
+    assert!(image.starts_with("data:image/png;base64,"), "{}", &image[..image.len().min(60)]);
 }
 
 #[test]
-fn the_runware_js_sdk_enhances_prompts_through_an_openai_compatible_chat_server() {
+fn the_runware_js_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     if !have_node_package(&dir, "@runware/sdk-js") {
         return;
@@ -232,5 +243,5 @@ fn the_runware_js_sdk_enhances_prompts_through_an_openai_compatible_chat_server(
     let conf = tempfile::tempdir().unwrap();
     let (chat, config) = chat_configured(&rt, conf.path());
     drive_with("node", &["runware_text.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
-    assert_eq!(chat.requests().len(), 3, "three versions, one completion each");
+    assert_eq!(chat.requests().len(), 4, "three versions, one completion each, then the caption");
 }

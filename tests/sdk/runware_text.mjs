@@ -27,6 +27,13 @@ const err = failed.error ?? failed;
 assert.equal(err.code, "invalidParameterValue", JSON.stringify(failed));
 assert.equal(err.parameter, "prompt");
 
+// requestImageToText (taskType caption): an image made here, described.
+const [image] = await r.requestImages({ model: "mediagate:procedural@1", positivePrompt: "a caption source", width: 64, height: 64 });
+const caption = await r.requestImageToText({ inputImage: image.imageUUID, includeCost: true });
+assert.equal(caption.taskType, "caption", JSON.stringify(caption));
+assert.ok(caption.text.startsWith("Describe this image"), JSON.stringify(caption));
+assert.ok(caption.cost > 0, JSON.stringify(caption));
+
 await r.disconnect();
 console.log("OK");
 process.exit(0);

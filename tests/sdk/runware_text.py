@@ -5,7 +5,7 @@ OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>,
 import asyncio
 import os
 
-from runware import IPromptEnhance, Runware, RunwareAPIError
+from runware import IImageCaption, IImageInference, IPromptEnhance, Runware, RunwareAPIError
 
 
 async def main():
@@ -27,6 +27,16 @@ async def main():
     except RunwareAPIError as e:
         assert e.code == "invalidParameterValue", e.error_data
         assert e.error_data.get("parameter") == "promptMaxLength", e.error_data
+
+    # imageCaption: the SDK sends an image it made here by its imageUUID, with the prompt as a list.
+    image = await r.imageInference(
+        requestImage=IImageInference(model="mediagate:procedural@1", positivePrompt="a caption source", width=64, height=64)
+    )
+    caption = await r.imageCaption(
+        requestImageToText=IImageCaption(inputImage=image[0].imageUUID, prompt=["name the shapes"], includeCost=True)
+    )
+    assert caption.text.startswith("name the shapes, in rich detail (reply "), caption
+    assert caption.cost and caption.cost > 0, caption
 
     await r.disconnect()
     print("OK", flush=True)

@@ -328,6 +328,11 @@ impl<'a> ParamReader<'a> {
         }
     }
 
+    /// The value of a key without marking it consumed (to choose how to read it).
+    pub fn peek(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key)
+    }
+
     /// The raw value of a key, marked as consumed.
     pub fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
         self.get(key)

@@ -6,6 +6,11 @@
 //!   at temperature 0.9 so that versions differ. One request per version rather than `n`:
 //!   several compatible servers (llama.cpp, Ollama) ignore `n`.
 //!
+//! - `caption` (`imageCaption`): one completion whose user message holds the instructions (the
+//!   task's `prompt`, or a request for a detailed description) and each image as a `data:` URL
+//!   (`image_url` parts, the vision form vLLM, llama.cpp, Ollama and OpenAI accept), with
+//!   `max_tokens` [`CAPTION_MAX_TOKENS`].
+//!
 //! The model is the AIR id's entry in `models`; unmapped, no `model` field is sent and the
 //! server's default model answers. A `base_url` ending in `/v1` is accepted as well as the bare
 //! host. Error bodies are classified like `openai-images`' (content policy, quota).
@@ -14,7 +19,7 @@ use crate::mapping::{self, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
 use async_trait::async_trait;
-use mediagate_core::task::{PromptEnhance, TaskRequest, TaskType};
+use mediagate_core::task::{Caption, PromptEnhance, TaskRequest, TaskType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,6 +28,13 @@ use std::sync::Arc;
 const ENHANCE_INSTRUCTIONS: &str = "You rewrite prompts for an image generation model. Given a short \
 prompt, reply with one richer version of it: the same subject, with concrete detail about style, \
 composition, lighting and medium. Reply with the prompt only, on one line, without quotes or comments.";
+
+/// What a caption asks for when the task sends no `prompt`.
+const CAPTION_INSTRUCTIONS: &str = "Describe this image in one detailed paragraph: the subject, the setting, \
+the style, the colors and the composition. Reply with the description only.";
+
+/// The longest caption asked for, in tokens.
+pub const CAPTION_MAX_TOKENS: u32 = 512;
 
 /// The adapter.
 pub struct OpenAiChat {
@@ -116,6 +128,29 @@ impl OpenAiChat {
     }
 }
 
+impl OpenAiChat {
+    async fn caption(
+        &self,
+        r: &Caption,
+        images: &[mediagate_assets::Asset],
+    ) -> Result<Vec<Artifact>, ProviderError> {
+        use base64::Engine as _;
+        let mut content =
+            vec![json!({"type": "text", "text": r.prompt.as_deref().unwrap_or(CAPTION_INSTRUCTIONS)})];
+        for image in images {
+            let url = format!(
+                "data:{};base64,{}",
+                image.media_type,
+                base64::engine::general_purpose::STANDARD.encode(&image.bytes)
+            );
+            content.push(json!({"type": "image_url", "image_url": {"url": url}}));
+        }
+        let messages = json!([{"role": "user", "content": content}]);
+        let text = self.complete(&r.model, messages, CAPTION_MAX_TOKENS, 0.2).await?;
+        Ok(vec![text_artifact(text)])
+    }
+}
+
 /// A text result.
 fn text_artifact(text: String) -> Artifact {
     Artifact {
@@ -134,7 +169,7 @@ impl Provider for OpenAiChat {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            task_types: vec![TaskType::PromptEnhance],
+            task_types: vec![TaskType::PromptEnhance, TaskType::Caption],
             models: self.cfg.models.keys().cloned().collect(),
             delivery: Delivery::Sync,
         }
@@ -143,6 +178,7 @@ impl Provider for OpenAiChat {
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         match &job.request {
             TaskRequest::PromptEnhance(r) => self.enhance(r).await.map(Submitted::Done),
+            TaskRequest::Caption(r) => self.caption(r, &job.inputs).await.map(Submitted::Done),
             _ => Err(job.not_served(&self.cfg.name)),
         }
     }

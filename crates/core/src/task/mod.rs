@@ -560,6 +560,8 @@ task_types! {
     Vectorize(vectorize::Vectorize),
     /// A prompt rewritten by a language model.
     PromptEnhance(prompt_enhance::PromptEnhance),
+    /// Images described by a vision language model.
+    Caption(caption::Caption),
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `promptEnhance` over the Runware REST dialect, served by the `openai-chat` provider against
-//! the testkit's chat mock (a test double of an OpenAI-compatible chat server).
+//! The text task types (`promptEnhance`, `caption`) over the Runware REST dialect, served by the
+//! `openai-chat` provider against the testkit's chat mock (a test double of an OpenAI-compatible
+//! chat server).
 
 use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
 use mediagate_core::task::TaskType;
@@ -9,6 +10,7 @@ use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 
 const AIR: &str = "test:enhancer@1";
+const VISION_AIR: &str = "test:vision@1";
 
 async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
     let base_url = chat.base_url.clone();
@@ -21,7 +23,8 @@ async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
             ..UpstreamConfig::default()
         };
         if let Some(m) = upstream_model {
-            up.models.insert(AIR.into(), m);
+            up.models.insert(AIR.into(), m.clone());
+            up.models.insert(VISION_AIR.into(), m);
         }
         c.providers.upstreams.push(up);
         c.models.push(ModelSpec {
@@ -32,6 +35,17 @@ async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
             description: "test".into(),
             bounds: Bounds::default(),
             retry: RetryPolicy { base_ms: 1, cap_ms: 5, ..RetryPolicy::default() },
+            fallback: vec![],
+            concurrency: 0,
+        });
+        c.models.push(ModelSpec {
+            air: VISION_AIR.into(),
+            task_type: TaskType::Caption,
+            provider: "chat".into(),
+            price_usd: "0.0003".into(),
+            description: "test".into(),
+            bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
             fallback: vec![],
             concurrency: 0,
         });
@@ -155,4 +169,88 @@ async fn chat_server_failures_are_retried_when_transient_and_mapped_when_not() {
     assert_eq!((st, e["code"].as_str()), (400, Some("providerContentPolicyViolation")), "{b}");
     assert_eq!(chat.requests().len(), 3, "not retried");
     assert_eq!(s.balance("default").await, before, "refunded");
+}
+
+fn caption(name: &str, extra: Value) -> Value {
+    let mut t = json!({"taskType": name, "taskUUID": task_uuid()});
+    for (k, v) in extra.as_object().unwrap() {
+        t[k] = v.clone();
+    }
+    t
+}
+
+#[tokio::test]
+async fn caption_is_validated_as_runware_documents_it() {
+    use mediagate_testkit::images::png_data_uri;
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    let png = png_data_uri(64, 64);
+    let nine: Vec<String> = (0..9).map(|_| png.clone()).collect();
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({}), "missingParameter", "inputImage"),
+        (json!({"inputImages": []}), "invalidParameterValue", "inputImages"),
+        (json!({"inputImages": nine}), "invalidParameterValue", "inputImages"),
+        (json!({"inputImages": [png, 5]}), "invalidParameterValue", "inputImages[1]"),
+        (json!({"inputImages": png}), "invalidParameterValue", "inputImages"),
+        (json!({"inputImage": png, "inputImages": [png]}), "invalidParameterValue", "inputImages"),
+        (json!({"inputs": {"video": "https://example.com/v.mp4"}}), "unsupportedTaskType", "inputs.video"),
+        (json!({"inputs": {"image": png, "mask": png}}), "unknownParameter", "inputs.mask"),
+        (json!({"inputImage": png, "prompt": ""}), "invalidParameterValue", "prompt"),
+        (json!({"inputImage": png, "width": 512}), "unknownParameter", "width"),
+        (
+            json!({"inputImages": [png, "data:text/plain;base64,aGVsbG8="]}),
+            "unsupportedAssetType",
+            "inputImages[1]",
+        ),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([caption("imageCaption", extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
+}
+
+#[tokio::test]
+async fn caption_sends_every_image_and_the_instructions_in_one_completion() {
+    use mediagate_testkit::images::png_data_uri;
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    // The legacy name with two images and instructions; the name sent is echoed.
+    let (st, b) = s
+        .post(&json!([caption(
+            "imageCaption",
+            json!({"inputImages": [png_data_uri(64, 64), png_data_uri(96, 64)], "prompt": "count the colors",
+                   "includeCost": true})
+        )]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let item = &b["data"][0];
+    assert_eq!(item["taskType"], "imageCaption");
+    assert_eq!(item["text"], "count the colors, in rich detail (reply 1)");
+    assert_eq!(item["cost"], json!(0.0003));
+    let asked = &chat.requests()[0];
+    assert_eq!(asked["max_tokens"], 512);
+    let content = asked["messages"][0]["content"].as_array().unwrap();
+    assert_eq!(content[0], json!({"type": "text", "text": "count the colors"}));
+    assert_eq!(content.len(), 3, "the instructions and both images");
+    for part in &content[1..] {
+        assert_eq!(part["type"], "image_url");
+        assert!(
+            part["image_url"]["url"].as_str().unwrap().starts_with("data:image/png;base64,iVBOR"),
+            "{part}"
+        );
+    }
+    // The newer name and form, with no prompt: a general description is asked for.
+    let (st, b) =
+        s.post(&json!([caption("caption", json!({"inputs": {"image": png_data_uri(64, 64)}}))])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"][0]["taskType"], "caption");
+    let asked = &chat.requests()[1];
+    assert!(asked["messages"][0]["content"][0]["text"].as_str().unwrap().starts_with("Describe this image"));
 }

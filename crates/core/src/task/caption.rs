@@ -1,0 +1,160 @@
+//! `caption` (legacy name `imageCaption`): a description of one or more images by a vision
+//! language model.
+
+use super::{Family, Input, OutputOptions, TaskParams, model_param};
+use crate::error::{ApiError, ErrorCode};
+use crate::model::ModelSpec;
+use crate::param::{ParamPath, ParamReader};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The most images one caption describes.
+pub const CAPTION_IMAGES_MAX: usize = 8;
+
+/// A caption request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Caption {
+    /// The images as sent (data URI, base64, HTTPS URL or an image UUID), at least one.
+    pub images: Vec<String>,
+    /// Where they were sent: `inputImage`, `inputImages` or `inputs.image`.
+    pub sent_as: CaptionForm,
+    /// Instructions for the description, if any (else a general description is asked for).
+    pub prompt: Option<String>,
+    /// The AIR id of the model (a configured one: there is no built-in vision model).
+    pub model: String,
+    /// Output options (only `includeCost` applies: the text is in the result).
+    pub output: OutputOptions,
+}
+
+/// The parameter a caption's images came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptionForm {
+    /// `inputImage`: one image.
+    InputImage,
+    /// `inputImages`: an array.
+    InputImages,
+    /// `inputs.image`: the newer form.
+    Inputs,
+}
+
+impl TaskParams for Caption {
+    const NAME: &'static str = "caption";
+    const ALIASES: &'static [&'static str] = &["imageCaption"];
+    const FAMILY: Family = Family::Text;
+    const DEFAULT_MODEL: Option<&'static str> = None;
+    /// A 64x64 PNG.
+    const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="}"#;
+
+    fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
+        let what = "an image as a data URI, base64 data, an HTTPS URL or the imageUUID of an upload or output";
+        let one = r.opt_string("inputImage", 1, usize::MAX)?;
+        let many = r.raw("inputImages");
+        let inputs = r.raw("inputs");
+        let (images, sent_as) = match (one, many, inputs) {
+            (Some(image), None, None) => (vec![image], CaptionForm::InputImage),
+            (None, Some(Value::Array(list)), None) => {
+                if list.is_empty() || list.len() > CAPTION_IMAGES_MAX {
+                    return Err(r.invalid(
+                        "inputImages",
+                        format!("it must hold 1 to {CAPTION_IMAGES_MAX} images; it holds {}.", list.len()),
+                    ));
+                }
+                let mut images = Vec::with_capacity(list.len());
+                for (i, v) in list.iter().enumerate() {
+                    match v.as_str() {
+                        Some(s) if !s.is_empty() => images.push(s.to_string()),
+                        _ => {
+                            return Err(ApiError::new(
+                                ErrorCode::InvalidParameterValue,
+                                format!("Invalid value for parameter 'inputImages[{i}]': give {what}."),
+                            )
+                            .with_parameter(ParamPath::key("inputImages").index(i)));
+                        }
+                    }
+                }
+                (images, CaptionForm::InputImages)
+            }
+            (None, Some(_), None) => return Err(r.invalid("inputImages", "it must be an array of images.")),
+            (None, None, Some(Value::Object(inputs))) => {
+                let mut ir = ParamReader::new(inputs, ParamPath::key("inputs"));
+                if inputs.contains_key("video") {
+                    return Err(ApiError::new(
+                        ErrorCode::UnsupportedTaskType,
+                        "This caption sends 'inputs.video', a video caption, which this mediagate server does not \
+                         serve; it captions images, sent as 'inputs.image', 'inputImage' or 'inputImages'.",
+                    )
+                    .with_parameter(ParamPath::key("inputs").child("video")));
+                }
+                let image = ir.string("image", 1, usize::MAX, &format!("give {what}"))?;
+                ir.finish()?;
+                (vec![image], CaptionForm::Inputs)
+            }
+            (None, None, Some(_)) => {
+                return Err(r.invalid("inputs", "it must be an object such as {\"image\": \"<imageUUID>\"}."));
+            }
+            (None, None, None) => return Err(r.missing("inputImage", &format!("give {what}"))),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParameterValue,
+                    "Send the images in one of 'inputImage', 'inputImages' or 'inputs.image', not several.",
+                )
+                .with_parameter(ParamPath::key("inputImages")));
+            }
+        };
+        let prompt = prompt(r)?;
+        let model = model_param(r, Self::DEFAULT_MODEL)?;
+        let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };
+        Ok(Caption { images, sent_as, prompt, model, output })
+    }
+
+    fn validate(&self, _model: &ModelSpec) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn model_mut(&mut self) -> &mut String {
+        &mut self.model
+    }
+
+    fn output(&self) -> &OutputOptions {
+        &self.output
+    }
+
+    fn inputs(&self) -> Vec<Input<'_>> {
+        self.images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let param = match self.sent_as {
+                    CaptionForm::InputImage => ParamPath::key("inputImage"),
+                    CaptionForm::InputImages => ParamPath::key("inputImages").index(i),
+                    CaptionForm::Inputs => ParamPath::key("inputs").child("image"),
+                };
+                Input::image(image, param)
+            })
+            .collect()
+    }
+
+    fn inputs_mut(&mut self) -> Vec<&mut String> {
+        self.images.iter_mut().collect()
+    }
+}
+
+/// `prompt`: a string, or an array of strings (as the Python SDK types it), asked for together.
+fn prompt(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
+    let Some(Value::Array(parts)) = r.peek("prompt") else { return r.opt_string("prompt", 1, 3000) };
+    r.raw("prompt");
+    let parts: Option<Vec<&str>> = parts.iter().map(|p| p.as_str().filter(|s| !s.is_empty())).collect();
+    match parts {
+        Some(parts) if !parts.is_empty() && parts.iter().map(|p| p.chars().count()).sum::<usize>() <= 3000 => {
+            Ok(Some(parts.join("\n")))
+        }
+        _ => Err(r.invalid(
+            "prompt",
+            "it must be a string, or an array of non-empty strings, of 1 to 3000 characters in all.",
+        )),
+    }
+}
