@@ -1,4 +1,4 @@
-//! The text task types (`promptEnhance`, `caption`) over the Runware REST dialect, served by the
+//! The text task types (`promptEnhance`, `caption`, `textInference`) over the Runware REST dialect, served by the
 //! `openai-chat` provider against the testkit's chat mock (a test double of an OpenAI-compatible
 //! chat server).
 
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 const AIR: &str = "test:enhancer@1";
 const VISION_AIR: &str = "test:vision@1";
+const LLM_AIR: &str = "test:llm@1";
 
 async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
     let base_url = chat.base_url.clone();
@@ -24,7 +25,8 @@ async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
         };
         if let Some(m) = upstream_model {
             up.models.insert(AIR.into(), m.clone());
-            up.models.insert(VISION_AIR.into(), m);
+            up.models.insert(VISION_AIR.into(), m.clone());
+            up.models.insert(LLM_AIR.into(), m);
         }
         c.providers.upstreams.push(up);
         c.models.push(ModelSpec {
@@ -35,6 +37,17 @@ async fn server(chat: &ChatMock, upstream_model: Option<&str>) -> TestServer {
             description: "test".into(),
             bounds: Bounds::default(),
             retry: RetryPolicy { base_ms: 1, cap_ms: 5, ..RetryPolicy::default() },
+            fallback: vec![],
+            concurrency: 0,
+        });
+        c.models.push(ModelSpec {
+            air: LLM_AIR.into(),
+            task_type: TaskType::TextInference,
+            provider: "chat".into(),
+            price_usd: "0.0004".into(),
+            description: "test".into(),
+            bounds: Bounds { max_number_results: 4, ..Bounds::default() },
+            retry: RetryPolicy::default(),
             fallback: vec![],
             concurrency: 0,
         });
@@ -253,4 +266,100 @@ async fn caption_sends_every_image_and_the_instructions_in_one_completion() {
     assert_eq!(b["data"][0]["taskType"], "caption");
     let asked = &chat.requests()[1];
     assert!(asked["messages"][0]["content"][0]["text"].as_str().unwrap().starts_with("Describe this image"));
+}
+
+fn text(extra: Value) -> Value {
+    let mut t = json!({"taskType": "textInference", "taskUUID": task_uuid(),
+                       "messages": [{"role": "user", "content": "name a color"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            t.as_object_mut().unwrap().remove(k);
+        } else {
+            t[k] = v.clone();
+        }
+    }
+    t
+}
+
+#[tokio::test]
+async fn text_inference_is_validated_as_runware_documents_it() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"messages": null}), "missingParameter", "messages"),
+        (json!({"messages": []}), "invalidParameterValue", "messages"),
+        (json!({"messages": "hi"}), "invalidParameterValue", "messages"),
+        (
+            json!({"messages": [{"role": "robot", "content": "hi"}]}),
+            "invalidParameterValue",
+            "messages[0].role",
+        ),
+        (json!({"messages": [{"role": "user"}]}), "missingParameter", "messages[0].content"),
+        (
+            json!({"messages": [{"role": "user", "content": "hi", "name": "x"}]}),
+            "unknownParameter",
+            "messages[0].name",
+        ),
+        (json!({"settings": 5}), "invalidParameterValue", "settings"),
+        (json!({"settings": {"thinkingLevel": "high"}}), "unknownParameter", "settings.thinkingLevel"),
+        (json!({"settings": {"temperature": 3}}), "invalidParameterValue", "settings.temperature"),
+        (json!({"settings": {"maxTokens": 5}, "maxTokens": 5}), "invalidParameterValue", "maxTokens"),
+        (json!({"maxTokens": 0}), "invalidParameterValue", "maxTokens"),
+        (json!({"stopSequences": ["a", "b", "c", "d", "e"]}), "invalidParameterValue", "stopSequences"),
+        (json!({"numberResults": 5}), "invalidParameterValue", "numberResults"),
+        (json!({"tools": []}), "unknownParameter", "tools"),
+        (json!({"deliveryMethod": "stream"}), "invalidParameterValue", "deliveryMethod"),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([text(extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
+}
+
+#[tokio::test]
+async fn text_inference_sends_the_conversation_and_settings_and_returns_each_reply() {
+    let chat = ChatMock::start().await;
+    let s = server(&chat, None).await;
+    // The JavaScript SDK's form: settings at the top level.
+    let (st, b) = s
+        .post(&json!([text(json!({
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                         {"role": "user", "content": "name a color"}],
+            "systemPrompt": "answer in one word", "maxTokens": 16, "temperature": 0.5,
+            "stopSequences": ["."], "seed": 7, "numberResults": 2, "includeUsage": true, "includeCost": true
+        }))]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let items = b["data"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{b}");
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["text"], format!("name a color, in rich detail (reply {})", i + 1), "{item}");
+        assert_eq!(item["finishReason"], "stop");
+        assert_eq!(item["usage"], json!({"promptTokens": 10, "completionTokens": 10, "totalTokens": 20}));
+        assert_eq!(item["seed"], json!(7 + i), "{item}");
+        assert_eq!(item["cost"], json!(0.0004));
+    }
+    let asked = chat.requests();
+    assert_eq!(asked.len(), 2);
+    for (i, r) in asked.iter().enumerate() {
+        assert_eq!(r["messages"][0], json!({"role": "system", "content": "answer in one word"}));
+        assert_eq!(r["messages"][3], json!({"role": "user", "content": "name a color"}));
+        assert_eq!((r["max_tokens"].clone(), r["temperature"].clone()), (json!(16), json!(0.5)));
+        assert_eq!(r["stop"], json!(["."]));
+        assert_eq!(r["seed"], json!(7 + i));
+        assert!(r.get("top_k").is_none() && r.get("top_p").is_none(), "only what the task set: {r}");
+    }
+    // The API's (and the Python SDK's) form: settings in `settings`; no usage unless asked.
+    let (st, b) = s.post(&json!([text(json!({"settings": {"maxTokens": 8, "topK": 40}}))])).await;
+    assert_eq!(st, 200, "{b}");
+    assert!(b["data"][0].get("usage").is_none(), "{b}");
+    let r = &chat.requests()[2];
+    assert_eq!((r["max_tokens"].clone(), r["top_k"].clone()), (json!(8), json!(40)));
 }

@@ -201,6 +201,13 @@ price_usd = "0.0001"
 description = "The testkit's chat mock behind openai-chat (a test double, not a language model)."
 
 [[models]]
+air = "test:llm@1"
+task_type = "textInference"
+provider = "chat"
+price_usd = "0.0001"
+description = "The testkit's chat mock behind openai-chat (a test double, not a language model)."
+
+[[models]]
 air = "test:vision@1"
 task_type = "caption"
 provider = "chat"
@@ -228,9 +235,16 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
     // caption, whose image reached the chat server as a data URL.
     let asked = chat.requests();
     let budgets: Vec<_> = asked.iter().map(|r| r["max_tokens"].clone()).collect();
-    assert_eq!(budgets, vec![serde_json::json!(64), serde_json::json!(64), serde_json::json!(512)]);
+    assert_eq!(budgets[..3], [serde_json::json!(64), serde_json::json!(64), serde_json::json!(512)]);
     let image = asked[2]["messages"][0]["content"][1]["image_url"]["url"].as_str().unwrap_or_default();
     assert!(image.starts_with("data:image/png;base64,"), "{}", &image[..image.len().min(60)]);
+    // The text inference: its settings, system prompt and seed as sent through the SDK.
+    assert_eq!(asked[3]["max_tokens"], 16);
+    assert_eq!(asked[3]["seed"], 41);
+    assert_eq!(
+        asked[3]["messages"][0],
+        serde_json::json!({"role": "system", "content": "answer in one word"})
+    );
 }
 
 #[test]
@@ -243,5 +257,5 @@ fn the_runware_js_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
     let conf = tempfile::tempdir().unwrap();
     let (chat, config) = chat_configured(&rt, conf.path());
     drive_with("node", &["runware_text.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
-    assert_eq!(chat.requests().len(), 4, "three versions, one completion each, then the caption");
+    assert_eq!(chat.requests().len(), 6, "three versions, the caption, then two text inferences");
 }

@@ -34,6 +34,21 @@ assert.equal(caption.taskType, "caption", JSON.stringify(caption));
 assert.ok(caption.text.startsWith("Describe this image"), JSON.stringify(caption));
 assert.ok(caption.cost > 0, JSON.stringify(caption));
 
+// textInference (top-level settings, as this SDK sends them).
+const replies = await r.textInference({
+  model: "test:llm@1",
+  messages: [{ role: "user", content: "name a color" }],
+  maxTokens: 16,
+  numberResults: 2,
+  includeCost: true,
+});
+assert.equal(replies.length, 2, JSON.stringify(replies));
+for (const reply of replies) {
+  assert.ok(reply.text.startsWith("name a color, in rich detail (reply "), JSON.stringify(reply));
+  assert.equal(reply.finishReason, "stop", JSON.stringify(reply));
+  assert.ok(reply.cost > 0, JSON.stringify(reply));
+}
+
 await r.disconnect();
 console.log("OK");
 process.exit(0);

@@ -5,7 +5,16 @@ OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>,
 import asyncio
 import os
 
-from runware import IImageCaption, IImageInference, IPromptEnhance, Runware, RunwareAPIError
+from runware import (
+    IImageCaption,
+    IImageInference,
+    IPromptEnhance,
+    ISettings,
+    ITextInference,
+    ITextInferenceMessage,
+    Runware,
+    RunwareAPIError,
+)
 
 
 async def main():
@@ -37,6 +46,25 @@ async def main():
     )
     assert caption.text.startswith("name the shapes, in rich detail (reply "), caption
     assert caption.cost and caption.cost > 0, caption
+
+    # textInference: the conversation and settings reach the chat server; the reply comes back
+    # with its finish reason, usage and seed.
+    replies = await r.textInference(
+        requestText=ITextInference(
+            model="test:llm@1",
+            messages=[ITextInferenceMessage(role="user", content="name a color")],
+            settings=ISettings(maxTokens=16, systemPrompt="answer in one word"),
+            seed=41,
+            includeUsage=True,
+            includeCost=True,
+        )
+    )
+    assert len(replies) == 1, replies
+    reply = replies[0]
+    assert reply.text.startswith("name a color, in rich detail (reply "), reply
+    assert reply.finishReason == "stop" and reply.seed == 41, reply
+    assert reply.usage and reply.usage.totalTokens == 20, reply
+    assert reply.cost and reply.cost > 0, reply
 
     await r.disconnect()
     print("OK", flush=True)

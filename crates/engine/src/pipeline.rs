@@ -82,6 +82,8 @@ pub struct Delivered {
     pub output_type: OutputType,
     /// Whether to show `cost`.
     pub include_cost: bool,
+    /// Whether to show token `usage` (text results).
+    pub include_usage: bool,
     /// Results in order.
     pub items: Vec<DeliveredItem>,
     /// Where the task's time went, when this process just ran it (sync delivery).
@@ -1137,6 +1139,7 @@ impl Engine {
                 extension: a.extension.into(),
                 seed: a.seed,
                 cost_micros: unit_price,
+                completion: a.completion.clone(),
             });
             outputs.push(NewOutput {
                 uuid,
@@ -1221,6 +1224,7 @@ impl Engine {
             family,
             output_type: output.output_type,
             include_cost: output.include_cost,
+            include_usage: output.include_usage,
             items: out,
             timing: None,
         })

@@ -262,6 +262,7 @@ impl Engine {
                     extension: extension_of(&up.media_type).into(),
                     seed: None,
                     cost_micros: 0,
+                    completion: None,
                 }],
                 outputs: vec![],
                 cost_micros: 0,

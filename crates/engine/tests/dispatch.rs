@@ -52,7 +52,13 @@ impl Fake {
 }
 
 fn artifact() -> Artifact {
-    Artifact { bytes: b"\x89PNG fake".to_vec(), content_type: "image/png", extension: "png", seed: Some(1) }
+    Artifact {
+        bytes: b"\x89PNG fake".to_vec(),
+        content_type: "image/png",
+        extension: "png",
+        seed: Some(1),
+        completion: None,
+    }
 }
 
 #[async_trait]

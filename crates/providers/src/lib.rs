@@ -53,6 +53,8 @@ pub struct Artifact {
     pub extension: &'static str,
     /// The seed that produced it, where the task has seeds.
     pub seed: Option<u64>,
+    /// How a text result's completion ended and what it used, where the provider said.
+    pub completion: Option<mediagate_core::task::Completion>,
 }
 
 /// Work handed to a provider, already validated against the model catalog: the canonical

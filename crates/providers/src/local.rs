@@ -169,6 +169,7 @@ impl Provider for Procedural {
                             content_type: fmt.content_type(),
                             extension: fmt.extension(),
                             seed: Some(seed),
+                            completion: None,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()
@@ -245,6 +246,7 @@ impl Provider for Lanczos {
                 content_type: fmt.content_type(),
                 extension: fmt.extension(),
                 seed: None,
+                completion: None,
             }]))
         })
         .await?

@@ -143,6 +143,7 @@ impl Provider for ProceduralVideo {
                     content_type: v.content_type,
                     extension: v.extension,
                     seed: Some(seed),
+                    completion: None,
                 }]))
             })
             .await?

@@ -258,7 +258,13 @@ pub async fn conform(
         .await
         .map_err(|e| failed(provider, format_args!("re-encoding task: {e}")))??
     };
-    Ok(crate::Artifact { bytes, content_type: want.content_type(), extension: want.extension(), seed })
+    Ok(crate::Artifact {
+        bytes,
+        content_type: want.content_type(),
+        extension: want.extension(),
+        seed,
+        completion: None,
+    })
 }
 
 /// Largest upstream reply body read, in bytes (a few results of base64 images).

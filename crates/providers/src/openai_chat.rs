@@ -11,6 +11,11 @@
 //!   (`image_url` parts, the vision form vLLM, llama.cpp, Ollama and OpenAI accept), with
 //!   `max_tokens` [`CAPTION_MAX_TOKENS`].
 //!
+//! - `textInference`: one completion per result, the `systemPrompt` as a system message ahead of
+//!   the task's messages, `max_tokens`, `temperature`, `top_p`, `top_k` and `stop` only when the
+//!   task sets them, and each result's `seed`. The reply's `finish_reason` and token `usage` are
+//!   kept with the result (`finishReason`, and `usage` when `includeUsage`).
+//!
 //! The model is the AIR id's entry in `models`; unmapped, no `model` field is sent and the
 //! server's default model answers. A `base_url` ending in `/v1` is accepted as well as the bare
 //! host. Error bodies are classified like `openai-images`' (content policy, quota).
@@ -19,7 +24,7 @@ use crate::mapping::{self, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
 use async_trait::async_trait;
-use mediagate_core::task::{Caption, PromptEnhance, TaskRequest, TaskType};
+use mediagate_core::task::{Caption, Completion, PromptEnhance, TaskRequest, TaskType, TextInference};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -48,11 +53,29 @@ pub struct OpenAiChat {
 struct Reply {
     #[serde(default)]
     choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
 struct Choice {
     message: Message,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// One completion's text and how it ended.
+struct Completed {
+    text: String,
+    completion: Completion,
 }
 
 #[derive(Deserialize)]
@@ -80,16 +103,14 @@ impl OpenAiChat {
         }
     }
 
-    /// One completion of `messages`: the reply's text, trimmed.
-    async fn complete(
-        &self,
-        air: &str,
-        messages: Value,
-        max_tokens: u32,
-        temperature: f64,
-    ) -> Result<String, ProviderError> {
+    /// One completion of `messages` with the sampling fields in `extra`: the reply's text
+    /// (trimmed) and how it ended.
+    async fn complete(&self, air: &str, messages: Value, extra: Value) -> Result<Completed, ProviderError> {
         let name = &self.cfg.name;
-        let mut body = json!({"messages": messages, "max_tokens": max_tokens, "temperature": temperature});
+        let mut body = json!({"messages": messages});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
         if let Some(m) = self.cfg.model_for(air) {
             body["model"] = Value::String(m.to_string());
         }
@@ -101,17 +122,20 @@ impl OpenAiChat {
         let parsed: Reply = serde_json::from_slice(&reply).map_err(|e| {
             mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)))
         })?;
-        let text = parsed
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .map(|t| t.trim().to_string())
-            .unwrap_or_default();
+        let usage = parsed.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
+        let Some(choice) = parsed.choices.into_iter().next() else {
+            return Err(mapping::failed(name, "the reply has no choices"));
+        };
+        let text = choice.message.content.map(|t| t.trim().to_string()).unwrap_or_default();
         if text.is_empty() {
             return Err(mapping::failed(name, "the reply has no message content"));
         }
-        Ok(text)
+        let completion = Completion {
+            finish_reason: choice.finish_reason.unwrap_or_else(|| "stop".into()),
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+        };
+        Ok(Completed { text, completion })
     }
 
     async fn enhance(&self, r: &PromptEnhance) -> Result<Vec<Artifact>, ProviderError> {
@@ -121,8 +145,9 @@ impl OpenAiChat {
         ]);
         let mut out = Vec::with_capacity(r.prompt_versions as usize);
         for _ in 0..r.prompt_versions {
-            let text = self.complete(&r.model, messages.clone(), r.prompt_max_length, 0.9).await?;
-            out.push(text_artifact(text));
+            let extra = json!({"max_tokens": r.prompt_max_length, "temperature": 0.9});
+            let done = self.complete(&r.model, messages.clone(), extra).await?;
+            out.push(text_artifact(done.text, None, None));
         }
         Ok(out)
     }
@@ -146,18 +171,49 @@ impl OpenAiChat {
             content.push(json!({"type": "image_url", "image_url": {"url": url}}));
         }
         let messages = json!([{"role": "user", "content": content}]);
-        let text = self.complete(&r.model, messages, CAPTION_MAX_TOKENS, 0.2).await?;
-        Ok(vec![text_artifact(text)])
+        let extra = json!({"max_tokens": CAPTION_MAX_TOKENS, "temperature": 0.2});
+        let done = self.complete(&r.model, messages, extra).await?;
+        Ok(vec![text_artifact(done.text, None, None)])
+    }
+
+    /// One completion per result, each with its seed, the system prompt ahead of the messages.
+    async fn infer(&self, r: &TextInference, seeds: &[u64]) -> Result<Vec<Artifact>, ProviderError> {
+        let mut messages: Vec<Value> = Vec::with_capacity(r.messages.len() + 1);
+        if let Some(system) = &r.system_prompt {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.extend(r.messages.iter().map(|m| json!({"role": m.role, "content": m.content})));
+        let messages = Value::Array(messages);
+        let mut extra = serde_json::Map::new();
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                extra.insert(k.into(), v);
+            }
+        };
+        set("max_tokens", r.max_tokens.map(Value::from));
+        set("temperature", r.temperature.map(Value::from));
+        set("top_p", r.top_p.map(Value::from));
+        set("top_k", r.top_k.map(Value::from));
+        set("stop", (!r.stop_sequences.is_empty()).then(|| json!(r.stop_sequences)));
+        let mut out = Vec::with_capacity(seeds.len());
+        for &seed in seeds {
+            let mut extra = extra.clone();
+            extra.insert("seed".into(), Value::from(seed));
+            let done = self.complete(&r.model, messages.clone(), Value::Object(extra)).await?;
+            out.push(text_artifact(done.text, Some(seed), Some(done.completion)));
+        }
+        Ok(out)
     }
 }
 
 /// A text result.
-fn text_artifact(text: String) -> Artifact {
+fn text_artifact(text: String, seed: Option<u64>, completion: Option<Completion>) -> Artifact {
     Artifact {
         bytes: text.into_bytes(),
         content_type: "text/plain; charset=utf-8",
         extension: "txt",
-        seed: None,
+        seed,
+        completion,
     }
 }
 
@@ -169,7 +225,7 @@ impl Provider for OpenAiChat {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            task_types: vec![TaskType::PromptEnhance, TaskType::Caption],
+            task_types: vec![TaskType::PromptEnhance, TaskType::Caption, TaskType::TextInference],
             models: self.cfg.models.keys().cloned().collect(),
             delivery: Delivery::Sync,
         }
@@ -179,6 +235,7 @@ impl Provider for OpenAiChat {
         match &job.request {
             TaskRequest::PromptEnhance(r) => self.enhance(r).await.map(Submitted::Done),
             TaskRequest::Caption(r) => self.caption(r, &job.inputs).await.map(Submitted::Done),
+            TaskRequest::TextInference(r) => self.infer(r, &job.seeds).await.map(Submitted::Done),
             _ => Err(job.not_served(&self.cfg.name)),
         }
     }

@@ -79,6 +79,7 @@ impl Provider for Vtracer {
                 content_type: "image/svg+xml",
                 extension: "svg",
                 seed: None,
+                completion: None,
             }]))
         })
         .await?

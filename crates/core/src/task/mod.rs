@@ -139,6 +139,10 @@ pub struct OutputOptions {
     pub ttl_secs: Option<u64>,
     /// Whether to add `cost` to each result.
     pub include_cost: bool,
+    /// Whether to add token `usage` to each text result. Left out of the stored form when
+    /// false, so requests recorded before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_usage: bool,
 }
 
 impl Default for OutputOptions {
@@ -149,6 +153,7 @@ impl Default for OutputOptions {
             quality: 95,
             ttl_secs: None,
             include_cost: false,
+            include_usage: false,
         }
     }
 }
@@ -234,6 +239,20 @@ pub struct ResultItem {
     pub seed: Option<u64>,
     /// What this result cost, in micro-dollars.
     pub cost_micros: i64,
+    /// How a text result's completion ended and what it used, where the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completion>,
+}
+
+/// How a language model's reply ended and the tokens it used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// `stop`, `length`, … as the provider reported it.
+    pub finish_reason: String,
+    /// Tokens of the prompt.
+    pub prompt_tokens: u64,
+    /// Tokens of the reply.
+    pub completion_tokens: u64,
 }
 
 /// The kind of files a task type produces. Each dialect names a family's result fields by a table
@@ -392,6 +411,7 @@ pub fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError
         quality: r.opt_int("outputQuality", 20, 99)?.map(|q| q as u8).unwrap_or(d.quality),
         ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
         include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+        include_usage: false,
     })
 }
 
@@ -562,6 +582,8 @@ task_types! {
     PromptEnhance(prompt_enhance::PromptEnhance),
     /// Images described by a vision language model.
     Caption(caption::Caption),
+    /// A chat completion by a language model.
+    TextInference(text_inference::TextInference),
 }
 
 #[cfg(test)]

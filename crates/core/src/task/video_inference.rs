@@ -64,6 +64,7 @@ impl TaskParams for VideoInference {
             quality: d.quality,
             ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
             include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+            include_usage: false,
         };
         let video_format = r
             .opt_enum("outputFormat", VideoFormat::NAMES)?

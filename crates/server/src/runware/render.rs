@@ -43,6 +43,19 @@ pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opt
             if d.family == Family::Text {
                 let text = it.inline.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 m.insert("text".into(), json!(text));
+                if let Some(c) = &it.result.completion {
+                    m.insert("finishReason".into(), json!(c.finish_reason));
+                    if d.include_usage {
+                        m.insert(
+                            "usage".into(),
+                            json!({"promptTokens": c.prompt_tokens, "completionTokens": c.completion_tokens,
+                                   "totalTokens": c.prompt_tokens + c.completion_tokens}),
+                        );
+                    }
+                }
+                if let Some(seed) = it.result.seed {
+                    m.insert("seed".into(), json!(seed));
+                }
                 if d.include_cost {
                     m.insert("cost".into(), json!(to_usd_f64(it.result.cost_micros)));
                 }

@@ -278,6 +278,7 @@ fn result_item(n: u64) -> mediagate_core::task::ResultItem {
         extension: "png".into(),
         seed: Some(n),
         cost_micros: 10,
+        completion: None,
     }
 }
 
