@@ -23,6 +23,12 @@ assert.ok(svg.imageURL.endsWith(".svg") && svg.cost > 0, JSON.stringify(svg));
 const body = await (await fetch(svg.imageURL)).text();
 assert.ok(body.includes("<svg") && body.includes("<path"), body.slice(0, 200));
 
+// modelSearch: the catalog, filtered by the server.
+const models = await r.modelSearch({ category: "checkpoint", limit: 2 });
+assert.equal(models.results.length, 2, JSON.stringify(models));
+assert.ok(models.totalResults > 2, JSON.stringify(models));
+for (const m of models.results) assert.equal(m.category, "checkpoint", JSON.stringify(m));
+
 let failed = null;
 try {
   await r.requestImages({ model, positivePrompt: "a bad width", width: 100, height: 128 });

@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.request
 
-from runware import IImageInference, IImageUpscale, IInputs, IVectorize, Runware, RunwareAPIError
+from runware import IImageInference, IImageUpscale, IInputs, IModelSearch, IVectorize, Runware, RunwareAPIError
 
 MODEL = "mediagate:procedural@1"
 
@@ -38,6 +38,11 @@ async def main():
     assert svg[0].cost and svg[0].cost > 0, svg
     body = urllib.request.urlopen(svg[0].imageURL).read()
     assert body.startswith(b"<?xml") and b"<svg" in body and b"<path" in body, body[:200]
+
+    # modelSearch: the catalog, filtered by the server.
+    models = await r.modelSearch(payload=IModelSearch(search="vtracer"))
+    assert models.totalResults == 1, models
+    assert models.results[0].air == "mediagate:vtracer@1" and models.results[0].version == "1", models
 
     # The SDK's newer `inputs: {image}` form is not read yet; the error names the form it got.
     try:

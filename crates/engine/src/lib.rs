@@ -24,6 +24,7 @@ pub mod outputs;
 mod pipeline;
 mod run_to_end;
 pub mod scopes;
+pub mod search;
 pub mod timing;
 pub mod uploads;
 pub mod webhooks;

@@ -55,16 +55,16 @@ pub(crate) struct RegisteredTaskTypes;
 impl Modify for RegisteredTaskTypes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{RefOr, Schema};
-        let names: Vec<serde_json::Value> =
-            ["authentication", "ping", "getResponse", "imageUpload", "mediaStorage"]
-                .into_iter()
-                .chain(
-                    mediagate_core::task::TaskType::ALL
-                        .iter()
-                        .flat_map(|t| std::iter::once(t.as_str()).chain(t.aliases().iter().copied())),
-                )
-                .map(serde_json::Value::from)
-                .collect();
+        let names: Vec<serde_json::Value> = crate::runware::parse::OWN_TASK_TYPES
+            .iter()
+            .copied()
+            .chain(
+                mediagate_core::task::TaskType::ALL
+                    .iter()
+                    .flat_map(|t| std::iter::once(t.as_str()).chain(t.aliases().iter().copied())),
+            )
+            .map(serde_json::Value::from)
+            .collect();
         let Some(components) = openapi.components.as_mut() else { return };
         let Some(RefOr::T(Schema::Object(task))) = components.schemas.get_mut("RunwareTask") else { return };
         if let Some(RefOr::T(Schema::Object(task_type))) = task.properties.get_mut("taskType") {

@@ -4,7 +4,7 @@
 //! `{"data": [...]}` and/or `{"errors": [...]}`; its status is 200 when any task succeeded,
 //! else the status of the first error.
 
-mod parse;
+pub(crate) mod parse;
 pub mod render;
 pub mod sessions;
 pub mod ws;
@@ -332,6 +332,16 @@ async fn run_one_timed(
                         "mediaType": up.media_type,
                     })
                 }],
+                None,
+            ))
+        }
+        Parsed::ModelSearch { sent, query } => {
+            let (total, page) = state.engine.model_search(ctx, &query);
+            let results: Vec<Value> = page.iter().map(render::listed_model).collect();
+            Ok((
+                vec![
+                    json!({"taskType": "modelSearch", "taskUUID": sent, "results": results, "totalResults": total}),
+                ],
                 None,
             ))
         }

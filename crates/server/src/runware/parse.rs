@@ -32,6 +32,11 @@ const RUNWARE_TASK_TYPES: &[&str] = &[
     "accountManagement",
 ];
 
+/// The task types this dialect answers itself, not registered task types (the first two lead,
+/// the others follow the registered ones in messages).
+pub const OWN_TASK_TYPES: &[&str] =
+    &["authentication", "ping", "getResponse", "imageUpload", "mediaStorage", "modelSearch"];
+
 /// The task types served, for messages: the registered ones (with their aliases) and the ones
 /// this dialect answers itself.
 pub fn served() -> String {
@@ -39,11 +44,11 @@ pub fn served() -> String {
         [] => t.as_str().to_string(),
         aliases => format!("{} (alias {})", t.as_str(), aliases.join(", ")),
     });
-    ["authentication", "ping"]
-        .into_iter()
-        .map(str::to_string)
+    OWN_TASK_TYPES[..2]
+        .iter()
+        .map(|t| t.to_string())
         .chain(registered)
-        .chain(["getResponse", "imageUpload", "mediaStorage"].map(str::to_string))
+        .chain(OWN_TASK_TYPES[2..].iter().map(|t| t.to_string()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -82,6 +87,13 @@ pub enum Parsed {
         sent: String,
         /// The upload.
         media_uuid: Uuid,
+    },
+    /// List the catalog's models (`modelSearch`), answered by this server.
+    ModelSearch {
+        /// The taskUUID as sent.
+        sent: String,
+        /// The filters and page.
+        query: mediagate_engine::search::ModelQuery,
     },
     /// A task to run.
     Submit {
@@ -217,6 +229,10 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             r.opt_bool("ping")?;
             Parsed::Ping { task_uuid: sent }
         }
+        "modelSearch" => {
+            let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            Parsed::ModelSearch { sent, query: model_query(&mut r)? }
+        }
         "getResponse" => {
             let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
             Parsed::GetResponse { sent, task_uuid: uuid }
@@ -320,4 +336,33 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
     };
     r.finish()?;
     Ok(parsed)
+}
+
+/// `modelSearch`'s filters and page, as Runware documents them (`limit` 1 to 100, default 20).
+fn model_query(r: &mut ParamReader<'_>) -> Result<mediagate_engine::search::ModelQuery, ApiError> {
+    use mediagate_engine::search::{ModelQuery, Visibility};
+    let tags = match r.raw("tags") {
+        None => Vec::new(),
+        Some(Value::Array(list)) if list.len() <= 32 => list
+            .iter()
+            .map(|t| t.as_str().filter(|t| !t.is_empty() && t.len() <= 64).map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| r.invalid("tags", "each tag is a string of 1 to 64 characters."))?,
+        Some(_) => return Err(r.invalid("tags", "it must be an array of at most 32 strings.")),
+    };
+    Ok(ModelQuery {
+        search: r.opt_string("search", 1, 256)?,
+        tags,
+        category: r.opt_string("category", 1, 64)?,
+        kind: r.opt_string("type", 1, 64)?,
+        architecture: r.opt_string("architecture", 1, 64)?,
+        conditioning: r.opt_string("conditioning", 1, 64)?,
+        visibility: match r.opt_enum("visibility", &["public", "private", "all"])? {
+            Some("public") => Visibility::Public,
+            Some("private") => Visibility::Private,
+            _ => Visibility::All,
+        },
+        limit: r.opt_int("limit", 1, 100)?.map_or(20, |n| n as usize),
+        offset: r.opt_int("offset", 0, 1_000_000)?.map_or(0, |n| n as usize),
+    })
 }

@@ -111,3 +111,19 @@ impl mediagate_engine::webhooks::WebhookRenderer for WebhookBodies {
         v
     }
 }
+
+/// A catalog model as `modelSearch` lists it, with the fields the SDKs' model type requires.
+pub fn listed_model(l: &mediagate_engine::search::Listing<'_>) -> Value {
+    json!({
+        "air": l.model.spec.air,
+        "name": l.name,
+        "version": l.version,
+        "category": l.category,
+        "type": l.model.spec.task_type.as_str(),
+        "architecture": "",
+        "tags": l.tags,
+        "heroImage": "",
+        "private": false,
+        "comment": l.model.spec.description,
+    })
+}
