@@ -18,7 +18,8 @@ async fn found(s: &TestServer, key: &str, extra: Value) -> (usize, Vec<String>) 
     assert_eq!(st, 200, "{b}");
     let item = &b["data"][0];
     assert_eq!(item["taskType"], "modelSearch");
-    let airs = item["results"].as_array().unwrap().iter().map(|m| m["air"].as_str().unwrap().to_string()).collect();
+    let airs =
+        item["results"].as_array().unwrap().iter().map(|m| m["air"].as_str().unwrap().to_string()).collect();
     (item["totalResults"].as_u64().unwrap() as usize, airs)
 }
 
@@ -46,14 +47,20 @@ async fn model_search_filters_and_pages_the_catalog() {
     assert!(airs.contains(&"mediagate:procedural@1".to_string()) && airs.contains(&"veo3.1".to_string()));
     assert!(!airs.contains(&"mediagate:lanczos@1".to_string()));
     // Nothing here is private, states an architecture or is a ControlNet.
-    for q in [json!({"visibility": "private"}), json!({"architecture": "flux1d"}), json!({"conditioning": "canny"})] {
+    for q in [
+        json!({"visibility": "private"}),
+        json!({"architecture": "flux1d"}),
+        json!({"conditioning": "canny"}),
+    ] {
         assert_eq!(found(&s, &key, q).await, (0, vec![]));
     }
     // The fields the SDKs' model type requires.
     let (st, b) = s.post(&json!([search(json!({"search": "vtracer"}))])).await;
     assert_eq!(st, 200);
     let m = &b["data"][0]["results"][0];
-    for field in ["air", "name", "version", "category", "architecture", "tags", "heroImage", "private", "comment"] {
+    for field in
+        ["air", "name", "version", "category", "architecture", "tags", "heroImage", "private", "comment"]
+    {
         assert!(m.get(field).is_some(), "{field} missing: {m}");
     }
     assert_eq!((m["name"].as_str(), m["version"].as_str()), (Some("vtracer"), Some("1")));
@@ -64,7 +71,10 @@ async fn model_search_lists_only_what_the_key_may_use_and_refuses_bad_filters() 
     let s = TestServer::start().await;
     let scoped = s.create_key("default", &["task:upscale"]).await;
     let (total, airs) = found(&s, &scoped, json!({})).await;
-    assert_eq!((total, airs), (2, vec!["magnific_precision_upscaler_v2".to_string(), "mediagate:lanczos@1".into()]));
+    assert_eq!(
+        (total, airs),
+        (2, vec!["magnific_precision_upscaler_v2".to_string(), "mediagate:lanczos@1".into()])
+    );
     let refused: &[(Value, &str, &str)] = &[
         (json!({"limit": 0}), "invalidParameterValue", "limit"),
         (json!({"limit": 101}), "invalidParameterValue", "limit"),
@@ -76,7 +86,11 @@ async fn model_search_lists_only_what_the_key_may_use_and_refuses_bad_filters() 
     for (extra, code, parameter) in refused {
         let (st, b) = s.post(&json!([search(extra.clone())])).await;
         let e = &b["errors"][0];
-        assert_eq!((e["code"].as_str(), e["parameter"].as_str()), (Some(*code), Some(*parameter)), "{extra}: {b}");
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
         assert_eq!(st, 400, "{b}");
     }
 }

@@ -23,6 +23,22 @@ assert.ok(svg.imageURL.endsWith(".svg") && svg.cost > 0, JSON.stringify(svg));
 const body = await (await fetch(svg.imageURL)).text();
 assert.ok(body.includes("<svg") && body.includes("<path"), body.slice(0, 200));
 
+// imageUpload and mediaStorage: stored by the server, usable by UUID.
+const png = Buffer.from(await (await fetch(images[0].imageURL)).arrayBuffer()).toString("base64");
+const uploaded = await r.imageUpload({ image: `data:image/png;base64,${png}` });
+assert.ok(uploaded.imageUUID && uploaded.imageURL.startsWith("http"), JSON.stringify(uploaded));
+const media = await r.mediaStorage({ media: `data:image/png;base64,${png}` });
+assert.ok(media.mediaUUID && media.mediaURL, JSON.stringify(media));
+
+// videoInference (async, polled by the SDK with getResponse), then getResponse directly.
+const videos = await r.videoInference({
+  model: "mediagate:procedural-video@1", positivePrompt: "waves on a shore", width: 128, height: 128, duration: 1, fps: 4,
+});
+assert.ok(videos.length === 1 && videos[0].videoURL.endsWith(".mp4"), JSON.stringify(videos));
+const polled = await r.getResponse({ taskUUID: videos[0].taskUUID });
+assert.equal(polled[0].status, "success", JSON.stringify(polled));
+assert.equal(polled[0].videoUUID, videos[0].videoUUID, JSON.stringify(polled));
+
 // modelSearch: the catalog, filtered by the server.
 const models = await r.modelSearch({ category: "checkpoint", limit: 2 });
 assert.equal(models.results.length, 2, JSON.stringify(models));

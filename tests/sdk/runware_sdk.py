@@ -4,8 +4,10 @@ Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints RESTART and wai
 on stdin while the harness restarts the server, then checks the SDK reconnected. Prints OK.
 """
 import asyncio
+import base64
 import os
 import sys
+import tempfile
 import urllib.request
 
 from runware import IImageInference, IImageUpscale, IInputs, IModelSearch, IVectorize, Runware, RunwareAPIError
@@ -38,6 +40,18 @@ async def main():
     assert svg[0].cost and svg[0].cost > 0, svg
     body = urllib.request.urlopen(svg[0].imageURL).read()
     assert body.startswith(b"<?xml") and b"<svg" in body and b"<path" in body, body[:200]
+
+    # uploadImage (a local file: the SDK passes data URIs through without uploading) and
+    # uploadMedia: stored by the server, usable by UUID.
+    png = urllib.request.urlopen(images[0].imageURL).read()
+    with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as f:
+        f.write(png)
+    uploaded = await r.uploadImage(f.name)
+    os.unlink(f.name)
+    assert uploaded.imageUUID and uploaded.imageURL.startswith("http"), uploaded
+    assert urllib.request.urlopen(uploaded.imageURL).read() == png
+    media = await r.uploadMedia("data:image/png;base64," + base64.b64encode(png).decode())
+    assert media.mediaUUID, media
 
     # modelSearch: the catalog, filtered by the server.
     models = await r.modelSearch(payload=IModelSearch(search="vtracer"))

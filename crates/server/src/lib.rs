@@ -177,3 +177,6 @@ pub async fn serve(
     let limits = edge::connections::ConnectionLimits::from_config(&engine.config().server);
     edge::connections::serve(listener, router(engine), limits, shutdown).await
 }
+
+/// The Runware task types the dialect answers itself (not registered task types).
+pub use runware::parse::OWN_TASK_TYPES as RUNWARE_OWN_TASK_TYPES;
