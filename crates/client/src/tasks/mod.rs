@@ -16,6 +16,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+mod model_search;
+mod text;
+mod vectorize;
+
+pub use model_search::{ModelInfo, ModelPage, ModelSearch};
+pub use text::{Caption, Message, PromptEnhance, TextInference, TextResult, Usage};
+pub use vectorize::Vectorize;
+
 /// A request that can be sent as one element of the task array.
 pub trait Task: Send + Sync {
     /// The typed result of this task.
