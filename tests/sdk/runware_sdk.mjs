@@ -39,6 +39,11 @@ const polled = await r.getResponse({ taskUUID: videos[0].taskUUID });
 assert.equal(polled[0].status, "success", JSON.stringify(polled));
 assert.equal(polled[0].videoUUID, videos[0].videoUUID, JSON.stringify(polled));
 
+// getTaskDetails: an earlier task's request and response, as stored.
+const details = await r.getTaskDetails({ taskUUID: images[0].taskUUID });
+assert.equal(details.request[0].positivePrompt, "a js fox", JSON.stringify(details));
+assert.ok(images.some((i) => i.imageURL === details.response.data[0].imageURL), JSON.stringify(details));
+
 // modelSearch: the catalog, filtered by the server.
 const models = await r.modelSearch({ category: "checkpoint", limit: 2 });
 assert.equal(models.results.length, 2, JSON.stringify(models));

@@ -53,6 +53,16 @@ async def main():
     media = await r.uploadMedia("data:image/png;base64," + base64.b64encode(png).decode())
     assert media.mediaUUID, media
 
+    # getTaskDetails: the first task's request and response, as stored.
+    details = await r.getTaskDetails(taskUUID=images[0].taskUUID)
+    request = details.request[0]
+    prompt = request.get("positivePrompt") if isinstance(request, dict) else request.positivePrompt
+    assert prompt == "an sdk fox", details.request
+    # The SDK turns the response envelope's `data` into a list of its result types.
+    first = details.response[0]
+    url = first.get("imageURL") if isinstance(first, dict) else first.imageURL
+    assert url in {i.imageURL for i in images}, details.response
+
     # modelSearch: the catalog, filtered by the server.
     models = await r.modelSearch(payload=IModelSearch(search="vtracer"))
     assert models.totalResults == 1, models

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The most images one caption describes.
 pub const CAPTION_IMAGES_MAX: usize = 8;
@@ -105,6 +105,25 @@ impl TaskParams for Caption {
         let model = model_param(r, Self::DEFAULT_MODEL)?;
         let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };
         Ok(Caption { images, sent_as, prompt, model, output })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        match self.sent_as {
+            CaptionForm::InputImage => {
+                w.insert("inputImage".into(), self.images[0].clone().into());
+            }
+            CaptionForm::InputImages => {
+                w.insert("inputImages".into(), self.images.clone().into());
+            }
+            CaptionForm::Inputs => {
+                w.insert("inputs".into(), serde_json::json!({"image": self.images[0]}));
+            }
+        }
+        super::put(&mut w, "prompt", self.prompt.clone());
+        super::model_wire(&mut w, &self.model);
+        w.insert("includeCost".into(), self.output.include_cost.into());
+        w
     }
 
     fn validate(&self, _model: &ModelSpec) -> Result<(), ApiError> {

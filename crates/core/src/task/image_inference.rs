@@ -2,8 +2,9 @@
 
 use super::{
     Family, OutputOptions, TaskParams, check_dimensions, check_seed_span, in_range, invalid, model_param,
-    output_options,
+    output_options, output_wire, put,
 };
+use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::model::{ModelSpec, PROCEDURAL_AIR};
 use crate::param::ParamReader;
@@ -64,6 +65,21 @@ impl TaskParams for ImageInference {
             number_results,
             output,
         })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("positivePrompt".into(), self.positive_prompt.clone().into());
+        put(&mut w, "negativePrompt", self.negative_prompt.clone());
+        super::model_wire(&mut w, &self.model);
+        w.insert("width".into(), self.width.into());
+        w.insert("height".into(), self.height.into());
+        put(&mut w, "steps", self.steps);
+        put(&mut w, "CFGScale", self.cfg_scale);
+        put(&mut w, "seed", self.seed);
+        w.insert("numberResults".into(), self.number_results.into());
+        output_wire(&mut w, &self.output, true);
+        w
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {

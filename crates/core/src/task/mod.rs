@@ -15,6 +15,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The largest seed: 2^53 - 1, the largest integer a JavaScript number (and so every official
 /// SDK's JSON) holds exactly. Larger seeds would come back rounded and draw other images.
@@ -342,6 +343,10 @@ pub trait TaskParams: Sized + Clone {
     /// Reads the parameters from a task object, by their canonical names. Every key it does not
     /// read is refused as unknown afterwards.
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError>;
+    /// The parameters as a task object by their canonical names (without `taskType` and
+    /// `taskUUID`): what [`TaskParams::parse`] reads back into the same request. Used to show a
+    /// stored task (`getTaskDetails`) and to forward it to another Runware-dialect server.
+    fn to_wire(&self) -> Map<String, Value>;
     /// Checks the request against the model's declared bounds.
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError>;
     /// The AIR id of the model (empty until the engine fills in the default).
@@ -413,6 +418,41 @@ pub fn output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError
         include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
         include_usage: false,
     })
+}
+
+/// Puts `value` in `wire` under `key` when there is one.
+pub(crate) fn put(wire: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(v) = value {
+        wire.insert(key.into(), v.into());
+    }
+}
+
+/// `model`, unless empty (not filled in yet).
+pub(crate) fn model_wire(wire: &mut Map<String, Value>, model: &str) {
+    if !model.is_empty() {
+        wire.insert("model".into(), model.into());
+    }
+}
+
+/// The output options as [`output_options`] reads them (`format` only where the task has one).
+pub(crate) fn output_wire(wire: &mut Map<String, Value>, o: &OutputOptions, with_format: bool) {
+    let output_type = match o.output_type {
+        OutputType::Url => "URL",
+        OutputType::Base64Data => "base64Data",
+        OutputType::DataUri => "dataURI",
+    };
+    wire.insert("outputType".into(), output_type.into());
+    if with_format {
+        let format = match o.format {
+            ImageFormat::Png => "PNG",
+            ImageFormat::Jpg => "JPG",
+            ImageFormat::Webp => "WEBP",
+        };
+        wire.insert("outputFormat".into(), format.into());
+        wire.insert("outputQuality".into(), o.quality.into());
+    }
+    put(wire, "ttl", o.ttl_secs);
+    wire.insert("includeCost".into(), o.include_cost.into());
 }
 
 /// Declares the registered modules and generates [`TaskType`] and [`TaskRequest`] from them,
@@ -537,6 +577,11 @@ macro_rules! task_types {
                 match self { $(TaskRequest::$variant(p) => p.inputs_mut(),)* }
             }
 
+            /// See [`TaskParams::to_wire`].
+            pub fn to_wire(&self) -> Map<String, Value> {
+                match self { $(TaskRequest::$variant(p) => p.to_wire(),)* }
+            }
+
             /// See [`TaskParams::one_result`].
             pub fn one_result(&self) -> Option<TaskRequest> {
                 match self { $(TaskRequest::$variant(p) => p.one_result().map(TaskRequest::$variant),)* }
@@ -619,6 +664,13 @@ mod tests {
                 assert_eq!(model.task_type, t, "{}'s default model serves another task type", t.as_str());
                 request.validate(&model).unwrap_or_else(|e| panic!("{}: {}", t.as_str(), e.message));
             }
+            // The wire form reads back into the same request (getTaskDetails, forwarding).
+            let wire = Value::Object(request.to_wire());
+            let mut r = ParamReader::new(wire.as_object().unwrap(), ParamPath::default());
+            let again =
+                t.parse_request(&mut r).unwrap_or_else(|e| panic!("{}: {}: {wire}", t.as_str(), e.message));
+            r.finish().unwrap_or_else(|e| panic!("{}: {}: {wire}", t.as_str(), e.message));
+            assert_eq!(again, request, "{}: {wire}", t.as_str());
             // The canonical form round-trips (it is what a restart runs again).
             let stored = serde_json::to_string(&request).unwrap();
             assert_eq!(serde_json::from_str::<TaskRequest>(&stored).unwrap(), request);

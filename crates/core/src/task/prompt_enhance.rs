@@ -5,6 +5,7 @@ use crate::error::ApiError;
 use crate::model::ModelSpec;
 use crate::param::ParamReader;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// A prompt-enhancement request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,16 @@ impl TaskParams for PromptEnhance {
         let model = model_param(r, Self::DEFAULT_MODEL)?;
         let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };
         Ok(PromptEnhance { prompt, prompt_max_length, prompt_versions, model, output })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("prompt".into(), self.prompt.clone().into());
+        w.insert("promptMaxLength".into(), self.prompt_max_length.into());
+        w.insert("promptVersions".into(), self.prompt_versions.into());
+        super::model_wire(&mut w, &self.model);
+        w.insert("includeCost".into(), self.output.include_cost.into());
+        w
     }
 
     fn validate(&self, _model: &ModelSpec) -> Result<(), ApiError> {

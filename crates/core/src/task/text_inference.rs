@@ -1,6 +1,6 @@
 //! `textInference`: a chat completion by a language model.
 
-use super::{Family, OutputOptions, SEED_MAX, TaskParams, check_seed_span, in_range, invalid, model_param};
+use super::{Family, OutputOptions, SEED_MAX, TaskParams, check_seed_span, in_range, invalid, model_param, put};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
@@ -112,6 +112,29 @@ impl TaskParams for TextInference {
             model,
             output,
         })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("messages".into(), serde_json::to_value(&self.messages).unwrap_or_default());
+        let mut s = Map::new();
+        put(&mut s, "systemPrompt", self.system_prompt.clone());
+        put(&mut s, "maxTokens", self.max_tokens);
+        put(&mut s, "temperature", self.temperature);
+        put(&mut s, "topP", self.top_p);
+        put(&mut s, "topK", self.top_k);
+        if !self.stop_sequences.is_empty() {
+            s.insert("stopSequences".into(), self.stop_sequences.clone().into());
+        }
+        if !s.is_empty() {
+            w.insert("settings".into(), Value::Object(s));
+        }
+        put(&mut w, "seed", self.seed);
+        w.insert("numberResults".into(), self.number_results.into());
+        super::model_wire(&mut w, &self.model);
+        w.insert("includeUsage".into(), self.output.include_usage.into());
+        w.insert("includeCost".into(), self.output.include_cost.into());
+        w
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {

@@ -1,11 +1,13 @@
 //! `upscale` (legacy name `imageUpscale`): a larger copy of an input image.
 
-use super::{Family, Input, OutputOptions, TaskParams, Work, in_range, invalid, model_param, output_options};
+use super::{
+    Family, Input, OutputOptions, TaskParams, Work, in_range, invalid, model_param, output_options, output_wire,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{LANCZOS_AIR, ModelSpec};
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// An upscaling request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,15 @@ impl TaskParams for Upscale {
         let upscale_factor = r.opt_int_checked_later("upscaleFactor")?.unwrap_or(2);
         let output = output_options(r)?;
         Ok(Upscale { input_image, model, upscale_factor, output })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("inputImage".into(), self.input_image.clone().into());
+        super::model_wire(&mut w, &self.model);
+        w.insert("upscaleFactor".into(), self.upscale_factor.into());
+        output_wire(&mut w, &self.output, true);
+        w
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {

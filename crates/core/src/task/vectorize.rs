@@ -1,11 +1,11 @@
 //! `vectorize`: a raster image traced into an SVG.
 
-use super::{Family, Input, OutputOptions, OutputType, TaskParams, Work, model_param};
+use super::{Family, Input, OutputOptions, OutputType, TaskParams, Work, model_param, output_wire};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{ModelSpec, VTRACER_AIR};
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A vectorize request: `inputs.image` traced into an SVG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,15 @@ impl TaskParams for Vectorize {
         // SVG is the only format a vectorization has.
         r.opt_enum("outputFormat", &["SVG"])?;
         Ok(Vectorize { input_image, model, output })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("inputs".into(), serde_json::json!({"image": self.input_image}));
+        super::model_wire(&mut w, &self.model);
+        output_wire(&mut w, &self.output, false);
+        w.insert("outputFormat".into(), "SVG".into());
+        w
     }
 
     fn validate(&self, _model: &ModelSpec) -> Result<(), ApiError> {

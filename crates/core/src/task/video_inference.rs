@@ -2,13 +2,13 @@
 
 use super::{
     Family, Input, OutputOptions, OutputType, TaskParams, VideoFormat, check_dimensions, check_seed_span,
-    in_range, invalid, model_param,
+    in_range, invalid, model_param, output_wire, put,
 };
 use crate::error::ApiError;
 use crate::model::{ModelSpec, PROCEDURAL_VIDEO_AIR};
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// A video request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +82,27 @@ impl TaskParams for VideoInference {
             video_format,
             output,
         })
+    }
+
+    fn to_wire(&self) -> Map<String, Value> {
+        let mut w = Map::new();
+        w.insert("positivePrompt".into(), self.positive_prompt.clone().into());
+        super::model_wire(&mut w, &self.model);
+        w.insert("width".into(), self.width.into());
+        w.insert("height".into(), self.height.into());
+        w.insert("duration".into(), self.duration_secs.into());
+        w.insert("fps".into(), self.fps.into());
+        put(&mut w, "seed", self.seed);
+        if let Some(frame) = &self.first_frame {
+            w.insert("frameImages".into(), serde_json::json!([{"inputImage": frame, "frame": "first"}]));
+        }
+        output_wire(&mut w, &self.output, false);
+        let format = match self.video_format {
+            VideoFormat::Mp4 => "MP4",
+            VideoFormat::Webm => "WEBM",
+        };
+        w.insert("outputFormat".into(), format.into());
+        w
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {

@@ -279,37 +279,12 @@ async fn run_one_timed(
         }
         Parsed::GetResponse { sent, task_uuid } => {
             let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
-            let tt = view.record.task_type.clone();
-            let running = view.record.status == mediagate_store::TaskStatus::Processing;
             let timing = Timing::of_record(&view.record);
-            let items = match (view.delivered, view.error) {
-                // Partial results of a running task, then one item saying the rest is coming.
-                (Some(d), _) if running => {
-                    let mut items = render::result_items(&tt, &sent, &d, Some("success"));
-                    items.push(json!({ "taskType": tt, "taskUUID": sent, "status": "processing" }));
-                    items
-                }
-                // Ended early (cancelled, failed) after some results: those, then the error.
-                (Some(d), Some(e)) => {
-                    let mut items = render::result_items(&tt, &sent, &d, Some("success"));
-                    items.push(json!({
-                        "taskType": tt,
-                        "taskUUID": sent,
-                        "status": "error",
-                        "error": render::error(&e, &state.base_url),
-                    }));
-                    items
-                }
-                (Some(d), _) => render::result_items(&tt, &sent, &d, Some("success")),
-                (None, Some(e)) => vec![json!({
-                    "taskType": tt,
-                    "taskUUID": sent,
-                    "status": "error",
-                    "error": render::error(&e, &state.base_url),
-                })],
-                (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
-            };
-            Ok((items, timing))
+            Ok((poll_items(state, view, &sent), timing))
+        }
+        Parsed::TaskDetails { sent, task_uuid } => {
+            let view = state.engine.get_response(ctx, task_uuid).await.map_err(tag)?;
+            Ok((vec![task_details(state, view, &sent)], None))
         }
         Parsed::Upload { sent, task_uuid, task_type, reference, param } => {
             let kind = (task_type == "imageUpload").then_some(mediagate_assets::AssetKind::Image);
@@ -420,4 +395,48 @@ pub async fn webhook_deliveries(
     }
     .await;
     result.unwrap_or_else(|e| request_error(&state, &e))
+}
+
+/// What `getResponse` answers for a stored task: its results, and an item saying whether more
+/// are coming or why it ended.
+fn poll_items(state: &AppState, view: mediagate_engine::TaskView, sent: &str) -> Vec<Value> {
+    let tt = view.record.task_type.clone();
+    let running = view.record.status == mediagate_store::TaskStatus::Processing;
+    let failed = |e: &ApiError| json!({"taskType": tt, "taskUUID": sent, "status": "error", "error": render::error(e, &state.base_url)});
+    match (view.delivered, view.error) {
+        // Partial results of a running task, then one item saying the rest is coming.
+        (Some(d), _) if running => {
+            let mut items = render::result_items(&tt, sent, &d, Some("success"));
+            items.push(json!({ "taskType": tt, "taskUUID": sent, "status": "processing" }));
+            items
+        }
+        // Ended early (cancelled, failed) after some results: those, then the error.
+        (Some(d), Some(e)) => {
+            let mut items = render::result_items(&tt, sent, &d, Some("success"));
+            items.push(failed(&e));
+            items
+        }
+        (Some(d), _) => render::result_items(&tt, sent, &d, Some("success")),
+        (None, Some(e)) => vec![failed(&e)],
+        (None, None) => vec![json!({ "taskType": tt, "taskUUID": sent, "status": "processing" })],
+    }
+}
+
+/// What `getTaskDetails` answers for a stored task: the request as the task object it reads
+/// back as (inline assets longer than 512 bytes shown by their size, never a key), and the
+/// response envelope: `data` with the results, or `errors` when it failed without any.
+fn task_details(state: &AppState, view: mediagate_engine::TaskView, sent: &str) -> Value {
+    let rec = &view.record;
+    let mut request = match serde_json::from_str::<mediagate_core::task::TaskRequest>(&rec.request) {
+        Ok(r) => r.to_wire(),
+        // Uploads are recorded by what was uploaded, not as a canonical request.
+        Err(_) => serde_json::from_str(&rec.request).unwrap_or_default(),
+    };
+    request.insert("taskType".into(), json!(rec.task_type));
+    request.insert("taskUUID".into(), json!(sent));
+    let response = match (&view.delivered, &view.error) {
+        (None, Some(e)) => json!({ "errors": [render::error(e, &state.base_url)] }),
+        _ => json!({ "data": poll_items(state, view.clone(), sent) }),
+    };
+    json!({ "taskType": "getTaskDetails", "taskUUID": sent, "request": [request], "response": response })
 }

@@ -34,8 +34,15 @@ const RUNWARE_TASK_TYPES: &[&str] = &[
 
 /// The task types this dialect answers itself, not registered task types (the first two lead,
 /// the others follow the registered ones in messages).
-pub const OWN_TASK_TYPES: &[&str] =
-    &["authentication", "ping", "getResponse", "imageUpload", "mediaStorage", "modelSearch"];
+pub const OWN_TASK_TYPES: &[&str] = &[
+    "authentication",
+    "ping",
+    "getResponse",
+    "getTaskDetails",
+    "imageUpload",
+    "mediaStorage",
+    "modelSearch",
+];
 
 /// The task types served, for messages: the registered ones (with their aliases) and the ones
 /// this dialect answers itself.
@@ -87,6 +94,13 @@ pub enum Parsed {
         sent: String,
         /// The upload.
         media_uuid: Uuid,
+    },
+    /// An earlier task's request and response (`getTaskDetails`).
+    TaskDetails {
+        /// The taskUUID as sent.
+        sent: String,
+        /// The task inspected.
+        task_uuid: Uuid,
     },
     /// List the catalog's models (`modelSearch`), answered by this server.
     ModelSearch {
@@ -232,6 +246,10 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
         "modelSearch" => {
             let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
             Parsed::ModelSearch { sent, query: model_query(&mut r)? }
+        }
+        "getTaskDetails" => {
+            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
+            Parsed::TaskDetails { sent, task_uuid: uuid }
         }
         "getResponse" => {
             let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
