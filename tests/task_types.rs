@@ -201,3 +201,66 @@ async fn a_task_type_without_a_configured_model_names_the_configuration_it_needs
         );
     }
 }
+
+/// Every registered task type a reply can carry goes through `runware-upstream` to another
+/// mediagate unchanged: server A routes a model of each type to server B, which runs it on its
+/// own model of that type (built in, or the chat mock for text), and A returns B's result.
+#[tokio::test]
+async fn runware_upstream_forwards_every_task_type_that_answers_in_its_reply() {
+    let chat = ChatMock::start().await;
+    let b = server_with_every_task_type(&chat).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("b-key");
+    std::fs::write(&key_file, &b.api_key).unwrap();
+    let forwarded: Vec<TaskType> = TaskType::ALL.iter().copied().filter(|t| !t.async_only()).collect();
+    let b_url = b.base_url.clone();
+    let types = forwarded.clone();
+    let a = TestServer::start_with(move |c| {
+        let mut up = UpstreamConfig {
+            name: "peer".into(),
+            kind: UpstreamKind::RunwareUpstream,
+            base_url: b_url,
+            api_key_file: key_file,
+            ..UpstreamConfig::default()
+        };
+        for &t in &types {
+            let on_b = t.default_model().map_or_else(|| format!("test:{}@1", t.as_str()), str::to_string);
+            let air = format!("fwd:{}@1", t.as_str());
+            up.models.insert(air.clone(), on_b);
+            c.models.push(ModelSpec {
+                air,
+                task_type: t,
+                provider: "peer".into(),
+                price_usd: "0.002".into(),
+                description: "forwarded to another mediagate".into(),
+                bounds: Bounds { input_aspect_min: 0.05, input_aspect_max: 20.0, ..Bounds::default() },
+                retry: RetryPolicy::default(),
+                fallback: vec![],
+                concurrency: 0,
+            });
+        }
+        c.providers.upstreams.push(up);
+    })
+    .await;
+    assert!(forwarded.len() >= 6, "{forwarded:?}");
+    for t in forwarded {
+        let mut task: Value = serde_json::from_str(t.example()).unwrap();
+        task["taskType"] = json!(t.as_str());
+        task["taskUUID"] = json!(task_uuid());
+        task["model"] = json!(format!("fwd:{}@1", t.as_str()));
+        task["includeCost"] = json!(true);
+        let item = run(&a, t, task).await;
+        assert_eq!(item["cost"], json!(0.002), "A's own price: {item}");
+        if t.family() == Family::Text {
+            assert!(item["text"].as_str().unwrap().contains("in rich detail"), "{}: {item}", t.as_str());
+            continue;
+        }
+        let url = item[format!("{}URL", t.family().as_str())].as_str().unwrap();
+        assert!(url.starts_with(&a.base_url), "A serves B's output itself: {url}");
+        let r = a.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!r.bytes().await.unwrap().is_empty());
+    }
+    // Each forwarded task ran on B once, charged there to A's key.
+    assert!(b.balance("default").await < 10_000_000);
+}

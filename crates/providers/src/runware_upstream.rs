@@ -1,6 +1,11 @@
 //! `runware-upstream`: forwards tasks to another Runware-dialect server (another mediagate, or
 //! the commercial service) with mediagate's own key.
 //!
+//! Every registered task type that answers in its reply (all but the async-only ones, video) is
+//! forwarded as it was asked for: the task object each task type's module writes
+//! (`TaskParams::to_wire`), with the upstream's model name, the seeds drawn here and the inputs
+//! as `data:` URIs of the assets fetched here. Files come back as base64, text as `text`.
+//!
 //! One `POST {base_url}/v1` per attempt with a one-task array, `outputType: "base64Data"`. Each
 //! attempt gets a **fresh taskUUID**: a Runware-dialect server answers a known taskUUID from its
 //! record (mediagate replays stored results and non-retryable failures, and answers "still being
@@ -15,7 +20,8 @@ use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderErr
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{TaskRequest, TaskType};
+use mediagate_core::param::Segment;
+use mediagate_core::task::{Completion, Family, TaskType};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -67,64 +73,119 @@ impl RunwareUpstream {
         }
     }
 
+    /// The task as the upstream reads it: the request's own task object (each task type's
+    /// [`to_wire`](mediagate_core::task::TaskParams::to_wire)), with the upstream's model name,
+    /// a fresh taskUUID, the seeds drawn here, each input as a `data:` URI of the asset fetched
+    /// here (the upstream cannot resolve this server's UUIDs or reach its callers' URLs), and
+    /// files asked for as base64 so that they come back in the reply.
     fn task(&self, job: &Job) -> Result<Value, ProviderError> {
-        let model = |air: &str| self.cfg.model_for(air).unwrap_or(air).to_string();
-        let uuid = uuid::Uuid::new_v4().to_string();
-        let seeds = &job.seeds;
-        Ok(match (&job.request, job.input()) {
-            (TaskRequest::ImageInference(r), _) => {
-                let mut t = json!({
-                    "taskType": "imageInference",
-                    "taskUUID": uuid,
-                    "positivePrompt": r.positive_prompt,
-                    "model": model(&r.model),
-                    "width": r.width,
-                    "height": r.height,
-                    "numberResults": seeds.len(),
-                    "outputType": "base64Data",
-                    "outputFormat": fmt_name(r.output.format),
-                    "outputQuality": r.output.quality,
-                });
-                if let Some(&s) = seeds.first() {
-                    t["seed"] = json!(s);
-                }
-                if let Some(n) = &r.negative_prompt {
-                    t["negativePrompt"] = json!(n);
-                }
-                if let Some(s) = r.steps {
-                    t["steps"] = json!(s);
-                }
-                if let Some(c) = r.cfg_scale {
-                    t["CFGScale"] = json!(c);
-                }
-                t
-            }
-            (TaskRequest::Upscale(r), Some(input)) => json!({
-                "taskType": "upscale",
-                "taskUUID": uuid,
-                "inputImage": format!(
-                    "data:{};base64,{}",
-                    input.media_type,
-                    base64::engine::general_purpose::STANDARD.encode(&input.bytes)
-                ),
-                "model": model(&r.model),
-                "upscaleFactor": r.upscale_factor,
-                "outputType": "base64Data",
-                "outputFormat": fmt_name(r.output.format),
-                "outputQuality": r.output.quality,
-            }),
-            _ => return Err(job.not_served(&self.cfg.name)),
-        })
+        let request = &job.request;
+        if request.task_type().async_only() {
+            return Err(job.not_served(&self.cfg.name));
+        }
+        let mut t = request.to_wire();
+        t.insert("taskType".into(), json!(request.task_type().as_str()));
+        t.insert("taskUUID".into(), json!(uuid::Uuid::new_v4().to_string()));
+        let air = request.model();
+        t.insert("model".into(), json!(self.cfg.model_for(air).unwrap_or(air)));
+        if let Some(&first) = job.seeds.first() {
+            t.insert("seed".into(), json!(first));
+        }
+        if t.contains_key("numberResults") {
+            t.insert("numberResults".into(), json!(job.seeds.len().max(1)));
+        }
+        for (input, asset) in request.inputs().iter().zip(&job.inputs) {
+            let uri = format!(
+                "data:{};base64,{}",
+                asset.media_type,
+                base64::engine::general_purpose::STANDARD.encode(&asset.bytes)
+            );
+            set_at(&mut t, input.param.segments(), json!(uri));
+        }
+        if request.task_type().family() != Family::Text {
+            t.insert("outputType".into(), json!("base64Data"));
+        }
+        // The upstream's cost and its output's lifetime are not this server's.
+        t.remove("includeCost");
+        t.remove("ttl");
+        Ok(Value::Object(t))
     }
 }
 
-fn fmt_name(f: mediagate_core::task::ImageFormat) -> &'static str {
-    use mediagate_core::task::ImageFormat::*;
-    match f {
-        Png => "PNG",
-        Jpg => "JPG",
-        Webp => "WEBP",
+/// Sets the value at `path` in a task object, where the path exists.
+fn set_at(task: &mut serde_json::Map<String, Value>, path: &[Segment], value: Value) {
+    let Some((Segment::Key(first), rest)) = path.split_first() else { return };
+    let mut at = match task.get_mut(first) {
+        Some(v) => v,
+        None => return,
+    };
+    for segment in rest {
+        at = match (segment, at) {
+            (Segment::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                Some(v) => v,
+                None => return,
+            },
+            (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                Some(v) => v,
+                None => return,
+            },
+            _ => return,
+        };
     }
+    *at = value;
+}
+
+/// One result item of the upstream's reply as an artifact: a file (`{family}Base64Data`),
+/// re-encoded to the format asked for when it is a raster image in another one, or text.
+async fn artifact(
+    name: &str,
+    job: &Job,
+    i: usize,
+    item: &Value,
+    decoder: &Decoder,
+) -> Result<Artifact, ProviderError> {
+    let seed = item.get("seed").and_then(Value::as_u64).or(job.seeds.get(i).copied());
+    let family = job.request.task_type().family();
+    if family == Family::Text {
+        let text = item
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| mapping::failed(name, format_args!("result {i} has no text")))?;
+        let usage = &item["usage"];
+        let completion = item.get("finishReason").and_then(Value::as_str).map(|reason| Completion {
+            finish_reason: reason.to_string(),
+            prompt_tokens: usage["promptTokens"].as_u64().unwrap_or(0),
+            completion_tokens: usage["completionTokens"].as_u64().unwrap_or(0),
+        });
+        return Ok(Artifact {
+            bytes: text.as_bytes().to_vec(),
+            content_type: "text/plain; charset=utf-8",
+            extension: "txt",
+            seed: item.get("seed").and_then(Value::as_u64),
+            completion,
+        });
+    }
+    let field = format!("{}Base64Data", family.as_str());
+    let b64 = item
+        .get(&field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| mapping::failed(name, format_args!("result {i} has no {field}")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
+    // Rasters are checked (and re-encoded to the format asked for); an SVG is kept as it is.
+    let head = &bytes[..bytes.len().min(256)];
+    let text_head = String::from_utf8_lossy(head);
+    if mapping::sniff(&bytes).is_none() && (text_head.contains("<svg") || text_head.starts_with("<?xml")) {
+        return Ok(Artifact {
+            bytes,
+            content_type: "image/svg+xml",
+            extension: "svg",
+            seed: None,
+            completion: None,
+        });
+    }
+    conform(name, bytes, job.request.output(), seed, decoder).await
 }
 
 /// A parameter name safe to show: a short path of identifier characters (never free text).
@@ -211,7 +272,9 @@ impl Provider for RunwareUpstream {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            task_types: vec![TaskType::ImageInference, TaskType::Upscale],
+            // Every registered task type a reply can carry (the async-only ones are polled for,
+            // which this adapter does not do).
+            task_types: TaskType::ALL.iter().copied().filter(|t| !t.async_only()).collect(),
             models: self.cfg.models.keys().cloned().collect(),
             delivery: Delivery::Sync,
         }
@@ -239,11 +302,7 @@ impl Provider for RunwareUpstream {
         if !(200..300).contains(&status) {
             return Err(mapping::from_status(name, status, &headers, &reply, false, false));
         }
-        let (output, want) = match &job.request {
-            TaskRequest::ImageInference(request) => (&request.output, job.seeds.len()),
-            TaskRequest::Upscale(request) => (&request.output, 1),
-            _ => return Err(job.not_served(name)),
-        };
+        let want = job.request.result_count() as usize;
         if parsed.data.len() < want {
             return Err(mapping::failed(
                 name,
@@ -252,20 +311,7 @@ impl Provider for RunwareUpstream {
         }
         let mut out: Vec<Artifact> = Vec::with_capacity(want);
         for (i, item) in parsed.data.iter().take(want).enumerate() {
-            let b64 = item
-                .get("imageBase64Data")
-                .and_then(Value::as_str)
-                .ok_or_else(|| mapping::failed(name, format_args!("result {i} has no imageBase64Data")))?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.as_bytes())
-                .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
-            let seed = match &job.request {
-                TaskRequest::ImageInference(_) => {
-                    item.get("seed").and_then(Value::as_u64).or(job.seeds.get(i).copied())
-                }
-                _ => None,
-            };
-            out.push(conform(name, bytes, output, seed, &self.decoder).await?);
+            out.push(artifact(name, &job, i, item, &self.decoder).await?);
         }
         Ok(Submitted::Done(out))
     }
