@@ -177,12 +177,27 @@ fn the_runware_js_sdk_gets_seeds_it_can_hold_and_send_back() {
 }
 
 /// A configuration whose text task types run on `openai-chat` against the testkit's chat mock
-/// (a test double answering `<prompt>, in rich detail (reply N)`), kept running by `rt`.
+/// (a test double answering `<prompt>, in rich detail (reply N)`) and whose background removal
+/// runs on `runware-upstream` against a scripted mock of Runware's API answering one PNG; both
+/// kept running by `rt`.
 fn chat_configured(
     rt: &tokio::runtime::Runtime,
     dir: &Path,
-) -> (mediagate_testkit::chat_mock::ChatMock, String) {
+) -> (mediagate_testkit::chat_mock::ChatMock, mediagate_testkit::mock_upstream::MockUpstream, String) {
+    use base64::Engine as _;
+    use mediagate_testkit::mock_upstream::{MockUpstream, Reply, png};
     let chat = rt.block_on(mediagate_testkit::chat_mock::ChatMock::start());
+    let runware = rt.block_on(MockUpstream::start());
+    let cutout = base64::engine::general_purpose::STANDARD.encode(png(8, 8, [0, 0, 0]));
+    runware.on(
+        "POST",
+        "/v1",
+        vec![Reply::json(
+            200,
+            serde_json::json!({"data": [{"taskType": "removeBackground", "taskUUID": "x", "imageUUID": "x",
+                                         "imageBase64Data": cutout}]}),
+        )],
+    );
     let config = dir.join("mediagate.toml");
     std::fs::write(
         &config,
@@ -192,6 +207,18 @@ fn chat_configured(
 name = "chat"
 kind = "openai-chat"
 base_url = "{}"
+
+[[providers.upstreams]]
+name = "runware"
+kind = "runware-upstream"
+base_url = "{}"
+
+[[models]]
+air = "test:rembg@1"
+task_type = "removeBackground"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
 
 [[models]]
 air = "test:chat@1"
@@ -214,11 +241,11 @@ provider = "chat"
 price_usd = "0.0001"
 description = "The testkit's chat mock behind openai-chat (a test double, not a vision model)."
 "#,
-            chat.base_url
+            chat.base_url, runware.base_url
         ),
     )
     .unwrap();
-    (chat, config.to_string_lossy().into_owned())
+    (chat, runware, config.to_string_lossy().into_owned())
 }
 
 #[test]
@@ -229,7 +256,7 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
-    let (chat, config) = chat_configured(&rt, conf.path());
+    let (chat, runware, config) = chat_configured(&rt, conf.path());
     drive_with("python3", &["runware_text.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     // Two versions, one completion each, asked for at most promptMaxLength tokens; then the
     // caption, whose image reached the chat server as a data URL.
@@ -238,6 +265,11 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
     assert_eq!(budgets[..3], [serde_json::json!(64), serde_json::json!(64), serde_json::json!(512)]);
     let image = asked[2]["messages"][0]["content"][1]["image_url"]["url"].as_str().unwrap_or_default();
     assert!(image.starts_with("data:image/png;base64,"), "{}", &image[..image.len().min(60)]);
+    // The background removal reached Runware's API (the mock) with its settings and the image.
+    let sent = &runware.requests("POST", "/v1")[0].json()[0];
+    assert_eq!(sent["taskType"], "removeBackground");
+    assert_eq!(sent["settings"]["rgba"], serde_json::json!([255, 255, 255, 0]));
+    assert!(sent["inputImage"].as_str().unwrap().starts_with("data:image/png;base64,"));
     // The text inference: its settings, system prompt and seed as sent through the SDK.
     assert_eq!(asked[3]["max_tokens"], 16);
     assert_eq!(asked[3]["seed"], 41);
@@ -255,7 +287,8 @@ fn the_runware_js_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
-    let (chat, config) = chat_configured(&rt, conf.path());
+    let (chat, runware, config) = chat_configured(&rt, conf.path());
     drive_with("node", &["runware_text.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     assert_eq!(chat.requests().len(), 6, "three versions, the caption, then two text inferences");
+    assert_eq!(runware.requests("POST", "/v1").len(), 1, "one background removal");
 }

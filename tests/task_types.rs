@@ -7,6 +7,7 @@ use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
 use mediagate_core::task::{Family, TaskType};
 use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
 use mediagate_testkit::chat_mock::ChatMock;
+use mediagate_testkit::mock_upstream::{MockUpstream, Reply};
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -37,10 +38,29 @@ async fn run(s: &TestServer, t: TaskType, mut task: Value) -> Value {
     }
 }
 
+/// A scripted mock of Runware's API (a test double) answering every task with one PNG result.
+async fn runware_mock() -> MockUpstream {
+    use base64::Engine as _;
+    let png = mediagate_testkit::mock_upstream::png(8, 8, [200, 40, 40]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+    let m = MockUpstream::start().await;
+    m.on(
+        "POST",
+        "/v1",
+        vec![Reply::json(
+            200,
+            json!({"data": [{"taskType": "x", "taskUUID": "x", "imageUUID": "x", "imageBase64Data": b64}]}),
+        )],
+    );
+    m
+}
+
 /// A server where every task type without a built-in model has one configured model, on a
-/// provider chosen by its family (text: `openai-chat` on the testkit's chat mock).
-async fn server_with_every_task_type(chat: &ChatMock) -> TestServer {
+/// provider chosen by its family (text: `openai-chat` on the testkit's chat mock; images:
+/// `runware-upstream` on a scripted mock of Runware's API).
+async fn server_with_every_task_type(chat: &ChatMock, runware: &MockUpstream) -> TestServer {
     let chat_url = chat.base_url.clone();
+    let runware_url = runware.base_url.clone();
     TestServer::start_with(move |c| {
         c.providers.upstreams.push(UpstreamConfig {
             name: "chat".into(),
@@ -48,9 +68,16 @@ async fn server_with_every_task_type(chat: &ChatMock) -> TestServer {
             base_url: chat_url,
             ..UpstreamConfig::default()
         });
+        c.providers.upstreams.push(UpstreamConfig {
+            name: "runware".into(),
+            kind: UpstreamKind::RunwareUpstream,
+            base_url: runware_url,
+            ..UpstreamConfig::default()
+        });
         for &t in TaskType::ALL.iter().filter(|t| t.default_model().is_none()) {
             let provider = match t.family() {
                 Family::Text => "chat",
+                Family::Image => "runware",
                 family => panic!("no test provider for the {family:?} family of {}", t.as_str()),
             };
             c.models.push(ModelSpec {
@@ -71,8 +98,8 @@ async fn server_with_every_task_type(chat: &ChatMock) -> TestServer {
 
 #[tokio::test]
 async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered() {
-    let chat = ChatMock::start().await;
-    let s = server_with_every_task_type(&chat).await;
+    let (chat, runware) = (ChatMock::start().await, runware_mock().await);
+    let s = server_with_every_task_type(&chat, &runware).await;
     assert!(!TaskType::ALL.is_empty());
     for &t in TaskType::ALL {
         let mut task: Value = serde_json::from_str(t.example()).unwrap();
@@ -207,8 +234,8 @@ async fn a_task_type_without_a_configured_model_names_the_configuration_it_needs
 /// own model of that type (built in, or the chat mock for text), and A returns B's result.
 #[tokio::test]
 async fn runware_upstream_forwards_every_task_type_that_answers_in_its_reply() {
-    let chat = ChatMock::start().await;
-    let b = server_with_every_task_type(&chat).await;
+    let (chat, runware) = (ChatMock::start().await, runware_mock().await);
+    let b = server_with_every_task_type(&chat, &runware).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("b-key");
     std::fs::write(&key_file, &b.api_key).unwrap();
@@ -263,4 +290,62 @@ async fn runware_upstream_forwards_every_task_type_that_answers_in_its_reply() {
     }
     // Each forwarded task ran on B once, charged there to A's key.
     assert!(b.balance("default").await < 10_000_000);
+}
+
+/// `removeBackground` (`imageBackgroundRemoval`) is read as Runware documents it, with its
+/// settings nested (the API, the JavaScript SDK) or at the top level (the Python SDK).
+#[tokio::test]
+async fn remove_background_is_validated_as_runware_documents_it() {
+    use mediagate_testkit::images::png_data_uri;
+    let (chat, runware) = (ChatMock::start().await, runware_mock().await);
+    let s = server_with_every_task_type(&chat, &runware).await;
+    let png = png_data_uri(64, 64);
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "imageBackgroundRemoval", "taskUUID": task_uuid()});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({}), "missingParameter", "inputImage"),
+        (json!({"inputs": {"video": "https://example.com/v.mp4"}}), "unsupportedTaskType", "inputs.video"),
+        (
+            json!({"inputImage": png, "settings": {"rgba": [1, 2, 3]}}),
+            "invalidParameterValue",
+            "settings.rgba",
+        ),
+        (
+            json!({"inputImage": png, "settings": {"alphaMattingErodeSize": 0}}),
+            "invalidParameterValue",
+            "settings.alphaMattingErodeSize",
+        ),
+        (
+            json!({"inputImage": png, "settings": {"rgba": [0, 0, 0, 0]}, "returnOnlyMask": true}),
+            "invalidParameterValue",
+            "settings",
+        ),
+        (json!({"inputImage": png, "settings": {"blur": 3}}), "unknownParameter", "settings.blur"),
+        (json!({"inputImage": png, "outputFormat": "MP4"}), "invalidParameterValue", "outputFormat"),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([task(extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    // Top-level settings (the Python SDK's form) are forwarded nested, the image as a data URI.
+    let (st, b) = s
+        .post(&json!([task(json!({"inputImage": png, "returnOnlyMask": true, "alphaMattingErodeSize": 9}))]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"][0]["taskType"], "imageBackgroundRemoval");
+    let sent = &runware.requests("POST", "/v1")[0].json()[0];
+    assert_eq!(sent["settings"], json!({"returnOnlyMask": true, "alphaMattingErodeSize": 9}));
+    assert_eq!(sent["inputImage"], png.as_str());
+    assert_eq!(sent["outputType"], "base64Data");
 }

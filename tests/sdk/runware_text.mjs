@@ -34,6 +34,12 @@ assert.equal(caption.taskType, "caption", JSON.stringify(caption));
 assert.ok(caption.text.startsWith("Describe this image"), JSON.stringify(caption));
 assert.ok(caption.cost > 0, JSON.stringify(caption));
 
+// removeImageBackground: forwarded to Runware's API (here a scripted mock) by runware-upstream.
+const cutout = await r.removeImageBackground({
+  inputImage: image.imageUUID, model: "test:rembg@1", settings: { rgba: [255, 255, 255, 0] }, includeCost: true,
+});
+assert.ok(cutout.imageURL.endsWith(".png") && cutout.cost > 0, JSON.stringify(cutout));
+
 // textInference (top-level settings, as this SDK sends them).
 const replies = await r.textInference({
   model: "test:llm@1",

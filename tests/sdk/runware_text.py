@@ -6,6 +6,8 @@ import asyncio
 import os
 
 from runware import (
+    IBackgroundRemovalSettings,
+    IImageBackgroundRemoval,
     IImageCaption,
     IImageInference,
     IPromptEnhance,
@@ -46,6 +48,17 @@ async def main():
     )
     assert caption.text.startswith("name the shapes, in rich detail (reply "), caption
     assert caption.cost and caption.cost > 0, caption
+
+    # imageBackgroundRemoval: forwarded to Runware's API (here a scripted mock) by runware-upstream.
+    cutout = await r.imageBackgroundRemoval(
+        removeImageBackgroundPayload=IImageBackgroundRemoval(
+            inputImage=image[0].imageUUID,
+            settings=IBackgroundRemovalSettings(rgba=[255, 255, 255, 0]),
+            includeCost=True,
+        )
+    )
+    assert cutout[0].imageUUID and cutout[0].imageURL.endswith(".png"), cutout
+    assert cutout[0].cost and cutout[0].cost > 0, cutout
 
     # textInference: the conversation and settings reach the chat server; the reply comes back
     # with its finish reason, usage and seed.

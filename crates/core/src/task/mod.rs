@@ -629,6 +629,8 @@ task_types! {
     Caption(caption::Caption),
     /// A chat completion by a language model.
     TextInference(text_inference::TextInference),
+    /// An image's background removed by a segmentation model.
+    RemoveBackground(remove_background::RemoveBackground),
 }
 
 #[cfg(test)]
