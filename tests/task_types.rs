@@ -124,6 +124,7 @@ async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered(
         let expected = match t.family() {
             Family::Image => "image/",
             Family::Video => "video/",
+            Family::Audio => "audio/",
             Family::Text => unreachable!("text is returned in the result"),
         };
         assert!(content_type.starts_with(expected), "{}: {content_type}", t.as_str());

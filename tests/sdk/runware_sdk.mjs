@@ -39,6 +39,13 @@ const polled = await r.getResponse({ taskUUID: videos[0].taskUUID });
 assert.equal(polled[0].status, "success", JSON.stringify(polled));
 assert.equal(polled[0].videoUUID, videos[0].videoUUID, JSON.stringify(polled));
 
+// audioInference: the procedural audio stand-in's WAV.
+const sounds = await r.audioInference({ model: "mediagate:procedural-audio@1", positivePrompt: "a calm piano", duration: 2 });
+const sound = Array.isArray(sounds) ? sounds[0] : sounds;
+assert.ok(sound.audioURL.endsWith(".wav") && sound.audioUUID, JSON.stringify(sounds));
+const wav = Buffer.from(await (await fetch(sound.audioURL)).arrayBuffer());
+assert.equal(wav.subarray(0, 4).toString(), "RIFF");
+
 // getTaskDetails: an earlier task's request and response, as stored.
 const details = await r.getTaskDetails({ taskUUID: images[0].taskUUID });
 assert.equal(details.request[0].positivePrompt, "a js fox", JSON.stringify(details));

@@ -10,7 +10,16 @@ import sys
 import tempfile
 import urllib.request
 
-from runware import IImageInference, IImageUpscale, IInputs, IModelSearch, IVectorize, Runware, RunwareAPIError
+from runware import (
+    IAudioInference,
+    IImageInference,
+    IImageUpscale,
+    IInputs,
+    IModelSearch,
+    IVectorize,
+    Runware,
+    RunwareAPIError,
+)
 
 MODEL = "mediagate:procedural@1"
 
@@ -52,6 +61,16 @@ async def main():
     assert urllib.request.urlopen(uploaded.imageURL).read() == png
     media = await r.uploadMedia("data:image/png;base64," + base64.b64encode(png).decode())
     assert media.mediaUUID, media
+
+    # audioInference: the procedural audio stand-in's WAV, with its seed.
+    sounds = await r.audioInference(
+        requestAudio=IAudioInference(
+            model="mediagate:procedural-audio@1", positivePrompt="a calm piano", duration=2, seed=5, includeCost=True
+        )
+    )
+    assert len(sounds) == 1 and sounds[0].audioURL.endswith(".wav") and sounds[0].seed == 5, sounds
+    wav = urllib.request.urlopen(sounds[0].audioURL).read()
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE", wav[:16]
 
     # getTaskDetails: the first task's request and response, as stored.
     details = await r.getTaskDetails(taskUUID=images[0].taskUUID)

@@ -120,6 +120,8 @@ pub const PROCEDURAL_AIR: &str = "mediagate:procedural@1";
 pub const PROCEDURAL_VIDEO_AIR: &str = "mediagate:procedural-video@1";
 /// The built-in Lanczos upscaler's AIR id.
 pub const LANCZOS_AIR: &str = "mediagate:lanczos@1";
+/// The built-in procedural audio stand-in's AIR id.
+pub const PROCEDURAL_AUDIO_AIR: &str = "mediagate:procedural-audio@1";
 /// The built-in vectorizer's AIR id.
 pub const VTRACER_AIR: &str = "mediagate:vtracer@1";
 
@@ -147,6 +149,20 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             price_usd: "0.0002".into(),
             description: "Real Lanczos3 resampling by upscaleFactor (no learned detail).".into(),
             bounds: Bounds::default(),
+            retry: RetryPolicy::default(),
+            fallback: vec![],
+            concurrency: 0,
+        },
+        ModelSpec {
+            air: PROCEDURAL_AUDIO_AIR.into(),
+            task_type: TaskType::AudioInference,
+            provider: "procedural-audio".into(),
+            price_usd: "0.002".into(),
+            description: "Procedural audio stand-in, NOT a generative model: plays seeded tones chosen from \
+                          (prompt, seed) into a real WAV file, so the audio pipeline runs without a GPU."
+                .into(),
+            // Up to 60 s and 4 results a task; WAV only.
+            bounds: Bounds { duration_max_secs: 60, max_number_results: 4, ..Bounds::default() },
             retry: RetryPolicy::default(),
             fallback: vec![],
             concurrency: 0,

@@ -18,6 +18,9 @@ pub struct Model {
 /// Work the listed price of a local image stand-in pays for: one 1024×1024 picture per result.
 pub const IMAGE_REFERENCE_PIXELS: u64 = 1024 * 1024;
 
+/// Work the listed price of a local audio model pays for: 30 s of mono at 44.1 kHz.
+pub const AUDIO_REFERENCE_SAMPLES: u64 = 30 * 44_100;
+
 /// Work the listed price of the local video stand-in pays for: 5 s of 1280×720 at 24 fps.
 pub const VIDEO_REFERENCE_PIXEL_FRAMES: u64 = 1280 * 720 * 5 * 24;
 
@@ -48,6 +51,7 @@ impl Model {
         let reference = match family {
             Family::Image => IMAGE_REFERENCE_PIXELS,
             Family::Video => VIDEO_REFERENCE_PIXEL_FRAMES,
+            Family::Audio => AUDIO_REFERENCE_SAMPLES,
             Family::Text => return self.price_micros,
         };
         self.scaled_price_micros(work, reference)

@@ -45,6 +45,7 @@ use mediagate_core::money::parse_usd;
 use mediagate_providers::Provider;
 use mediagate_providers::decode::Decoder;
 use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
+use mediagate_providers::local_audio::ProceduralAudio;
 use mediagate_providers::local_video::ProceduralVideo;
 use mediagate_providers::vtracer::Vtracer;
 use mediagate_store::postgres::{PostgresOptions, PostgresStore};
@@ -218,6 +219,7 @@ impl Engine {
         providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone())));
         providers
             .insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone(), decoder.clone())));
+        providers.insert("procedural-audio".into(), Arc::new(ProceduralAudio::new(cpu.clone())));
         providers.insert("vtracer".into(), Arc::new(Vtracer::new(cpu.clone(), decoder.clone())));
         providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000, decoder.clone())));
         // Remote providers from `[[providers.upstreams]]`, each with its own circuit breaker.

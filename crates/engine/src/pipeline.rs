@@ -1203,7 +1203,7 @@ impl Engine {
         for r in items {
             let fresh_bytes = fresh.as_mut().and_then(Iterator::next);
             let inline = match (output.output_type, family) {
-                (OutputType::Url, Family::Image | Family::Video) => None,
+                (OutputType::Url, Family::Image | Family::Video | Family::Audio) => None,
                 _ => Some(match fresh_bytes {
                     Some(b) => b,
                     None => self.load_output(r.output_uuid).await.ok_or_else(|| {

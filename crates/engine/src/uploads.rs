@@ -100,29 +100,6 @@ fn declared_kind(reference: &str) -> Option<AssetKind> {
     AssetKind::sniff(&bytes)
 }
 
-/// File extension for a validated media type (used in the download URL).
-fn extension_of(media_type: &str) -> &'static str {
-    match media_type {
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        "image/bmp" => "bmp",
-        "image/avif" => "avif",
-        "video/mp4" => "mp4",
-        "video/webm" => "webm",
-        "video/quicktime" => "mov",
-        "video/ogg" => "ogv",
-        "audio/mpeg" => "mp3",
-        "audio/wav" | "audio/x-wav" => "wav",
-        "audio/ogg" => "ogg",
-        "audio/flac" => "flac",
-        "audio/aac" => "aac",
-        "audio/mp4" => "m4a",
-        _ => "bin",
-    }
-}
-
 impl Engine {
     fn asset_request<'a>(
         &self,
@@ -259,7 +236,7 @@ impl Engine {
                 results: vec![mediagate_core::task::ResultItem {
                     output_uuid: up.uuid,
                     content_type: up.media_type.clone(),
-                    extension: extension_of(&up.media_type).into(),
+                    extension: mediagate_assets::content_type::extension_of(&up.media_type).into(),
                     seed: None,
                     cost_micros: 0,
                     completion: None,
@@ -389,7 +366,7 @@ impl Engine {
             declared,
             &self.asset_request(ctx, kind, param, &stored, None),
         )?;
-        let extension = extension_of(&check.media_type);
+        let extension = mediagate_assets::content_type::extension_of(&check.media_type);
         let inline = (size as usize) <= self.config.outputs.inline_max_bytes;
         let asset_bytes = if inline { bytes.to_vec() } else { Vec::new() };
         drop(map);
@@ -418,7 +395,7 @@ impl Engine {
         asset: Asset,
         retention: Retention,
     ) -> Result<Upload, ApiError> {
-        let extension = extension_of(&asset.media_type);
+        let extension = mediagate_assets::content_type::extension_of(&asset.media_type);
         let size = asset.bytes.len() as u64;
         let inline = asset.bytes.len() <= self.config.outputs.inline_max_bytes;
         let mut asset = asset;
@@ -452,7 +429,7 @@ impl Engine {
             Retention::AfterLastUse => (cfg.keep_after_use_secs, Some(cfg.keep_after_use_secs as i64)),
             Retention::Ephemeral => (cfg.ephemeral_ttl_secs, None),
         };
-        let extension = extension_of(&asset.media_type);
+        let extension = mediagate_assets::content_type::extension_of(&asset.media_type);
         let expires_at = mediagate_store::now_ms() + (ttl as i64) * 1000;
         let row = NewOutput {
             uuid,

@@ -24,6 +24,7 @@ pub mod encode;
 pub mod http_worker;
 pub mod lanczos;
 pub mod local;
+pub mod local_audio;
 pub mod local_video;
 pub mod mapping;
 pub mod openai_chat;

@@ -173,6 +173,20 @@ async fn artifact(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
+    // Audio and video are kept as they are, typed by their bytes.
+    let kind = match family {
+        Family::Audio => Some(mediagate_assets::AssetKind::Audio),
+        Family::Video => Some(mediagate_assets::AssetKind::Video),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        let media_type =
+            mediagate_assets::probe::sniff(&bytes).and_then(|f| f.media_type_for(kind)).ok_or_else(|| {
+                mapping::failed(name, format_args!("result {i} is not a {} file", family.as_str()))
+            })?;
+        let extension = mediagate_assets::content_type::extension_of(media_type);
+        return Ok(Artifact { bytes, content_type: media_type, extension, seed, completion: None });
+    }
     // Rasters are checked (and re-encoded to the format asked for); an SVG is kept as it is.
     let head = &bytes[..bytes.len().min(256)];
     let text_head = String::from_utf8_lossy(head);

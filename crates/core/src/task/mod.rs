@@ -267,15 +267,18 @@ pub enum Family {
     Video,
     /// Text (an enhanced prompt, a caption, a chat reply), returned in the result itself.
     Text,
+    /// Audio files.
+    Audio,
 }
 
 impl Family {
-    /// `image`, `video` or `text`: the prefix of Runware's result fields for files.
+    /// `image`, `video`, `audio` or `text`: the prefix of Runware's result fields for files.
     pub const fn as_str(self) -> &'static str {
         match self {
             Family::Image => "image",
             Family::Video => "video",
             Family::Text => "text",
+            Family::Audio => "audio",
         }
     }
 }
@@ -631,6 +634,8 @@ task_types! {
     TextInference(text_inference::TextInference),
     /// An image's background removed by a segmentation model.
     RemoveBackground(remove_background::RemoveBackground),
+    /// Audio from a prompt.
+    AudioInference(audio_inference::AudioInference),
 }
 
 #[cfg(test)]
