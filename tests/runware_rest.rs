@@ -167,7 +167,7 @@ async fn task_level_validation_names_the_parameter() {
     let u = task_uuid();
     let cases = vec![
         (json!({"taskType": "paintMeAPicture", "taskUUID": u}), "unknownTaskType", Some("taskType")),
-        (json!({"taskType": "audioInference", "taskUUID": u}), "unsupportedTaskType", Some("taskType")),
+        (json!({"taskType": "3dInference", "taskUUID": u}), "unsupportedTaskType", Some("taskType")),
         (json!({"taskUUID": u}), "invalidTaskObject", Some("taskType")),
         (json!("ping"), "invalidTaskObject", None),
         (

@@ -52,7 +52,7 @@ async fn validation_is_400_and_names_the_parameter_and_is_sent_once() {
         api(&e, ErrorCode::InvalidParameterValue, 400).parameter,
         Some(Parameter::One("positivePrompt".into()))
     );
-    let e = c.run(CustomTask::new("audioInference").param("positivePrompt", "waves")).await.unwrap_err();
+    let e = c.run(CustomTask::new("3dInference").param("positivePrompt", "waves")).await.unwrap_err();
     api(&e, ErrorCode::UnsupportedTaskType, 400);
     let e = c.run(Upscale::new("not an image").factor(2)).await.unwrap_err();
     let a = e.api_error().expect("an API error");
