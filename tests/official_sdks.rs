@@ -214,6 +214,13 @@ kind = "runware-upstream"
 base_url = "{}"
 
 [[models]]
+air = "test:photomaker@1"
+task_type = "photoMaker"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
+
+[[models]]
 air = "test:rembg@1"
 task_type = "removeBackground"
 provider = "runware"
@@ -249,7 +256,7 @@ description = "The testkit's chat mock behind openai-chat (a test double, not a 
 }
 
 #[test]
-fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
+fn the_runware_python_sdk_methods_run_on_configured_providers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     if !have_python(RUNWARE_PY.0, RUNWARE_PY.1) {
         return;
@@ -257,7 +264,7 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let (chat, runware, config) = chat_configured(&rt, conf.path());
-    drive_with("python3", &["runware_text.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
+    drive_with("python3", &["runware_providers.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     // Two versions, one completion each, asked for at most promptMaxLength tokens; then the
     // caption, whose image reached the chat server as a data URL.
     let asked = chat.requests();
@@ -270,6 +277,12 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
     assert_eq!(sent["taskType"], "removeBackground");
     assert_eq!(sent["settings"]["rgba"], serde_json::json!([255, 255, 255, 0]));
     assert!(sent["inputImage"].as_str().unwrap().starts_with("data:image/png;base64,"));
+    let made = &runware.requests("POST", "/v1")[1].json()[0];
+    assert_eq!(
+        (made["taskType"].as_str(), made["style"].as_str()),
+        (Some("photoMaker"), Some("Photographic"))
+    );
+    assert!(made["inputImages"][0].as_str().unwrap().starts_with("data:image/png;base64,"));
     // The text inference: its settings, system prompt and seed as sent through the SDK.
     assert_eq!(asked[3]["max_tokens"], 16);
     assert_eq!(asked[3]["seed"], 41);
@@ -280,7 +293,7 @@ fn the_runware_python_sdk_text_methods_run_on_an_openai_compatible_chat_server()
 }
 
 #[test]
-fn the_runware_js_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
+fn the_runware_js_sdk_methods_run_on_configured_providers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     if !have_node_package(&dir, "@runware/sdk-js") {
         return;
@@ -288,7 +301,7 @@ fn the_runware_js_sdk_text_methods_run_on_an_openai_compatible_chat_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let (chat, runware, config) = chat_configured(&rt, conf.path());
-    drive_with("node", &["runware_text.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
+    drive_with("node", &["runware_providers.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     assert_eq!(chat.requests().len(), 6, "three versions, the caption, then two text inferences");
-    assert_eq!(runware.requests("POST", "/v1").len(), 1, "one background removal");
+    assert_eq!(runware.requests("POST", "/v1").len(), 2, "one background removal, one photoMaker");
 }

@@ -350,3 +350,54 @@ async fn remove_background_is_validated_as_runware_documents_it() {
     assert_eq!(sent["inputImage"], png.as_str());
     assert_eq!(sent["outputType"], "base64Data");
 }
+
+/// `photoMaker` is read as Runware documents it; its photos reach the upstream as data URIs.
+#[tokio::test]
+async fn photo_maker_is_validated_as_runware_documents_it() {
+    use mediagate_testkit::images::png_data_uri;
+    let (chat, runware) = (ChatMock::start().await, runware_mock().await);
+    let s = server_with_every_task_type(&chat, &runware).await;
+    let png = png_data_uri(64, 64);
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "photoMaker", "taskUUID": task_uuid(), "inputImages": [png],
+                           "positivePrompt": "a portrait rwre", "width": 512, "height": 512});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                t.as_object_mut().unwrap().remove(k);
+            } else {
+                t[k] = v.clone();
+            }
+        }
+        t
+    };
+    let five = vec![png.clone(); 5];
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"inputImages": null}), "missingParameter", "inputImages"),
+        (json!({"inputImages": five}), "invalidParameterValue", "inputImages"),
+        (json!({"inputImages": [png, 3]}), "invalidParameterValue", "inputImages[1]"),
+        (json!({"style": "Baroque"}), "invalidParameterValue", "style"),
+        (json!({"strength": 14}), "invalidParameterValue", "strength"),
+        (json!({"clipSkip": 3}), "invalidParameterValue", "clipSkip"),
+        (json!({"width": 500}), "invalidParameterValue", "width"),
+        (json!({"positivePrompt": null}), "missingParameter", "positivePrompt"),
+    ];
+    for (extra, code, parameter) in refused {
+        let (st, b) = s.post(&json!([task(extra.clone())])).await;
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some(*code), Some(*parameter)),
+            "{extra}: {b}"
+        );
+        assert_eq!(st, 400, "{b}");
+    }
+    let (st, b) = s.post(&json!([task(json!({"style": "Cinematic", "strength": 30, "seed": 9}))])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"][0]["seed"], 9);
+    let sent = &runware.requests("POST", "/v1")[0].json()[0];
+    assert_eq!(
+        (sent["style"].as_str(), sent["strength"].as_u64(), sent["seed"].as_u64()),
+        (Some("Cinematic"), Some(30), Some(9))
+    );
+    assert_eq!(sent["inputImages"][0], png.as_str());
+}

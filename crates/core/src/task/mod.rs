@@ -636,6 +636,8 @@ task_types! {
     RemoveBackground(remove_background::RemoveBackground),
     /// Audio from a prompt.
     AudioInference(audio_inference::AudioInference),
+    /// New pictures of the person in reference photos.
+    PhotoMaker(photo_maker::PhotoMaker),
 }
 
 #[cfg(test)]

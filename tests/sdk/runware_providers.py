@@ -1,6 +1,7 @@
-"""The official Runware Python SDK's text methods against mediagate, whose text models run on an
-OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>, in rich detail
-(reply N)`). Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
+"""The official Runware Python SDK's methods whose models run on providers mediagate is
+configured with: text models on an OpenAI-compatible chat server (the testkit's chat mock, which
+answers `<prompt>, in rich detail (reply N)`), background removal and PhotoMaker on a scripted
+mock of Runware's API. Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
 """
 import asyncio
 import os
@@ -10,6 +11,7 @@ from runware import (
     IImageBackgroundRemoval,
     IImageCaption,
     IImageInference,
+    IPhotoMaker,
     IPromptEnhance,
     ISettings,
     ITextInference,
@@ -59,6 +61,20 @@ async def main():
     )
     assert cutout[0].imageUUID and cutout[0].imageURL.endswith(".png"), cutout
     assert cutout[0].cost and cutout[0].cost > 0, cutout
+
+    # photoMaker: forwarded to Runware's API (here a scripted mock) by runware-upstream.
+    made = await r.photoMaker(
+        requestPhotoMaker=IPhotoMaker(
+            model="test:photomaker@1",
+            positivePrompt="a portrait of a man rwre",
+            width=512,
+            height=512,
+            inputImages=[image[0].imageUUID],
+            style="Photographic",
+            strength=20,
+        )
+    )
+    assert len(made) == 1 and made[0].imageURL.endswith(".png"), made
 
     # textInference: the conversation and settings reach the chat server; the reply comes back
     # with its finish reason, usage and seed.

@@ -1,6 +1,7 @@
-// The official Runware JavaScript SDK's text methods against mediagate, whose text models run on
-// an OpenAI-compatible chat server (the testkit's chat mock, which answers `<prompt>, in rich
-// detail (reply N)`). Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
+// The official Runware JavaScript SDK's methods whose models run on providers mediagate is
+// configured with: text models on an OpenAI-compatible chat server (the testkit's chat mock, which
+// answers `<prompt>, in rich detail (reply N)`), background removal and PhotoMaker on a scripted
+// mock of Runware's API. Run by tests/official_sdks.rs with MG_URL and MG_KEY set. Prints OK.
 import { Runware } from "@runware/sdk-js";
 import assert from "node:assert/strict";
 
@@ -39,6 +40,13 @@ const cutout = await r.removeImageBackground({
   inputImage: image.imageUUID, model: "test:rembg@1", settings: { rgba: [255, 255, 255, 0] }, includeCost: true,
 });
 assert.ok(cutout.imageURL.endsWith(".png") && cutout.cost > 0, JSON.stringify(cutout));
+
+// photoMaker: forwarded to Runware's API (here a scripted mock) by runware-upstream.
+const made = await r.photoMaker({
+  model: "test:photomaker@1", positivePrompt: "a portrait of a man rwre", width: 512, height: 512,
+  inputImages: [image.imageUUID], style: "Photographic", strength: 20, numberResults: 1,
+});
+assert.ok(made.length === 1 && made[0].imageURL.endsWith(".png"), JSON.stringify(made));
 
 // textInference (top-level settings, as this SDK sends them).
 const replies = await r.textInference({
