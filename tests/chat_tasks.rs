@@ -96,16 +96,7 @@ async fn prompt_enhance_is_validated_as_runware_documents_it() {
         (json!({"outputType": "URL"}), "unknownParameter", "outputType"),
         (json!({"model": "mediagate:procedural@1"}), "unsupportedModelForTask", "model"),
     ];
-    for (extra, code, parameter) in refused {
-        let (st, b) = s.post(&json!([task(extra.clone())])).await;
-        let e = &b["errors"][0];
-        assert_eq!(
-            (e["code"].as_str(), e["parameter"].as_str()),
-            (Some(*code), Some(*parameter)),
-            "{extra}: {b}"
-        );
-        assert_eq!(st, 400, "{b}");
-    }
+    s.assert_refused(refused, task).await;
     assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
 }
 
@@ -216,16 +207,7 @@ async fn caption_is_validated_as_runware_documents_it() {
             "inputImages[1]",
         ),
     ];
-    for (extra, code, parameter) in refused {
-        let (st, b) = s.post(&json!([caption("imageCaption", extra.clone())])).await;
-        let e = &b["errors"][0];
-        assert_eq!(
-            (e["code"].as_str(), e["parameter"].as_str()),
-            (Some(*code), Some(*parameter)),
-            "{extra}: {b}"
-        );
-        assert_eq!(st, 400, "{b}");
-    }
+    s.assert_refused(refused, |extra| caption("imageCaption", extra)).await;
     assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
 }
 
@@ -310,16 +292,7 @@ async fn text_inference_is_validated_as_runware_documents_it() {
         (json!({"tools": []}), "unknownParameter", "tools"),
         (json!({"deliveryMethod": "stream"}), "invalidParameterValue", "deliveryMethod"),
     ];
-    for (extra, code, parameter) in refused {
-        let (st, b) = s.post(&json!([text(extra.clone())])).await;
-        let e = &b["errors"][0];
-        assert_eq!(
-            (e["code"].as_str(), e["parameter"].as_str()),
-            (Some(*code), Some(*parameter)),
-            "{extra}: {b}"
-        );
-        assert_eq!(st, 400, "{b}");
-    }
+    s.assert_refused(refused, text).await;
     assert!(chat.requests().is_empty(), "nothing refused reached the chat server");
 }
 

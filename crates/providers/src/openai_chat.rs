@@ -242,14 +242,6 @@ impl Provider for OpenAiChat {
 
     async fn health(&self) -> Health {
         let url = self.url.replace("/chat/completions", "/models");
-        match self.auth(self.http.get(url)).send().await {
-            Ok(r) if r.status().is_success() => Health::Healthy,
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
-                Health::Unhealthy("the provider rejects mediagate's credentials".into())
-            }
-            Ok(r) if r.status().is_client_error() => Health::Healthy,
-            Ok(r) => Health::Degraded(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Health::Unhealthy(mapping::from_transport(&self.cfg.name, &e).detail),
-        }
+        crate::openai_images::health_of(&self.cfg.name, self.auth(self.http.get(url))).await
     }
 }

@@ -174,15 +174,21 @@ impl Provider for OpenAiImages {
 
     async fn health(&self) -> Health {
         let url = self.url.replace("/images/generations", "/models");
-        match self.auth(self.http.get(url)).send().await {
-            Ok(r) if r.status().is_success() => Health::Healthy,
-            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
-                Health::Unhealthy("the provider rejects mediagate's credentials".into())
-            }
-            // Many compatible servers have no /v1/models: answering at all is a sign of life.
-            Ok(r) if r.status().is_client_error() => Health::Healthy,
-            Ok(r) => Health::Degraded(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Health::Unhealthy(mapping::from_transport(&self.cfg.name, &e).detail),
+        health_of(&self.cfg.name, self.auth(self.http.get(url))).await
+    }
+}
+
+/// An OpenAI-compatible server's health from `GET /v1/models` (`models`, already authenticated).
+/// Shared with `openai-chat`.
+pub(crate) async fn health_of(name: &str, models: reqwest::RequestBuilder) -> Health {
+    match models.send().await {
+        Ok(r) if r.status().is_success() => Health::Healthy,
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+            Health::Unhealthy("the provider rejects mediagate's credentials".into())
         }
+        // Many compatible servers have no /v1/models: answering at all is a sign of life.
+        Ok(r) if r.status().is_client_error() => Health::Healthy,
+        Ok(r) => Health::Degraded(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Health::Unhealthy(mapping::from_transport(name, &e).detail),
     }
 }

@@ -70,6 +70,21 @@ impl TestServer {
         self.post_with_key(&self.api_key.clone(), body).await
     }
 
+    /// Sends one task per case, `task(extra)`, and asserts that each is refused with 400 and an
+    /// error of `code` naming `parameter` (a validation table: `(extra, code, parameter)`).
+    pub async fn assert_refused(&self, cases: &[(Value, &str, &str)], task: impl Fn(Value) -> Value) {
+        for (extra, code, parameter) in cases {
+            let (status, body) = self.post(&serde_json::json!([task(extra.clone())])).await;
+            let e = &body["errors"][0];
+            assert_eq!(
+                (e["code"].as_str(), e["parameter"].as_str()),
+                (Some(*code), Some(*parameter)),
+                "{extra}: {body}"
+            );
+            assert_eq!(status, 400, "{body}");
+        }
+    }
+
     /// POSTs a JSON body to `/v1` with `key` as a Bearer token.
     pub async fn post_with_key(&self, key: &str, body: &Value) -> (u16, Value) {
         let r = self

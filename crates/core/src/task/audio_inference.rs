@@ -1,7 +1,7 @@
 //! `audioInference`: audio (music, sound, speech) from a prompt.
 
 use super::{
-    Family, OutputOptions, OutputType, SEED_MAX, TaskParams, check_seed_span, in_range, invalid, model_param,
+    Family, OutputOptions, OutputType, SEED_MAX, TaskParams, in_range, invalid, model_param,
     model_wire, put,
 };
 use crate::error::ApiError;
@@ -146,28 +146,11 @@ impl TaskParams for AudioInference {
         if !(1..=b.duration_max_secs).contains(&self.duration_secs) {
             return Err(invalid("duration", in_range(1, b.duration_max_secs, " seconds", model)));
         }
-        if let Some(s) = self.steps
-            && !(1..=b.steps_max).contains(&s)
-        {
-            return Err(invalid("steps", in_range(1, b.steps_max, "", model)));
-        }
-        if !(1..=b.max_number_results).contains(&self.number_results) {
-            return Err(invalid("numberResults", in_range(1, b.max_number_results, "", model)));
-        }
-        check_seed_span(self.seed, self.number_results)
+        super::check_steps(self.steps, model)?;
+        super::check_results(self.number_results, self.seed, model)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn result_count(&self) -> u32 {
         self.number_results

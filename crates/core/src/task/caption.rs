@@ -130,17 +130,7 @@ impl TaskParams for Caption {
         Ok(())
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn inputs(&self) -> Vec<Input<'_>> {
         self.images

@@ -392,6 +392,43 @@ pub trait TaskParams: Sized + Clone {
     }
 }
 
+/// The [`TaskParams`] accessors of a params struct with `model` and `output` fields (every task
+/// type's).
+macro_rules! model_and_output {
+    () => {
+        fn model(&self) -> &str {
+            &self.model
+        }
+
+        fn model_mut(&mut self) -> &mut String {
+            &mut self.model
+        }
+
+        fn output(&self) -> &OutputOptions {
+            &self.output
+        }
+    };
+}
+
+/// `steps`, when sent, within the model's bound.
+pub(crate) fn check_steps(steps: Option<u32>, model: &ModelSpec) -> Result<(), ApiError> {
+    match steps {
+        Some(s) if !(1..=model.bounds.steps_max).contains(&s) => {
+            Err(invalid("steps", in_range(1, model.bounds.steps_max, "", model)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `numberResults` within the model's bound, and every result's seed within [`SEED_MAX`].
+pub(crate) fn check_results(n: u32, seed: Option<u64>, model: &ModelSpec) -> Result<(), ApiError> {
+    let max = model.bounds.max_number_results;
+    if !(1..=max).contains(&n) {
+        return Err(invalid("numberResults", in_range(1, max, "", model)));
+    }
+    check_seed_span(seed, n)
+}
+
 /// Reads `model`, or the task type's built-in default; empty when there is neither, for the
 /// engine to fill from its catalog.
 pub fn model_param(r: &mut ParamReader<'_>, default: Option<&str>) -> Result<String, ApiError> {

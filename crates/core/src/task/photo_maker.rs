@@ -1,8 +1,7 @@
 //! `photoMaker`: new pictures of the person in 1 to 4 reference photos, from a prompt.
 
 use super::{
-    Family, Input, OutputOptions, SEED_MAX, TaskParams, check_dimensions, check_seed_span, in_range, invalid,
-    model_param, model_wire, output_options, output_wire, put,
+    Family, Input, OutputOptions, SEED_MAX, TaskParams, check_dimensions, model_param, model_wire, output_options, output_wire, put,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
@@ -156,30 +155,12 @@ impl TaskParams for PhotoMaker {
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
-        let b = &model.bounds;
         check_dimensions(model, self.width, self.height)?;
-        if let Some(s) = self.steps
-            && !(1..=b.steps_max).contains(&s)
-        {
-            return Err(invalid("steps", in_range(1, b.steps_max, "", model)));
-        }
-        if !(1..=b.max_number_results).contains(&self.number_results) {
-            return Err(invalid("numberResults", in_range(1, b.max_number_results, "", model)));
-        }
-        check_seed_span(self.seed, self.number_results)
+        super::check_steps(self.steps, model)?;
+        super::check_results(self.number_results, self.seed, model)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn result_count(&self) -> u32 {
         self.number_results

@@ -59,17 +59,7 @@ impl TaskParams for PromptEnhance {
         Ok(())
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn result_count(&self) -> u32 {
         self.prompt_versions

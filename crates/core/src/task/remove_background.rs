@@ -117,17 +117,7 @@ impl TaskParams for RemoveBackground {
         Ok(())
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn inputs(&self) -> Vec<Input<'_>> {
         let param = if self.in_inputs { ParamPath::key("inputs").child("image") } else { ParamPath::key("inputImage") };

@@ -1,6 +1,6 @@
 //! `textInference`: a chat completion by a language model.
 
-use super::{Family, OutputOptions, SEED_MAX, TaskParams, check_seed_span, in_range, invalid, model_param, put};
+use super::{Family, OutputOptions, SEED_MAX, TaskParams, model_param, put};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
@@ -138,24 +138,10 @@ impl TaskParams for TextInference {
     }
 
     fn validate(&self, model: &ModelSpec) -> Result<(), ApiError> {
-        let max = model.bounds.max_number_results;
-        if !(1..=max).contains(&self.number_results) {
-            return Err(invalid("numberResults", in_range(1, max, "", model)));
-        }
-        check_seed_span(self.seed, self.number_results)
+        super::check_results(self.number_results, self.seed, model)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn result_count(&self) -> u32 {
         self.number_results

@@ -80,17 +80,7 @@ impl TaskParams for Vectorize {
         Ok(())
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn inputs(&self) -> Vec<Input<'_>> {
         vec![Input::image(&self.input_image, ParamPath::key("inputs").child("image"))]

@@ -117,17 +117,7 @@ impl TaskParams for VideoInference {
         check_seed_span(self.seed, 1)
     }
 
-    fn model(&self) -> &str {
-        &self.model
-    }
-
-    fn model_mut(&mut self) -> &mut String {
-        &mut self.model
-    }
-
-    fn output(&self) -> &OutputOptions {
-        &self.output
-    }
+    model_and_output!();
 
     fn seed(&self) -> Option<Option<u64>> {
         Some(self.seed)
