@@ -210,7 +210,7 @@ async fn hardening_a_database_stall_does_not_make_the_server_give_up_its_own_loc
     )
     .await
     .map(|r| r.is_ok());
-    assert_eq!(noticed, Ok(true), "the keeper never noticed the stall");
+    assert_eq!(noticed, Ok(true), "the keeper never noticed the stall (it is {:?})", *state.borrow());
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.thaw();
     lock_state_becomes(&store, ServerLockState::Held).await;

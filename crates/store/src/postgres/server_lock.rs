@@ -27,13 +27,16 @@ pub(crate) struct ServerLock {
     keeper: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Takes the lock on `conn`: `Ok(None)` when another session holds it.
-pub(crate) async fn try_take(mut conn: PgConnection) -> Result<Option<PgConnection>, sqlx::Error> {
+/// Takes the lock on `conn`, with the session that holds it: `Ok(None)` when another session
+/// holds it. The session is read here, while the lock is taken, so that the keeper knows its own
+/// session even if the database stalls the moment it starts.
+pub(crate) async fn try_take(mut conn: PgConnection) -> Result<Option<(PgConnection, Session)>, sqlx::Error> {
     let got: bool = sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({SERVER_LOCK_KEY})"))
         .fetch_one(&mut conn)
         .await?;
     if got {
-        Ok(Some(conn))
+        let session = session_of(&mut conn).await?;
+        Ok(Some((conn, session)))
     } else {
         let _ = conn.close().await;
         Ok(None)
@@ -103,11 +106,16 @@ async fn retake(connect: &PgConnectOptions, ours: Option<&Session>) -> Result<Re
 }
 
 impl ServerLock {
-    /// Starts keeping the lock `conn` holds; `connect` opens a replacement connection.
-    pub(crate) fn keep(conn: PgConnection, connect: PgConnectOptions, check_every: Duration) -> ServerLock {
+    /// Starts keeping the lock `conn` (session `session`) holds; `connect` opens a replacement
+    /// connection.
+    pub(crate) fn keep(
+        (conn, session): (PgConnection, Session),
+        connect: PgConnectOptions,
+        check_every: Duration,
+    ) -> ServerLock {
         let (state_tx, state) = watch::channel(ServerLockState::Held);
         let (stop, stop_rx) = oneshot::channel();
-        let keeper = tokio::spawn(keeper(conn, connect, check_every, state_tx, stop_rx));
+        let keeper = tokio::spawn(keeper(conn, session, connect, check_every, state_tx, stop_rx));
         ServerLock { state, stop: Some(stop), keeper: Some(keeper) }
     }
 
@@ -138,6 +146,7 @@ impl Drop for ServerLock {
 
 async fn keeper(
     mut conn: PgConnection,
+    session: Session,
     connect: PgConnectOptions,
     check_every: Duration,
     state: watch::Sender<ServerLockState>,
@@ -145,8 +154,10 @@ async fn keeper(
 ) {
     // A check that hangs (a network cut) counts as a broken connection.
     let patience = check_every.max(Duration::from_secs(2));
-    // This server's own lock session, to tell it from another server's after a stall.
-    let mut ours = session_of(&mut conn).await.ok();
+    // This server's own lock session, to tell it from another server's after a stall. (Read when
+    // the lock was taken: asking here could hang on a database that stalls right now, with no
+    // check running, and the stall would go unnoticed.)
+    let mut ours = Some(session);
     loop {
         tokio::select! {
             _ = &mut stop => {
