@@ -1,7 +1,7 @@
 //! `audioInference`: audio (music, sound, speech) from a prompt.
 
 use super::{
-    Family, OutputOptions, OutputType, SEED_MAX, TaskParams, in_range, invalid, model_param,
+    Family, OutputOptions, SEED_MAX, TaskParams, in_range, invalid, model_param,
     model_wire, put,
 };
 use crate::error::ApiError;
@@ -94,16 +94,7 @@ impl TaskParams for AudioInference {
             }
         };
         let model = model_param(r, Self::DEFAULT_MODEL)?;
-        let d = OutputOptions::default();
-        let output = OutputOptions {
-            output_type: r
-                .opt_enum("outputType", OutputType::NAMES)?
-                .and_then(OutputType::parse)
-                .unwrap_or(d.output_type),
-            ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
-            include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
-            ..d
-        };
+        let output = super::file_output_options(r)?;
         Ok(AudioInference {
             positive_prompt,
             negative_prompt,

@@ -467,6 +467,21 @@ pub(crate) fn put(wire: &mut Map<String, Value>, key: &str, value: Option<impl I
     }
 }
 
+/// The output options of a task whose format is its own parameter (video, SVG, audio):
+/// `outputType`, `ttl`, `includeCost`.
+pub fn file_output_options(r: &mut ParamReader<'_>) -> Result<OutputOptions, ApiError> {
+    let d = OutputOptions::default();
+    Ok(OutputOptions {
+        output_type: r
+            .opt_enum("outputType", OutputType::NAMES)?
+            .and_then(OutputType::parse)
+            .unwrap_or(d.output_type),
+        ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
+        include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
+        ..d
+    })
+}
+
 /// `model`, unless empty (not filled in yet).
 pub(crate) fn model_wire(wire: &mut Map<String, Value>, model: &str) {
     if !model.is_empty() {

@@ -1,6 +1,6 @@
 //! `vectorize`: a raster image traced into an SVG.
 
-use super::{Family, Input, OutputOptions, OutputType, TaskParams, Work, model_param, output_wire};
+use super::{Family, Input, OutputOptions, TaskParams, Work, model_param, output_wire};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{ModelSpec, VTRACER_AIR};
 use crate::param::{ParamPath, ParamReader};
@@ -52,16 +52,7 @@ impl TaskParams for Vectorize {
             }
         };
         let model = model_param(r, Self::DEFAULT_MODEL)?;
-        let d = OutputOptions::default();
-        let output = OutputOptions {
-            output_type: r
-                .opt_enum("outputType", OutputType::NAMES)?
-                .and_then(OutputType::parse)
-                .unwrap_or(d.output_type),
-            ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
-            include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
-            ..d
-        };
+        let output = super::file_output_options(r)?;
         // SVG is the only format a vectorization has.
         r.opt_enum("outputFormat", &["SVG"])?;
         Ok(Vectorize { input_image, model, output })

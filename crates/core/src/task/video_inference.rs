@@ -1,7 +1,7 @@
 //! `videoInference`: text or image to video.
 
 use super::{
-    Family, Input, OutputOptions, OutputType, TaskParams, VideoFormat, check_dimensions, check_seed_span,
+    Family, Input, OutputOptions, TaskParams, VideoFormat, check_dimensions, check_seed_span,
     in_range, invalid, model_param, output_wire, put,
 };
 use crate::error::ApiError;
@@ -54,18 +54,7 @@ impl TaskParams for VideoInference {
         let fps = r.opt_int_checked_later("fps")?.unwrap_or(24);
         let seed = super::seed_param(r)?;
         let first_frame = first_frame(r)?;
-        let d = OutputOptions::default();
-        let output = OutputOptions {
-            output_type: r
-                .opt_enum("outputType", OutputType::NAMES)?
-                .and_then(OutputType::parse)
-                .unwrap_or(d.output_type),
-            format: d.format,
-            quality: d.quality,
-            ttl_secs: r.opt_int("ttl", 1, i64::from(u32::MAX))?.map(|t| t as u64),
-            include_cost: r.opt_bool("includeCost")?.unwrap_or(false),
-            include_usage: false,
-        };
+        let output = super::file_output_options(r)?;
         let video_format = r
             .opt_enum("outputFormat", VideoFormat::NAMES)?
             .and_then(VideoFormat::parse)

@@ -436,7 +436,7 @@ fn task_details(state: &AppState, view: mediagate_engine::TaskView, sent: &str) 
     request.insert("taskUUID".into(), json!(sent));
     let response = match (&view.delivered, &view.error) {
         (None, Some(e)) => json!({ "errors": [render::error(e, &state.base_url)] }),
-        _ => json!({ "data": poll_items(state, view.clone(), sent) }),
+        _ => json!({ "data": poll_items(state, view, sent) }),
     };
     json!({ "taskType": "getTaskDetails", "taskUUID": sent, "request": [request], "response": response })
 }
