@@ -198,6 +198,9 @@ pub struct IntakeConfig {
     /// header before anything is decoded (a small PNG can declare 8000×8000 16-bit RGBA, 512 MB
     /// of pixels). Default 256,000,000 (8000×8000 8-bit RGBA).
     pub max_decoded_bytes: u64,
+    /// Most input assets one task may name (a seed image, a mask, reference and guide images…):
+    /// each is fetched and held in memory while the task runs. Default 16.
+    pub max_inputs_per_task: usize,
     /// Smallest width / height ratio of an image when the model declares no bounds. Default 0.5.
     pub min_aspect_ratio: f64,
     /// Largest width / height ratio of an image when the model declares no bounds. Default 2.0.
@@ -237,6 +240,7 @@ impl Default for IntakeConfig {
             data_uri_audio_max_bytes: 16_000_000,
             max_dimension: 8000,
             max_decoded_bytes: 256_000_000,
+            max_inputs_per_task: 16,
             min_aspect_ratio: 0.5,
             max_aspect_ratio: 2.0,
             fetch_timeout_ms: 10_000,

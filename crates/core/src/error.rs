@@ -105,6 +105,8 @@ catalog! {
         "The `model` is not in this server's model catalog.";
     UnsupportedModelForTask => "unsupportedModelForTask", 400, false,
         "The `model` exists but serves another task type.";
+    UnsupportedParameterForModel => "unsupportedParameterForModel", 400, false,
+        "The task uses a parameter (LoRA, ControlNet, a seed image…) that the `model`'s providers do not act on.";
 
     // --- tasks and outputs ----------------------------------------------------------------------
     TaskNotFound => "taskNotFound", 404, false,

@@ -2,7 +2,7 @@
 
 use mediagate_core::model::{ModelSpec, builtin_models};
 use mediagate_core::money::parse_usd;
-use mediagate_core::task::{Family, TaskRequest, TaskType};
+use mediagate_core::task::{Family, ParamSupport, TaskRequest, TaskType};
 use mediagate_core::{ApiError, ErrorCode, ParamPath};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,9 @@ pub struct Model {
     pub spec: ModelSpec,
     /// Price per result in micro-dollars.
     pub price_micros: i64,
+    /// The optional parameters its providers act on (set once the providers are known; see
+    /// [`Catalog::set_param_support`]).
+    pub params: ParamSupport,
 }
 
 /// Work the listed price of a local image stand-in pays for: one 1024×1024 picture per result.
@@ -25,6 +28,29 @@ pub const AUDIO_REFERENCE_SAMPLES: u64 = 30 * 44_100;
 pub const VIDEO_REFERENCE_PIXEL_FRAMES: u64 = 1280 * 720 * 5 * 24;
 
 impl Model {
+    /// Refuses a request that uses an optional parameter this model's providers do not act on,
+    /// naming the parameter, what the model does take, and where to send it instead.
+    pub fn check_params(&self, request: &TaskRequest) -> Result<(), ApiError> {
+        let Some((name, path)) = request.features().into_iter().find(|(name, _)| !self.params.allows(name))
+        else {
+            return Ok(());
+        };
+        let takes = match self.params.names() {
+            Some([]) | None => "none of the optional image parameters".to_string(),
+            Some(names) => names.join(", "),
+        };
+        Err(ApiError::new(
+            ErrorCode::UnsupportedParameterForModel,
+            format!(
+                "Parameter '{path}' is not supported by model {} (provider {}), which takes {takes}. \
+                 Remove {name}, or use a model served by a provider that acts on it: runware-upstream and \
+                 http-worker send every parameter on (see docs/providers.md).",
+                self.spec.air, self.spec.provider
+            ),
+        )
+        .with_parameter(path))
+    }
+
     /// The price of one result of `request` in micro-dollars. Remote providers charge the listed
     /// price per result. The local models (AIR ids in the `mediagate:` namespace) spend this
     /// server's CPU in proportion to the work, so their price follows it: the listed price pays
@@ -90,9 +116,16 @@ impl Catalog {
                     providers.join(", ")
                 ));
             }
-            models.insert(spec.air.clone(), Model { spec, price_micros });
+            models.insert(spec.air.clone(), Model { spec, price_micros, params: ParamSupport::none() });
         }
         Ok(Catalog { models })
+    }
+
+    /// Sets what each model's providers act on, from `support_of` its spec.
+    pub fn set_param_support(&mut self, support_of: impl Fn(&ModelSpec) -> ParamSupport) {
+        for m in self.models.values_mut() {
+            m.params = support_of(&m.spec);
+        }
     }
 
     /// The configured `concurrency` of a model (`0`: none of its own), if the model exists.

@@ -22,6 +22,7 @@ pub mod retry;
 use breaker::{Breaker, BreakerConfig, BreakerState, Refusal};
 use mediagate_core::ErrorCode;
 use mediagate_core::model::ModelSpec;
+use mediagate_core::task::ParamSupport;
 use mediagate_providers::{
     Artifact, Failure, Health, Job, JobHandle, ProgressFn, Provider, ProviderError, Submitted,
 };
@@ -183,6 +184,15 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+
+    /// The optional parameters a model acts on: those every provider of its chain acts on (a
+    /// fallback must be able to run whatever the first provider was given).
+    pub fn route_params(&self, spec: &ModelSpec) -> ParamSupport {
+        std::iter::once(&spec.provider)
+            .chain(&spec.fallback)
+            .filter_map(|name| self.providers.get(name))
+            .fold(ParamSupport::All, |acc, p| acc.intersect(&p.param_support()))
     }
 
     /// Every provider's health (one request each, concurrently) and breaker state.

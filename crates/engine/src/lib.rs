@@ -216,7 +216,7 @@ impl Engine {
         let decoder =
             Decoder::new(config.assets.max_decoded_bytes, config.providers.decode_memory_budget_bytes);
         let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-        providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone())));
+        providers.insert("procedural".into(), Arc::new(Procedural::new(cpu.clone(), decoder.clone())));
         providers
             .insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone(), decoder.clone())));
         providers.insert("procedural-audio".into(), Arc::new(ProceduralAudio::new(cpu.clone())));
@@ -242,11 +242,12 @@ impl Engine {
             );
         }
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
-        let catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;
+        let mut catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;
         let dispatcher = dispatch::Dispatcher::new(providers, breakers);
         for m in catalog.models() {
             dispatcher.check_route(&m.spec).map_err(StartError::Config)?;
         }
+        catalog.set_param_support(|spec| dispatcher.route_params(spec));
         parse_usd(&config.bootstrap.initial_credit_usd)
             .map_err(|e| StartError::Config(format!("bootstrap.initial_credit_usd: {e}")))?;
         if config.outputs.min_ttl_secs > config.outputs.max_ttl_secs

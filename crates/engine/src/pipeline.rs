@@ -419,6 +419,21 @@ impl Engine {
     fn authorize_and_validate(&self, ctx: &AuthContext, sub: &Submission) -> Result<i64, ApiError> {
         let model = self.authorize(ctx, sub)?;
         sub.request.validate(&model.spec)?;
+        model.check_params(&sub.request)?;
+        let max_inputs = self.config.assets.max_inputs_per_task;
+        let inputs = sub.request.inputs();
+        if inputs.len() > max_inputs {
+            let paths: Vec<ParamPath> = inputs.into_iter().map(|i| i.param).collect();
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameterValue,
+                format!(
+                    "The task names {} input images; this server takes at most {max_inputs} a task \
+                     (assets.max_inputs_per_task). Send fewer.",
+                    paths.len()
+                ),
+            )
+            .with_parameter(paths));
+        }
         if let Some(ttl) = sub.request.output().ttl_secs {
             let o = &self.config.outputs;
             if ttl < o.min_ttl_secs || ttl > o.max_ttl_secs {

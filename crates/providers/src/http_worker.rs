@@ -3,7 +3,8 @@
 //! The protocol (documented for worker authors in `docs/providers.md`):
 //!
 //! * `POST /jobs` `{"id", "taskType", "model", "input": {...}}` → `202 {"id", "status": "queued"}`
-//!   (or `200` with the finished job). `409`/`429`/`503` mean busy (with `Retry-After`).
+//!   (or `200` with the finished job). An image job's `input.task` is the whole task object in
+//!   Runware's names (seed image, mask, LoRA, ControlNet…), its images as `data:` URIs. `409`/`429`/`503` mean busy (with `Retry-After`).
 //! * `GET /jobs/{id}` → `{"id", "status": "queued"|"running"|"succeeded"|"failed"|"canceled",
 //!   "progress": 0.0..1.0, "outputs": [{"base64", "seed"}], "error": {"kind", "message"}}`.
 //! * `POST /jobs/{id}/cancel` → `2xx` (or `404` when the job is gone).
@@ -22,7 +23,7 @@ use crate::{
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageFormat, OutputOptions, TaskRequest, TaskType};
+use mediagate_core::task::{ImageFormat, OutputOptions, ParamSupport, TaskRequest, TaskType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -96,6 +97,7 @@ impl HttpWorker {
                 "cfgScale": r.cfg_scale,
                 "seeds": seeds,
                 "outputFormat": fmt_name(r.output.format),
+                "task": job.wire_with_inline_inputs(),
             }),
             (TaskRequest::Upscale(r), Some(input)) => json!({
                 "image": base64::engine::general_purpose::STANDARD.encode(&input.bytes),
@@ -171,6 +173,12 @@ fn is_content_policy(body: &[u8]) -> bool {
 impl Provider for HttpWorker {
     fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// Image jobs carry the whole task (`input.task`), so a worker sees every optional
+    /// parameter; one that cannot act on a parameter fails the job with `kind: "invalid"`.
+    fn param_support(&self) -> ParamSupport {
+        ParamSupport::All
     }
 
     fn capabilities(&self) -> Capabilities {

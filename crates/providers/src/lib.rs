@@ -22,6 +22,7 @@ pub mod comfyui;
 pub mod decode;
 pub mod encode;
 pub mod http_worker;
+pub mod img2img;
 pub mod lanczos;
 pub mod local;
 pub mod local_audio;
@@ -39,7 +40,8 @@ pub mod vtracer;
 use async_trait::async_trait;
 use mediagate_assets::Asset;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{TaskRequest, TaskType};
+use mediagate_core::param::Segment;
+use mediagate_core::task::{ParamSupport, TaskRequest, TaskType};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +102,31 @@ impl Job {
         self.inputs.first()
     }
 
+    /// The request as a task object in Runware's names ([`TaskRequest::to_wire`]) with the seeds
+    /// drawn here and every input replaced by a `data:` URI of the asset fetched here: what a
+    /// provider that sends the whole task on gives its backend (which cannot resolve this
+    /// server's upload UUIDs or reach its callers' URLs).
+    pub fn wire_with_inline_inputs(&self) -> serde_json::Map<String, serde_json::Value> {
+        use base64::Engine as _;
+        let request = &self.request;
+        let mut t = request.to_wire();
+        if let Some(&first) = self.seeds.first() {
+            t.insert("seed".into(), first.into());
+        }
+        if t.contains_key("numberResults") {
+            t.insert("numberResults".into(), self.seeds.len().max(1).into());
+        }
+        for (input, asset) in request.inputs().iter().zip(&self.inputs) {
+            let uri = format!(
+                "data:{};base64,{}",
+                asset.media_type,
+                base64::engine::general_purpose::STANDARD.encode(&asset.bytes)
+            );
+            set_at(&mut t, input.param.segments(), uri.into());
+        }
+        t
+    }
+
     /// The failure a provider reports for a job of a task type it does not serve (routing makes
     /// this a configuration error: a model of that type routed to the wrong provider).
     pub fn not_served(&self, provider: &str) -> ProviderError {
@@ -108,6 +135,29 @@ impl Job {
             format!("{provider} does not serve {} (model {})", self.task_type().as_str(), self.model()),
         )
     }
+}
+
+/// Sets the value at `path` in a task object, where the path exists.
+fn set_at(task: &mut serde_json::Map<String, serde_json::Value>, path: &[Segment], value: serde_json::Value) {
+    let Some((Segment::Key(first), rest)) = path.split_first() else { return };
+    let mut at = match task.get_mut(first) {
+        Some(v) => v,
+        None => return,
+    };
+    for segment in rest {
+        at = match (segment, at) {
+            (Segment::Key(k), serde_json::Value::Object(m)) => match m.get_mut(k) {
+                Some(v) => v,
+                None => return,
+            },
+            (Segment::Index(i), serde_json::Value::Array(a)) => match a.get_mut(*i) {
+                Some(v) => v,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    *at = value;
 }
 
 /// What the dispatcher may do after a failure.
@@ -259,6 +309,13 @@ pub trait Provider: Send + Sync {
 
     /// What it can run.
     fn capabilities(&self) -> Capabilities;
+
+    /// The optional parameters it acts on (LoRA, ControlNet, a seed image…; see
+    /// [`mediagate_core::task::extras`]). A model routed to it refuses tasks that use others,
+    /// at admission. The default acts on none.
+    fn param_support(&self) -> ParamSupport {
+        ParamSupport::none()
+    }
 
     /// Starts a job (or runs it, for [`Delivery::Sync`] providers). Exactly one upstream
     /// submission; never retried here.

@@ -5,13 +5,13 @@
 
 use crate::decode::{self, DecodeError, Decoder};
 use crate::{
-    Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted, encode::encode, lanczos,
-    procedural,
+    Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted, encode::encode, img2img,
+    lanczos, procedural,
 };
 use async_trait::async_trait;
 use mediagate_core::ErrorCode;
 use mediagate_core::fair::FairSemaphore;
-use mediagate_core::task::{TaskRequest, TaskType};
+use mediagate_core::task::{ParamSupport, TaskRequest, TaskType};
 use std::sync::Arc;
 
 /// A shared bound on CPU-bound work, fair across accounts: a freed worker goes to the waiting
@@ -125,16 +125,96 @@ fn encode_failed(e: image::ImageError) -> ProviderError {
     ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
 }
 
-/// The procedural image stand-in (see [`procedural`]).
+/// The procedural image stand-in (see [`procedural`]), with image to image (see [`img2img`]).
 pub struct Procedural {
     pool: CpuPool,
+    decoder: Decoder,
 }
 
 impl Procedural {
-    /// A stand-in sharing `pool`.
-    pub fn new(pool: CpuPool) -> Self {
-        Procedural { pool }
+    /// A stand-in sharing `pool` that decodes seed images and masks through `decoder`.
+    pub fn new(pool: CpuPool, decoder: Decoder) -> Self {
+        Procedural { pool, decoder }
     }
+
+    /// Image to image: the seed image (and mask) decoded within the decode bounds and memory
+    /// budget on a worker of the fair pool, then each result blended from it.
+    async fn edit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        let TaskRequest::ImageInference(request) = &job.request else {
+            return Err(job.not_served(self.name()));
+        };
+        // The intake fetched the seed image first and the mask next (see `ImageInference::inputs`).
+        let mut inputs = job.inputs.iter();
+        let (Some(seed), mask) = (inputs.next(), request.mask_image.as_ref().and_then(|_| inputs.next()))
+        else {
+            return Err(job.not_served(self.name()));
+        };
+        let seed_size =
+            self.decoder.check(&seed.bytes, "seed image").map_err(DecodeError::into_input_error)?;
+        let mask_size = match mask {
+            Some(m) => {
+                Some(self.decoder.check(&m.bytes, "mask image").map_err(DecodeError::into_input_error)?)
+            }
+            None => None,
+        };
+        let out = (request.width, request.height);
+        let need = decode::rgb_cost(&seed_size)
+            + mask_size.as_ref().map_or(0, decode::rgb_cost)
+            + img2img::cost(
+                (seed_size.width, seed_size.height),
+                mask_size.as_ref().map(|m| (m.width, m.height)),
+                out,
+            );
+        let worker = self.pool.worker(job.account_id()).await;
+        let reserved = self.decoder.reserve(need).await.map_err(DecodeError::into_input_error)?;
+        let decoder = self.decoder.clone();
+        CpuPool::run_on(worker, move || {
+            let _reserved = reserved;
+            let TaskRequest::ImageInference(request) = &job.request else { unreachable!("checked above") };
+            let mut inputs = job.inputs.iter();
+            let seed = inputs.next().expect("checked above");
+            let seed =
+                decoder.decode_blocking(&seed.bytes, "seed image").map_err(DecodeError::into_input_error)?;
+            let mask = match request.mask_image.as_ref().and_then(|_| inputs.next()) {
+                Some(m) => Some(
+                    decoder.decode_blocking(&m.bytes, "mask image").map_err(DecodeError::into_input_error)?,
+                ),
+                None => None,
+            };
+            let edit = img2img::Edit {
+                seed: &seed,
+                mask: mask.as_ref(),
+                strength: request.strength_or_default(),
+                outpaint: request.outpaint,
+            };
+            job.seeds
+                .iter()
+                .map(|&seed| {
+                    let drawn =
+                        procedural::render(&request.positive_prompt, seed, request.width, request.height);
+                    artifact(&img2img::apply(&drawn, &edit), request, seed)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Submitted::Done)
+        })
+        .await?
+    }
+}
+
+/// One encoded image result.
+fn artifact(
+    img: &image::RgbImage,
+    request: &mediagate_core::task::ImageInference,
+    seed: u64,
+) -> Result<Artifact, ProviderError> {
+    let fmt = request.output.format;
+    Ok(Artifact {
+        bytes: encode(img, fmt, request.output.quality).map_err(encode_failed)?,
+        content_type: fmt.content_type(),
+        extension: fmt.extension(),
+        seed: Some(seed),
+        completion: None,
+    })
 }
 
 #[async_trait]
@@ -147,10 +227,17 @@ impl Provider for Procedural {
         Capabilities { task_types: vec![TaskType::ImageInference], models: vec![], delivery: Delivery::Sync }
     }
 
+    fn param_support(&self) -> ParamSupport {
+        ParamSupport::Only(vec!["seedImage", "maskImage", "outpaint"])
+    }
+
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let (TaskRequest::ImageInference(request), seeds) = (&job.request, &job.seeds) else {
             return Err(job.not_served(self.name()));
         };
+        if request.seed_image.is_some() {
+            return self.edit(job).await;
+        }
         let pixels = u64::from(request.width) * u64::from(request.height) * seeds.len() as u64;
         let account = job.account_id();
         self.pool
@@ -163,14 +250,7 @@ impl Provider for Procedural {
                     .map(|&seed| {
                         let img =
                             procedural::render(&request.positive_prompt, seed, request.width, request.height);
-                        let fmt = request.output.format;
-                        Ok(Artifact {
-                            bytes: encode(&img, fmt, request.output.quality).map_err(encode_failed)?,
-                            content_type: fmt.content_type(),
-                            extension: fmt.extension(),
-                            seed: Some(seed),
-                            completion: None,
-                        })
+                        artifact(&img, request, seed)
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Submitted::Done)

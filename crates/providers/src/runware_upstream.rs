@@ -20,8 +20,7 @@ use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderErr
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::param::Segment;
-use mediagate_core::task::{Completion, Family, TaskType};
+use mediagate_core::task::{Completion, Family, ParamSupport, TaskType};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -83,25 +82,11 @@ impl RunwareUpstream {
         if request.task_type().async_only() {
             return Err(job.not_served(&self.cfg.name));
         }
-        let mut t = request.to_wire();
+        let mut t = job.wire_with_inline_inputs();
         t.insert("taskType".into(), json!(request.task_type().as_str()));
         t.insert("taskUUID".into(), json!(uuid::Uuid::new_v4().to_string()));
         let air = request.model();
         t.insert("model".into(), json!(self.cfg.model_for(air).unwrap_or(air)));
-        if let Some(&first) = job.seeds.first() {
-            t.insert("seed".into(), json!(first));
-        }
-        if t.contains_key("numberResults") {
-            t.insert("numberResults".into(), json!(job.seeds.len().max(1)));
-        }
-        for (input, asset) in request.inputs().iter().zip(&job.inputs) {
-            let uri = format!(
-                "data:{};base64,{}",
-                asset.media_type,
-                base64::engine::general_purpose::STANDARD.encode(&asset.bytes)
-            );
-            set_at(&mut t, input.param.segments(), json!(uri));
-        }
         if request.task_type().family() != Family::Text {
             t.insert("outputType".into(), json!("base64Data"));
         }
@@ -110,29 +95,6 @@ impl RunwareUpstream {
         t.remove("ttl");
         Ok(Value::Object(t))
     }
-}
-
-/// Sets the value at `path` in a task object, where the path exists.
-fn set_at(task: &mut serde_json::Map<String, Value>, path: &[Segment], value: Value) {
-    let Some((Segment::Key(first), rest)) = path.split_first() else { return };
-    let mut at = match task.get_mut(first) {
-        Some(v) => v,
-        None => return,
-    };
-    for segment in rest {
-        at = match (segment, at) {
-            (Segment::Key(k), Value::Object(m)) => match m.get_mut(k) {
-                Some(v) => v,
-                None => return,
-            },
-            (Segment::Index(i), Value::Array(a)) => match a.get_mut(*i) {
-                Some(v) => v,
-                None => return,
-            },
-            _ => return,
-        };
-    }
-    *at = value;
 }
 
 /// One result item of the upstream's reply as an artifact: a file (`{family}Base64Data`),
@@ -282,6 +244,11 @@ fn map_error(name: &str, e: &UpstreamError, status: u16, headers: &HeaderMap, bo
 impl Provider for RunwareUpstream {
     fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// The whole task object is sent on, so every optional parameter reaches the upstream.
+    fn param_support(&self) -> ParamSupport {
+        ParamSupport::All
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -49,6 +49,7 @@ fn image_job(n: u32, format: ImageFormat) -> Job {
             seed: Some(41),
             number_results: n,
             output: OutputOptions { format, ..OutputOptions::default() },
+            ..ImageInference::default()
         }),
         inputs: vec![],
         seeds: (41..41 + u64::from(n)).collect(),

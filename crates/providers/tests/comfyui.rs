@@ -61,6 +61,7 @@ fn job(n: u32, format: ImageFormat) -> Job {
             seed: Some(100),
             number_results: n,
             output: OutputOptions { format, ..OutputOptions::default() },
+            ..ImageInference::default()
         }),
         inputs: vec![],
         seeds: (100..100 + u64::from(n)).collect(),

@@ -121,6 +121,7 @@ fn job() -> Job {
             seed: Some(1),
             number_results: 1,
             output: OutputOptions::default(),
+            ..ImageInference::default()
         }),
         inputs: vec![],
         seeds: vec![1],

@@ -195,6 +195,19 @@ pub struct ImageInference {
     seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     number_results: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mask_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strength: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outpaint: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lora: Option<Vec<Value>>,
+    /// Any other optional parameter, by its Runware name.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, Value>,
     #[serde(flatten)]
     output: OutputOptions,
 }
@@ -215,8 +228,59 @@ impl ImageInference {
             cfg_scale: None,
             seed: None,
             number_results: None,
+            seed_image: None,
+            mask_image: None,
+            strength: None,
+            outpaint: None,
+            lora: None,
+            extra: serde_json::Map::new(),
             output: OutputOptions::default(),
         }
+    }
+
+    /// `seedImage`: the image to start from (a data URI, base64, an HTTPS URL or an upload's
+    /// `imageUUID`), for image to image; with [`mask_image`](Self::mask_image), inpainting; with
+    /// [`outpaint`](Self::outpaint), outpainting.
+    pub fn seed_image(mut self, image: impl Into<String>) -> Self {
+        self.seed_image = Some(image.into());
+        self
+    }
+
+    /// `maskImage`: white where the seed image is repainted, black where it is kept.
+    pub fn mask_image(mut self, image: impl Into<String>) -> Self {
+        self.mask_image = Some(image.into());
+        self
+    }
+
+    /// `strength`, 0 to 1: how far the result moves from the seed image (the server's default
+    /// is 0.8).
+    pub fn strength(mut self, s: f64) -> Self {
+        self.strength = Some(s);
+        self
+    }
+
+    /// `outpaint`: borders in pixels (multiples of 64) added around the seed image, and the
+    /// blend width; `width` and `height` must then be the seed image's size plus the borders.
+    pub fn outpaint(mut self, top: u32, right: u32, bottom: u32, left: u32, blur: u32) -> Self {
+        self.outpaint = Some(serde_json::json!({
+            "top": top, "right": right, "bottom": bottom, "left": left, "blur": blur
+        }));
+        self
+    }
+
+    /// Adds a `lora` entry: a LoRA model's AIR id and its weight.
+    pub fn lora(mut self, model: impl Into<String>, weight: f64) -> Self {
+        self.lora
+            .get_or_insert_with(Vec::new)
+            .push(serde_json::json!({"model": model.into(), "weight": weight}));
+        self
+    }
+
+    /// Any other optional parameter by its Runware name (`controlNet`, `referenceImages`,
+    /// `ipAdapters`, `refiner`, `scheduler`, `providerSettings`…), sent as given.
+    pub fn param(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(name.into(), value);
+        self
     }
 
     /// `negativePrompt`.

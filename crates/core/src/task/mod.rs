@@ -11,6 +11,11 @@
 //! [`TaskRequest`] and dispatches to the module. The engine, the providers and the dialects work
 //! from those, so no other file names the task type unless it serves it differently.
 
+pub mod extras;
+
+pub use extras::ParamSupport;
+pub use image_inference::{DEFAULT_STRENGTH, EXTRAS as IMAGE_INFERENCE_EXTRAS, Outpaint};
+
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
@@ -390,6 +395,12 @@ pub trait TaskParams: Sized + Clone {
     fn one_result(&self) -> Option<Self> {
         None
     }
+    /// The optional parameters present that a provider must act on (see
+    /// [`extras::Role::Feature`]), by name, with where they were sent: a model whose providers
+    /// do not act on one refuses the task.
+    fn features(&self) -> Vec<(&'static str, ParamPath)> {
+        Vec::new()
+    }
 }
 
 /// The [`TaskParams`] accessors of a params struct with `model` and `output` fields (every task
@@ -637,6 +648,11 @@ macro_rules! task_types {
                 match self { $(TaskRequest::$variant(p) => p.to_wire(),)* }
             }
 
+            /// See [`TaskParams::features`].
+            pub fn features(&self) -> Vec<(&'static str, ParamPath)> {
+                match self { $(TaskRequest::$variant(p) => p.features(),)* }
+            }
+
             /// See [`TaskParams::one_result`].
             pub fn one_result(&self) -> Option<TaskRequest> {
                 match self { $(TaskRequest::$variant(p) => p.one_result().map(TaskRequest::$variant),)* }
@@ -670,7 +686,7 @@ impl<'de> Deserialize<'de> for TaskType {
 
 // The registry: one line per task type, `Variant(module::Params)`.
 task_types! {
-    /// Text to image.
+    /// Text to image, and image to image.
     ImageInference(image_inference::ImageInference),
     /// Image upscaling.
     Upscale(upscale::Upscale),

@@ -280,6 +280,7 @@ fn parse_text_to_image(b: &mut Body<'_>) -> Option<Parsed> {
             seed,
             number_results: 1,
             output: OutputOptions::default(),
+            ..ImageInference::default()
         }),
         assets,
     })
