@@ -221,6 +221,13 @@ price_usd = "0.0001"
 description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
 
 [[models]]
+air = "test:sdxl@1"
+task_type = "imageInference"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
+
+[[models]]
 air = "test:rembg@1"
 task_type = "removeBackground"
 provider = "runware"
@@ -283,6 +290,17 @@ fn the_runware_python_sdk_methods_run_on_configured_providers() {
         (Some("photoMaker"), Some("Photographic"))
     );
     assert!(made["inputImages"][0].as_str().unwrap().starts_with("data:image/png;base64,"));
+    // The image inference: LoRA, ControlNet and refiner as the SDK sent them, the guide image
+    // (sent by the SDK as this server's imageUUID) as the bytes it names.
+    let guided = &runware.requests("POST", "/v1")[2].json()[0];
+    assert_eq!(guided["taskType"], "imageInference");
+    assert_eq!(guided["lora"], serde_json::json!([{"model": "civitai:58390@62833", "weight": 0.8}]));
+    assert_eq!(guided["refiner"], serde_json::json!({"model": "civitai:101055@128080", "startStep": 30}));
+    assert_eq!(
+        (guided["controlNet"][0]["weight"].as_f64(), guided["scheduler"].as_str()),
+        (Some(0.5), Some("Euler"))
+    );
+    assert!(guided["controlNet"][0]["guideImage"].as_str().unwrap().starts_with("data:image/png;base64,"));
     // The text inference: its settings, system prompt and seed as sent through the SDK.
     assert_eq!(asked[3]["max_tokens"], 16);
     assert_eq!(asked[3]["seed"], 41);
@@ -303,5 +321,9 @@ fn the_runware_js_sdk_methods_run_on_configured_providers() {
     let (chat, runware, config) = chat_configured(&rt, conf.path());
     drive_with("node", &["runware_providers.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     assert_eq!(chat.requests().len(), 6, "three versions, the caption, then two text inferences");
-    assert_eq!(runware.requests("POST", "/v1").len(), 2, "one background removal, one photoMaker");
+    assert_eq!(runware.requests("POST", "/v1").len(), 3, "one background removal, one photoMaker, one image");
+    let guided = &runware.requests("POST", "/v1")[2].json()[0];
+    assert_eq!(guided["lora"], serde_json::json!([{"model": "civitai:58390@62833", "weight": 0.8}]));
+    assert_eq!(guided["controlNet"][0]["endStepPercentage"], 80);
+    assert!(guided["controlNet"][0]["guideImage"].as_str().unwrap().starts_with("data:image/png;base64,"));
 }

@@ -48,6 +48,15 @@ const made = await r.photoMaker({
 });
 assert.ok(made.length === 1 && made[0].imageURL.endsWith(".png"), JSON.stringify(made));
 
+// requestImages with a LoRA and a ControlNet guided by an image made here: forwarded whole to
+// Runware's API (the mock), the guide image as the bytes of that image.
+const guided = await r.requestImages({
+  model: "test:sdxl@1", positivePrompt: "a castle guided by shapes", width: 512, height: 512,
+  lora: [{ model: "civitai:58390@62833", weight: 0.8 }],
+  controlNet: [{ model: "civitai:38784@44716", guideImage: image.imageUUID, weight: 0.5, startStepPercentage: 0, endStepPercentage: 80 }],
+});
+assert.ok(guided.length === 1 && guided[0].imageURL.endsWith(".png"), JSON.stringify(guided));
+
 // textInference (top-level settings, as this SDK sends them).
 const replies = await r.textInference({
   model: "test:llm@1",

@@ -8,10 +8,13 @@ import os
 
 from runware import (
     IBackgroundRemovalSettings,
+    IControlNetGeneral,
     IImageBackgroundRemoval,
     IImageCaption,
     IImageInference,
+    ILora,
     IPhotoMaker,
+    IRefiner,
     IPromptEnhance,
     ISettings,
     ITextInference,
@@ -75,6 +78,22 @@ async def main():
         )
     )
     assert len(made) == 1 and made[0].imageURL.endswith(".png"), made
+
+    # imageInference with a LoRA, a ControlNet guided by an image made here, and a refiner:
+    # forwarded whole to Runware's API (the mock), the guide image as the bytes of that image.
+    guided = await r.imageInference(
+        requestImage=IImageInference(
+            model="test:sdxl@1",
+            positivePrompt="a castle guided by shapes",
+            width=512,
+            height=512,
+            lora=[ILora(model="civitai:58390@62833", weight=0.8)],
+            controlNet=[IControlNetGeneral(model="civitai:38784@44716", guideImage=image[0].imageUUID, weight=0.5)],
+            refiner=IRefiner(model="civitai:101055@128080", startStep=30),
+            scheduler="Euler",
+        )
+    )
+    assert len(guided) == 1 and guided[0].imageURL.endswith(".png"), guided
 
     # textInference: the conversation and settings reach the chat server; the reply comes back
     # with its finish reason, usage and seed.

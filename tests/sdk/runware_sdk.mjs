@@ -13,6 +13,22 @@ const images = await r.requestImages({ model, positivePrompt: "a js fox", width:
 assert.equal(images.length, 2);
 for (const i of images) assert.ok(i.imageURL && i.imageUUID && i.taskUUID, JSON.stringify(i));
 
+// Image to image on the stand-in (the seed image by a result's imageUUID); a LoRA is refused
+// by the stand-in, which does not apply one, with the parameter named.
+const edited = await r.requestImages({
+  model, positivePrompt: "the same fox at night", width: 128, height: 128, seedImage: images[0].imageUUID, strength: 0.5,
+});
+assert.ok(edited.length === 1 && edited[0].imageURL, JSON.stringify(edited));
+let refused = null;
+try {
+  await r.requestImages({ model, positivePrompt: "a fox", width: 128, height: 128, lora: [{ model: "civitai:58390@62833", weight: 0.8 }] });
+} catch (e) {
+  refused = e.error ?? e;
+}
+assert.ok(refused, "expected the LoRA to be refused");
+assert.equal(refused.code, "unsupportedParameterForModel", JSON.stringify(refused));
+assert.equal(refused.parameter, "lora", JSON.stringify(refused));
+
 const up = await r.upscaleGan({ inputImage: images[0].imageUUID, upscaleFactor: 2 });
 assert.ok(up.imageURL && up.imageUUID, JSON.stringify(up));
 

@@ -15,7 +15,9 @@ from runware import (
     IImageInference,
     IImageUpscale,
     IInputs,
+    ILora,
     IModelSearch,
+    IOutpaint,
     IVectorize,
     Runware,
     RunwareAPIError,
@@ -37,6 +39,24 @@ async def main():
     assert all(i.imageUUID and i.imageURL and i.taskUUID for i in images), images
     assert images[0].seed != images[1].seed, images
     assert abs(images[0].cost - 0.0006) < 1e-9, images[0].cost
+
+    # Image to image on the stand-in: the seed image by a result's imageUUID, and outpainting it.
+    edited = await generate(
+        r, positivePrompt="the same fox at night", width=128, height=128, seedImage=images[0].imageUUID, strength=0.5
+    )
+    assert edited and edited[0].imageURL and edited[0].imageUUID != images[0].imageUUID, edited
+    grown = await generate(
+        r, positivePrompt="more of the fox", width=256, height=128, seedImage=images[0].imageUUID,
+        outpaint=IOutpaint(right=128, blur=8),
+    )
+    assert grown and grown[0].imageURL, grown
+    # A LoRA needs a model whose provider applies it; the stand-in says so through the SDK.
+    try:
+        await generate(r, positivePrompt="a fox", width=128, height=128, lora=[ILora(model="civitai:58390@62833", weight=0.8)])
+        raise SystemExit("expected unsupportedParameterForModel")
+    except RunwareAPIError as e:
+        assert e.code == "unsupportedParameterForModel", e.error_data
+        assert e.error_data.get("parameter") == "lora", e.error_data
 
     up = await r.imageUpscale(upscaleGanPayload=IImageUpscale(inputImage=images[0].imageUUID, upscaleFactor=2))
     assert up and up[0].imageUUID and up[0].imageURL, up

@@ -1,10 +1,12 @@
 //! `runware-upstream`: forwards tasks to another Runware-dialect server (another mediagate, or
 //! the commercial service) with mediagate's own key.
 //!
-//! Every registered task type that answers in its reply (all but the async-only ones, video) is
-//! forwarded as it was asked for: the task object each task type's module writes
-//! (`TaskParams::to_wire`), with the upstream's model name, the seeds drawn here and the inputs
-//! as `data:` URIs of the assets fetched here. Files come back as base64, text as `text`.
+//! Every registered task type is forwarded as it was asked for: the task object each task type's
+//! module writes (`TaskParams::to_wire`), with the upstream's model name, the seeds drawn here and
+//! the inputs as `data:` URIs of the assets fetched here. Files come back as base64, text as
+//! `text`. Task types that answer in their reply are answered at once; async-only ones (video) are
+//! sent with `deliveryMethod: "async"` and polled with `getResponse` every `poll_interval_ms`,
+//! within `timeout_ms`.
 //!
 //! One `POST {base_url}/v1` per attempt with a one-task array, `outputType: "base64Data"`. Each
 //! attempt gets a **fresh taskUUID**: a Runware-dialect server answers a known taskUUID from its
@@ -16,13 +18,16 @@
 use crate::decode::Decoder;
 use crate::mapping::{self, conform, send};
 use crate::upstream::{Secret, UpstreamConfig};
-use crate::{Artifact, Capabilities, Delivery, Health, Job, Provider, ProviderError, Submitted};
+use crate::{
+    Artifact, Capabilities, Delivery, Health, Job, JobHandle, Progress, ProgressFn, Provider, ProviderError,
+    Submitted,
+};
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{Completion, Family, ParamSupport, TaskType};
+use mediagate_core::task::{Completion, Family, OutputOptions, ParamSupport, TaskType};
 use reqwest::header::HeaderMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -43,7 +48,7 @@ struct Reply {
     errors: Vec<UpstreamError>,
 }
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 struct UpstreamError {
     #[serde(default)]
     code: String,
@@ -77,12 +82,12 @@ impl RunwareUpstream {
     /// a fresh taskUUID, the seeds drawn here, each input as a `data:` URI of the asset fetched
     /// here (the upstream cannot resolve this server's UUIDs or reach its callers' URLs), and
     /// files asked for as base64 so that they come back in the reply.
-    fn task(&self, job: &Job) -> Result<Value, ProviderError> {
+    fn task(&self, job: &Job) -> Value {
         let request = &job.request;
-        if request.task_type().async_only() {
-            return Err(job.not_served(&self.cfg.name));
-        }
         let mut t = job.wire_with_inline_inputs();
+        if request.task_type().async_only() {
+            t.insert("deliveryMethod".into(), json!("async"));
+        }
         t.insert("taskType".into(), json!(request.task_type().as_str()));
         t.insert("taskUUID".into(), json!(uuid::Uuid::new_v4().to_string()));
         let air = request.model();
@@ -93,7 +98,53 @@ impl RunwareUpstream {
         // The upstream's cost and its output's lifetime are not this server's.
         t.remove("includeCost");
         t.remove("ttl");
-        Ok(Value::Object(t))
+        Value::Object(t)
+    }
+
+    /// One POST, its reply read: the `data` items, or the first error mapped.
+    async fn call(&self, body: &Value) -> Result<Vec<Value>, ProviderError> {
+        let name = &self.cfg.name;
+        let (status, headers, reply) = send(name, self.post(body)).await?;
+        let parsed: Reply = match serde_json::from_slice(&reply) {
+            Ok(r) => r,
+            Err(_) if !(200..300).contains(&status) => {
+                return Err(mapping::from_status(name, status, &headers, &reply, false, false));
+            }
+            Err(e) => {
+                return Err(mapping::failed(
+                    name,
+                    format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)),
+                ));
+            }
+        };
+        if let Some(e) = parsed.errors.first() {
+            return Err(map_error(name, e, status, &headers, &reply));
+        }
+        if !(200..300).contains(&status) {
+            return Err(mapping::from_status(name, status, &headers, &reply, false, false));
+        }
+        // A failed result of an async task comes as an item with `status: "error"`.
+        if let Some(failed) = parsed.data.iter().find(|d| d["status"] == "error") {
+            let e: UpstreamError = serde_json::from_value(failed["error"].clone()).unwrap_or_default();
+            return Err(map_error(name, &e, status, &headers, &reply));
+        }
+        Ok(parsed.data)
+    }
+
+    /// The artifacts of the first `expect.want` result items.
+    async fn artifacts(&self, expect: &Expected, data: &[Value]) -> Result<Vec<Artifact>, ProviderError> {
+        let name = &self.cfg.name;
+        if data.len() < expect.want {
+            return Err(mapping::failed(
+                name,
+                format_args!("asked for {} results, got {}", expect.want, data.len()),
+            ));
+        }
+        let mut out: Vec<Artifact> = Vec::with_capacity(expect.want);
+        for (i, item) in data.iter().take(expect.want).enumerate() {
+            out.push(artifact(name, expect, i, item, &self.decoder).await?);
+        }
+        Ok(out)
     }
 }
 
@@ -101,13 +152,13 @@ impl RunwareUpstream {
 /// re-encoded to the format asked for when it is a raster image in another one, or text.
 async fn artifact(
     name: &str,
-    job: &Job,
+    expect: &Expected,
     i: usize,
     item: &Value,
     decoder: &Decoder,
 ) -> Result<Artifact, ProviderError> {
-    let seed = item.get("seed").and_then(Value::as_u64).or(job.seeds.get(i).copied());
-    let family = job.request.task_type().family();
+    let seed = item.get("seed").and_then(Value::as_u64).or(expect.seeds.get(i).copied());
+    let family = expect.task_type.family();
     if family == Family::Text {
         let text = item
             .get("text")
@@ -161,7 +212,28 @@ async fn artifact(
             completion: None,
         });
     }
-    conform(name, bytes, job.request.output(), seed, decoder).await
+    conform(name, bytes, &expect.output, seed, decoder).await
+}
+
+/// What the results of a job must be, kept in an async job's handle (`JobHandle::context`) so
+/// that [`Provider::wait`] can turn the polled results into artifacts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Expected {
+    task_type: TaskType,
+    output: OutputOptions,
+    seeds: Vec<u64>,
+    want: usize,
+}
+
+impl Expected {
+    fn of(job: &Job) -> Self {
+        Expected {
+            task_type: job.task_type(),
+            output: job.request.output().clone(),
+            seeds: job.seeds.clone(),
+            want: job.request.result_count() as usize,
+        }
+    }
 }
 
 /// A parameter name safe to show: a short path of identifier characters (never free text).
@@ -253,48 +325,55 @@ impl Provider for RunwareUpstream {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            // Every registered task type a reply can carry (the async-only ones are polled for,
-            // which this adapter does not do).
-            task_types: TaskType::ALL.iter().copied().filter(|t| !t.async_only()).collect(),
+            // Every registered task type: answered in the reply, or (async-only ones) polled for.
+            task_types: TaskType::ALL.to_vec(),
             models: self.cfg.models.keys().cloned().collect(),
-            delivery: Delivery::Sync,
+            delivery: Delivery::Poll,
         }
     }
 
+    /// Tasks that answer in their reply are sent and answered at once. Async-only ones (video)
+    /// are sent with `deliveryMethod: "async"` under a fresh taskUUID, which the handle keeps for
+    /// [`wait`](Provider::wait) to poll.
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
+        let task = self.task(&job);
+        let expect = Expected::of(&job);
+        if !job.task_type().async_only() {
+            let data = self.call(&json!([task])).await?;
+            return Ok(Submitted::Done(self.artifacts(&expect, &data).await?));
+        }
+        let uuid = task["taskUUID"].as_str().unwrap_or_default().to_string();
+        self.call(&json!([task])).await?;
+        let context = serde_json::to_string(&expect).expect("an expectation serializes");
+        Ok(Submitted::Pending(JobHandle { ids: vec![uuid], context }))
+    }
+
+    /// Polls `getResponse` every `poll_interval_ms` until every result is in, a result failed, or
+    /// `timeout_ms` has passed.
+    async fn wait(&self, handle: &JobHandle, progress: &ProgressFn) -> Result<Vec<Artifact>, ProviderError> {
         let name = &self.cfg.name;
-        let body = json!([self.task(&job)?]);
-        let (status, headers, reply) = send(name, self.post(&body)).await?;
-        let parsed: Reply = match serde_json::from_slice(&reply) {
-            Ok(r) => r,
-            Err(_) if !(200..300).contains(&status) => {
-                return Err(mapping::from_status(name, status, &headers, &reply, false, false));
-            }
-            Err(e) => {
-                return Err(mapping::failed(
-                    name,
-                    format_args!("unreadable reply ({e}): {}", mapping::truncate(&reply)),
-                ));
+        let expect: Expected = serde_json::from_str(&handle.context)
+            .map_err(|e| mapping::failed(name, format_args!("unreadable job handle: {e}")))?;
+        let uuid = handle.ids.first().cloned().unwrap_or_default();
+        let every = std::time::Duration::from_millis(self.cfg.poll_interval_ms.max(1));
+        let poll = async {
+            loop {
+                let data = self.call(&json!([{"taskType": "getResponse", "taskUUID": uuid}])).await?;
+                let done: Vec<Value> = data.into_iter().filter(|d| d["status"] == "success").collect();
+                if done.len() >= expect.want {
+                    return self.artifacts(&expect, &done).await;
+                }
+                progress(Progress { fraction: done.len() as f32 / expect.want.max(1) as f32 });
+                tokio::time::sleep(every).await;
             }
         };
-        if let Some(e) = parsed.errors.first() {
-            return Err(map_error(name, e, status, &headers, &reply));
-        }
-        if !(200..300).contains(&status) {
-            return Err(mapping::from_status(name, status, &headers, &reply, false, false));
-        }
-        let want = job.request.result_count() as usize;
-        if parsed.data.len() < want {
-            return Err(mapping::failed(
+        match tokio::time::timeout(self.cfg.timeout(), poll).await {
+            Ok(r) => r,
+            Err(_) => Err(mapping::timed_out(
                 name,
-                format_args!("asked for {want} results, got {}", parsed.data.len()),
-            ));
+                format_args!("task {uuid} not done within {:?}", self.cfg.timeout()),
+            )),
         }
-        let mut out: Vec<Artifact> = Vec::with_capacity(want);
-        for (i, item) in parsed.data.iter().take(want).enumerate() {
-            out.push(artifact(name, &job, i, item, &self.decoder).await?);
-        }
-        Ok(Submitted::Done(out))
     }
 
     async fn health(&self) -> Health {

@@ -70,6 +70,8 @@ pub enum Kind {
     Opaque,
     /// A list of provider-specific objects, like [`Kind::Opaque`].
     OpaqueList,
+    /// Any JSON value, sent on as it came (provider-specific references such as media ids).
+    Any,
 }
 
 /// A field of an object.
@@ -448,6 +450,7 @@ pub fn check(kind: &Kind, v: &Value, path: &ParamPath) -> Result<(), ApiError> {
             }
             v => Err(wrong_type(path, "an array of objects", v)),
         },
+        Kind::Any => Ok(()),
     }
 }
 

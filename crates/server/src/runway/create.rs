@@ -329,6 +329,8 @@ fn parse_video(b: &mut Body<'_>, models: &[VideoModel], with_image: bool) -> Opt
             first_frame: assets.first().map(|_| String::new()),
             video_format: VideoFormat::Mp4,
             output: OutputOptions::default(),
+            number_results: 1,
+            extras: Default::default(),
         }),
         assets,
     })

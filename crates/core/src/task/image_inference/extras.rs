@@ -55,6 +55,8 @@ pub const EXTRAS: &[Extra] = &[
     Extra::hint("scheduler", Kind::Str { max: 64 }),
     Extra::hint("clipSkip", Kind::Int { min: 0, max: 2 }),
     Extra::hint("promptWeighting", Kind::Enum(&["compel", "sdEmbeds"])),
+    // The JS SDK still sends the older switch when it is set.
+    Extra::hint("usePromptWeighting", Kind::Bool),
     Extra::hint("acceleration", Kind::Str { max: 32 }),
     Extra::hint("useCache", Kind::Bool),
     Extra::hint("checkNSFW", Kind::Bool),

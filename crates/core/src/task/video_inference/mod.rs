@@ -1,7 +1,13 @@
-//! `videoInference`: text or image to video.
+//! `videoInference`: text or image to video, with every optional parameter of the official SDKs
+//! (read by the table in [`extras`]).
 
+mod extras;
+
+pub use extras::EXTRAS;
+
+use super::extras::{self as table};
 use super::{
-    Family, Input, OutputOptions, TaskParams, VideoFormat, check_dimensions, check_seed_span,
+    Family, Input, OutputOptions, TaskParams, VideoFormat, check_dimensions,
     in_range, invalid, model_param, output_wire, put,
 };
 use crate::error::ApiError;
@@ -9,6 +15,7 @@ use crate::model::{ModelSpec, PROCEDURAL_VIDEO_AIR};
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A video request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +40,20 @@ pub struct VideoInference {
     pub video_format: VideoFormat,
     /// Output options (`format` is unused for video).
     pub output: OutputOptions,
+    /// How many videos, each its own result (more than one only where the provider makes them).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub number_results: u32,
+    /// The optional parameters read by [`EXTRAS`], as they came.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extras: BTreeMap<String, Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl TaskParams for VideoInference {
@@ -59,6 +80,8 @@ impl TaskParams for VideoInference {
             .opt_enum("outputFormat", VideoFormat::NAMES)?
             .and_then(VideoFormat::parse)
             .unwrap_or(VideoFormat::Mp4);
+        let number_results = r.opt_int_checked_later("numberResults")?.unwrap_or(1);
+        let extras = table::read(r, EXTRAS)?;
         Ok(VideoInference {
             positive_prompt,
             model,
@@ -70,6 +93,8 @@ impl TaskParams for VideoInference {
             first_frame,
             video_format,
             output,
+            number_results,
+            extras,
         })
     }
 
@@ -91,6 +116,10 @@ impl TaskParams for VideoInference {
             VideoFormat::Webm => "WEBM",
         };
         w.insert("outputFormat".into(), format.into());
+        if self.number_results != 1 {
+            w.insert("numberResults".into(), self.number_results.into());
+        }
+        table::write(&mut w, &self.extras);
         w
     }
 
@@ -103,13 +132,22 @@ impl TaskParams for VideoInference {
         if !(1..=b.fps_max).contains(&self.fps) {
             return Err(invalid("fps", in_range(1, b.fps_max, "", model)));
         }
-        check_seed_span(self.seed, 1)
+        super::check_results(self.number_results, self.seed, model)
     }
 
     model_and_output!();
 
     fn seed(&self) -> Option<Option<u64>> {
         Some(self.seed)
+    }
+
+    fn result_count(&self) -> u32 {
+        self.number_results
+    }
+
+    fn features(&self) -> Vec<(&'static str, ParamPath)> {
+        let several = (self.number_results > 1).then(|| ("numberResults", ParamPath::key("numberResults")));
+        several.into_iter().chain(table::features(EXTRAS, &self.extras)).collect()
     }
 
     fn work(&self) -> Option<u64> {
@@ -123,11 +161,15 @@ impl TaskParams for VideoInference {
 
     fn inputs(&self) -> Vec<Input<'_>> {
         let path = ParamPath::key("frameImages").index(0).child("inputImage");
-        self.first_frame.iter().map(|f| Input::image(f, path.clone())).collect()
+        self.first_frame
+            .iter()
+            .map(|f| Input::image(f, path.clone()))
+            .chain(table::images(EXTRAS, &self.extras))
+            .collect()
     }
 
     fn inputs_mut(&mut self) -> Vec<&mut String> {
-        self.first_frame.iter_mut().collect()
+        self.first_frame.iter_mut().chain(table::images_mut(EXTRAS, &mut self.extras)).collect()
     }
 }
 

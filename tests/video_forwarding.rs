@@ -1,0 +1,174 @@
+//! `videoInference` forwarded by `runware-upstream`: sent with `deliveryMethod: "async"`, polled
+//! with `getResponse` until its video is in, with every optional parameter of the official SDKs
+//! sent on (images as the bytes fetched here), and an upstream failure mapped into the catalog.
+//! The upstream is a scripted mock of Runware's API (a test double).
+
+use base64::Engine as _;
+use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
+use mediagate_core::task::TaskType;
+use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+use mediagate_testkit::mock_upstream::{MockUpstream, Reply, png};
+use mediagate_testkit::{TestServer, task_uuid};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn server(mock: &MockUpstream) -> TestServer {
+    let url = mock.base_url.clone();
+    TestServer::start_with(move |c| {
+        c.providers.upstreams.push(UpstreamConfig {
+            name: "runware".into(),
+            kind: UpstreamKind::RunwareUpstream,
+            base_url: url,
+            poll_interval_ms: 20,
+            ..UpstreamConfig::default()
+        });
+        c.models.push(ModelSpec {
+            air: "acme:video@1".into(),
+            task_type: TaskType::VideoInference,
+            provider: "runware".into(),
+            price_usd: "0.05".into(),
+            description: "forwarded to a scripted mock of Runware's API".into(),
+            bounds: Bounds { duration_max_secs: 10, ..Bounds::default() },
+            retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
+            fallback: vec![],
+            concurrency: 0,
+        });
+    })
+    .await
+}
+
+/// Polls getResponse until the task ends; returns its items (or its error object).
+async fn settle(s: &TestServer, uuid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, b) = s.post(&json!([{"taskType": "getResponse", "taskUUID": uuid}])).await;
+        if b["data"][0]["status"] != "processing" {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "the task did not end: {b}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// The bytes of a real MP4, made by the built-in video stand-in.
+async fn an_mp4(s: &TestServer) -> Vec<u8> {
+    let uuid = task_uuid();
+    let (st, b) = s
+        .post(&json!([{"taskType": "videoInference", "taskUUID": uuid, "deliveryMethod": "async",
+                        "positivePrompt": "a test clip", "width": 64, "height": 64, "duration": 1, "fps": 2}]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let done = settle(s, &uuid).await;
+    let url = done["data"][0]["videoURL"].as_str().unwrap_or_else(|| panic!("{done}"));
+    s.http.get(url).send().await.unwrap().bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test]
+async fn a_video_is_sent_async_polled_and_stored_with_its_parameters() {
+    let mock = MockUpstream::start().await;
+    let s = server(&mock).await;
+    let mp4 = an_mp4(&s).await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&mp4);
+    let item = |status: &str| json!({"taskType": "videoInference", "taskUUID": "u", "status": status});
+    let mut done = item("success");
+    done["videoUUID"] = json!("v");
+    done["videoBase64Data"] = json!(b64);
+    mock.on(
+        "POST",
+        "/v1",
+        vec![
+            Reply::json(200, json!({"data": [{"taskType": "videoInference", "taskUUID": "u"}]})),
+            Reply::json(200, json!({"data": [item("processing")]})),
+            Reply::json(200, json!({"data": [done]})),
+        ],
+    );
+    let reference = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png(32, 32, [0, 9, 0]))
+    );
+    let uuid = task_uuid();
+    let sent = json!({
+        "taskType": "videoInference", "taskUUID": uuid, "deliveryMethod": "async", "model": "acme:video@1",
+        "positivePrompt": "waves at night", "negativePrompt": "blur", "width": 640, "height": 384, "duration": 5,
+        "referenceImages": [reference], "lora": [{"model": "civitai:1@1", "weight": 0.5}],
+        "providerSettings": {"google": {"generateAudio": true}}, "includeCost": true,
+    });
+    let (st, b) = s.post(&json!([sent])).await;
+    assert_eq!(st, 200, "{b}");
+    let got = settle(&s, &uuid).await;
+    let result = &got["data"][0];
+    assert_eq!(result["status"], "success", "{got}");
+    let url = result["videoURL"].as_str().unwrap();
+    assert!(url.ends_with(".mp4"), "{url}");
+    assert_eq!(s.http.get(url).send().await.unwrap().bytes().await.unwrap().to_vec(), mp4);
+    assert_eq!(result["cost"], json!(0.05), "{got}");
+
+    let calls = mock.requests("POST", "/v1");
+    let forwarded = &calls[0].json()[0];
+    assert_eq!(forwarded["deliveryMethod"], "async", "{forwarded}");
+    for key in ["negativePrompt", "lora", "providerSettings", "referenceImages"] {
+        assert_eq!(forwarded[key], sent[key], "{key}: {forwarded}");
+    }
+    // Then getResponse for the upstream's task until it succeeded.
+    let polled = &calls[1].json()[0];
+    assert_eq!(polled["taskType"], "getResponse");
+    assert_eq!(polled["taskUUID"], forwarded["taskUUID"]);
+    assert!(calls.len() >= 3, "submitted, then polled until done");
+}
+
+#[tokio::test]
+async fn an_upstream_failure_of_a_polled_video_is_mapped_and_refunded() {
+    let mock = MockUpstream::start().await;
+    let s = server(&mock).await;
+    mock.on(
+        "POST",
+        "/v1",
+        vec![
+            Reply::json(200, json!({"data": [{"taskType": "videoInference", "taskUUID": "u"}]})),
+            Reply::json(
+                200,
+                json!({"data": [{"taskType": "videoInference", "taskUUID": "u", "status": "error",
+                                               "error": {"code": "providerContentPolicyViolation"}}]}),
+            ),
+        ],
+    );
+    let before = s.balance("default").await;
+    let uuid = task_uuid();
+    let (st, b) = s
+        .post(&json!([{"taskType": "videoInference", "taskUUID": uuid, "deliveryMethod": "async",
+                        "model": "acme:video@1", "positivePrompt": "waves", "width": 640, "height": 384}]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let got = settle(&s, &uuid).await;
+    let item = &got["data"][0];
+    assert_eq!(
+        (item["status"].as_str(), item["error"]["code"].as_str()),
+        (Some("error"), Some("providerContentPolicyViolation")),
+        "{got}"
+    );
+    assert_eq!(s.balance("default").await, before, "a failed task is refunded");
+}
+
+#[tokio::test]
+async fn video_parameters_the_stand_in_does_not_act_on_are_refused_by_name() {
+    let s = TestServer::start().await;
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "videoInference", "taskUUID": task_uuid(), "deliveryMethod": "async",
+                           "positivePrompt": "waves", "width": 128, "height": 128, "duration": 1, "fps": 4});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"numberResults": 2}), "unsupportedParameterForModel", "numberResults"),
+        (json!({"lora": [{"model": "civitai:1@1"}]}), "unsupportedParameterForModel", "lora"),
+        (json!({"providerSettings": {"google": {}}}), "unsupportedParameterForModel", "providerSettings"),
+        (json!({"lora": [{"weight": 1}]}), "missingParameter", "lora[0].model"),
+        (json!({"steps": 0}), "invalidParameterValue", "steps"),
+    ];
+    s.assert_refused(refused, task).await;
+    // Hints are taken: the stand-in has no sampler to give them to.
+    let (st, b) = s.post(&json!([task(json!({"negativePrompt": "blur", "CFGScale": 7, "steps": 20}))])).await;
+    assert_eq!((st, b["errors"].clone()), (200, Value::Null), "{b}");
+}
