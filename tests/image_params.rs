@@ -265,3 +265,52 @@ async fn a_model_with_a_fallback_takes_only_what_every_provider_of_its_chain_act
         .await;
     assert_eq!((st, b["errors"][0]["code"].clone()), (200, Value::Null), "{b}");
 }
+
+#[tokio::test]
+async fn a_canny_guide_is_made_from_an_input_image_and_named_as_runware_names_it() {
+    let s = TestServer::start().await;
+    // A white square on black: its guide has edges on the outline only.
+    let mut square = image::GrayImage::new(64, 64);
+    for (x, y, p) in square.enumerate_pixels_mut() {
+        p.0 = [if (16..48).contains(&x) && (16..48).contains(&y) { 255 } else { 0 }];
+    }
+    let mut png_bytes = std::io::Cursor::new(Vec::new());
+    square.write_to(&mut png_bytes, image::ImageFormat::Png).unwrap();
+    let input = data_uri(png_bytes.get_ref());
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "imageControlNetPreProcess", "taskUUID": task_uuid(), "inputImage": input,
+                           "preProcessorType": "canny", "outputType": "base64Data", "includeCost": true});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let (st, b) = s.post(&json!([task(json!({}))])).await;
+    assert_eq!(st, 200, "{b}");
+    let item = &b["data"][0];
+    assert!(item["guideImageUUID"].is_string() && item["imageUUID"].is_null(), "{item}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(item["guideImageBase64Data"].as_str().unwrap())
+        .unwrap();
+    let guide = image::load_from_memory(&bytes).unwrap().to_luma8();
+    assert_eq!(guide.dimensions(), (64, 64));
+    assert_eq!(guide.get_pixel(32, 32).0, [0], "no edge inside the square");
+    assert!((14..18).any(|x| guide.get_pixel(x, 32).0 == [255]), "an edge on its outline");
+    assert!(item["cost"].as_f64().unwrap() > 0.0, "{item}");
+
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"preProcessorType": "depth"}), "unsupportedParameterForModel", "preProcessorType"),
+        (json!({"preProcessorType": "edges"}), "invalidParameterValue", "preProcessorType"),
+        (json!({"lowThresholdCanny": 300}), "invalidParameterValue", "lowThresholdCanny"),
+        (
+            json!({"lowThresholdCanny": 200, "highThresholdCanny": 100}),
+            "invalidParameterValue",
+            "lowThresholdCanny",
+        ),
+        (json!({"inputImage": ""}), "invalidParameterValue", "inputImage"),
+    ];
+    s.assert_refused(refused, task).await;
+    let (_, b) = s.post(&json!([task(json!({"preProcessorType": "depth"}))])).await;
+    let m = b["errors"][0]["message"].as_str().unwrap();
+    assert!(m.contains("'preProcessorType' depth") && m.contains("which takes canny"), "{m}");
+}

@@ -111,7 +111,7 @@ async fn every_registered_task_type_is_parsed_validated_routed_run_and_rendered(
         assert_eq!(item["taskType"], t.as_str(), "{item}");
         assert_eq!(item["taskUUID"], uuid.as_str(), "{item}");
         assert!(item["cost"].as_f64().unwrap() > 0.0, "{}: {item}", t.as_str());
-        let family = t.family().as_str();
+        let family = t.result_prefix();
         if t.family() == Family::Text {
             assert!(!item["text"].as_str().unwrap_or_default().is_empty(), "{}: {item}", t.as_str());
             continue;
@@ -225,13 +225,14 @@ async fn a_task_type_without_a_configured_model_names_the_configuration_it_needs
 /// mediagate unchanged: server A routes a model of each type to server B, which runs it on its
 /// own model of that type (built in, or the chat mock for text), and A returns B's result.
 #[tokio::test]
-async fn runware_upstream_forwards_every_task_type_that_answers_in_its_reply() {
+async fn runware_upstream_forwards_every_task_type() {
     let (chat, runware) = (ChatMock::start().await, runware_mock().await);
     let b = server_with_every_task_type(&chat, &runware).await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("b-key");
     std::fs::write(&key_file, &b.api_key).unwrap();
-    let forwarded: Vec<TaskType> = TaskType::ALL.iter().copied().filter(|t| !t.async_only()).collect();
+    // Those that answer in their reply, and the async-only ones (video), polled on B.
+    let forwarded: Vec<TaskType> = TaskType::ALL.to_vec();
     let b_url = b.base_url.clone();
     let types = forwarded.clone();
     let a = TestServer::start_with(move |c| {
@@ -274,7 +275,7 @@ async fn runware_upstream_forwards_every_task_type_that_answers_in_its_reply() {
             assert!(item["text"].as_str().unwrap().contains("in rich detail"), "{}: {item}", t.as_str());
             continue;
         }
-        let url = item[format!("{}URL", t.family().as_str())].as_str().unwrap();
+        let url = item[format!("{}URL", t.result_prefix())].as_str().unwrap();
         assert!(url.starts_with(&a.base_url), "A serves B's output itself: {url}");
         let r = a.http.get(url).send().await.unwrap();
         assert_eq!(r.status(), 200);

@@ -29,6 +29,11 @@ assert.ok(refused, "expected the LoRA to be refused");
 assert.equal(refused.code, "unsupportedParameterForModel", JSON.stringify(refused));
 assert.equal(refused.parameter, "lora", JSON.stringify(refused));
 
+// controlNetPreProcess (async, polled by the SDK): a canny guide of a result, by the built-in
+// edge detector, as white edges on black.
+const guide = await r.controlNetPreProcess({ inputImage: images[0].imageUUID, preProcessorType: "canny", includeCost: true });
+assert.ok(guide.guideImageUUID && guide.guideImageURL.endsWith(".png") && guide.cost > 0, JSON.stringify(guide));
+
 const up = await r.upscaleGan({ inputImage: images[0].imageUUID, upscaleFactor: 2 });
 assert.ok(up.imageURL && up.imageUUID, JSON.stringify(up));
 

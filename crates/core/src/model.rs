@@ -122,6 +122,8 @@ pub const PROCEDURAL_VIDEO_AIR: &str = "mediagate:procedural-video@1";
 pub const LANCZOS_AIR: &str = "mediagate:lanczos@1";
 /// The built-in procedural audio stand-in's AIR id.
 pub const PROCEDURAL_AUDIO_AIR: &str = "mediagate:procedural-audio@1";
+/// The built-in Canny edge detector's AIR id (`imageControlNetPreProcess`).
+pub const CANNY_AIR: &str = "mediagate:canny@1";
 /// The built-in vectorizer's AIR id.
 pub const VTRACER_AIR: &str = "mediagate:vtracer@1";
 
@@ -163,6 +165,21 @@ pub fn builtin_models() -> Vec<ModelSpec> {
                 .into(),
             // Up to 60 s and 4 results a task; WAV only.
             bounds: Bounds { duration_max_secs: 60, max_number_results: 4, ..Bounds::default() },
+            retry: RetryPolicy::default(),
+            fallback: vec![],
+            concurrency: 0,
+        },
+        ModelSpec {
+            air: CANNY_AIR.into(),
+            task_type: TaskType::ImageControlNetPreProcess,
+            provider: "canny".into(),
+            price_usd: "0.0002".into(),
+            description: "Real Canny edge detection (imageproc: Gaussian blur, Sobel gradients, \
+                          non-maximum suppression, hysteresis by lowThresholdCanny and highThresholdCanny): \
+                          the canny preprocessor only."
+                .into(),
+            // Any aspect, as for the vectorizer.
+            bounds: Bounds { input_aspect_min: 0.05, input_aspect_max: 20.0, ..Bounds::default() },
             retry: RetryPolicy::default(),
             fallback: vec![],
             concurrency: 0,

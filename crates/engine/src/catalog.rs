@@ -36,15 +36,17 @@ impl Model {
             return Ok(());
         };
         let takes = match self.params.names() {
-            Some([]) | None => "none of the optional image parameters".to_string(),
+            Some([]) | None => "none of the optional parameters".to_string(),
             Some(names) => names.join(", "),
         };
+        // A feature named by its value (a preprocessor) rather than by its parameter says both.
+        let what = if path.to_string() == name { format!("'{path}'") } else { format!("'{path}' {name}") };
         Err(ApiError::new(
             ErrorCode::UnsupportedParameterForModel,
             format!(
-                "Parameter '{path}' is not supported by model {} (provider {}), which takes {takes}. \
-                 Remove {name}, or use a model served by a provider that acts on it: runware-upstream and \
-                 http-worker send every parameter on (see docs/providers.md).",
+                "Parameter {what} is not supported by model {} (provider {}), which takes {takes}. \
+                 Change or remove it, or use a model served by a provider that acts on it: runware-upstream \
+                 and http-worker send every parameter on (see docs/providers.md).",
                 self.spec.air, self.spec.provider
             ),
         )

@@ -43,6 +43,7 @@ use config::StoreBackend;
 use mediagate_assets::Intake;
 use mediagate_core::money::parse_usd;
 use mediagate_providers::Provider;
+use mediagate_providers::canny::Canny;
 use mediagate_providers::decode::Decoder;
 use mediagate_providers::local::{CpuPool, Lanczos, Procedural};
 use mediagate_providers::local_audio::ProceduralAudio;
@@ -221,6 +222,7 @@ impl Engine {
             .insert("procedural-video".into(), Arc::new(ProceduralVideo::new(cpu.clone(), decoder.clone())));
         providers.insert("procedural-audio".into(), Arc::new(ProceduralAudio::new(cpu.clone())));
         providers.insert("vtracer".into(), Arc::new(Vtracer::new(cpu.clone(), decoder.clone())));
+        providers.insert("canny".into(), Arc::new(Canny::new(cpu.clone(), decoder.clone())));
         providers.insert("lanczos".into(), Arc::new(Lanczos::new(cpu, 8000, decoder.clone())));
         // Remote providers from `[[providers.upstreams]]`, each with its own circuit breaker.
         let mut breakers = HashMap::new();

@@ -76,8 +76,10 @@ pub struct DeliveredItem {
 pub struct Delivered {
     /// The task's UUID.
     pub task_uuid: Uuid,
-    /// What kind of results they are (how a dialect names their fields).
+    /// What kind of results they are (how a dialect renders them).
     pub family: Family,
+    /// The prefix of their fields in Runware's shape (`image`, `video`, `guideImage`…).
+    pub prefix: &'static str,
     /// How results are to be returned.
     pub output_type: OutputType,
     /// Whether to show `cost`.
@@ -1237,6 +1239,7 @@ impl Engine {
         Ok(Delivered {
             task_uuid,
             family,
+            prefix: request.task_type().result_prefix(),
             output_type: output.output_type,
             include_cost: output.include_cost,
             include_usage: output.include_usage,

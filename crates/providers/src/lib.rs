@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod canny;
 pub mod comfyui;
 pub mod decode;
 pub mod encode;

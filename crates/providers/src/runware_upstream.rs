@@ -148,7 +148,7 @@ impl RunwareUpstream {
     }
 }
 
-/// One result item of the upstream's reply as an artifact: a file (`{family}Base64Data`),
+/// One result item of the upstream's reply as an artifact: a file (`{prefix}Base64Data`),
 /// re-encoded to the format asked for when it is a raster image in another one, or text.
 async fn artifact(
     name: &str,
@@ -178,7 +178,7 @@ async fn artifact(
             completion,
         });
     }
-    let field = format!("{}Base64Data", family.as_str());
+    let field = format!("{}Base64Data", expect.task_type.result_prefix());
     let b64 = item
         .get(&field)
         .and_then(Value::as_str)

@@ -339,6 +339,9 @@ pub trait TaskParams: Sized + Clone {
     const ALIASES: &'static [&'static str] = &[];
     /// The kind of files it produces.
     const FAMILY: Family;
+    /// The prefix of its result fields when it is not the family's (`guideImage` gives
+    /// `guideImageUUID`, `guideImageURL`…).
+    const RESULT_PREFIX: Option<&'static str> = None;
     /// The built-in model used when a task names none. Task types that need a real model have
     /// none: the server's catalog then decides (see the engine's catalog).
     const DEFAULT_MODEL: Option<&'static str>;
@@ -553,6 +556,16 @@ macro_rules! task_types {
                 match self { $(TaskType::$variant => <$params as TaskParams>::FAMILY,)* }
             }
 
+            /// The prefix of its result fields: `image` gives `imageUUID`, `imageURL`…
+            pub const fn result_prefix(self) -> &'static str {
+                match self {
+                    $(TaskType::$variant => match <$params as TaskParams>::RESULT_PREFIX {
+                        Some(p) => p,
+                        None => <$params as TaskParams>::FAMILY.as_str(),
+                    },)*
+                }
+            }
+
             /// The built-in model used when a task names none, if it has one.
             pub const fn default_model(self) -> Option<&'static str> {
                 match self { $(TaskType::$variant => <$params as TaskParams>::DEFAULT_MODEL,)* }
@@ -706,6 +719,8 @@ task_types! {
     AudioInference(audio_inference::AudioInference),
     /// New pictures of the person in reference photos.
     PhotoMaker(photo_maker::PhotoMaker),
+    /// A ControlNet guide image (edges, depth, pose…) made from an input image.
+    ImageControlNetPreProcess(control_net_preprocess::ControlNetPreprocess),
 }
 
 #[cfg(test)]

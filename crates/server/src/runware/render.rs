@@ -27,10 +27,11 @@ pub fn error(e: &ApiError, base_url: &str) -> Value {
     Value::Object(m)
 }
 
-/// One `data` item per result, its fields named by the task type's family: `imageUUID`,
-/// `imageURL`… for images, `videoUUID`, `videoURL`… for video, and `text` for text.
+/// One `data` item per result, its fields named by the task type's result prefix: `imageUUID`,
+/// `imageURL`… for images, `videoUUID`, `videoURL`… for video, `guideImageUUID`… for ControlNet
+/// guides, and `text` for text.
 pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Option<&str>) -> Vec<Value> {
-    let kind = d.family.as_str();
+    let kind = d.prefix;
     d.items
         .iter()
         .map(|it| {
