@@ -314,3 +314,81 @@ async fn a_canny_guide_is_made_from_an_input_image_and_named_as_runware_names_it
     let m = b["errors"][0]["message"].as_str().unwrap();
     assert!(m.contains("'preProcessorType' depth") && m.contains("which takes canny"), "{m}");
 }
+
+/// A server with two ComfyUI workflows on the testkit's ComfyUI mock (a test double): text to
+/// image (`acme:txt@1`) and inpainting (`acme:inpaint@1`, with `{{seed_image}}`, `{{mask_image}}`
+/// and `{{denoise}}`).
+async fn comfy_server(mock: &mediagate_testkit::comfy_mock::ComfyMock, dir: &std::path::Path) -> TestServer {
+    let txt = json!({
+        "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": "{{steps}}", "cfg": "{{cfg}}"}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": "{{width}}", "height": "{{height}}"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "mediagate", "images": ["8", 0]}}
+    });
+    let mut inpaint = txt.clone();
+    inpaint["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "{{seed_image}}"}});
+    inpaint["11"] =
+        json!({"class_type": "LoadImageMask", "inputs": {"image": "{{mask_image}}", "channel": "red"}});
+    inpaint["3"]["inputs"]["denoise"] = json!("{{denoise}}");
+    let (txt_path, inpaint_path) = (dir.join("txt.json"), dir.join("inpaint.json"));
+    std::fs::write(&txt_path, txt.to_string()).unwrap();
+    std::fs::write(&inpaint_path, inpaint.to_string()).unwrap();
+    let base = mock.base_url.clone();
+    TestServer::start_with(move |c| {
+        let mut up = UpstreamConfig {
+            name: "comfy".into(),
+            kind: UpstreamKind::Comfyui,
+            base_url: base,
+            poll_interval_ms: 20,
+            ..UpstreamConfig::default()
+        };
+        up.workflows.insert("acme:txt@1".into(), txt_path);
+        up.workflows.insert("acme:inpaint@1".into(), inpaint_path);
+        c.providers.upstreams.push(up);
+        for air in ["acme:txt@1", "acme:inpaint@1"] {
+            c.models.push(ModelSpec {
+                air: air.into(),
+                task_type: mediagate_core::task::TaskType::ImageInference,
+                provider: "comfy".into(),
+                price_usd: "0.003".into(),
+                description: "a ComfyUI workflow on the testkit's mock".into(),
+                bounds: Bounds::default(),
+                retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
+                fallback: vec![],
+                concurrency: 0,
+            });
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_comfyui_inpainting_workflow_gets_the_seed_image_and_mask_uploaded_and_its_strength() {
+    let mock = mediagate_testkit::comfy_mock::ComfyMock::start().await;
+    mock.set_wait_for_socket(false);
+    let dir = tempfile::tempdir().unwrap();
+    let s = comfy_server(&mock, dir.path()).await;
+    let (seed, mask) = (png(64, 64, [0, 0, 255]), png(64, 64, [255, 255, 255]));
+    let (st, b) = s
+        .post(&json!([task(json!({"model": "acme:inpaint@1", "seedImage": data_uri(&seed),
+                                 "maskImage": data_uri(&mask), "strength": 0.55}))]))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert!(b["data"][0]["imageBase64Data"].is_string(), "{b}");
+    let uploads = mock.uploads();
+    assert_eq!(uploads.len(), 2, "the seed image and the mask");
+    assert_eq!((uploads[0].1.as_str(), &uploads[0].2), ("image/png", &seed));
+    assert_eq!(uploads[1].2, mask);
+    let (_, _, graph) = mock.prompts().pop().unwrap();
+    assert_eq!(graph["10"]["inputs"]["image"], json!(uploads[0].0), "{graph}");
+    assert_eq!(graph["11"]["inputs"]["image"], json!(uploads[1].0), "{graph}");
+    assert_eq!(graph["3"]["inputs"]["denoise"], json!(0.55), "{graph}");
+
+    // The inpainting workflow needs its seed image; the text-to-image one has no place for one.
+    let (st, b) = s.post(&json!([task(json!({"model": "acme:inpaint@1"}))])).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("missingParameter")), "{b}");
+    assert_eq!(b["errors"][0]["parameter"], "seedImage", "{b}");
+    let (st, b) = s.post(&json!([task(json!({"model": "acme:txt@1", "seedImage": data_uri(&seed)}))])).await;
+    assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("unsupportedParameterForModel")), "{b}");
+    assert_eq!(mock.uploads().len(), 2, "nothing uploaded for refused tasks");
+}

@@ -192,7 +192,7 @@ impl Dispatcher {
         std::iter::once(&spec.provider)
             .chain(&spec.fallback)
             .filter_map(|name| self.providers.get(name))
-            .fold(ParamSupport::All, |acc, p| acc.intersect(&p.param_support()))
+            .fold(ParamSupport::All, |acc, p| acc.intersect(&p.param_support(&spec.air)))
     }
 
     /// Every provider's health (one request each, concurrently) and breaker state.

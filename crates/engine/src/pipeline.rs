@@ -1130,7 +1130,11 @@ impl Engine {
         });
         self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
             tracing::warn!(model = %model.spec.air, code = %e.code, detail = %e.detail, "dispatch failed");
-            ApiError::new(e.code, e.message)
+            let error = ApiError::new(e.code, e.message);
+            match e.parameter {
+                Some(p) => error.with_parameter(p),
+                None => error,
+            }
         })
     }
 

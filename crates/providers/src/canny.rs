@@ -59,7 +59,7 @@ impl Provider for Canny {
         }
     }
 
-    fn param_support(&self) -> ParamSupport {
+    fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::Only(vec!["canny"])
     }
 

@@ -2,9 +2,15 @@
 //!
 //! * **Workflow templates**: per AIR id (`workflows` in the upstream's configuration), an
 //!   API-format graph (ComfyUI's "Save (API)" export) in which strings are placeholders:
-//!   `"{{seed}}"`, `"{{width}}"`, `"{{height}}"`, `"{{steps}}"` and `"{{cfg}}"` (the whole
-//!   string) become numbers; `{{prompt}}` and `{{negative_prompt}}` are replaced inside strings.
-//!   Substitution works on the parsed JSON, so a prompt cannot break out of its string.
+//!   `"{{seed}}"`, `"{{width}}"`, `"{{height}}"`, `"{{steps}}"`, `"{{cfg}}"` and `"{{denoise}}"`
+//!   (the whole string) become numbers; `{{prompt}}` and `{{negative_prompt}}` are replaced
+//!   inside strings. Substitution works on the parsed JSON, so a prompt cannot break out of its
+//!   string.
+//! * **Image to image**: a template with `"{{seed_image}}"` (and `"{{mask_image}}"`) in a
+//!   `LoadImage` node is an image-to-image (inpainting) workflow: its model takes `seedImage`
+//!   (`maskImage`), and only with one. The images are uploaded with `POST /upload/image` and the
+//!   placeholders become their names; `{{denoise}}` is the task's `strength` (Runware's 0.8 when
+//!   absent).
 //! * **Submit**: one `POST /prompt` per result (each with its own seed) under one fresh
 //!   `client_id`.
 //! * **Progress**: `wait` opens `/ws?clientId=<client_id>` (ComfyUI sends a prompt's events only
@@ -27,7 +33,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use futures::StreamExt;
-use mediagate_core::task::{ImageFormat, OutputOptions, TaskRequest, TaskType};
+use mediagate_core::task::{ImageFormat, OutputOptions, ParamSupport, TaskRequest, TaskType};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -66,7 +72,18 @@ pub struct Fill<'a> {
     pub steps: u32,
     /// `{{cfg}}`.
     pub cfg: f64,
+    /// `{{denoise}}`: the strength of an image-to-image task.
+    pub denoise: f64,
+    /// `{{seed_image}}`: the uploaded seed image's name in ComfyUI's input folder.
+    pub seed_image: &'a str,
+    /// `{{mask_image}}`: the uploaded mask's name.
+    pub mask_image: &'a str,
 }
+
+/// The placeholder of a seed image in a template.
+pub const SEED_IMAGE: &str = "{{seed_image}}";
+/// The placeholder of a mask in a template.
+pub const MASK_IMAGE: &str = "{{mask_image}}";
 
 /// Substitutes placeholders in a template (see the module docs).
 pub fn fill(template: &Value, f: &Fill<'_>) -> Value {
@@ -77,6 +94,9 @@ pub fn fill(template: &Value, f: &Fill<'_>) -> Value {
             "{{height}}" => json!(f.height),
             "{{steps}}" => json!(f.steps),
             "{{cfg}}" => json!(f.cfg),
+            "{{denoise}}" => json!(f.denoise),
+            SEED_IMAGE => json!(f.seed_image),
+            MASK_IMAGE => json!(f.mask_image),
             _ if s.contains("{{") => Value::String(
                 s.replace("{{prompt}}", f.prompt).replace("{{negative_prompt}}", f.negative_prompt),
             ),
@@ -85,6 +105,16 @@ pub fn fill(template: &Value, f: &Fill<'_>) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(|v| fill(v, f)).collect()),
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), fill(v, f))).collect()),
         _ => template.clone(),
+    }
+}
+
+/// Whether a template has a placeholder (as a whole string value).
+fn has_placeholder(template: &Value, placeholder: &str) -> bool {
+    match template {
+        Value::String(s) => s == placeholder,
+        Value::Array(a) => a.iter().any(|v| has_placeholder(v, placeholder)),
+        Value::Object(o) => o.values().any(|v| has_placeholder(v, placeholder)),
+        _ => false,
     }
 }
 
@@ -150,6 +180,30 @@ impl ComfyUi {
             Some(k) => r.bearer_auth(k),
             None => r,
         }
+    }
+
+    /// Uploads an input image to ComfyUI's input folder (`POST /upload/image`); returns the name
+    /// a `LoadImage` node takes.
+    async fn upload(&self, asset: &mediagate_assets::Asset) -> Result<String, ProviderError> {
+        let name = &self.cfg.name;
+        let ext = mediagate_assets::content_type::extension_of(&asset.media_type);
+        let file = format!("mediagate-{}.{ext}", uuid::Uuid::new_v4());
+        let part = reqwest::multipart::Part::bytes(asset.bytes.to_vec())
+            .file_name(file)
+            .mime_str(&asset.media_type)
+            .map_err(|e| mapping::failed(name, format_args!("upload part: {e}")))?;
+        let form = reqwest::multipart::Form::new().part("image", part).text("overwrite", "true");
+        let (status, headers, body) =
+            send(name, self.req(reqwest::Method::POST, "/upload/image").multipart(form)).await?;
+        if !(200..300).contains(&status) {
+            return Err(mapping::from_status(name, status, &headers, &body, false, false));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| mapping::failed(name, format_args!("unreadable /upload/image reply ({e})")))?;
+        let (Some(file), sub) = (v["name"].as_str(), v["subfolder"].as_str().unwrap_or("")) else {
+            return Err(mapping::failed(name, format_args!("/upload/image reply without a name: {v}")));
+        };
+        Ok(if sub.is_empty() { file.to_string() } else { format!("{sub}/{file}") })
     }
 
     async fn post_prompt(&self, graph: Value, client_id: &str) -> Result<String, ProviderError> {
@@ -410,6 +464,20 @@ impl Provider for ComfyUi {
         }
     }
 
+    /// What a model's workflow has a place for: `seedImage` with `{{seed_image}}`, `maskImage`
+    /// with `{{mask_image}}`.
+    fn param_support(&self, model: &str) -> ParamSupport {
+        let Some(template) = self.templates.get(model) else { return ParamSupport::none() };
+        let features = [(SEED_IMAGE, "seedImage"), (MASK_IMAGE, "maskImage")];
+        ParamSupport::Only(
+            features
+                .into_iter()
+                .filter(|(p, _)| has_placeholder(template, p))
+                .map(|(_, name)| name)
+                .collect(),
+        )
+    }
+
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
         let (TaskRequest::ImageInference(r), seeds) = (&job.request, &job.seeds) else {
@@ -421,6 +489,37 @@ impl Provider for ComfyUi {
                 format!("{name}: no workflow for {}", r.model),
             )
         })?;
+        // An image-to-image workflow needs its seed image (and mask), uploaded first.
+        let mut inputs = job.inputs.iter();
+        let mut uploaded = [String::new(), String::new()];
+        for (i, (placeholder, sent, what)) in [
+            (SEED_IMAGE, r.seed_image.is_some(), "seedImage"),
+            (MASK_IMAGE, r.mask_image.is_some(), "maskImage"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            match (has_placeholder(template, placeholder), sent) {
+                (true, true) => {
+                    let asset = inputs.next().ok_or_else(|| job.not_served(name))?;
+                    uploaded[i] = self.upload(asset).await?;
+                }
+                (true, false) => {
+                    return Err(ProviderError::new(
+                        mediagate_core::ErrorCode::MissingParameter,
+                        format!(
+                            "Missing required parameter '{what}': model {} is an image-to-image workflow; \
+                             send {what}.",
+                            r.model
+                        ),
+                        format!("{name}: template needs {placeholder}"),
+                    )
+                    .with_parameter(mediagate_core::ParamPath::key(what)));
+                }
+                // Admission refuses an image the workflow has no place for.
+                (false, _) => {}
+            }
+        }
         let client_id = uuid::Uuid::new_v4().to_string();
         let mut ids = Vec::with_capacity(seeds.len());
         for &seed in seeds {
@@ -434,6 +533,9 @@ impl Provider for ComfyUi {
                     height: r.height,
                     steps: r.steps.unwrap_or(DEFAULT_STEPS),
                     cfg: r.cfg_scale.unwrap_or(DEFAULT_CFG),
+                    denoise: r.strength_or_default(),
+                    seed_image: &uploaded[0],
+                    mask_image: &uploaded[1],
                 },
             );
             match self.post_prompt(graph, &client_id).await {
@@ -506,7 +608,9 @@ mod tests {
             "5": {"class_type": "EmptyLatentImage", "inputs": {"width": "{{width}}", "height": "{{height}}"}},
             "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "masterpiece, {{prompt}}"}},
             "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{negative_prompt}}"}},
-            "8": {"inputs": {"list": ["{{seed}}", 1]}}
+            "8": {"inputs": {"list": ["{{seed}}", 1]}},
+            "10": {"class_type": "LoadImage", "inputs": {"image": "{{seed_image}}"}},
+            "11": {"class_type": "KSampler", "inputs": {"denoise": "{{denoise}}"}}
         });
         let g = fill(
             &t,
@@ -518,6 +622,9 @@ mod tests {
                 height: 768,
                 steps: 30,
                 cfg: 6.5,
+                denoise: 0.6,
+                seed_image: "mediagate-1.png",
+                mask_image: "",
             },
         );
         assert_eq!(g["3"]["inputs"]["seed"], json!(42));
@@ -529,6 +636,9 @@ mod tests {
         assert_eq!(g["7"]["inputs"]["text"], json!("blur"));
         assert_eq!(g["8"]["inputs"]["list"], json!([42, 1]));
         assert_eq!(g["3"]["class_type"], json!("KSampler"));
+        assert_eq!(g["10"]["inputs"]["image"], json!("mediagate-1.png"));
+        assert_eq!(g["11"]["inputs"]["denoise"], json!(0.6));
+        assert!(has_placeholder(&t, SEED_IMAGE) && !has_placeholder(&t, MASK_IMAGE));
         check_template(&t).unwrap();
         assert!(check_template(&json!({"a": "no placeholder"})).is_err());
         assert!(check_template(&json!(["{{prompt}}"])).is_err());

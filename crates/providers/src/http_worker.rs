@@ -177,7 +177,7 @@ impl Provider for HttpWorker {
 
     /// Image jobs carry the whole task (`input.task`), so a worker sees every optional
     /// parameter; one that cannot act on a parameter fails the job with `kind: "invalid"`.
-    fn param_support(&self) -> ParamSupport {
+    fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::All
     }
 

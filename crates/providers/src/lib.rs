@@ -190,6 +190,8 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
     /// What may help: retry, fallback, or nothing.
     pub failure: Failure,
+    /// The request parameter at fault, when the provider refused one.
+    pub parameter: Option<mediagate_core::ParamPath>,
 }
 
 impl ProviderError {
@@ -202,6 +204,7 @@ impl ProviderError {
             detail: detail.into(),
             retry_after: None,
             failure: if code.is_retryable() { Failure::Transient } else { Failure::Request },
+            parameter: None,
         }
     }
 
@@ -217,6 +220,12 @@ impl ProviderError {
     /// Sets the provider's requested wait.
     pub fn with_retry_after(mut self, d: Option<Duration>) -> Self {
         self.retry_after = d;
+        self
+    }
+
+    /// Names the request parameter at fault.
+    pub fn with_parameter(mut self, p: mediagate_core::ParamPath) -> Self {
+        self.parameter = Some(p);
         self
     }
 
@@ -311,10 +320,10 @@ pub trait Provider: Send + Sync {
     /// What it can run.
     fn capabilities(&self) -> Capabilities;
 
-    /// The optional parameters it acts on (LoRA, ControlNet, a seed image…; see
+    /// The optional parameters it acts on for `model` (LoRA, ControlNet, a seed image…; see
     /// [`mediagate_core::task::extras`]). A model routed to it refuses tasks that use others,
     /// at admission. The default acts on none.
-    fn param_support(&self) -> ParamSupport {
+    fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::none()
     }
 

@@ -227,7 +227,7 @@ impl Provider for Procedural {
         Capabilities { task_types: vec![TaskType::ImageInference], models: vec![], delivery: Delivery::Sync }
     }
 
-    fn param_support(&self) -> ParamSupport {
+    fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::Only(vec!["seedImage", "maskImage", "outpaint"])
     }
 

@@ -285,11 +285,12 @@ fn map_error(name: &str, e: &UpstreamError, status: u16, headers: &HeaderMap, bo
             | C::AssetContentMismatch
             | C::UnsupportedAssetType),
         ) => {
-            let what = match safe_parameter(&e.parameter) {
+            let parameter = safe_parameter(&e.parameter);
+            let what = match &parameter {
                 Some(p) => format!("parameter '{p}'"),
                 None => "the task's parameters".into(),
             };
-            ProviderError::new(
+            let error = ProviderError::new(
                 c,
                 format!(
                     "The provider refused {what} ({}). Change it and send the task again; retrying the same \
@@ -297,7 +298,11 @@ fn map_error(name: &str, e: &UpstreamError, status: u16, headers: &HeaderMap, bo
                     c.as_str()
                 ),
                 detail(),
-            )
+            );
+            match parameter {
+                Some(p) => error.with_parameter(mediagate_core::ParamPath::key(p)),
+                None => error,
+            }
         }
         Some(c) if c.is_retryable() => {
             mapping::failed(name, detail()).with_retry_after(mapping::retry_after(headers))
@@ -319,7 +324,7 @@ impl Provider for RunwareUpstream {
     }
 
     /// The whole task object is sent on, so every optional parameter reaches the upstream.
-    fn param_support(&self) -> ParamSupport {
+    fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::All
     }
 

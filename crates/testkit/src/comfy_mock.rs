@@ -10,6 +10,8 @@
 //! * `GET /view?filename&subfolder&type` → the PNG.
 //! * `POST /queue {"delete": [...]}`, `POST /interrupt` → recorded; interrupting stops a
 //!   running prompt with `execution_interrupted`.
+//! * `POST /upload/image` (multipart `image`, `overwrite`) → `{name, subfolder, type}`; the file
+//!   is kept for [`ComfyMock::uploads`].
 //! * `GET /system_stats` → 200.
 //!
 //! By default a prompt starts only once its client's socket is connected (as a busy ComfyUI
@@ -68,6 +70,7 @@ struct Inner {
     deleted: Vec<String>,
     running: HashMap<String, Arc<Notify>>,
     counts: HashMap<&'static str, usize>,
+    uploads: Vec<(String, String, Vec<u8>)>,
 }
 
 struct Shared {
@@ -108,6 +111,7 @@ impl ComfyMock {
             .route("/view", get(view))
             .route("/queue", post(queue))
             .route("/interrupt", post(interrupt))
+            .route("/upload/image", post(upload))
             .route("/system_stats", get(|| async { Json(json!({"system": {"os": "mock"}, "devices": []})) }))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -146,6 +150,11 @@ impl ComfyMock {
     /// The graphs received, as (prompt_id, client_id, graph).
     pub fn prompts(&self) -> Vec<(String, String, Value)> {
         lock(&self.shared).prompts.clone()
+    }
+
+    /// Files uploaded with `POST /upload/image`: (name, content type, bytes).
+    pub fn uploads(&self) -> Vec<(String, String, Vec<u8>)> {
+        lock(&self.shared).uploads.clone()
     }
 
     /// Bodies of `POST /interrupt`.
@@ -207,6 +216,21 @@ async fn prompt(State(st): State<St>, Json(body): Json<Value>) -> Response {
     };
     tokio::spawn(run(st.clone(), id.clone(), client_id, script));
     Json(json!({"prompt_id": id, "number": number, "node_errors": {}})).into_response()
+}
+
+async fn upload(State(st): State<St>, mut form: axum::extract::Multipart) -> Response {
+    count(&st, "upload");
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() != Some("image") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("upload.png").to_string();
+        let content_type = field.content_type().unwrap_or("").to_string();
+        let Ok(bytes) = field.bytes().await else { break };
+        lock(&st).uploads.push((name.clone(), content_type, bytes.to_vec()));
+        return Json(json!({"name": name, "subfolder": "", "type": "input"})).into_response();
+    }
+    (StatusCode::BAD_REQUEST, "no image part").into_response()
 }
 
 fn send(st: &Shared, client: &str, msg: Message) {
