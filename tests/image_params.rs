@@ -392,3 +392,26 @@ async fn a_comfyui_inpainting_workflow_gets_the_seed_image_and_mask_uploaded_and
     assert_eq!((st, b["errors"][0]["code"].as_str()), (400, Some("unsupportedParameterForModel")), "{b}");
     assert_eq!(mock.uploads().len(), 2, "nothing uploaded for refused tasks");
 }
+
+#[tokio::test]
+async fn image_masking_is_validated_as_runware_documents_it() {
+    let s = TestServer::start().await;
+    let input = solid(64, 64, [1, 2, 3]);
+    let task = |extra: Value| {
+        let mut t = json!({"taskType": "imageMasking", "taskUUID": task_uuid(), "inputImage": input});
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let refused: &[(Value, &str, &str)] = &[
+        (json!({"inputImage": null}), "missingParameter", "inputImage"),
+        (json!({"confidence": 1.5}), "invalidParameterValue", "confidence"),
+        (json!({"maxDetections": 0}), "invalidParameterValue", "maxDetections"),
+        (json!({"maskPadding": -1}), "invalidParameterValue", "maskPadding"),
+        (json!({"detector": "face"}), "unknownParameter", "detector"),
+        // Well-formed, but no detection model is configured here: the error says what to add.
+        (json!({"confidence": 0.3}), "unknownModel", "model"),
+    ];
+    s.assert_refused(refused, task).await;
+}

@@ -195,7 +195,8 @@ fn chat_configured(
         vec![Reply::json(
             200,
             serde_json::json!({"data": [{"taskType": "removeBackground", "taskUUID": "x", "imageUUID": "x",
-                                         "imageBase64Data": cutout}]}),
+                                         "imageBase64Data": cutout, "maskImageBase64Data": cutout,
+                                         "detections": [{"x_min": 1, "y_min": 2, "x_max": 5, "y_max": 7}]}]}),
         )],
     );
     let config = dir.join("mediagate.toml");
@@ -223,6 +224,13 @@ description = "A scripted mock of Runware's API behind runware-upstream (a test 
 [[models]]
 air = "test:sdxl@1"
 task_type = "imageInference"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
+
+[[models]]
+air = "test:masker@1"
+task_type = "imageMasking"
 provider = "runware"
 price_usd = "0.0001"
 description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
@@ -321,7 +329,12 @@ fn the_runware_js_sdk_methods_run_on_configured_providers() {
     let (chat, runware, config) = chat_configured(&rt, conf.path());
     drive_with("node", &["runware_providers.mjs"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
     assert_eq!(chat.requests().len(), 6, "three versions, the caption, then two text inferences");
-    assert_eq!(runware.requests("POST", "/v1").len(), 3, "one background removal, one photoMaker, one image");
+    assert_eq!(runware.requests("POST", "/v1").len(), 4, "background removal, photoMaker, image, masking");
+    let masking = &runware.requests("POST", "/v1")[3].json()[0];
+    assert_eq!(
+        (masking["taskType"].as_str(), masking["confidence"].as_f64()),
+        (Some("imageMasking"), Some(0.3))
+    );
     let guided = &runware.requests("POST", "/v1")[2].json()[0];
     assert_eq!(guided["lora"], serde_json::json!([{"model": "civitai:58390@62833", "weight": 0.8}]));
     assert_eq!(guided["controlNet"][0]["endStepPercentage"], 80);

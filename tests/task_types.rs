@@ -49,7 +49,10 @@ async fn runware_mock() -> MockUpstream {
         "/v1",
         vec![Reply::json(
             200,
-            json!({"data": [{"taskType": "x", "taskUUID": "x", "imageUUID": "x", "imageBase64Data": b64}]}),
+            // Every image result prefix a task type names its file by, and imageMasking's boxes.
+            json!({"data": [{"taskType": "x", "taskUUID": "x", "imageUUID": "x", "imageBase64Data": b64,
+                             "guideImageBase64Data": b64, "maskImageBase64Data": b64,
+                             "detections": [{"x_min": 1, "y_min": 2, "x_max": 5, "y_max": 7}]}]}),
         )],
     );
     m
@@ -277,6 +280,13 @@ async fn runware_upstream_forwards_every_task_type() {
         }
         let url = item[format!("{}URL", t.result_prefix())].as_str().unwrap();
         assert!(url.starts_with(&a.base_url), "A serves B's output itself: {url}");
+        for field in t.result_fields() {
+            assert!(
+                item[*field].is_array(),
+                "{}: {field} comes back through both servers: {item}",
+                t.as_str()
+            );
+        }
         let r = a.http.get(url).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(!r.bytes().await.unwrap().is_empty());

@@ -57,6 +57,11 @@ const guided = await r.requestImages({
 });
 assert.ok(guided.length === 1 && guided[0].imageURL.endsWith(".png"), JSON.stringify(guided));
 
+// imageMasking: forwarded to Runware's API (the mock); the mask and its detections come back.
+const masked = await r.imageMasking({ model: "test:masker@1", inputImage: image.imageUUID, confidence: 0.3, includeCost: true });
+assert.ok(masked.maskImageUUID && masked.maskImageURL.endsWith(".png") && masked.cost > 0, JSON.stringify(masked));
+assert.deepEqual(masked.detections, [{ x_min: 1, y_min: 2, x_max: 5, y_max: 7 }], JSON.stringify(masked));
+
 // textInference (top-level settings, as this SDK sends them).
 const replies = await r.textInference({
   model: "test:llm@1",

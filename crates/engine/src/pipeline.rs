@@ -1161,6 +1161,7 @@ impl Engine {
                 seed: a.seed,
                 cost_micros: unit_price,
                 completion: a.completion.clone(),
+                fields: a.fields.clone(),
             });
             outputs.push(NewOutput {
                 uuid,

@@ -240,6 +240,7 @@ impl Engine {
                     seed: None,
                     cost_micros: 0,
                     completion: None,
+                    fields: Default::default(),
                 }],
                 outputs: vec![],
                 cost_micros: 0,

@@ -58,6 +58,7 @@ fn artifact() -> Artifact {
         extension: "png",
         seed: Some(1),
         completion: None,
+        fields: Default::default(),
     }
 }
 

@@ -106,6 +106,7 @@ impl Provider for Canny {
                 extension: fmt.extension(),
                 seed: None,
                 completion: None,
+                fields: Default::default(),
             }]))
         })
         .await?

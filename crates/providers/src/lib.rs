@@ -59,6 +59,8 @@ pub struct Artifact {
     pub seed: Option<u64>,
     /// How a text result's completion ended and what it used, where the provider said.
     pub completion: Option<mediagate_core::task::Completion>,
+    /// Fields of the result beyond the file (see `TaskParams::RESULT_FIELDS`).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Work handed to a provider, already validated against the model catalog: the canonical

@@ -214,6 +214,7 @@ fn artifact(
         extension: fmt.extension(),
         seed: Some(seed),
         completion: None,
+        fields: Default::default(),
     })
 }
 
@@ -327,6 +328,7 @@ impl Provider for Lanczos {
                 extension: fmt.extension(),
                 seed: None,
                 completion: None,
+                fields: Default::default(),
             }]))
         })
         .await?

@@ -116,6 +116,7 @@ impl Provider for ProceduralAudio {
                             extension: "wav",
                             seed: Some(seed),
                             completion: None,
+                            fields: Default::default(),
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()

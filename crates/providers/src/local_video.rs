@@ -144,6 +144,7 @@ impl Provider for ProceduralVideo {
                     extension: v.extension,
                     seed: Some(seed),
                     completion: None,
+                    fields: Default::default(),
                 }]))
             })
             .await?

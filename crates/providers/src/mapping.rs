@@ -264,6 +264,7 @@ pub async fn conform(
         extension: want.extension(),
         seed,
         completion: None,
+        fields: Default::default(),
     })
 }
 

@@ -214,6 +214,7 @@ fn text_artifact(text: String, seed: Option<u64>, completion: Option<Completion>
         extension: "txt",
         seed,
         completion,
+        fields: Default::default(),
     }
 }
 

@@ -176,8 +176,16 @@ async fn artifact(
             extension: "txt",
             seed: item.get("seed").and_then(Value::as_u64),
             completion,
+            fields: Default::default(),
         });
     }
+    // The task type's own result fields (imageMasking's detections), kept as they came.
+    let fields: serde_json::Map<String, Value> = expect
+        .task_type
+        .result_fields()
+        .iter()
+        .filter_map(|&k| item.get(k).map(|v| (k.to_string(), v.clone())))
+        .collect();
     let field = format!("{}Base64Data", expect.task_type.result_prefix());
     let b64 = item
         .get(&field)
@@ -198,7 +206,7 @@ async fn artifact(
                 mapping::failed(name, format_args!("result {i} is not a {} file", family.as_str()))
             })?;
         let extension = mediagate_assets::content_type::extension_of(media_type);
-        return Ok(Artifact { bytes, content_type: media_type, extension, seed, completion: None });
+        return Ok(Artifact { bytes, content_type: media_type, extension, seed, completion: None, fields });
     }
     // Rasters are checked (and re-encoded to the format asked for); an SVG is kept as it is.
     let head = &bytes[..bytes.len().min(256)];
@@ -210,9 +218,12 @@ async fn artifact(
             extension: "svg",
             seed: None,
             completion: None,
+            fields,
         });
     }
-    conform(name, bytes, &expect.output, seed, decoder).await
+    let mut artifact = conform(name, bytes, &expect.output, seed, decoder).await?;
+    artifact.fields = fields;
+    Ok(artifact)
 }
 
 /// What the results of a job must be, kept in an async job's handle (`JobHandle::context`) so

@@ -80,6 +80,7 @@ impl Provider for Vtracer {
                 extension: "svg",
                 seed: None,
                 completion: None,
+                fields: Default::default(),
             }]))
         })
         .await?

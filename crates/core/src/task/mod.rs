@@ -248,6 +248,10 @@ pub struct ResultItem {
     /// How a text result's completion ended and what it used, where the provider said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion: Option<Completion>,
+    /// Fields of the result beyond the file, as the provider gave them (the task type's
+    /// [`TaskParams::RESULT_FIELDS`], e.g. `imageMasking`'s `detections`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub fields: Map<String, Value>,
 }
 
 /// How a language model's reply ended and the tokens it used.
@@ -342,6 +346,9 @@ pub trait TaskParams: Sized + Clone {
     /// The prefix of its result fields when it is not the family's (`guideImage` gives
     /// `guideImageUUID`, `guideImageURL`…).
     const RESULT_PREFIX: Option<&'static str> = None;
+    /// Fields of a result beyond its file that are kept from the provider's answer and shown
+    /// (`imageMasking`'s `detections`).
+    const RESULT_FIELDS: &'static [&'static str] = &[];
     /// The built-in model used when a task names none. Task types that need a real model have
     /// none: the server's catalog then decides (see the engine's catalog).
     const DEFAULT_MODEL: Option<&'static str>;
@@ -566,6 +573,11 @@ macro_rules! task_types {
                 }
             }
 
+            /// See [`TaskParams::RESULT_FIELDS`].
+            pub const fn result_fields(self) -> &'static [&'static str] {
+                match self { $(TaskType::$variant => <$params as TaskParams>::RESULT_FIELDS,)* }
+            }
+
             /// The built-in model used when a task names none, if it has one.
             pub const fn default_model(self) -> Option<&'static str> {
                 match self { $(TaskType::$variant => <$params as TaskParams>::DEFAULT_MODEL,)* }
@@ -721,6 +733,8 @@ task_types! {
     PhotoMaker(photo_maker::PhotoMaker),
     /// A ControlNet guide image (edges, depth, pose…) made from an input image.
     ImageControlNetPreProcess(control_net_preprocess::ControlNetPreprocess),
+    /// A mask of the faces, hands or people found in an image.
+    ImageMasking(image_masking::ImageMasking),
 }
 
 #[cfg(test)]

@@ -90,6 +90,10 @@ pub fn result_items(task_type: &str, sent_uuid: &str, d: &Delivered, status: Opt
             if d.include_cost {
                 m.insert("cost".into(), json!(to_usd_f64(it.result.cost_micros)));
             }
+            // The task type's own result fields; never over the ones written above.
+            for (k, v) in &it.result.fields {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
             Value::Object(m)
         })
         .collect()

@@ -279,6 +279,7 @@ fn result_item(n: u64) -> mediagate_core::task::ResultItem {
         seed: Some(n),
         cost_micros: 10,
         completion: None,
+        fields: Default::default(),
     }
 }
 
