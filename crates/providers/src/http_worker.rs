@@ -14,7 +14,7 @@
 //! chosen by mediagate (a fresh UUID per attempt), so a worker can deduplicate a repeated POST.
 
 use crate::decode::Decoder;
-use crate::mapping::{self, conform, send};
+use crate::mapping::{self, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{
     Artifact, Capabilities, Delivery, Health, Job, JobHandle, Progress, ProgressFn, Provider, ProviderError,
@@ -23,8 +23,8 @@ use crate::{
 use async_trait::async_trait;
 use base64::Engine as _;
 use mediagate_core::ErrorCode;
-use mediagate_core::task::{ImageFormat, OutputOptions, ParamSupport, TaskRequest, TaskType};
-use serde::Deserialize;
+use mediagate_core::task::{Family, ImageFormat, OutputOptions, ParamSupport, TaskRequest, TaskType};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,9 +51,22 @@ struct JobState {
 
 #[derive(Deserialize, Debug)]
 struct Output {
-    base64: String,
+    /// A file (every family but text).
+    #[serde(default)]
+    base64: Option<String>,
+    /// A text result.
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default)]
     seed: Option<u64>,
+}
+
+/// What a job's outputs must become, kept in its handle for `wait`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Expected {
+    task_type: TaskType,
+    output: OutputOptions,
+    want: usize,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -84,7 +97,7 @@ impl HttpWorker {
         }
     }
 
-    fn body(&self, id: &str, job: &Job) -> Result<Value, ProviderError> {
+    fn body(&self, id: &str, job: &Job) -> Value {
         let model = self.cfg.model_for(job.model()).unwrap_or(job.model());
         let (seeds, input) = (&job.seeds, job.input());
         let input = match (&job.request, input) {
@@ -105,18 +118,15 @@ impl HttpWorker {
                 "factor": r.upscale_factor,
                 "outputFormat": fmt_name(r.output.format),
             }),
-            _ => return Err(job.not_served(&self.cfg.name)),
+            // Every other task type: the whole task in Runware's names, inputs inlined.
+            _ => json!({"task": job.wire_with_inline_inputs()}),
         };
-        Ok(json!({"id": id, "taskType": job.task_type().as_str(), "model": model, "input": input}))
+        json!({"id": id, "taskType": job.task_type().as_str(), "model": model, "input": input})
     }
 
     /// Turns a job state into results, a failure, or `None` while it runs.
-    async fn settle(
-        &self,
-        st: JobState,
-        output: &OutputOptions,
-        want: usize,
-    ) -> Result<Option<Vec<Artifact>>, ProviderError> {
+    async fn settle(&self, st: JobState, expect: &Expected) -> Result<Option<Vec<Artifact>>, ProviderError> {
+        let want = expect.want;
         let name = &self.cfg.name;
         match st.status.as_str() {
             "queued" | "running" => Ok(None),
@@ -129,10 +139,7 @@ impl HttpWorker {
                 }
                 let mut out = Vec::with_capacity(want);
                 for o in st.outputs.into_iter().take(want) {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(o.base64.as_bytes())
-                        .map_err(|e| mapping::failed(name, format_args!("output base64: {e}")))?;
-                    out.push(conform(name, bytes, output, o.seed, &self.decoder).await?);
+                    out.push(self.artifact(o, expect).await?);
                 }
                 Ok(Some(out))
             }
@@ -153,12 +160,25 @@ impl HttpWorker {
         }
     }
 
-    fn wanted<'j>(&self, job: &'j Job) -> Result<(&'j OutputOptions, usize), ProviderError> {
-        match &job.request {
-            TaskRequest::ImageInference(request) => Ok((&request.output, job.seeds.len())),
-            TaskRequest::Upscale(request) => Ok((&request.output, 1)),
-            _ => Err(job.not_served(&self.cfg.name)),
+    /// One output as an artifact: text for text task types, else a file of the task's family.
+    async fn artifact(&self, o: Output, expect: &Expected) -> Result<Artifact, ProviderError> {
+        let name = &self.cfg.name;
+        if expect.task_type.family() == Family::Text {
+            let text = o.text.ok_or_else(|| mapping::failed(name, "a text output without `text`"))?;
+            return Ok(Artifact {
+                bytes: text.into_bytes(),
+                content_type: "text/plain; charset=utf-8",
+                extension: "txt",
+                seed: o.seed,
+                completion: None,
+                fields: Default::default(),
+            });
         }
+        let b64 = o.base64.ok_or_else(|| mapping::failed(name, "an output without `base64`"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|e| mapping::failed(name, format_args!("output base64: {e}")))?;
+        mapping::file_artifact(name, expect.task_type, bytes, &expect.output, o.seed, &self.decoder).await
     }
 }
 
@@ -175,15 +195,15 @@ impl Provider for HttpWorker {
         &self.cfg.name
     }
 
-    /// Image jobs carry the whole task (`input.task`), so a worker sees every optional
-    /// parameter; one that cannot act on a parameter fails the job with `kind: "invalid"`.
+    /// Jobs carry the whole task (`input.task`), so a worker sees every optional parameter; one
+    /// that cannot act on a parameter fails the job with `kind: "invalid"`.
     fn param_support(&self, _model: &str) -> ParamSupport {
         ParamSupport::All
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            task_types: vec![TaskType::ImageInference, TaskType::Upscale],
+            task_types: TaskType::ALL.to_vec(),
             models: self.cfg.models.keys().cloned().collect(),
             delivery: Delivery::Poll,
         }
@@ -192,19 +212,22 @@ impl Provider for HttpWorker {
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let name = &self.cfg.name;
         let id = uuid::Uuid::new_v4().to_string();
-        let (output, want) = self.wanted(&job)?;
+        let expect = Expected {
+            task_type: job.task_type(),
+            output: job.request.output().clone(),
+            want: job.request.result_count() as usize,
+        };
         let (status, headers, body) =
-            send(name, self.req(reqwest::Method::POST, "/jobs").json(&self.body(&id, &job)?)).await?;
+            send(name, self.req(reqwest::Method::POST, "/jobs").json(&self.body(&id, &job))).await?;
         if !(200..300).contains(&status) {
             return Err(mapping::from_status(name, status, &headers, &body, is_content_policy(&body), false));
         }
         let st: JobState = serde_json::from_slice(&body).map_err(|e| {
             mapping::failed(name, format_args!("unreadable reply ({e}): {}", mapping::truncate(&body)))
         })?;
-        // The handle carries what `wait` needs to convert outputs: the format and count.
-        let context =
-            json!({"format": fmt_name(output.format), "quality": output.quality, "want": want}).to_string();
-        match self.settle(st, output, want).await? {
+        // The handle carries what `wait` needs to convert outputs.
+        let context = serde_json::to_string(&expect).expect("an expectation serializes");
+        match self.settle(st, &expect).await? {
             Some(a) => Ok(Submitted::Done(a)),
             None => Ok(Submitted::Pending(JobHandle { ids: vec![id], context })),
         }
@@ -212,13 +235,8 @@ impl Provider for HttpWorker {
 
     async fn wait(&self, handle: &JobHandle, progress: &ProgressFn) -> Result<Vec<Artifact>, ProviderError> {
         let name = &self.cfg.name;
-        let ctx: Value = serde_json::from_str(&handle.context).unwrap_or_default();
-        let output = OutputOptions {
-            format: ctx["format"].as_str().and_then(ImageFormat::parse).unwrap_or(ImageFormat::Png),
-            quality: ctx["quality"].as_u64().unwrap_or(95) as u8,
-            ..OutputOptions::default()
-        };
-        let want = ctx["want"].as_u64().unwrap_or(1) as usize;
+        let expect: Expected = serde_json::from_str(&handle.context)
+            .map_err(|e| mapping::failed(name, format_args!("unreadable job handle: {e}")))?;
         let id = handle.ids.first().cloned().unwrap_or_default();
         let every = Duration::from_millis(self.cfg.poll_interval_ms.max(1));
         let poll = async {
@@ -240,7 +258,7 @@ impl Provider for HttpWorker {
                 if let Some(p) = st.progress {
                     progress(Progress { fraction: p.clamp(0.0, 1.0) });
                 }
-                if let Some(a) = self.settle(st, &output, want).await? {
+                if let Some(a) = self.settle(st, &expect).await? {
                     return Ok(a);
                 }
                 tokio::time::sleep(every).await;

@@ -304,3 +304,50 @@ pub async fn send(
     let body = read_body(provider, resp, BODY_MAX).await?;
     Ok((status, headers, body))
 }
+
+/// A provider's file for a task of `task_type`: audio and video kept as they are, typed by their
+/// bytes; an SVG kept as it is; a raster checked and re-encoded to the format asked for
+/// ([`conform`]).
+pub async fn file_artifact(
+    provider: &str,
+    task_type: mediagate_core::task::TaskType,
+    bytes: Vec<u8>,
+    output: &mediagate_core::task::OutputOptions,
+    seed: Option<u64>,
+    decoder: &crate::decode::Decoder,
+) -> Result<crate::Artifact, ProviderError> {
+    use mediagate_assets::AssetKind;
+    use mediagate_core::task::Family;
+    let family = task_type.family();
+    let kind = match family {
+        Family::Audio => Some(AssetKind::Audio),
+        Family::Video => Some(AssetKind::Video),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        let media_type = mediagate_assets::probe::sniff(&bytes)
+            .and_then(|f| f.media_type_for(kind))
+            .ok_or_else(|| failed(provider, format_args!("the output is not a {} file", family.as_str())))?;
+        let extension = mediagate_assets::content_type::extension_of(media_type);
+        return Ok(crate::Artifact {
+            bytes,
+            content_type: media_type,
+            extension,
+            seed,
+            completion: None,
+            fields: Default::default(),
+        });
+    }
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).into_owned();
+    if sniff(&bytes).is_none() && (head.contains("<svg") || head.starts_with("<?xml")) {
+        return Ok(crate::Artifact {
+            bytes,
+            content_type: "image/svg+xml",
+            extension: "svg",
+            seed: None,
+            completion: None,
+            fields: Default::default(),
+        });
+    }
+    conform(provider, bytes, output, seed, decoder).await
+}

@@ -16,7 +16,7 @@
 //! messages are never shown to clients (they may name the upstream's key or account).
 
 use crate::decode::Decoder;
-use crate::mapping::{self, conform, send};
+use crate::mapping::{self, send};
 use crate::upstream::{Secret, UpstreamConfig};
 use crate::{
     Artifact, Capabilities, Delivery, Health, Job, JobHandle, Progress, ProgressFn, Provider, ProviderError,
@@ -194,34 +194,8 @@ async fn artifact(
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
-    // Audio and video are kept as they are, typed by their bytes.
-    let kind = match family {
-        Family::Audio => Some(mediagate_assets::AssetKind::Audio),
-        Family::Video => Some(mediagate_assets::AssetKind::Video),
-        _ => None,
-    };
-    if let Some(kind) = kind {
-        let media_type =
-            mediagate_assets::probe::sniff(&bytes).and_then(|f| f.media_type_for(kind)).ok_or_else(|| {
-                mapping::failed(name, format_args!("result {i} is not a {} file", family.as_str()))
-            })?;
-        let extension = mediagate_assets::content_type::extension_of(media_type);
-        return Ok(Artifact { bytes, content_type: media_type, extension, seed, completion: None, fields });
-    }
-    // Rasters are checked (and re-encoded to the format asked for); an SVG is kept as it is.
-    let head = &bytes[..bytes.len().min(256)];
-    let text_head = String::from_utf8_lossy(head);
-    if mapping::sniff(&bytes).is_none() && (text_head.contains("<svg") || text_head.starts_with("<?xml")) {
-        return Ok(Artifact {
-            bytes,
-            content_type: "image/svg+xml",
-            extension: "svg",
-            seed: None,
-            completion: None,
-            fields,
-        });
-    }
-    let mut artifact = conform(name, bytes, &expect.output, seed, decoder).await?;
+    let mut artifact =
+        mapping::file_artifact(name, expect.task_type, bytes, &expect.output, seed, decoder).await?;
     artifact.fields = fields;
     Ok(artifact)
 }
