@@ -197,7 +197,12 @@ async fn caption_is_validated_as_runware_documents_it() {
         (json!({"inputImages": [png, 5]}), "invalidParameterValue", "inputImages[1]"),
         (json!({"inputImages": png}), "invalidParameterValue", "inputImages"),
         (json!({"inputImage": png, "inputImages": [png]}), "invalidParameterValue", "inputImages"),
-        (json!({"inputs": {"video": "https://example.com/v.mp4"}}), "unsupportedTaskType", "inputs.video"),
+        // A video caption is a feature the chat provider does not act on.
+        (
+            json!({"inputs": {"video": "https://example.com/v.mp4"}}),
+            "unsupportedParameterForModel",
+            "inputs.video",
+        ),
         (json!({"inputs": {"image": png, "mask": png}}), "unknownParameter", "inputs.mask"),
         (json!({"inputImage": png, "prompt": ""}), "invalidParameterValue", "prompt"),
         (json!({"inputImage": png, "width": 512}), "unknownParameter", "width"),

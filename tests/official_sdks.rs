@@ -57,7 +57,7 @@ fn drive(program: &str, args: &[&str], cwd: &Path) {
     drive_with(program, args, cwd, &[]);
 }
 
-/// [`drive`] with environment variables for the server (`MEDIAGATE_CONFIG`, …).
+/// [`drive`] with environment variables for the server and the script (`MEDIAGATE_CONFIG`, …).
 fn drive_with(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
@@ -69,6 +69,7 @@ fn drive_with(program: &str, args: &[&str], cwd: &Path, envs: &[(&str, &str)]) {
         .env("MG_URL", format!("ws://{listen}/v1"))
         .env("MG_HTTP", format!("http://{listen}"))
         .env("MG_KEY", &key)
+        .envs(envs.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,6 +177,22 @@ fn the_runware_js_sdk_gets_seeds_it_can_hold_and_send_back() {
     drive("node", &["runware_seeds.mjs"], &dir);
 }
 
+/// A one-second 64x64 MP4 made by the built-in video stand-in's encoder.
+fn a_clip() -> Vec<u8> {
+    use mediagate_providers::video::{VideoSpec, render_video};
+    let spec = VideoSpec {
+        prompt: "a clip".into(),
+        seed: 1,
+        width: 64,
+        height: 64,
+        duration_secs: 1,
+        fps: 2,
+        format: mediagate_providers::video::VideoFormat::Mp4,
+        first_frame: None,
+    };
+    render_video(&spec).expect("the stand-in renders").bytes
+}
+
 /// A configuration whose text task types run on `openai-chat` against the testkit's chat mock
 /// (a test double answering `<prompt>, in rich detail (reply N)`) and whose background removal
 /// runs on `runware-upstream` against a scripted mock of Runware's API answering one PNG; both
@@ -195,7 +212,9 @@ fn chat_configured(
         vec![Reply::json(
             200,
             serde_json::json!({"data": [{"taskType": "removeBackground", "taskUUID": "x", "imageUUID": "x",
-                                         "imageBase64Data": cutout, "maskImageBase64Data": cutout,
+                                         "status": "success", "imageBase64Data": cutout, "maskImageBase64Data": cutout,
+                                         "videoBase64Data": base64::engine::general_purpose::STANDARD.encode(a_clip()),
+                                         "text": "a scripted caption",
                                          "detections": [{"x_min": 1, "y_min": 2, "x_max": 5, "y_max": 7}]}]}),
         )],
     );
@@ -224,6 +243,20 @@ description = "A scripted mock of Runware's API behind runware-upstream (a test 
 [[models]]
 air = "test:sdxl@1"
 task_type = "imageInference"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
+
+[[models]]
+air = "test:vupscale@1"
+task_type = "upscale"
+provider = "runware"
+price_usd = "0.0001"
+description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
+
+[[models]]
+air = "test:vcaption@1"
+task_type = "caption"
 provider = "runware"
 price_usd = "0.0001"
 description = "A scripted mock of Runware's API behind runware-upstream (a test double)."
@@ -279,7 +312,16 @@ fn the_runware_python_sdk_methods_run_on_configured_providers() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let (chat, runware, config) = chat_configured(&rt, conf.path());
-    drive_with("python3", &["runware_providers.py"], &dir, &[("MEDIAGATE_CONFIG", &config)]);
+    let video = format!("data:video/mp4;base64,{}", {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(a_clip())
+    });
+    drive_with(
+        "python3",
+        &["runware_providers.py"],
+        &dir,
+        &[("MEDIAGATE_CONFIG", &config), ("MG_VIDEO", &video)],
+    );
     // Two versions, one completion each, asked for at most promptMaxLength tokens; then the
     // caption, whose image reached the chat server as a data URL.
     let asked = chat.requests();
@@ -300,6 +342,19 @@ fn the_runware_python_sdk_methods_run_on_configured_providers() {
     assert!(made["inputImages"][0].as_str().unwrap().starts_with("data:image/png;base64,"));
     // The image inference: LoRA, ControlNet and refiner as the SDK sent them, the guide image
     // (sent by the SDK as this server's imageUUID) as the bytes it names.
+    // The video forms: each sent async with its video as bytes, then polled.
+    let video_forms: Vec<serde_json::Value> = runware
+        .requests("POST", "/v1")
+        .iter()
+        .map(|r| r.json()[0].clone())
+        .filter(|t| t["inputs"]["video"].is_string())
+        .collect();
+    let types: Vec<&str> = video_forms.iter().filter_map(|t| t["taskType"].as_str()).collect();
+    assert_eq!(types, ["upscale", "removeBackground", "caption"]);
+    for t in &video_forms {
+        assert_eq!(t["deliveryMethod"], "async", "{t}");
+        assert!(t["inputs"]["video"].as_str().unwrap().starts_with("data:video/mp4;base64,"));
+    }
     let guided = &runware.requests("POST", "/v1")[2].json()[0];
     assert_eq!(guided["taskType"], "imageInference");
     assert_eq!(guided["lora"], serde_json::json!([{"model": "civitai:58390@62833", "weight": 0.8}]));

@@ -342,8 +342,9 @@ async fn messages_say_what_to_change() {
         &format!(r#"{{"taskType":"upscale","taskUUID":"{}","inputs":{{"video":"abc"}}}}"#, task_uuid()),
     )
     .await;
-    assert_eq!(e["code"], "unsupportedTaskType", "{e}");
-    assert!(m.contains("video upscale"), "{m}");
+    // A video upscale is a feature the built-in Lanczos model does not act on.
+    assert_eq!(e["code"], "unsupportedParameterForModel", "{e}");
+    assert!(m.contains("'inputs.video'") && m.contains("mediagate:lanczos@1"), "{m}");
 }
 
 #[tokio::test]

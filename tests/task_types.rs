@@ -312,7 +312,7 @@ async fn remove_background_is_validated_as_runware_documents_it() {
     };
     let refused: &[(Value, &str, &str)] = &[
         (json!({}), "missingParameter", "inputImage"),
-        (json!({"inputs": {"video": "https://example.com/v.mp4"}}), "unsupportedTaskType", "inputs.video"),
+        (json!({"inputs": {"video": 5}}), "invalidParameterType", "inputs.video"),
         (
             json!({"inputImage": png, "settings": {"rgba": [1, 2, 3]}}),
             "invalidParameterValue",

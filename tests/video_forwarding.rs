@@ -172,3 +172,93 @@ async fn video_parameters_the_stand_in_does_not_act_on_are_refused_by_name() {
     let (st, b) = s.post(&json!([task(json!({"negativePrompt": "blur", "CFGScale": 7, "steps": 20}))])).await;
     assert_eq!((st, b["errors"].clone()), (200, Value::Null), "{b}");
 }
+
+#[tokio::test]
+async fn the_video_forms_of_upscale_background_removal_and_caption_are_forwarded_and_polled() {
+    let mock = MockUpstream::start().await;
+    let url = mock.base_url.clone();
+    let s = TestServer::start_with(move |c| {
+        c.providers.upstreams.push(UpstreamConfig {
+            name: "runware".into(),
+            kind: UpstreamKind::RunwareUpstream,
+            base_url: url,
+            poll_interval_ms: 20,
+            ..UpstreamConfig::default()
+        });
+        for (air, t) in [
+            ("acme:vup@1", TaskType::Upscale),
+            ("acme:vbg@1", TaskType::RemoveBackground),
+            ("acme:vcap@1", TaskType::Caption),
+        ] {
+            c.models.push(ModelSpec {
+                air: air.into(),
+                task_type: t,
+                provider: "runware".into(),
+                price_usd: "0.02".into(),
+                description: "forwarded to a scripted mock of Runware's API".into(),
+                bounds: Bounds::default(),
+                retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
+                fallback: vec![],
+                concurrency: 0,
+            });
+        }
+    })
+    .await;
+    let mp4 = an_mp4(&s).await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&mp4);
+    let video = format!("data:video/mp4;base64,{b64}");
+    // One scripted reply for every call: an ack for the submits, a finished item for the polls.
+    mock.on(
+        "POST",
+        "/v1",
+        vec![Reply::json(
+            200,
+            json!({"data": [{"taskType": "x", "taskUUID": "u", "status": "success", "videoUUID": "v",
+                             "videoBase64Data": b64, "text": "waves roll onto a beach"}]}),
+        )],
+    );
+    for (task, field) in [
+        (
+            json!({"taskType": "upscale", "model": "acme:vup@1", "inputs": {"video": video}, "upscaleFactor": 2,
+                "outputFormat": "MP4", "fps": 24}),
+            "videoURL",
+        ),
+        (
+            json!({"taskType": "removeBackground", "model": "acme:vbg@1", "inputs": {"video": video},
+                "settings": {"rgba": [0, 0, 0, 0]}}),
+            "videoURL",
+        ),
+        (json!({"taskType": "caption", "model": "acme:vcap@1", "inputs": {"video": video}}), "text"),
+    ] {
+        let uuid = task_uuid();
+        let mut task = task;
+        task["taskUUID"] = json!(uuid);
+        let (st, b) = s.post(&json!([task.clone()])).await;
+        assert_eq!(st, 200, "{b}");
+        // Async by default: the first answer is the acknowledgement.
+        assert!(b["data"][0][field].is_null(), "{b}");
+        let got = settle(&s, &uuid).await;
+        let item = &got["data"][0];
+        assert_eq!(item["status"], "success", "{got}");
+        if field == "text" {
+            assert_eq!(item["text"], "waves roll onto a beach", "{got}");
+        } else {
+            let url = item[field].as_str().unwrap_or_else(|| panic!("{got}"));
+            assert_eq!(s.http.get(url).send().await.unwrap().bytes().await.unwrap().to_vec(), mp4);
+        }
+        let sent = mock
+            .requests("POST", "/v1")
+            .into_iter()
+            .map(|r| r.json()[0].clone())
+            .rfind(|t| t["taskType"] == task["taskType"])
+            .unwrap();
+        assert_eq!(sent["deliveryMethod"], "async", "{sent}");
+        assert_eq!(sent["inputs"]["video"], video, "the video as the bytes fetched here");
+    }
+    // A video form asked for synchronously is refused with what to send.
+    let (st, b) = s
+        .post(&json!([{"taskType": "upscale", "taskUUID": task_uuid(), "model": "acme:vup@1",
+                        "inputs": {"video": video}, "deliveryMethod": "sync"}]))
+        .await;
+    assert_eq!((st, b["errors"][0]["parameter"].as_str()), (400, Some("deliveryMethod")), "{b}");
+}

@@ -221,3 +221,38 @@ async fn a_consumer_that_cannot_keep_up_is_closed_and_loses_nothing() {
     }
     assert_eq!(got, ids.into_iter().collect());
 }
+
+/// A `getResponse` sent right behind its task's submission on the same socket is answered from
+/// that task, never `taskNotFound` (the Python SDK's `videoCaption` polls that way). Messages
+/// are handled concurrently otherwise, so without the ordering the poll can overtake the
+/// submission's admission. The race is timing-dependent: on the 2-core machine this test passed
+/// without the ordering too; it showed, and was fixed, through the Python SDK's `videoCaption`
+/// in `official_sdks.rs` (`taskNotFound` before, the caption after). This test keeps the
+/// ordering under a submission slowed by a 1 MB first frame.
+#[tokio::test]
+async fn a_poll_right_behind_its_submission_on_the_same_socket_finds_the_task() {
+    let s = TestServer::start().await;
+    let mut ws = connect(&s).await;
+    auth(&mut ws, &s.api_key, None).await;
+    // A first frame of about 1 MB makes the submission's handling slower than the poll's.
+    let frame = mediagate_testkit::images::png_data_uri(640, 480);
+    for _ in 0..10 {
+        let uuid = task_uuid();
+        let submit = json!({"taskType": "videoInference", "taskUUID": uuid, "positivePrompt": "a quick clip",
+                            "width": 64, "height": 64, "duration": 1, "fps": 1,
+                            "frameImages": [{"inputImage": frame, "frame": "first"}]});
+        send(&mut ws, json!([submit])).await;
+        send(&mut ws, json!([{"taskType": "getResponse", "taskUUID": uuid}])).await;
+        let mut answers = 0;
+        while answers < 2 {
+            let msg = recv(&mut ws).await.expect("an answer");
+            let about_this = |v: &Value| v["taskUUID"] == uuid.as_str();
+            if let Some(e) = msg["errors"].as_array().and_then(|e| e.iter().find(|e| about_this(e))) {
+                panic!("the poll did not find its task: {e}");
+            }
+            if msg["data"].as_array().is_some_and(|d| d.iter().any(about_this)) {
+                answers += 1;
+            }
+        }
+    }
+}

@@ -30,7 +30,7 @@ assert.equal(err.parameter, "prompt");
 
 // requestImageToText (taskType caption): an image made here, described.
 const [image] = await r.requestImages({ model: "mediagate:procedural@1", positivePrompt: "a caption source", width: 64, height: 64 });
-const caption = await r.requestImageToText({ inputImage: image.imageUUID, includeCost: true });
+const caption = await r.requestImageToText({ model: "test:vision@1", inputImage: image.imageUUID, includeCost: true });
 assert.equal(caption.taskType, "caption", JSON.stringify(caption));
 assert.ok(caption.text.startsWith("Describe this image"), JSON.stringify(caption));
 assert.ok(caption.cost > 0, JSON.stringify(caption));

@@ -15,6 +15,12 @@ from runware import (
     ILora,
     IPhotoMaker,
     IRefiner,
+    IVideoBackgroundRemoval,
+    IVideoBackgroundRemovalInputs,
+    IVideoCaption,
+    IVideoCaptionInputs,
+    IVideoUpscale,
+    IVideoUpscaleInputs,
     IPromptEnhance,
     ISettings,
     ITextInference,
@@ -49,7 +55,9 @@ async def main():
         requestImage=IImageInference(model="mediagate:procedural@1", positivePrompt="a caption source", width=64, height=64)
     )
     caption = await r.imageCaption(
-        requestImageToText=IImageCaption(inputImage=image[0].imageUUID, prompt=["name the shapes"], includeCost=True)
+        requestImageToText=IImageCaption(
+            model="test:vision@1", inputImage=image[0].imageUUID, prompt=["name the shapes"], includeCost=True
+        )
     )
     assert caption.text.startswith("name the shapes, in rich detail (reply "), caption
     assert caption.cost and caption.cost > 0, caption
@@ -94,6 +102,24 @@ async def main():
         )
     )
     assert len(guided) == 1 and guided[0].imageURL.endswith(".png"), guided
+
+    # The video forms of upscale, background removal and caption (async, as the SDK sends them):
+    # forwarded to Runware's API (the mock), the video as the bytes of MG_VIDEO, then polled.
+    video = os.environ["MG_VIDEO"]
+    acks = [
+        await r.videoUpscale(IVideoUpscale(model="test:vupscale@1", inputs=IVideoUpscaleInputs(video=video), upscaleFactor=2)),
+        await r.videoBackgroundRemoval(
+            IVideoBackgroundRemoval(model="test:rembg@1", inputs=IVideoBackgroundRemovalInputs(video=video))
+        ),
+        await r.videoCaption(IVideoCaption(model="test:vcaption@1", inputs=IVideoCaptionInputs(video=video))),
+    ]
+    for ack in acks[:2]:
+        got = await r.getResponse(taskUUID=ack.taskUUID)
+        assert len(got) == 1 and got[0].status == "success" and got[0].videoURL.endswith(".mp4"), got
+    described = acks[2]
+    if not isinstance(described, list):
+        described = await r.getResponse(taskUUID=described.taskUUID)
+    assert described[0].text == "a scripted caption", described
 
     # textInference: the conversation and settings reach the chat server; the reply comes back
     # with its finish reason, usage and seed.

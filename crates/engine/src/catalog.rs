@@ -63,7 +63,7 @@ impl Model {
     /// [`Model::price_for_work`] before it runs.
     pub fn unit_price_micros(&self, request: &TaskRequest) -> i64 {
         match request.work() {
-            Some(work) => self.price_for_work(request.task_type().family(), work),
+            Some(work) => self.price_for_work(request.family(), work),
             None => self.price_micros,
         }
     }

@@ -995,7 +995,7 @@ impl Engine {
         let sizes: Vec<(u32, u32)> =
             inputs.iter().map(|a| (a.width.unwrap_or(0), a.height.unwrap_or(0))).collect();
         if let Some(work) = sub.request.work_with_inputs(&model.spec, &sizes)? {
-            unit_price = model.price_for_work(sub.request.task_type().family(), work.amount);
+            unit_price = model.price_for_work(sub.request.family(), work.amount);
             self.cover_work_price(account_id, sub, unit_price, model, &work).await?;
         }
         let seeds = draw_seeds(&sub.request);
@@ -1219,7 +1219,7 @@ impl Engine {
         fresh: Option<Vec<Vec<u8>>>,
     ) -> Result<Delivered, ApiError> {
         let output = request.output();
-        let family = request.task_type().family();
+        let family = request.family();
         let mut fresh = fresh.map(Vec::into_iter);
         let mut out = Vec::with_capacity(items.len());
         for r in items {
@@ -1244,7 +1244,7 @@ impl Engine {
         Ok(Delivered {
             task_uuid,
             family,
-            prefix: request.task_type().result_prefix(),
+            prefix: request.result_prefix(),
             output_type: output.output_type,
             include_cost: output.include_cost,
             include_usage: output.include_usage,

@@ -64,7 +64,7 @@ struct Output {
 /// What a job's outputs must become, kept in its handle for `wait`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 struct Expected {
-    task_type: TaskType,
+    family: Family,
     output: OutputOptions,
     want: usize,
 }
@@ -163,7 +163,7 @@ impl HttpWorker {
     /// One output as an artifact: text for text task types, else a file of the task's family.
     async fn artifact(&self, o: Output, expect: &Expected) -> Result<Artifact, ProviderError> {
         let name = &self.cfg.name;
-        if expect.task_type.family() == Family::Text {
+        if expect.family == Family::Text {
             let text = o.text.ok_or_else(|| mapping::failed(name, "a text output without `text`"))?;
             return Ok(Artifact {
                 bytes: text.into_bytes(),
@@ -178,7 +178,7 @@ impl HttpWorker {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.as_bytes())
             .map_err(|e| mapping::failed(name, format_args!("output base64: {e}")))?;
-        mapping::file_artifact(name, expect.task_type, bytes, &expect.output, o.seed, &self.decoder).await
+        mapping::file_artifact(name, expect.family, bytes, &expect.output, o.seed, &self.decoder).await
     }
 }
 
@@ -213,7 +213,7 @@ impl Provider for HttpWorker {
         let name = &self.cfg.name;
         let id = uuid::Uuid::new_v4().to_string();
         let expect = Expected {
-            task_type: job.task_type(),
+            family: job.request.family(),
             output: job.request.output().clone(),
             want: job.request.result_count() as usize,
         };

@@ -305,12 +305,12 @@ pub async fn send(
     Ok((status, headers, body))
 }
 
-/// A provider's file for a task of `task_type`: audio and video kept as they are, typed by their
+/// A provider's file for a task whose results are of `family`: audio and video kept as they are, typed by their
 /// bytes; an SVG kept as it is; a raster checked and re-encoded to the format asked for
 /// ([`conform`]).
 pub async fn file_artifact(
     provider: &str,
-    task_type: mediagate_core::task::TaskType,
+    family: mediagate_core::task::Family,
     bytes: Vec<u8>,
     output: &mediagate_core::task::OutputOptions,
     seed: Option<u64>,
@@ -318,7 +318,6 @@ pub async fn file_artifact(
 ) -> Result<crate::Artifact, ProviderError> {
     use mediagate_assets::AssetKind;
     use mediagate_core::task::Family;
-    let family = task_type.family();
     let kind = match family {
         Family::Audio => Some(AssetKind::Audio),
         Family::Video => Some(AssetKind::Video),

@@ -85,14 +85,14 @@ impl RunwareUpstream {
     fn task(&self, job: &Job) -> Value {
         let request = &job.request;
         let mut t = job.wire_with_inline_inputs();
-        if request.task_type().async_only() {
+        if request.async_only() {
             t.insert("deliveryMethod".into(), json!("async"));
         }
         t.insert("taskType".into(), json!(request.task_type().as_str()));
         t.insert("taskUUID".into(), json!(uuid::Uuid::new_v4().to_string()));
         let air = request.model();
         t.insert("model".into(), json!(self.cfg.model_for(air).unwrap_or(air)));
-        if request.task_type().family() != Family::Text {
+        if request.family() != Family::Text {
             t.insert("outputType".into(), json!("base64Data"));
         }
         // The upstream's cost and its output's lifetime are not this server's.
@@ -158,7 +158,7 @@ async fn artifact(
     decoder: &Decoder,
 ) -> Result<Artifact, ProviderError> {
     let seed = item.get("seed").and_then(Value::as_u64).or(expect.seeds.get(i).copied());
-    let family = expect.task_type.family();
+    let family = expect.family;
     if family == Family::Text {
         let text = item
             .get("text")
@@ -180,13 +180,9 @@ async fn artifact(
         });
     }
     // The task type's own result fields (imageMasking's detections), kept as they came.
-    let fields: serde_json::Map<String, Value> = expect
-        .task_type
-        .result_fields()
-        .iter()
-        .filter_map(|&k| item.get(k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-    let field = format!("{}Base64Data", expect.task_type.result_prefix());
+    let fields: serde_json::Map<String, Value> =
+        expect.fields.iter().filter_map(|k| item.get(k).map(|v| (k.clone(), v.clone()))).collect();
+    let field = format!("{}Base64Data", expect.prefix);
     let b64 = item
         .get(&field)
         .and_then(Value::as_str)
@@ -195,7 +191,7 @@ async fn artifact(
         .decode(b64.as_bytes())
         .map_err(|e| mapping::failed(name, format_args!("result {i}: base64: {e}")))?;
     let mut artifact =
-        mapping::file_artifact(name, expect.task_type, bytes, &expect.output, seed, decoder).await?;
+        mapping::file_artifact(name, expect.family, bytes, &expect.output, seed, decoder).await?;
     artifact.fields = fields;
     Ok(artifact)
 }
@@ -204,7 +200,9 @@ async fn artifact(
 /// that [`Provider::wait`] can turn the polled results into artifacts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Expected {
-    task_type: TaskType,
+    family: Family,
+    prefix: String,
+    fields: Vec<String>,
     output: OutputOptions,
     seeds: Vec<u64>,
     want: usize,
@@ -213,7 +211,9 @@ struct Expected {
 impl Expected {
     fn of(job: &Job) -> Self {
         Expected {
-            task_type: job.task_type(),
+            family: job.request.family(),
+            prefix: job.request.result_prefix().to_string(),
+            fields: job.task_type().result_fields().iter().map(|f| f.to_string()).collect(),
             output: job.request.output().clone(),
             seeds: job.seeds.clone(),
             want: job.request.result_count() as usize,
@@ -328,7 +328,7 @@ impl Provider for RunwareUpstream {
     async fn submit(&self, job: Arc<Job>) -> Result<Submitted, ProviderError> {
         let task = self.task(&job);
         let expect = Expected::of(&job);
-        if !job.task_type().async_only() {
+        if !job.request.async_only() {
             let data = self.call(&json!([task])).await?;
             return Ok(Submitted::Done(self.artifacts(&expect, &data).await?));
         }

@@ -1,7 +1,8 @@
 //! `caption` (legacy name `imageCaption`): a description of one or more images by a vision
 //! language model.
 
-use super::{Family, Input, OutputOptions, TaskParams, model_param};
+use super::video_form::VideoForm;
+use super::{Family, Input, MediaKind, OutputOptions, TaskParams, model_param};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
@@ -35,6 +36,18 @@ pub enum CaptionForm {
     InputImages,
     /// `inputs.image`: the newer form.
     Inputs,
+    /// `inputs.video`: a video to caption (Runware's `videoCaption`).
+    Video,
+}
+
+impl Caption {
+    /// The parameters after the images.
+    fn finish(r: &mut ParamReader<'_>, images: Vec<String>, sent_as: CaptionForm) -> Result<Self, ApiError> {
+        let prompt = prompt(r)?;
+        let model = model_param(r, <Self as TaskParams>::DEFAULT_MODEL)?;
+        let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };
+        Ok(Caption { images, sent_as, prompt, model, output })
+    }
 }
 
 impl TaskParams for Caption {
@@ -76,15 +89,10 @@ impl TaskParams for Caption {
             }
             (None, Some(_), None) => return Err(r.invalid("inputImages", "it must be an array of images.")),
             (None, None, Some(Value::Object(inputs))) => {
-                let mut ir = ParamReader::new(inputs, ParamPath::key("inputs"));
-                if inputs.contains_key("video") {
-                    return Err(ApiError::new(
-                        ErrorCode::UnsupportedTaskType,
-                        "This caption sends 'inputs.video', a video caption, which this mediagate server does not \
-                         serve; it captions images, sent as 'inputs.image', 'inputImage' or 'inputImages'.",
-                    )
-                    .with_parameter(ParamPath::key("inputs").child("video")));
+                if let Some(form) = VideoForm::read(r, inputs, false)? {
+                    return Self::finish(r, vec![form.video], CaptionForm::Video);
                 }
+                let mut ir = ParamReader::new(inputs, ParamPath::key("inputs"));
                 let image = ir.string("image", 1, usize::MAX, &format!("give {what}"))?;
                 ir.finish()?;
                 (vec![image], CaptionForm::Inputs)
@@ -101,10 +109,7 @@ impl TaskParams for Caption {
                 .with_parameter(ParamPath::key("inputImages")));
             }
         };
-        let prompt = prompt(r)?;
-        let model = model_param(r, Self::DEFAULT_MODEL)?;
-        let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };
-        Ok(Caption { images, sent_as, prompt, model, output })
+        Self::finish(r, images, sent_as)
     }
 
     fn to_wire(&self) -> Map<String, Value> {
@@ -119,6 +124,9 @@ impl TaskParams for Caption {
             CaptionForm::Inputs => {
                 w.insert("inputs".into(), serde_json::json!({"image": self.images[0]}));
             }
+            CaptionForm::Video => {
+                w.insert("inputs".into(), serde_json::json!({"video": self.images[0]}));
+            }
         }
         super::put(&mut w, "prompt", self.prompt.clone());
         super::model_wire(&mut w, &self.model);
@@ -132,7 +140,18 @@ impl TaskParams for Caption {
 
     model_and_output!();
 
+    fn async_only(&self) -> bool {
+        self.sent_as == CaptionForm::Video
+    }
+
+    fn features(&self) -> Vec<(&'static str, ParamPath)> {
+        (self.sent_as == CaptionForm::Video).then(VideoForm::feature).into_iter().collect()
+    }
+
     fn inputs(&self) -> Vec<Input<'_>> {
+        if self.sent_as == CaptionForm::Video {
+            return vec![Input { reference: &self.images[0], param: ParamPath::key("inputs").child("video"), kind: MediaKind::Video }];
+        }
         self.images
             .iter()
             .enumerate()
@@ -140,7 +159,7 @@ impl TaskParams for Caption {
                 let param = match self.sent_as {
                     CaptionForm::InputImage => ParamPath::key("inputImage"),
                     CaptionForm::InputImages => ParamPath::key("inputImages").index(i),
-                    CaptionForm::Inputs => ParamPath::key("inputs").child("image"),
+                    CaptionForm::Inputs | CaptionForm::Video => ParamPath::key("inputs").child("image"),
                 };
                 Input::image(image, param)
             })

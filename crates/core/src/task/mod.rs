@@ -12,6 +12,7 @@
 //! from those, so no other file names the task type unless it serves it differently.
 
 pub mod extras;
+pub mod video_form;
 
 pub use extras::ParamSupport;
 pub use image_inference::{DEFAULT_STRENGTH, EXTRAS as IMAGE_INFERENCE_EXTRAS, Outpaint};
@@ -268,7 +269,7 @@ pub struct Completion {
 /// The kind of files a task type produces. Each dialect names a family's result fields by a table
 /// (Runware: `imageURL`, `videoURL`, …), so a new task type of a known family renders with no
 /// edit to any dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Family {
     /// Still images.
     Image,
@@ -404,6 +405,23 @@ pub trait TaskParams: Sized + Clone {
     /// delivered) one at a time; `None` runs the task in one piece.
     fn one_result(&self) -> Option<Self> {
         None
+    }
+    /// The kind of files this request produces: the task type's, unless one of its forms makes
+    /// another (an `upscale` of `inputs.video` makes a video).
+    fn family(&self) -> Family {
+        Self::FAMILY
+    }
+    /// The prefix of this request's result fields (see [`TaskParams::RESULT_PREFIX`]).
+    fn result_prefix(&self) -> &'static str {
+        match Self::RESULT_PREFIX {
+            Some(p) if self.family() == Self::FAMILY => p,
+            _ => self.family().as_str(),
+        }
+    }
+    /// Whether this request runs only asynchronously: the task type's rule, unless one of its
+    /// forms is slower (a video form).
+    fn async_only(&self) -> bool {
+        Self::ASYNC_ONLY
     }
     /// The optional parameters present that a provider must act on (see
     /// [`extras::Role::Feature`]), by name, with where they were sent: a model whose providers
@@ -676,6 +694,21 @@ macro_rules! task_types {
             /// See [`TaskParams::features`].
             pub fn features(&self) -> Vec<(&'static str, ParamPath)> {
                 match self { $(TaskRequest::$variant(p) => p.features(),)* }
+            }
+
+            /// See [`TaskParams::family`].
+            pub fn family(&self) -> Family {
+                match self { $(TaskRequest::$variant(p) => p.family(),)* }
+            }
+
+            /// See [`TaskParams::result_prefix`].
+            pub fn result_prefix(&self) -> &'static str {
+                match self { $(TaskRequest::$variant(p) => p.result_prefix(),)* }
+            }
+
+            /// See [`TaskParams::async_only`].
+            pub fn async_only(&self) -> bool {
+                match self { $(TaskRequest::$variant(p) => p.async_only(),)* }
             }
 
             /// See [`TaskParams::one_result`].

@@ -1,8 +1,12 @@
 //! `removeBackground` (legacy name `imageBackgroundRemoval`): an image's background made
 //! transparent (or a colour) by a segmentation model.
 
-use super::{Family, Input, OutputOptions, TaskParams, model_param, model_wire, output_options, output_wire, put};
-use crate::error::{ApiError, ErrorCode};
+use super::video_form::VideoForm;
+use super::{
+    Family, Input, OutputOptions, TaskParams, file_output_options, model_param, model_wire, output_options,
+    output_wire, put,
+};
+use crate::error::ApiError;
 use crate::model::ModelSpec;
 use crate::param::{ParamPath, ParamReader};
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,10 @@ pub struct RemoveBackground {
     pub model: String,
     /// Output options.
     pub output: OutputOptions,
+    /// A video instead (`inputs.video`, Runware's `videoBackgroundRemoval`); `input_image` is
+    /// then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoForm>,
 }
 
 /// Runware's background-removal settings (sent in `settings`, or at the top level as the Python
@@ -60,14 +68,12 @@ impl TaskParams for RemoveBackground {
         let (input_image, in_inputs) = match (r.opt_string("inputImage", 1, usize::MAX)?, r.raw("inputs")) {
             (Some(image), None) => (image, false),
             (None, Some(Value::Object(inputs))) => {
-                if inputs.contains_key("video") {
-                    return Err(ApiError::new(
-                        ErrorCode::UnsupportedTaskType,
-                        "This background removal sends 'inputs.video', a video background removal, which this \
-                         mediagate server does not serve; it removes image backgrounds, sent as 'inputs.image' \
-                         or 'inputImage'.",
-                    )
-                    .with_parameter(ParamPath::key("inputs").child("video")));
+                if let Some(video) = VideoForm::read(r, inputs, true)? {
+                    let settings = settings(r)?;
+                    let model = model_param(r, Self::DEFAULT_MODEL)?;
+                    let output = file_output_options(r)?;
+                    let video = Some(video);
+                    return Ok(RemoveBackground { input_image: String::new(), in_inputs: true, settings, model, output, video });
                 }
                 let mut ir = ParamReader::new(inputs, ParamPath::key("inputs"));
                 let image = ir.string("image", 1, usize::MAX, what)?;
@@ -85,12 +91,14 @@ impl TaskParams for RemoveBackground {
         let settings = settings(r)?;
         let model = model_param(r, Self::DEFAULT_MODEL)?;
         let output = output_options(r)?;
-        Ok(RemoveBackground { input_image, in_inputs, settings, model, output })
+        Ok(RemoveBackground { input_image, in_inputs, settings, model, output, video: None })
     }
 
     fn to_wire(&self) -> Map<String, Value> {
         let mut w = Map::new();
-        if self.in_inputs {
+        if let Some(v) = &self.video {
+            v.write(&mut w);
+        } else if self.in_inputs {
             w.insert("inputs".into(), serde_json::json!({"image": self.input_image}));
         } else {
             w.insert("inputImage".into(), self.input_image.clone().into());
@@ -109,7 +117,7 @@ impl TaskParams for RemoveBackground {
             w.insert("settings".into(), Value::Object(sw));
         }
         model_wire(&mut w, &self.model);
-        output_wire(&mut w, &self.output, true);
+        output_wire(&mut w, &self.output, self.video.is_none());
         w
     }
 
@@ -120,12 +128,30 @@ impl TaskParams for RemoveBackground {
     model_and_output!();
 
     fn inputs(&self) -> Vec<Input<'_>> {
+        if let Some(v) = &self.video {
+            return vec![v.input()];
+        }
         let param = if self.in_inputs { ParamPath::key("inputs").child("image") } else { ParamPath::key("inputImage") };
         vec![Input::image(&self.input_image, param)]
     }
 
     fn inputs_mut(&mut self) -> Vec<&mut String> {
-        vec![&mut self.input_image]
+        match &mut self.video {
+            Some(v) => vec![&mut v.video],
+            None => vec![&mut self.input_image],
+        }
+    }
+
+    fn family(&self) -> Family {
+        if self.video.is_some() { Family::Video } else { Family::Image }
+    }
+
+    fn async_only(&self) -> bool {
+        self.video.is_some()
+    }
+
+    fn features(&self) -> Vec<(&'static str, ParamPath)> {
+        self.video.as_ref().map(|_| VideoForm::feature()).into_iter().collect()
     }
 }
 

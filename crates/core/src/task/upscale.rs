@@ -1,7 +1,9 @@
 //! `upscale` (legacy name `imageUpscale`): a larger copy of an input image.
 
+use super::video_form::VideoForm;
 use super::{
-    Family, Input, OutputOptions, TaskParams, Work, in_range, invalid, model_param, output_options, output_wire,
+    Family, Input, OutputOptions, TaskParams, Work, file_output_options, in_range, invalid, model_param,
+    output_options, output_wire,
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{LANCZOS_AIR, ModelSpec};
@@ -20,6 +22,10 @@ pub struct Upscale {
     pub upscale_factor: u32,
     /// Output options.
     pub output: OutputOptions,
+    /// A video to upscale instead (`inputs.video`, Runware's `videoUpscale`); `input_image` is
+    /// then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoForm>,
 }
 
 impl TaskParams for Upscale {
@@ -31,9 +37,18 @@ impl TaskParams for Upscale {
     const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","upscaleFactor":2}"#;
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
-        if r.raw("inputImage").is_none()
+        if r.peek("inputImage").is_none()
             && let Some(inputs) = r.raw("inputs")
         {
+            if let Value::Object(o) = inputs
+                && let Some(video) = VideoForm::read(r, o, true)?
+            {
+                let model = model_param(r, Self::DEFAULT_MODEL)?;
+                let upscale_factor = r.opt_int_checked_later("upscaleFactor")?.unwrap_or(2);
+                let output = file_output_options(r)?;
+                let video = Some(video);
+                return Ok(Upscale { input_image: String::new(), model, upscale_factor, output, video });
+            }
             return Err(inputs_form_refusal(inputs));
         }
         let input_image = r.string(
@@ -45,15 +60,20 @@ impl TaskParams for Upscale {
         let model = model_param(r, Self::DEFAULT_MODEL)?;
         let upscale_factor = r.opt_int_checked_later("upscaleFactor")?.unwrap_or(2);
         let output = output_options(r)?;
-        Ok(Upscale { input_image, model, upscale_factor, output })
+        Ok(Upscale { input_image, model, upscale_factor, output, video: None })
     }
 
     fn to_wire(&self) -> Map<String, Value> {
         let mut w = Map::new();
-        w.insert("inputImage".into(), self.input_image.clone().into());
+        match &self.video {
+            Some(v) => v.write(&mut w),
+            None => {
+                w.insert("inputImage".into(), self.input_image.clone().into());
+            }
+        }
         super::model_wire(&mut w, &self.model);
         w.insert("upscaleFactor".into(), self.upscale_factor.into());
-        output_wire(&mut w, &self.output, true);
+        output_wire(&mut w, &self.output, self.video.is_none());
         w
     }
 
@@ -71,16 +91,38 @@ impl TaskParams for Upscale {
     model_and_output!();
 
     fn inputs(&self) -> Vec<Input<'_>> {
-        vec![Input::image(&self.input_image, ParamPath::key("inputImage"))]
+        match &self.video {
+            Some(v) => vec![v.input()],
+            None => vec![Input::image(&self.input_image, ParamPath::key("inputImage"))],
+        }
     }
 
     fn inputs_mut(&mut self) -> Vec<&mut String> {
-        vec![&mut self.input_image]
+        match &mut self.video {
+            Some(v) => vec![&mut v.video],
+            None => vec![&mut self.input_image],
+        }
+    }
+
+    fn family(&self) -> Family {
+        if self.video.is_some() { Family::Video } else { Family::Image }
+    }
+
+    fn async_only(&self) -> bool {
+        self.video.is_some()
+    }
+
+    fn features(&self) -> Vec<(&'static str, ParamPath)> {
+        self.video.as_ref().map(|_| VideoForm::feature()).into_iter().collect()
     }
 
     /// The output's size is known once the input is read: it must fit the model's largest side,
     /// and it is what the task's work (and so a local model's price) is measured by.
     fn work_with_inputs(&self, model: &ModelSpec, sizes: &[(u32, u32)]) -> Result<Option<Work>, ApiError> {
+        if self.video.is_some() {
+            // A video's output is the provider's to bound; it is priced per result.
+            return Ok(None);
+        }
         let (w, h) = sizes.first().copied().unwrap_or((0, 0));
         let max = model.bounds.upscale_output_max;
         let f = self.upscale_factor;

@@ -326,10 +326,10 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             };
             let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
             let request = tt.parse_request(&mut r)?;
-            // Async-only task types (video, as on Runware) default to async and refuse sync.
-            let default = if tt.async_only() { Delivery::Async } else { Delivery::Sync };
+            // Async-only tasks (video, as on Runware) default to async and refuse sync.
+            let default = if request.async_only() { Delivery::Async } else { Delivery::Sync };
             let delivery = delivery(&mut r, default)?;
-            if tt.async_only() && delivery == Delivery::Sync {
+            if request.async_only() && delivery == Delivery::Sync {
                 return Err(r.invalid(
                     "deliveryMethod",
                     format!(

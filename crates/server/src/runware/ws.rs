@@ -33,6 +33,12 @@ struct Outbox {
     /// Tasks whose results this connection waits to push after an unfinished `getResponse`:
     /// one wait per task, however often a client polls.
     awaited: Arc<parking_lot::Mutex<std::collections::HashSet<Uuid>>>,
+    /// Submissions of this connection still being handled, by taskUUID (lower case): a
+    /// `getResponse` sent after one on the same socket waits for it, so it never answers
+    /// `taskNotFound` for a task the client has already sent (the Python SDK's `videoCaption`
+    /// polls right behind its submission). Messages are otherwise handled concurrently.
+    submitting:
+        Arc<parking_lot::Mutex<std::collections::HashMap<String, tokio::sync::watch::Receiver<bool>>>>,
 }
 
 impl Outbox {
@@ -126,7 +132,12 @@ async fn connection(state: AppState, socket: WebSocket, client: Option<std::net:
             return;
         }
     }
-    let outbox = Outbox { sessions: state.sessions.clone(), id: session, awaited: Arc::default() };
+    let outbox = Outbox {
+        sessions: state.sessions.clone(),
+        id: session,
+        awaited: Arc::default(),
+        submitting: Arc::default(),
+    };
 
     // 2. Writer: drains the outbound queue into the socket. Told to stop, it hands back what it
     // had not delivered, so a dropped connection loses nothing (the session keeps it).
@@ -316,9 +327,31 @@ fn handle_text(
             outbox_or_close(outbox, slow, error_message(state, &e));
             continue;
         };
+        // Order a poll behind this connection's submission of the same task (see `submitting`).
+        let uuid = parse::known(&task).task_uuid.map(|u| u.to_ascii_lowercase());
+        let (behind, submission) = match (tt == Some("getResponse"), uuid) {
+            (true, Some(u)) => (outbox.submitting.lock().get(&u).cloned(), None),
+            (false, Some(u)) => {
+                let (done, rx) = tokio::sync::watch::channel(false);
+                outbox.submitting.lock().insert(u.clone(), rx);
+                (None, Some((u, done)))
+            }
+            (_, None) => (None, None),
+        };
         let (state, ctx, outbox, slow) = (state.clone(), ctx.clone(), outbox.clone(), slow.clone());
         tokio::spawn(async move {
+            if let Some(mut rx) = behind {
+                // Done, or the submission's handler is gone: either way the poll may go.
+                let _ = rx.wait_for(|done| *done).await;
+            }
             let answer = run_one(&state, &ctx, &task, i).await;
+            if let Some((u, done)) = submission {
+                let _ = done.send(true);
+                let mut submitting = outbox.submitting.lock();
+                if submitting.get(&u).is_some_and(|rx| rx.same_channel(&done.subscribe())) {
+                    submitting.remove(&u);
+                }
+            }
             let unfinished = answer.as_ref().ok().and_then(|items| UnfinishedPoll::of(&task, items));
             let msg = match answer {
                 Ok(items) => json!({ "data": items }).to_string(),

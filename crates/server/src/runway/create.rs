@@ -352,6 +352,7 @@ fn parse_image_upscale(b: &mut Body<'_>) -> Option<Parsed> {
             model,
             upscale_factor: factor as u32,
             output: OutputOptions::default(),
+            video: None,
         }),
         assets: vec![AssetRef { uri: uri?, path }],
     })
