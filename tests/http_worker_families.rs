@@ -3,10 +3,10 @@
 //! `input.task` (its inputs inlined) and its outputs turned into results of the task's family.
 
 use base64::Engine as _;
-use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
 use mediagate_core::task::TaskType;
-use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+use mediagate_providers::upstream::UpstreamKind;
 use mediagate_testkit::mock_upstream::{MockUpstream, Reply};
+use mediagate_testkit::server::serve_models_from;
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -14,30 +14,12 @@ use std::time::{Duration, Instant};
 async fn server(worker: &MockUpstream) -> TestServer {
     let url = worker.base_url.clone();
     TestServer::start_with(move |c| {
-        c.providers.upstreams.push(UpstreamConfig {
-            name: "gpu".into(),
-            kind: UpstreamKind::HttpWorker,
-            base_url: url,
-            poll_interval_ms: 20,
-            ..UpstreamConfig::default()
-        });
-        for (air, t) in [
+        let models = [
             ("team:enhance@1", TaskType::PromptEnhance),
             ("team:music@1", TaskType::AudioInference),
             ("team:video@1", TaskType::VideoInference),
-        ] {
-            c.models.push(ModelSpec {
-                air: air.into(),
-                task_type: t,
-                provider: "gpu".into(),
-                price_usd: "0.01".into(),
-                description: "a team's worker (here a scripted mock)".into(),
-                bounds: Bounds { duration_max_secs: 30, ..Bounds::default() },
-                retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
-                fallback: vec![],
-                concurrency: 0,
-            });
-        }
+        ];
+        serve_models_from(c, "gpu", UpstreamKind::HttpWorker, &url, "0.01", &models);
     })
     .await
 }

@@ -177,23 +177,15 @@ async fn forwarding_server(
 ) -> TestServer {
     let url = mock.base_url.clone();
     TestServer::start_with(move |c| {
-        c.providers.upstreams.push(UpstreamConfig {
-            name: "runware".into(),
-            kind: UpstreamKind::RunwareUpstream,
-            base_url: url,
-            ..UpstreamConfig::default()
-        });
-        c.models.push(ModelSpec {
-            air: "acme:sdxl@1".into(),
-            task_type: mediagate_core::task::TaskType::ImageInference,
-            provider: "runware".into(),
-            price_usd: "0.002".into(),
-            description: "forwarded".into(),
-            bounds: Bounds::default(),
-            retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
-            fallback: vec![],
-            concurrency: 0,
-        });
+        let models = [("acme:sdxl@1", mediagate_core::task::TaskType::ImageInference)];
+        mediagate_testkit::server::serve_models_from(
+            c,
+            "runware",
+            UpstreamKind::RunwareUpstream,
+            &url,
+            "0.002",
+            &models,
+        );
         adjust(c);
     })
     .await

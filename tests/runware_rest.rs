@@ -414,3 +414,25 @@ async fn unknown_routes_and_methods_answer_in_json() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(only_error(&b)["code"], "notFound");
 }
+
+/// Runware task types this server does not offer say why and what to do instead.
+#[tokio::test]
+async fn task_types_not_offered_say_what_to_do_instead() {
+    let s = TestServer::start().await;
+    for (task_type, says) in [
+        ("modelUpload", "[[models]]"),
+        ("training", "train elsewhere"),
+        ("accountManagement", "GET /v1/organization"),
+        ("3dInference", "3D"),
+    ] {
+        let (st, b) = s.post(&json!([{"taskType": task_type, "taskUUID": task_uuid()}])).await;
+        assert_eq!(st, 400, "{b}");
+        let e = &b["errors"][0];
+        assert_eq!(
+            (e["code"].as_str(), e["parameter"].as_str()),
+            (Some("unsupportedTaskType"), Some("taskType"))
+        );
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("does not offer it") && m.contains(says), "{task_type}: {m}");
+    }
+}

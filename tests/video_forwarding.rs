@@ -4,10 +4,10 @@
 //! The upstream is a scripted mock of Runware's API (a test double).
 
 use base64::Engine as _;
-use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
 use mediagate_core::task::TaskType;
-use mediagate_providers::upstream::{UpstreamConfig, UpstreamKind};
+use mediagate_providers::upstream::UpstreamKind;
 use mediagate_testkit::mock_upstream::{MockUpstream, Reply, png};
+use mediagate_testkit::server::serve_models_from;
 use mediagate_testkit::{TestServer, task_uuid};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -15,24 +15,8 @@ use std::time::{Duration, Instant};
 async fn server(mock: &MockUpstream) -> TestServer {
     let url = mock.base_url.clone();
     TestServer::start_with(move |c| {
-        c.providers.upstreams.push(UpstreamConfig {
-            name: "runware".into(),
-            kind: UpstreamKind::RunwareUpstream,
-            base_url: url,
-            poll_interval_ms: 20,
-            ..UpstreamConfig::default()
-        });
-        c.models.push(ModelSpec {
-            air: "acme:video@1".into(),
-            task_type: TaskType::VideoInference,
-            provider: "runware".into(),
-            price_usd: "0.05".into(),
-            description: "forwarded to a scripted mock of Runware's API".into(),
-            bounds: Bounds { duration_max_secs: 10, ..Bounds::default() },
-            retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
-            fallback: vec![],
-            concurrency: 0,
-        });
+        let models = [("acme:video@1", TaskType::VideoInference)];
+        serve_models_from(c, "runware", UpstreamKind::RunwareUpstream, &url, "0.05", &models);
     })
     .await
 }
@@ -178,30 +162,12 @@ async fn the_video_forms_of_upscale_background_removal_and_caption_are_forwarded
     let mock = MockUpstream::start().await;
     let url = mock.base_url.clone();
     let s = TestServer::start_with(move |c| {
-        c.providers.upstreams.push(UpstreamConfig {
-            name: "runware".into(),
-            kind: UpstreamKind::RunwareUpstream,
-            base_url: url,
-            poll_interval_ms: 20,
-            ..UpstreamConfig::default()
-        });
-        for (air, t) in [
+        let models = [
             ("acme:vup@1", TaskType::Upscale),
             ("acme:vbg@1", TaskType::RemoveBackground),
             ("acme:vcap@1", TaskType::Caption),
-        ] {
-            c.models.push(ModelSpec {
-                air: air.into(),
-                task_type: t,
-                provider: "runware".into(),
-                price_usd: "0.02".into(),
-                description: "forwarded to a scripted mock of Runware's API".into(),
-                bounds: Bounds::default(),
-                retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
-                fallback: vec![],
-                concurrency: 0,
-            });
-        }
+        ];
+        serve_models_from(c, "runware", UpstreamKind::RunwareUpstream, &url, "0.02", &models);
     })
     .await;
     let mp4 = an_mp4(&s).await;

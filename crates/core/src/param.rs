@@ -118,7 +118,8 @@ pub struct ParamReader<'a> {
     seen: Vec<&'a str>,
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type is named in error messages ("an integer", "a string"…).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

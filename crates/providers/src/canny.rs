@@ -8,13 +8,12 @@
 //! CPU pool, like every local job.
 
 use crate::decode::{self, DecodeError, Decoder};
-use crate::encode::encode;
+use crate::encode::image_artifact;
 use crate::local::CpuPool;
-use crate::{Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted};
+use crate::{Capabilities, Delivery, Job, Provider, ProviderError, Submitted};
 use async_trait::async_trait;
 use image::imageops::{FilterType, resize};
 use image::{GrayImage, RgbImage};
-use mediagate_core::ErrorCode;
 use mediagate_core::task::{ParamSupport, TaskRequest, TaskType};
 use std::sync::Arc;
 
@@ -92,22 +91,7 @@ impl Provider for Canny {
             let (low, high) = request.canny_thresholds();
             let guide = edges(&img.to_luma8(), Some((w, h)), low, high);
             let rgb: RgbImage = image::DynamicImage::ImageLuma8(guide).to_rgb8();
-            let fmt = request.output.format;
-            let bytes = encode(&rgb, fmt, request.output.quality).map_err(|e| {
-                ProviderError::new(
-                    ErrorCode::ProviderError,
-                    "Encoding the guide image failed.",
-                    e.to_string(),
-                )
-            })?;
-            Ok(Submitted::Done(vec![Artifact {
-                bytes,
-                content_type: fmt.content_type(),
-                extension: fmt.extension(),
-                seed: None,
-                completion: None,
-                fields: Default::default(),
-            }]))
+            Ok(Submitted::Done(vec![image_artifact(&rgb, &request.output, None)?]))
         })
         .await?
     }

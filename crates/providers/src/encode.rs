@@ -4,6 +4,30 @@ use image::codecs::{jpeg::JpegEncoder, png, webp::WebPEncoder};
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 use mediagate_core::task::ImageFormat;
 
+/// An image made here as a result: encoded in the format and quality asked for.
+pub fn image_artifact(
+    img: &RgbImage,
+    output: &mediagate_core::task::OutputOptions,
+    seed: Option<u64>,
+) -> Result<crate::Artifact, crate::ProviderError> {
+    let fmt = output.format;
+    let bytes = encode(img, fmt, output.quality).map_err(|e| {
+        crate::ProviderError::new(
+            mediagate_core::ErrorCode::ProviderError,
+            "Encoding the output failed.",
+            e.to_string(),
+        )
+    })?;
+    Ok(crate::Artifact {
+        bytes,
+        content_type: fmt.content_type(),
+        extension: fmt.extension(),
+        seed,
+        completion: None,
+        fields: Default::default(),
+    })
+}
+
 /// Encodes an RGB image. `quality` (20..=99) applies to JPG; PNG and WebP are lossless.
 pub fn encode(img: &RgbImage, format: ImageFormat, quality: u8) -> Result<Vec<u8>, image::ImageError> {
     let mut out = Vec::with_capacity(img.as_raw().len() / 2 + 256);

@@ -5,7 +5,7 @@
 
 use crate::decode::{self, DecodeError, Decoder};
 use crate::{
-    Artifact, Capabilities, Delivery, Job, Provider, ProviderError, Submitted, encode::encode, img2img,
+    Capabilities, Delivery, Job, Provider, ProviderError, Submitted, encode::image_artifact, img2img,
     lanczos, procedural,
 };
 use async_trait::async_trait;
@@ -121,10 +121,6 @@ impl Turn {
 /// Renders up to this many pixels run inline (96x96: well under 100 µs with PNG encoding).
 pub const INLINE_MAX_PIXELS: u64 = 96 * 96;
 
-fn encode_failed(e: image::ImageError) -> ProviderError {
-    ProviderError::new(ErrorCode::ProviderError, "Encoding the output failed.", e.to_string())
-}
-
 /// The procedural image stand-in (see [`procedural`]), with image to image (see [`img2img`]).
 pub struct Procedural {
     pool: CpuPool,
@@ -192,30 +188,13 @@ impl Procedural {
                 .map(|&seed| {
                     let drawn =
                         procedural::render(&request.positive_prompt, seed, request.width, request.height);
-                    artifact(&img2img::apply(&drawn, &edit), request, seed)
+                    image_artifact(&img2img::apply(&drawn, &edit), &request.output, Some(seed))
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Submitted::Done)
         })
         .await?
     }
-}
-
-/// One encoded image result.
-fn artifact(
-    img: &image::RgbImage,
-    request: &mediagate_core::task::ImageInference,
-    seed: u64,
-) -> Result<Artifact, ProviderError> {
-    let fmt = request.output.format;
-    Ok(Artifact {
-        bytes: encode(img, fmt, request.output.quality).map_err(encode_failed)?,
-        content_type: fmt.content_type(),
-        extension: fmt.extension(),
-        seed: Some(seed),
-        completion: None,
-        fields: Default::default(),
-    })
 }
 
 #[async_trait]
@@ -251,7 +230,7 @@ impl Provider for Procedural {
                     .map(|&seed| {
                         let img =
                             procedural::render(&request.positive_prompt, seed, request.width, request.height);
-                        artifact(&img, request, seed)
+                        image_artifact(&img, &request.output, Some(seed))
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Submitted::Done)
@@ -321,15 +300,7 @@ impl Provider for Lanczos {
                 .decode_blocking(&input.bytes, "input image")
                 .map_err(DecodeError::into_input_error)?;
             let out = lanczos::upscale(&img, f);
-            let fmt = request.output.format;
-            Ok(Submitted::Done(vec![Artifact {
-                bytes: encode(&out, fmt, request.output.quality).map_err(encode_failed)?,
-                content_type: fmt.content_type(),
-                extension: fmt.extension(),
-                seed: None,
-                completion: None,
-                fields: Default::default(),
-            }]))
+            Ok(Submitted::Done(vec![image_artifact(&out, &request.output, None)?]))
         })
         .await?
     }

@@ -128,3 +128,37 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Adds a remote provider `name` of `kind` at `base_url` (polled every 20 ms) and one model per
+/// `(air, task type)` served by it at `price_usd` a result, one attempt each: the usual set-up
+/// of a test of a provider against a scripted upstream.
+pub fn serve_models_from(
+    c: &mut mediagate_engine::config::Config,
+    name: &str,
+    kind: mediagate_providers::upstream::UpstreamKind,
+    base_url: &str,
+    price_usd: &str,
+    models: &[(&str, mediagate_core::task::TaskType)],
+) {
+    use mediagate_core::model::{Bounds, ModelSpec, RetryPolicy};
+    c.providers.upstreams.push(mediagate_providers::upstream::UpstreamConfig {
+        name: name.into(),
+        kind,
+        base_url: base_url.into(),
+        poll_interval_ms: 20,
+        ..Default::default()
+    });
+    for &(air, task_type) in models {
+        c.models.push(ModelSpec {
+            air: air.into(),
+            task_type,
+            provider: name.into(),
+            price_usd: price_usd.into(),
+            description: format!("a test model on {name}, a scripted upstream (a test double)"),
+            bounds: Bounds { duration_max_secs: 30, ..Bounds::default() },
+            retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
+            fallback: vec![],
+            concurrency: 0,
+        });
+    }
+}

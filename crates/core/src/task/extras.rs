@@ -14,7 +14,7 @@
 
 use super::{Input, MediaKind};
 use crate::error::{ApiError, ErrorCode};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, type_name};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -106,6 +106,21 @@ pub enum Role {
     /// It changes what is made: only models whose providers act on it take it.
     Feature,
 }
+
+/// Runware's `safety` object (content checks), a hint every task type that takes it shares.
+pub const SAFETY: Extra = Extra::hint(
+    "safety",
+    Kind::Object(&[
+        Field::opt("checkContent", Kind::Bool),
+        Field::opt("checkInputs", Kind::Bool),
+        Field::opt("tolerance", Kind::Bool),
+        Field::opt("mode", Kind::Str { max: 32 }),
+    ]),
+);
+
+/// LoRA, LyCORIS and embedding entries: a model and its weight.
+pub const ADAPTER: &[Field] =
+    &[Field::req("model", Kind::ModelId), Field::opt("weight", Kind::Num { min: -4.0, max: 4.0 })];
 
 /// One optional top-level parameter.
 #[derive(Debug)]
@@ -297,18 +312,6 @@ fn walk_fields_mut<'a>(fields: &[Field], o: &'a mut Map<String, Value>, out: &mu
         if let Some(v) = by_name.remove(f.name) {
             walk_mut(&f.kind, v, out);
         }
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

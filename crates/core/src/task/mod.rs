@@ -449,6 +449,25 @@ macro_rules! model_and_output {
     };
 }
 
+/// The [`TaskParams`] methods of an image task type with a video form in an optional `video`
+/// field ([`video_form::VideoForm`]): with one, it makes a video, runs async only, and is the
+/// `inputs.video` feature.
+macro_rules! video_form_methods {
+    () => {
+        fn family(&self) -> Family {
+            if self.video.is_some() { Family::Video } else { Self::FAMILY }
+        }
+
+        fn async_only(&self) -> bool {
+            self.video.is_some()
+        }
+
+        fn features(&self) -> Vec<(&'static str, ParamPath)> {
+            self.video.as_ref().map(|_| VideoForm::feature()).into_iter().collect()
+        }
+    };
+}
+
 /// `steps`, when sent, within the model's bound.
 pub(crate) fn check_steps(steps: Option<u32>, model: &ModelSpec) -> Result<(), ApiError> {
     match steps {

@@ -142,17 +142,7 @@ impl TaskParams for RemoveBackground {
         }
     }
 
-    fn family(&self) -> Family {
-        if self.video.is_some() { Family::Video } else { Family::Image }
-    }
-
-    fn async_only(&self) -> bool {
-        self.video.is_some()
-    }
-
-    fn features(&self) -> Vec<(&'static str, ParamPath)> {
-        self.video.as_ref().map(|_| VideoForm::feature()).into_iter().collect()
-    }
+    video_form_methods!();
 }
 
 /// The settings, from `settings` or the top level (not both).

@@ -104,17 +104,7 @@ impl TaskParams for Upscale {
         }
     }
 
-    fn family(&self) -> Family {
-        if self.video.is_some() { Family::Video } else { Family::Image }
-    }
-
-    fn async_only(&self) -> bool {
-        self.video.is_some()
-    }
-
-    fn features(&self) -> Vec<(&'static str, ParamPath)> {
-        self.video.as_ref().map(|_| VideoForm::feature()).into_iter().collect()
-    }
+    video_form_methods!();
 
     /// The output's size is known once the input is read: it must fit the model's largest side,
     /// and it is what the task's work (and so a local model's price) is measured by.

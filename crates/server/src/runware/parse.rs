@@ -32,6 +32,26 @@ const RUNWARE_TASK_TYPES: &[&str] = &[
     "accountManagement",
 ];
 
+/// Why Runware task types that this server does not offer are not offered, and what to do
+/// instead; said in the `unsupportedTaskType` error.
+const NOT_OFFERED: &[(&str, &str)] = &[
+    (
+        "modelUpload",
+        "models are added by this server's operator in its configuration (a [[models]] entry routed to a \
+         provider, see /docs and docs/providers.md), not uploaded through the API",
+    ),
+    (
+        "training",
+        "it trains no models; train elsewhere and have the operator add the result as a [[models]] entry",
+    ),
+    (
+        "accountManagement",
+        "accounts, keys and credits are managed by this server's operator with the `mediagate` command and the \
+         admin API (docs/admin-api.md); an account sees its balance and limits at GET /v1/organization",
+    ),
+    ("3dInference", "no provider here makes 3D files yet"),
+];
+
 /// The task types this dialect answers itself, not registered task types (the first two lead,
 /// the others follow the registered ones in messages).
 pub const OWN_TASK_TYPES: &[&str] = &[
@@ -315,9 +335,15 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                     ErrorCode::UnknownTaskType
                 };
                 let what = if code == ErrorCode::UnsupportedTaskType {
-                    format!(
-                        "taskType '{other}' is part of the Runware API but this mediagate server does not serve it."
-                    )
+                    match NOT_OFFERED.iter().find(|(name, _)| *name == other) {
+                        Some((_, why)) => format!(
+                            "taskType '{other}' is part of the Runware API but this mediagate server does not offer \
+                             it: {why}."
+                        ),
+                        None => format!(
+                            "taskType '{other}' is part of the Runware API but this mediagate server does not serve it."
+                        ),
+                    }
                 } else {
                     format!("Unknown taskType '{}'.", truncate(other))
                 };

@@ -2,14 +2,12 @@
 //! official Runware SDKs send them (runware 0.5.24, @runware/sdk-js 1.3.2), with Runware's
 //! documented ranges where it documents them.
 
-use crate::task::extras::{Extra, Field, Kind};
+use crate::task::extras::{ADAPTER, Extra, Field, Kind, SAFETY};
 
 /// How many images one list parameter may hold (the whole task is bounded again by
 /// `assets.max_inputs_per_task`).
 const IMAGES: usize = 16;
 
-/// LoRA, LyCORIS and embedding entries: a model and its weight.
-const ADAPTER: &[Field] = &[Field::req("model", Kind::ModelId), Field::opt("weight", Kind::Num { min: -4.0, max: 4.0 })];
 
 /// A ControlNet entry (the SDKs send every field of their dataclasses, unset ones as null).
 const CONTROL_NET: &[Field] = &[
@@ -60,15 +58,7 @@ pub const EXTRAS: &[Extra] = &[
     Extra::hint("acceleration", Kind::Str { max: 32 }),
     Extra::hint("useCache", Kind::Bool),
     Extra::hint("checkNSFW", Kind::Bool),
-    Extra::hint(
-        "safety",
-        Kind::Object(&[
-            Field::opt("checkContent", Kind::Bool),
-            Field::opt("checkInputs", Kind::Bool),
-            Field::opt("tolerance", Kind::Bool),
-            Field::opt("mode", Kind::Str { max: 32 }),
-        ]),
-    ),
+    SAFETY,
     // Features: each changes what is made, so only a model whose providers act on it takes it.
     Extra::feature("maskMargin", Kind::Int { min: 32, max: 128 }),
     Extra::feature("referenceImages", Kind::Images { max: IMAGES, fields: &[] }),

@@ -1,7 +1,7 @@
 //! The optional parameters of `videoInference` that the module does not read itself, as the
 //! official Runware SDKs send them (runware 0.5.24, @runware/sdk-js 1.3.2).
 
-use crate::task::extras::{Extra, Field, Kind};
+use crate::task::extras::{ADAPTER, Extra, Field, Kind, SAFETY};
 
 /// How many images one list parameter may hold (the whole task is bounded again by
 /// `assets.max_inputs_per_task`).
@@ -16,24 +16,10 @@ pub const EXTRAS: &[Extra] = &[
     Extra::hint("scheduler", Kind::Str { max: 64 }),
     Extra::hint("CFGScale", Kind::Num { min: 0.0, max: 50.0 }),
     Extra::hint("acceleration", Kind::Str { max: 32 }),
-    Extra::hint(
-        "safety",
-        Kind::Object(&[
-            Field::opt("checkContent", Kind::Bool),
-            Field::opt("checkInputs", Kind::Bool),
-            Field::opt("tolerance", Kind::Bool),
-            Field::opt("mode", Kind::Str { max: 32 }),
-        ]),
-    ),
+    SAFETY,
     // Features: only a model whose providers act on them takes them.
     Extra::feature("referenceImages", Kind::Images { max: IMAGES, fields: &[] }),
-    Extra::feature(
-        "lora",
-        Kind::List {
-            max: 16,
-            fields: &[Field::req("model", Kind::ModelId), Field::opt("weight", Kind::Num { min: -4.0, max: 4.0 })],
-        },
-    ),
+    Extra::feature("lora", Kind::List { max: 16, fields: ADAPTER }),
     Extra::feature(
         "inputs",
         Kind::Object(&[
