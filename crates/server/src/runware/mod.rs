@@ -4,6 +4,7 @@
 //! `{"data": [...]}` and/or `{"errors": [...]}`; its status is 200 when any task succeeded,
 //! else the status of the first error.
 
+mod account;
 pub(crate) mod parse;
 pub mod render;
 pub mod sessions;
@@ -319,6 +320,9 @@ async fn run_one_timed(
                 ],
                 None,
             ))
+        }
+        Parsed::AccountDetails { sent } => {
+            Ok((vec![account::details(state, ctx, &sent).await.map_err(tag)?], None))
         }
         Parsed::DeleteMedia { sent, media_uuid } => {
             state.engine.delete_upload(ctx, media_uuid, ParamPath::key("mediaUUID")).await.map_err(tag)?;

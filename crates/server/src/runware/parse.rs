@@ -44,11 +44,6 @@ const NOT_OFFERED: &[(&str, &str)] = &[
         "training",
         "it trains no models; train elsewhere and have the operator add the result as a [[models]] entry",
     ),
-    (
-        "accountManagement",
-        "accounts, keys and credits are managed by this server's operator with the `mediagate` command and the \
-         admin API (docs/admin-api.md); an account sees its balance and limits at GET /v1/organization",
-    ),
     ("3dInference", "no provider here makes 3D files yet"),
 ];
 
@@ -62,6 +57,7 @@ pub const OWN_TASK_TYPES: &[&str] = &[
     "imageUpload",
     "mediaStorage",
     "modelSearch",
+    "accountManagement",
 ];
 
 /// The task types served, for messages: the registered ones (with their aliases) and the ones
@@ -121,6 +117,11 @@ pub enum Parsed {
         sent: String,
         /// The task inspected.
         task_uuid: Uuid,
+    },
+    /// The caller's account (`accountManagement` with `operation: "getDetails"`).
+    AccountDetails {
+        /// The taskUUID as sent.
+        sent: String,
     },
     /// List the catalog's models (`modelSearch`), answered by this server.
     ModelSearch {
@@ -262,6 +263,12 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             let sent = task_uuid(&mut r, obj, TaskUuid::Optional)?.map(|(s, _)| s);
             r.opt_bool("ping")?;
             Parsed::Ping { task_uuid: sent }
+        }
+        "accountManagement" => {
+            let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            r.opt_enum("operation", &["getDetails"])?
+                .ok_or_else(|| r.missing("operation", "say what to do: 'getDetails' (the only operation)"))?;
+            Parsed::AccountDetails { sent }
         }
         "modelSearch" => {
             let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
