@@ -20,6 +20,7 @@ mod model_search;
 mod text;
 mod vectorize;
 
+pub use image_tools::{ControlNetPreprocess, ImageMasking};
 pub use model_search::{ModelInfo, ModelPage, ModelSearch};
 pub use text::{Caption, Message, PromptEnhance, TextInference, TextResult, Usage};
 pub use vectorize::Vectorize;
@@ -170,6 +171,9 @@ macro_rules! common_builders {
         }
     };
 }
+
+// After `common_builders!`, which it uses.
+mod image_tools;
 
 /// `imageInference`: generate images from a prompt.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -900,7 +904,13 @@ fn media_fields(v: &Value, kind: &str) -> Result<MediaFields, Error> {
 impl ImageResult {
     /// Reads a result item.
     pub fn from_json(v: &Value) -> Result<ImageResult, Error> {
-        let f = media_fields(v, "image")?;
+        Self::from_json_prefixed(v, "image")
+    }
+
+    /// Parses a result item whose file fields carry `prefix` (`guideImageUUID`,
+    /// `maskImageURL`…) instead of `image`.
+    pub fn from_json_prefixed(v: &Value, prefix: &str) -> Result<ImageResult, Error> {
+        let f = media_fields(v, prefix)?;
         Ok(ImageResult {
             task_type: f.task_type,
             task_uuid: f.task_uuid,
