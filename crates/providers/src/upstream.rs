@@ -66,7 +66,8 @@ pub struct UpstreamConfig {
     pub workflows: BTreeMap<String, PathBuf>,
     /// openai-images: `b64_json` (default) or `url`.
     pub response_format: String,
-    /// comfyui and http-worker: how often a pending job is polled.
+    /// comfyui, http-worker and runware-upstream (async tasks): how often a pending job is
+    /// polled.
     pub poll_interval_ms: u64,
     /// Consecutive failures that open this provider's circuit.
     pub breaker_failures: u32,
