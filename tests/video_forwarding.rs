@@ -74,6 +74,7 @@ async fn a_video_is_sent_async_polled_and_stored_with_its_parameters() {
     let sent = json!({
         "taskType": "videoInference", "taskUUID": uuid, "deliveryMethod": "async", "model": "acme:video@1",
         "positivePrompt": "waves at night", "negativePrompt": "blur", "width": 640, "height": 384, "duration": 5,
+        "frameImages": [{"inputImage": reference, "frame": "first"}, {"inputImage": reference, "frame": "last"}],
         "referenceImages": [reference], "lora": [{"model": "civitai:1@1", "weight": 0.5}],
         "providerSettings": {"google": {"generateAudio": true}}, "includeCost": true,
     });
@@ -90,7 +91,7 @@ async fn a_video_is_sent_async_polled_and_stored_with_its_parameters() {
     let calls = mock.requests("POST", "/v1");
     let forwarded = &calls[0].json()[0];
     assert_eq!(forwarded["deliveryMethod"], "async", "{forwarded}");
-    for key in ["negativePrompt", "lora", "providerSettings", "referenceImages"] {
+    for key in ["negativePrompt", "lora", "providerSettings", "referenceImages", "frameImages"] {
         assert_eq!(forwarded[key], sent[key], "{key}: {forwarded}");
     }
     // Then getResponse for the upstream's task until it succeeded.
@@ -144,7 +145,29 @@ async fn video_parameters_the_stand_in_does_not_act_on_are_refused_by_name() {
         }
         t
     };
+    let png = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png(64, 64, [1, 2, 3]))
+    );
+    let last =
+        json!({"frameImages": [{"inputImage": png, "frame": "first"}, {"inputImage": png, "frame": "last"}]});
     let refused: &[(Value, &str, &str)] = &[
+        (last, "unsupportedParameterForModel", "frameImages[1].frame"),
+        (
+            json!({"frameImages": [{"inputImage": png}, {"inputImage": png}]}),
+            "invalidParameterValue",
+            "frameImages[1].frame",
+        ),
+        (
+            json!({"frameImages": [{"inputImage": png, "frame": "middle"}]}),
+            "invalidParameterValue",
+            "frameImages[0].frame",
+        ),
+        (
+            json!({"frameImages": [{"inputImage": png, "frame": "last"}, {"inputImage": png, "frame": "first"}]}),
+            "invalidParameterValue",
+            "frameImages[1].frame",
+        ),
         (json!({"numberResults": 2}), "unsupportedParameterForModel", "numberResults"),
         (json!({"lora": [{"model": "civitai:1@1"}]}), "unsupportedParameterForModel", "lora"),
         (json!({"providerSettings": {"google": {}}}), "unsupportedParameterForModel", "providerSettings"),

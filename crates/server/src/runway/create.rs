@@ -327,6 +327,7 @@ fn parse_video(b: &mut Body<'_>, models: &[VideoModel], with_image: bool) -> Opt
             seed,
             // Filled with the stored asset's UUID once the asset is ingested.
             first_frame: assets.first().map(|_| String::new()),
+            later_frames: Vec::new(),
             video_format: VideoFormat::Mp4,
             output: OutputOptions::default(),
             number_results: 1,

@@ -36,6 +36,10 @@ pub struct VideoInference {
     pub seed: Option<u64>,
     /// An image to start from (asset reference as sent), if any.
     pub first_frame: Option<String>,
+    /// Frame images after the first (`frame`: `"last"` or a frame number), in the order sent:
+    /// a feature, for providers that take them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later_frames: Vec<LaterFrame>,
     /// The container.
     pub video_format: VideoFormat,
     /// Output options (`format` is unused for video).
@@ -74,7 +78,7 @@ impl TaskParams for VideoInference {
         let duration_secs = r.opt_int_checked_later("duration")?.unwrap_or(5);
         let fps = r.opt_int_checked_later("fps")?.unwrap_or(24);
         let seed = super::seed_param(r)?;
-        let first_frame = first_frame(r)?;
+        let (first_frame, later_frames) = frames(r)?;
         let output = super::file_output_options(r)?;
         let video_format = r
             .opt_enum("outputFormat", VideoFormat::NAMES)?
@@ -91,6 +95,7 @@ impl TaskParams for VideoInference {
             fps,
             seed,
             first_frame,
+            later_frames,
             video_format,
             output,
             number_results,
@@ -107,8 +112,11 @@ impl TaskParams for VideoInference {
         w.insert("duration".into(), self.duration_secs.into());
         w.insert("fps".into(), self.fps.into());
         put(&mut w, "seed", self.seed);
-        if let Some(frame) = &self.first_frame {
-            w.insert("frameImages".into(), serde_json::json!([{"inputImage": frame, "frame": "first"}]));
+        let first = self.first_frame.iter().map(|f| serde_json::json!({"inputImage": f, "frame": "first"}));
+        let later = self.later_frames.iter().map(|f| serde_json::json!({"inputImage": f.input_image, "frame": f.frame}));
+        let frames: Vec<Value> = first.chain(later).collect();
+        if !frames.is_empty() {
+            w.insert("frameImages".into(), Value::Array(frames));
         }
         output_wire(&mut w, &self.output, false);
         let format = match self.video_format {
@@ -147,7 +155,11 @@ impl TaskParams for VideoInference {
 
     fn features(&self) -> Vec<(&'static str, ParamPath)> {
         let several = (self.number_results > 1).then(|| ("numberResults", ParamPath::key("numberResults")));
-        several.into_iter().chain(table::features(EXTRAS, &self.extras)).collect()
+        let later = (!self.later_frames.is_empty()).then(|| {
+            let first_later = usize::from(self.first_frame.is_some());
+            ("frameImages", ParamPath::key("frameImages").index(first_later).child("frame"))
+        });
+        several.into_iter().chain(later).chain(table::features(EXTRAS, &self.extras)).collect()
     }
 
     fn work(&self) -> Option<u64> {
@@ -160,51 +172,74 @@ impl TaskParams for VideoInference {
     }
 
     fn inputs(&self) -> Vec<Input<'_>> {
-        let path = ParamPath::key("frameImages").index(0).child("inputImage");
+        let at = |i: usize| ParamPath::key("frameImages").index(i).child("inputImage");
+        let offset = usize::from(self.first_frame.is_some());
         self.first_frame
             .iter()
-            .map(|f| Input::image(f, path.clone()))
+            .map(|f| Input::image(f, at(0)))
+            .chain(self.later_frames.iter().enumerate().map(|(j, f)| Input::image(&f.input_image, at(offset + j))))
             .chain(table::images(EXTRAS, &self.extras))
             .collect()
     }
 
     fn inputs_mut(&mut self) -> Vec<&mut String> {
-        self.first_frame.iter_mut().chain(table::images_mut(EXTRAS, &mut self.extras)).collect()
+        self.first_frame
+            .iter_mut()
+            .chain(self.later_frames.iter_mut().map(|f| &mut f.input_image))
+            .chain(table::images_mut(EXTRAS, &mut self.extras))
+            .collect()
     }
 }
 
-/// `frameImages`: at most one, the first frame.
-fn first_frame(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
-    match r.raw("frameImages") {
-        None => Ok(None),
-        Some(Value::Array(frames)) => {
-            if frames.len() > 1 {
-                return Err(
-                    r.invalid("frameImages", "at most one frame image (the first frame) is supported.")
-                );
-            }
-            match frames.first() {
-                None => Ok(None),
-                Some(Value::Object(f)) => {
-                    let mut fr = ParamReader::new(f, ParamPath::key("frameImages").index(0));
-                    let image = fr.string(
-                        "inputImage",
-                        1,
-                        usize::MAX,
-                        "the first frame as a data URI, base64 or image UUID",
-                    )?;
-                    fr.opt_enum("frame", &["first"])?;
-                    fr.finish()?;
-                    Ok(Some(image))
-                }
-                Some(_) => Err(r.invalid(
-                    "frameImages",
-                    "each element must be an object {\"inputImage\": ..., \"frame\": \"first\"}.",
-                )),
-            }
-        }
-        Some(_) => Err(
-            r.invalid("frameImages", "it must be an array of {\"inputImage\": ..., \"frame\": \"first\"}.")
-        ),
+/// A frame image after the first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaterFrame {
+    /// The image as sent.
+    pub input_image: String,
+    /// `"last"` or a frame number, as sent.
+    pub frame: Value,
+}
+
+/// `frameImages`: the first frame (the first element, `frame` absent or `"first"`), which every
+/// video model here takes, and the frames after it (`"last"` or a frame number), a feature.
+fn frames(r: &mut ParamReader<'_>) -> Result<(Option<String>, Vec<LaterFrame>), ApiError> {
+    let shape = "it must be an array of {\"inputImage\": ..., \"frame\": \"first\" | \"last\" | <frame number>}.";
+    let frames = match r.raw("frameImages") {
+        None => return Ok((None, Vec::new())),
+        Some(Value::Array(frames)) => frames,
+        Some(_) => return Err(r.invalid("frameImages", shape)),
+    };
+    if frames.len() > 16 {
+        return Err(r.invalid("frameImages", format!("it holds {} frames; it may hold at most 16.", frames.len())));
     }
+    let (mut first, mut later) = (None, Vec::new());
+    for (i, f) in frames.iter().enumerate() {
+        let Value::Object(f) = f else { return Err(r.invalid("frameImages", shape)) };
+        let at = ParamPath::key("frameImages").index(i);
+        let mut fr = ParamReader::new(f, at.clone());
+        let image = fr.string("inputImage", 1, usize::MAX, "the frame as a data URI, base64, an HTTPS URL or an image UUID")?;
+        let frame = fr.raw("frame").cloned();
+        fr.finish()?;
+        let bad = |detail: &str| {
+            ApiError::new(
+                crate::error::ErrorCode::InvalidParameterValue,
+                format!("Invalid value for parameter '{}': {detail}", at.child("frame")),
+            )
+            .with_parameter(at.child("frame"))
+        };
+        match frame {
+            None if i == 0 => first = Some(image),
+            Some(Value::String(s)) if s == "first" && i == 0 => first = Some(image),
+            Some(Value::String(s)) if s == "first" => {
+                return Err(bad("the first frame must be the first element of frameImages."));
+            }
+            Some(Value::String(s)) if s == "last" => later.push(LaterFrame { input_image: image, frame: "last".into() }),
+            Some(Value::Number(n)) if n.as_u64().is_some() => {
+                later.push(LaterFrame { input_image: image, frame: Value::Number(n) })
+            }
+            None => return Err(bad("say which frame this image is: \"last\" or a frame number.")),
+            Some(_) => return Err(bad("it must be \"first\", \"last\" or a frame number (0 or more).")),
+        }
+    }
+    Ok((first, later))
 }
