@@ -313,7 +313,8 @@ pub enum Error {
     PollBudgetExceeded {
         /// The task polled.
         task_uuid: String,
-        /// How many `getResponse` requests were made.
+        /// How many `getResponse` requests were made (the last one possibly cut short by the
+        /// budget).
         polls: u32,
         /// Time spent.
         elapsed: Duration,

@@ -177,7 +177,22 @@ pub(crate) async fn wait<T: Task>(
                 last_status,
             });
         }
-        let items = client.get_response_within(s.task_uuid, left).await?;
+        let items = match client.get_response_within(s.task_uuid, left).await {
+            Ok(items) => items,
+            // The budget ran out while this poll waited for its answer: the budget ended polling,
+            // not the server (a loaded server can take longer than the little budget left).
+            Err(Error::Exhausted { reason: crate::error::GaveUp::Deadline, .. })
+                if remaining(start).is_zero() =>
+            {
+                return Err(Error::PollBudgetExceeded {
+                    task_uuid: s.task_uuid.to_string(),
+                    polls: polls + 1,
+                    elapsed: start.elapsed(),
+                    last_status,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         polls += 1;
         match Progress::of(&items) {
             Progress::Done(raw) => return T::parse_output(raw),

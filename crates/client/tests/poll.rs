@@ -98,7 +98,13 @@ async fn the_budget_ends_polling() {
         Error::PollBudgetExceeded { polls, last_status, task_uuid, .. } => {
             assert_eq!(last_status, "processing");
             assert_eq!(task_uuid, &uuid.to_string());
-            assert_eq!(*polls as usize, proxy.request_count(), "every poll counted");
+            // Every poll sent is counted; one cut short by the budget may not have reached the
+            // server (on a loaded machine the last one can be).
+            let reached = proxy.request_count();
+            assert!(
+                reached == *polls as usize || reached + 1 == *polls as usize,
+                "{polls} polls, {reached} reached"
+            );
             // 20 ms first, then 20, 30, 45, 67 … ms apart: a handful of polls fit in 150 ms.
             assert!((1..=8).contains(polls), "{polls} polls");
         }
