@@ -84,21 +84,7 @@ impl ControlNetPreprocess {
 impl Task for ControlNetPreprocess {
     type Output = ImageResult;
 
-    fn task_type(&self) -> &str {
-        self.task_type
-    }
-
-    fn task_uuid(&self) -> Uuid {
-        self.task_uuid
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a task serializes")
-    }
-
-    fn is_async(&self) -> bool {
-        self.output.delivery_method == Some(Delivery::Async)
-    }
+    task_basics!();
 
     fn parse_output(items: Vec<Value>) -> Result<ImageResult, Error> {
         one_image(items, "guideImage", "imageControlNetPreProcess")
@@ -176,21 +162,7 @@ impl ImageMasking {
 impl Task for ImageMasking {
     type Output = ImageResult;
 
-    fn task_type(&self) -> &str {
-        self.task_type
-    }
-
-    fn task_uuid(&self) -> Uuid {
-        self.task_uuid
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a task serializes")
-    }
-
-    fn is_async(&self) -> bool {
-        self.output.delivery_method == Some(Delivery::Async)
-    }
+    task_basics!();
 
     fn parse_output(items: Vec<Value>) -> Result<ImageResult, Error> {
         one_image(items, "maskImage", "imageMasking")

@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 mod model_search;
 mod text;
-mod vectorize;
 
 pub use image_tools::{ControlNetPreprocess, ImageMasking};
 pub use model_search::{ModelInfo, ModelPage, ModelSearch};
@@ -172,8 +171,31 @@ macro_rules! common_builders {
     };
 }
 
-// After `common_builders!`, which it uses.
+/// The [`Task`] methods every typed request implements alike, from its `task_type`,
+/// `task_uuid` and `output` fields.
+macro_rules! task_basics {
+    () => {
+        fn task_type(&self) -> &str {
+            self.task_type
+        }
+
+        fn task_uuid(&self) -> Uuid {
+            self.task_uuid
+        }
+
+        fn to_json(&self) -> Value {
+            serde_json::to_value(self).expect("a task serializes")
+        }
+
+        fn is_async(&self) -> bool {
+            self.output.delivery_method == Some(Delivery::Async)
+        }
+    };
+}
+
+// After `common_builders!` and `task_basics!`, which they use.
 mod image_tools;
+mod vectorize;
 
 /// `imageInference`: generate images from a prompt.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,6 +8,7 @@
 //! the month's spend and each model's use today, as `GET /v1/organization` counts them.
 
 use crate::AppState;
+use crate::runway::tasks::iso;
 use mediagate_core::ApiError;
 use mediagate_core::money::to_usd_f64;
 use mediagate_engine::auth::AuthContext;
@@ -16,12 +17,6 @@ use uuid::Uuid;
 
 /// The namespace `organizationUUID`s are derived in (a fixed random UUID, mediagate's own).
 const ACCOUNT_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_6469_6167_4174_9e1c_3b5a_7f20_d4a1);
-
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// The `getDetails` item for the caller's account.
 pub async fn details(state: &AppState, ctx: &AuthContext, sent: &str) -> Result<Value, ApiError> {

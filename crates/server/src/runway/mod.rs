@@ -10,7 +10,7 @@ mod body;
 mod create;
 mod issues;
 mod organization;
-mod tasks;
+pub(crate) mod tasks;
 mod uploads;
 
 pub use uploads::UploadSlots;

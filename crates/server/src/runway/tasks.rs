@@ -31,7 +31,8 @@ pub fn failure_code(code: ErrorCode) -> &'static str {
     }
 }
 
-fn iso(ms: i64) -> String {
+/// A time (ms since the epoch) as RFC 3339 with milliseconds, as both dialects show times.
+pub(crate) fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
