@@ -49,6 +49,7 @@ fn check_edge_timeouts(cfg: &Config) -> Result<()> {
         ("server.body_timeout_secs", s.body_timeout_secs),
         ("server.request_timeout_secs", s.request_timeout_secs),
         ("server.max_connections", s.max_connections as u64),
+        ("server.max_in_flight_requests", s.max_in_flight_requests as u64),
     ] {
         if v == 0 {
             bail!("{key} must be at least 1");

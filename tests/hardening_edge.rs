@@ -303,6 +303,60 @@ async fn hardening_connections_past_the_limit_get_503_and_the_server_recovers() 
     drop(held);
 }
 
+#[tokio::test]
+async fn hardening_requests_past_the_in_flight_limit_are_shed_with_503_in_their_dialect() {
+    let s = TestServer::start_with(|c| c.server.max_in_flight_requests = 2).await;
+    // Two requests whose bodies are still coming hold both places.
+    let head = format!(
+        "POST /v1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n[",
+        s.api_key
+    );
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(addr(&s)).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        held.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ping = json!([{"taskType": "ping", "ping": true}]);
+    // A third is refused at once, in Runware's shape...
+    let r =
+        s.http.post(format!("{}/v1", s.base_url)).bearer_auth(&s.api_key).json(&ping).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["errors"][0]["code"], "serviceUnavailable", "{b}");
+    assert!(b["errors"][0]["message"].as_str().unwrap().contains("server.max_in_flight_requests"), "{b}");
+    // ...and in Runway's.
+    let r = s
+        .http
+        .get(format!("{}/v1/tasks/{}", s.base_url, task_uuid()))
+        .header("x-runway-version", "2024-11-06")
+        .bearer_auth(&s.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let b: Value = r.json().await.unwrap();
+    assert!(b["error"].as_str().unwrap().contains("server.max_in_flight_requests"), "{b}");
+    // The operator's routes are not shed.
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let r = s.http.get(format!("{}{path}", s.base_url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // One held request ends (its body completes: a bad array, answered 400); its place is free.
+    let mut first = held.remove(0);
+    first.write_all(format!("{}]", " ".repeat(98)).as_bytes()).await.unwrap();
+    let reply = read_reply(&mut first, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&reply), 400, "{reply}");
+    let r =
+        s.http.post(format!("{}/v1", s.base_url)).bearer_auth(&s.api_key).json(&ping).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    drop(held);
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(s: &TestServer) -> Ws {

@@ -154,6 +154,40 @@ async fn livez_and_readyz_say_what_is_wrong() {
     assert_eq!(get("/readyz").await.0, 200);
 }
 
+#[tokio::test]
+async fn readyz_lists_each_provider_and_a_down_one_does_not_make_the_server_unready() {
+    // An upstream nobody listens on (a port just bound and released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = TestServer::start_with(|c| {
+        mediagate_testkit::server::serve_models_from(
+            c,
+            "gone-upstream",
+            mediagate_providers::upstream::UpstreamKind::OpenaiImages,
+            &format!("http://127.0.0.1:{port}"),
+            "0.001",
+            &[("test:gone@1", mediagate_core::task::TaskType::ImageInference)],
+        )
+    })
+    .await;
+    let r = s.http.get(format!("{}/readyz", s.base_url)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a provider down leaves the server ready");
+    let b: Value = r.json().await.unwrap();
+    let providers = &b["checks"]["providers"];
+    assert_eq!(providers["ok"], false, "{b}");
+    assert_eq!(
+        providers["each"]["procedural"],
+        json!({"ok": true, "health": "healthy", "circuit": "closed"}),
+        "{b}"
+    );
+    let gone = &providers["each"]["gone-upstream"];
+    assert_eq!(
+        (&gone["ok"], &gone["health"], &gone["circuit"]),
+        (&json!(false), &json!("unhealthy"), &json!("closed")),
+        "{b}"
+    );
+    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "says why: {b}");
+}
+
 /// The value of one sample line of the OpenMetrics text, 0 when absent.
 fn sample(metrics: &str, series: &str) -> f64 {
     metrics
@@ -215,6 +249,41 @@ async fn metrics_count_requests_tasks_and_charges_exactly() {
         3.0,
         "{m}"
     );
+    // The failed upscale's reservation came back; the small images cost what they reserved.
+    let lanczos =
+        s.engine.catalog().models().find(|x| x.spec.air == "mediagate:lanczos@1").unwrap().price_micros;
+    assert_eq!(sample(&m, "mediagate_credits_refunded_micros_total"), lanczos as f64, "{m}");
+    // Three calls to the procedural provider; none to lanczos (the upscale failed on its input,
+    // whose resolution is counted as a failed one).
+    let attempts = |provider: &str, outcome: &str, code: &str| {
+        sample(
+            &m,
+            &format!(
+                r#"mediagate_provider_attempts_total{{provider="{provider}",outcome="{outcome}",code="{code}"}}"#
+            ),
+        )
+    };
+    assert_eq!(attempts("procedural", "success", ""), 3.0, "{m}");
+    assert!(!m.contains(r#"mediagate_provider_attempts_total{provider="lanczos""#), "{m}");
+    assert_eq!(
+        sample(&m, r#"mediagate_provider_attempt_duration_seconds_count{provider="procedural"}"#),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"mediagate_asset_resolve_duration_seconds_count{source="none",outcome="error"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(sample(&m, r#"mediagate_provider_circuit{provider="procedural",state="closed"}"#), 1.0, "{m}");
+    assert_eq!(sample(&m, r#"mediagate_provider_circuit{provider="procedural",state="open"}"#), 0.0, "{m}");
+    // Every task's admission and end went through the SQLite writer: at least one commit per
+    // task (six writes for three images and the upscale, at least), inline or grouped.
+    let commits = sample(&m, r#"mediagate_store_commits_total{path="inline"}"#)
+        + sample(&m, r#"mediagate_store_commits_total{path="batch"}"#);
+    let writes = sample(&m, r#"mediagate_store_committed_writes_total{path="inline"}"#)
+        + sample(&m, r#"mediagate_store_committed_writes_total{path="batch"}"#);
+    assert!(commits >= 1.0 && writes >= 8.0 && writes >= commits, "{commits} commits, {writes} writes: {m}");
     // The scrape itself is counted once it is answered.
     let m2 = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
     assert_eq!(
@@ -241,6 +310,52 @@ async fn metrics_count_requests_tasks_and_charges_exactly() {
         assert!(Instant::now() < deadline, "the closed socket is still counted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn metrics_count_each_provider_attempt_and_show_an_open_circuit() {
+    let upstream = mediagate_testkit::mock_upstream::MockUpstream::start().await;
+    upstream.on("POST", "/v1/images/generations", vec![mediagate_testkit::mock_upstream::Reply::status(500)]);
+    let s = TestServer::start_with(|c| {
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &upstream.url(""), "test:flaky@1");
+        c.providers.upstreams[0].breaker_failures = 2;
+        c.models[0].retry.attempts = 2;
+    })
+    .await;
+    let image = json!([{"taskType": "imageInference", "taskUUID": task_uuid(), "positivePrompt": "a fox",
+                        "model": "test:flaky@1", "width": 64, "height": 64}]);
+    // Two failed attempts (a retry) open the circuit; the next task is refused by it.
+    let (st, b) = s.post(&image).await;
+    assert!(st >= 500, "{b}");
+    let code = b["errors"][0]["code"].as_str().unwrap().to_string();
+    let mut again = image.clone();
+    again[0]["taskUUID"] = json!(task_uuid());
+    let _ = s.post(&again).await;
+    assert_eq!(upstream.calls("POST", "/v1/images/generations"), 2);
+    let m = s.http.get(format!("{}/metrics", s.base_url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        sample(
+            &m,
+            &format!(r#"mediagate_provider_attempts_total{{provider="mock",outcome="error",code="{code}"}}"#)
+        ),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"mediagate_provider_attempts_total{provider="mock",outcome="circuit_open",code=""}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"mediagate_provider_attempt_duration_seconds_count{provider="mock"}"#),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(sample(&m, r#"mediagate_provider_circuit{provider="mock",state="open"}"#), 1.0, "{m}");
+    assert_eq!(sample(&m, r#"mediagate_provider_circuit{provider="mock",state="closed"}"#), 0.0, "{m}");
+    // Both tasks failed: their reservations came back in full.
+    assert_eq!(sample(&m, "mediagate_credits_refunded_micros_total"), 2000.0, "{m}");
+    assert_eq!(sample(&m, "mediagate_credits_charged_micros_total"), 0.0, "{m}");
 }
 
 #[tokio::test]

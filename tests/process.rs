@@ -201,13 +201,16 @@ fn json_logs_carry_one_line_per_request_with_its_request_id() {
         &[],
     );
     let key = s.banner_key().unwrap();
+    let task_uuid = uuid();
+    let image = json!([{"taskType": "imageInference", "taskUUID": task_uuid, "positivePrompt": "a log line",
+        "width": 64, "height": 64}]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let status = rt.block_on(async {
         let r = reqwest::Client::new()
             .post(format!("{}/v1", s.base))
             .bearer_auth(&key)
             .header("x-request-id", "json-log-probe-7")
-            .json(&ping())
+            .json(&image)
             .send()
             .await
             .unwrap();
@@ -228,6 +231,10 @@ fn json_logs_carry_one_line_per_request_with_its_request_id() {
     assert_eq!(v["span"]["request_id"], "json-log-probe-7", "{v}");
     assert_eq!(v["span"]["route"], "/v1", "{v}");
     assert_eq!(v["fields"]["status"], 200, "{v}");
+    // Whose request and which task, recorded once known: the ids, never the key.
+    assert_eq!(v["span"]["task_uuids"], task_uuid.as_str(), "{v}");
+    assert!(v["span"]["account"].as_i64().is_some_and(|a| a > 0), "{v}");
+    assert!(v["span"]["key"].as_i64().is_some_and(|k| k > 0), "{v}");
     assert!(!line.contains(&key[4..40]), "the key is in the log: {line}");
 }
 

@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// answered `503` with `Retry-After` and closed. Capped at start-up to what the process's
     /// open-file limit allows.
     pub max_connections: usize,
+    /// Requests worked on at once (operator routes aside); one more is answered `503` with
+    /// `Retry-After` at once.
+    pub max_in_flight_requests: usize,
     /// Seconds a client has to send a request's line and headers, counted from when the server
     /// is ready for it; it is also how long an idle keep-alive connection stays open.
     pub header_timeout_secs: u64,
@@ -118,6 +121,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
             max_connections: 4096,
+            max_in_flight_requests: 1024,
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             request_timeout_secs: 180,

@@ -19,6 +19,7 @@
 pub mod breaker;
 pub mod retry;
 
+use crate::metrics::AttemptOutcome;
 use breaker::{Breaker, BreakerConfig, BreakerState, Refusal};
 use mediagate_core::ErrorCode;
 use mediagate_core::model::ModelSpec;
@@ -37,6 +38,7 @@ pub struct Dispatcher {
     providers: HashMap<String, Arc<dyn Provider>>,
     breakers: HashMap<String, Breaker>,
     jitter: Jitter,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A provider's name, health and breaker state.
@@ -48,6 +50,32 @@ pub struct ProviderStatus {
     pub health: Health,
     /// Its circuit.
     pub breaker: BreakerState,
+}
+
+impl ProviderStatus {
+    /// Whether it can take work now: not unhealthy, circuit not open.
+    pub fn usable(&self) -> bool {
+        !matches!(self.health, Health::Unhealthy(_)) && !matches!(self.breaker, BreakerState::Open(_))
+    }
+
+    /// As `/readyz` shows it: `{ok, health, circuit, error?}`.
+    pub fn report(&self) -> serde_json::Value {
+        let (health, why) = match &self.health {
+            Health::Healthy => ("healthy", None),
+            Health::Degraded(why) => ("degraded", Some(why)),
+            Health::Unhealthy(why) => ("unhealthy", Some(why)),
+        };
+        let circuit = match self.breaker {
+            BreakerState::Closed(_) => "closed",
+            BreakerState::Open(_) => "open",
+            BreakerState::HalfOpen => "half-open",
+        };
+        let mut v = serde_json::json!({ "ok": self.usable(), "health": health, "circuit": circuit });
+        if let Some(why) = why {
+            v["error"] = serde_json::json!(why);
+        }
+        v
+    }
 }
 
 /// Cancels a pending upstream job when dropped while armed: the attempt was abandoned (deadline,
@@ -139,7 +167,19 @@ impl Dispatcher {
             .keys()
             .map(|n| (n.clone(), Breaker::new(breakers.remove(n).unwrap_or_default())))
             .collect();
-        Dispatcher { providers, breakers, jitter: retry::full_jitter() }
+        Dispatcher { providers, breakers, jitter: retry::full_jitter(), metrics: None }
+    }
+
+    /// Counts every attempt in `metrics` (by provider, outcome and code, with its duration).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Dispatcher {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, provider: &str, outcome: crate::metrics::AttemptOutcome, started: Instant) {
+        if let Some(m) = &self.metrics {
+            m.provider_attempt(provider, outcome, started.elapsed());
+        }
     }
 
     /// Replaces the jitter function (tests pin it to make backoff exact).
@@ -195,6 +235,12 @@ impl Dispatcher {
             .fold(ParamSupport::All, |acc, p| acc.intersect(&p.param_support(&spec.air)))
     }
 
+    /// Every provider's breaker state now (no request made).
+    pub fn circuits(&self) -> Vec<(String, BreakerState)> {
+        let now = Instant::now();
+        self.breakers.iter().map(|(n, b)| (n.clone(), b.state(now))).collect()
+    }
+
     /// Every provider's health (one request each, concurrently) and breaker state.
     pub async fn health(&self) -> Vec<ProviderStatus> {
         let checks = self.names().into_iter().map(|n| async move {
@@ -236,13 +282,24 @@ impl Dispatcher {
                 let permit = match breaker.try_acquire(Instant::now()) {
                     Ok(p) => p,
                     Err(refusal) => {
+                        self.count(name, AttemptOutcome::CircuitOpen, Instant::now());
                         tracing::info!(provider = %name, model = %spec.air, ?refusal, "circuit open; skipping to the fallback");
                         last = Some(circuit_open(name, refusal));
                         break;
                     }
                 };
+                let started = Instant::now();
                 let outcome =
                     tokio::time::timeout_at(deadline, attempt(provider, job.clone(), &progress)).await;
+                self.count(
+                    name,
+                    match &outcome {
+                        Ok(Ok(_)) => AttemptOutcome::Success,
+                        Ok(Err(e)) => AttemptOutcome::Error(e.code),
+                        Err(_) => AttemptOutcome::Error(ErrorCode::TimeoutProvider),
+                    },
+                    started,
+                );
                 let e = match outcome {
                     Ok(Ok(artifacts)) => {
                         permit.success();

@@ -83,7 +83,7 @@ pub struct Engine {
     limits: limits::Limits,
     renderers: parking_lot::RwLock<HashMap<Dialect, Arc<dyn webhooks::WebhookRenderer>>>,
     links: parking_lot::RwLock<Arc<dyn OutputLinks>>,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// How the edge that serves stored outputs links to one. The engine names outputs by UUID and
@@ -245,7 +245,8 @@ impl Engine {
         }
         let names: Vec<&str> = providers.keys().map(String::as_str).collect();
         let mut catalog = Catalog::build(&config.models, &names).map_err(StartError::Config)?;
-        let dispatcher = dispatch::Dispatcher::new(providers, breakers);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let dispatcher = dispatch::Dispatcher::new(providers, breakers).with_metrics(metrics.clone());
         for m in catalog.models() {
             dispatcher.check_route(&m.spec).map_err(StartError::Config)?;
         }
@@ -279,7 +280,7 @@ impl Engine {
             limits,
             renderers: Default::default(),
             links: parking_lot::RwLock::new(Arc::new(NoEdge)),
-            metrics: metrics::Metrics::new(),
+            metrics,
         })
     }
 
@@ -311,6 +312,8 @@ impl Engine {
     /// The metrics in the OpenMetrics text format, the queue gauges read now.
     pub fn render_metrics(&self) -> String {
         self.metrics.set_queues(self.limits.queues.totals());
+        self.metrics.set_circuits(self.dispatcher.circuits());
+        self.metrics.set_store_commits(self.store.commit_stats());
         self.metrics.render()
     }
 
@@ -350,6 +353,11 @@ impl Engine {
         dialect: scopes::Dialect,
     ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
         let ctx = self.auth.authenticate(key, client).await?;
+        // The request's span (declared by the server's edge) says whose request it is: ids,
+        // never the key.
+        let span = tracing::Span::current();
+        span.record("account", ctx.account_id);
+        span.record("key", ctx.key_id);
         let d = dialect.as_str();
         if !scopes::allows_dialect(&ctx.scopes, dialect) {
             return Err(self.forbidden(format!("use the {d} dialect"), format!("dialect:{d}"), &ctx));

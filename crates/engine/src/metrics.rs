@@ -66,6 +66,45 @@ struct DeliveryLabels {
     outcome: &'static str,
 }
 
+/// The labels of a provider attempt's end.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    provider: String,
+    outcome: &'static str,
+    code: &'static str,
+}
+
+/// The labels of a per-provider histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+/// The labels of a provider's circuit state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CircuitLabels {
+    provider: String,
+    state: &'static str,
+}
+
+/// The labels of an input asset's resolution.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AssetLabels {
+    source: &'static str,
+    outcome: &'static str,
+}
+
+/// How a provider attempt ended, for [`Metrics::provider_attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// It returned results.
+    Success,
+    /// It failed with this catalog code.
+    Error(mediagate_core::ErrorCode),
+    /// The provider was not called: its circuit is open.
+    CircuitOpen,
+}
+
 /// Latency buckets from 1 ms to about 65 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -80,10 +119,23 @@ pub struct Metrics {
     task_seconds: Family<TaskKindLabels, Histogram, fn() -> Histogram>,
     phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     charged_micros: Counter,
+    refunded_micros: Counter,
     websockets: Gauge,
     running: Family<ModelLabels, Gauge>,
     queued: Family<ModelLabels, Gauge>,
     webhooks: Family<DeliveryLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_seconds: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    circuits: Family<CircuitLabels, Gauge>,
+    asset_seconds: Family<AssetLabels, Histogram, fn() -> Histogram>,
+    store_commits: Family<CommitLabels, Counter>,
+    store_batch_writes: Family<CommitLabels, Counter>,
+}
+
+/// The labels of the store's commits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommitLabels {
+    path: &'static str,
 }
 
 impl Default for Metrics {
@@ -105,10 +157,19 @@ impl Metrics {
         let phase_seconds =
             Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let charged_micros = Counter::default();
+        let refunded_micros = Counter::default();
         let websockets = Gauge::default();
         let running = Family::<ModelLabels, Gauge>::default();
         let queued = Family::<ModelLabels, Gauge>::default();
         let webhooks = Family::<DeliveryLabels, Counter>::default();
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        let attempt_seconds =
+            Family::<ProviderLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let circuits = Family::<CircuitLabels, Gauge>::default();
+        let asset_seconds =
+            Family::<AssetLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let store_commits = Family::<CommitLabels, Counter>::default();
+        let store_batch_writes = Family::<CommitLabels, Counter>::default();
         registry.register(
             "mediagate_http_requests",
             "HTTP requests answered, by dialect, route template and status",
@@ -141,6 +202,12 @@ impl Metrics {
             charged_micros.clone(),
         );
         registry.register(
+            "mediagate_credits_refunded_micros",
+            "Credits reserved at admission and given back when a task ended (failed, cancelled, or cost less \
+             than reserved), in micro-dollars",
+            refunded_micros.clone(),
+        );
+        registry.register(
             "mediagate_websocket_connections",
             "Open WebSocket connections",
             websockets.clone(),
@@ -160,6 +227,40 @@ impl Metrics {
             "Webhook deliveries that ended, by outcome: delivered, or failed after the last attempt",
             webhooks.clone(),
         );
+        registry.register(
+            "mediagate_provider_attempts",
+            "Calls to providers that ended, by provider, outcome (success, error, circuit_open: not called) \
+             and error code; a task's retries and fallbacks are attempts of their own",
+            attempts.clone(),
+        );
+        registry.register(
+            "mediagate_provider_attempt_duration_seconds",
+            "Time of one provider attempt (submit, wait, result), by provider",
+            attempt_seconds.clone(),
+        );
+        registry.register(
+            "mediagate_provider_circuit",
+            "1 for the state each provider's circuit breaker is in (closed, open, half_open), 0 for the others \
+             (at the scrape)",
+            circuits.clone(),
+        );
+        registry.register(
+            "mediagate_asset_resolve_duration_seconds",
+            "Time to resolve one input asset (fetch a URL, decode a data URI or base64, load an upload) and \
+             check it, by source (url, data_uri, base64, stored, upload, or none when it failed) and outcome",
+            asset_seconds.clone(),
+        );
+        registry.register(
+            "mediagate_store_commits",
+            "Transactions the SQLite store's writer committed, by path: inline (a lone write on its caller's \
+             thread) or batch (group commits of the writer thread) (at the scrape; absent on PostgreSQL)",
+            store_commits.clone(),
+        );
+        registry.register(
+            "mediagate_store_committed_writes",
+            "Writes those transactions held, by path; writes / commits is the mean batch size",
+            store_batch_writes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -168,10 +269,17 @@ impl Metrics {
             task_seconds,
             phase_seconds,
             charged_micros,
+            refunded_micros,
             websockets,
             running,
             queued,
             webhooks,
+            attempts,
+            attempt_seconds,
+            circuits,
+            asset_seconds,
+            store_commits,
+            store_batch_writes,
         }
     }
 
@@ -184,13 +292,13 @@ impl Metrics {
     }
 
     /// Counts a task's recorded end: `error` is its error code when it failed (`taskCancelled`
-    /// counts as `cancelled`), and `charged_micros` what its delivered results cost.
+    /// counts as `cancelled`), and `settled` what its end charged and refunded.
     pub fn task_ended(
         &self,
         task_type: &str,
         model: &str,
         error: Option<mediagate_core::ErrorCode>,
-        charged_micros: i64,
+        settled: mediagate_store::Settled,
         elapsed: Duration,
     ) {
         let (outcome, code) = match error {
@@ -203,8 +311,11 @@ impl Metrics {
             .get_or_create(&TaskLabels { task_type: task_type.clone(), model: model.clone(), outcome, code })
             .inc();
         self.task_seconds.get_or_create(&TaskKindLabels { task_type, model }).observe(elapsed.as_secs_f64());
-        if charged_micros > 0 {
-            self.charged_micros.inc_by(charged_micros as u64);
+        if settled.charged_micros > 0 {
+            self.charged_micros.inc_by(settled.charged_micros as u64);
+        }
+        if settled.refunded_micros > 0 {
+            self.refunded_micros.inc_by(settled.refunded_micros as u64);
         }
     }
 
@@ -226,6 +337,67 @@ impl Metrics {
         self.webhooks
             .get_or_create(&DeliveryLabels { outcome: if delivered { "delivered" } else { "failed" } })
             .inc();
+    }
+
+    /// Counts a provider attempt's end and its duration.
+    pub fn provider_attempt(&self, provider: &str, outcome: AttemptOutcome, elapsed: Duration) {
+        let (outcome, code) = match outcome {
+            AttemptOutcome::Success => ("success", ""),
+            AttemptOutcome::Error(c) => ("error", c.as_str()),
+            AttemptOutcome::CircuitOpen => ("circuit_open", ""),
+        };
+        self.attempts.get_or_create(&AttemptLabels { provider: provider.to_string(), outcome, code }).inc();
+        if outcome != "circuit_open" {
+            self.attempt_seconds
+                .get_or_create(&ProviderLabels { provider: provider.to_string() })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records the resolution of one input asset: its source when resolved, `None` when it
+    /// failed.
+    pub fn asset_resolved(&self, source: Option<&mediagate_assets::AssetSource>, elapsed: Duration) {
+        use mediagate_assets::AssetSource;
+        let (source, outcome) = match source {
+            None => ("none", "error"),
+            Some(AssetSource::Url(_)) => ("url", "ok"),
+            Some(AssetSource::DataUri) => ("data_uri", "ok"),
+            Some(AssetSource::Base64) => ("base64", "ok"),
+            Some(AssetSource::Stored(_)) => ("stored", "ok"),
+            Some(AssetSource::Upload) => ("upload", "ok"),
+        };
+        self.asset_seconds.get_or_create(&AssetLabels { source, outcome }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets each provider's circuit gauge to its state now.
+    pub fn set_circuits(&self, states: Vec<(String, crate::dispatch::breaker::BreakerState)>) {
+        use crate::dispatch::breaker::BreakerState;
+        for (provider, state) in states {
+            let now = match state {
+                BreakerState::Closed(_) => "closed",
+                BreakerState::Open(_) => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+            for s in ["closed", "open", "half_open"] {
+                self.circuits
+                    .get_or_create(&CircuitLabels { provider: provider.clone(), state: s })
+                    .set(i64::from(s == now));
+            }
+        }
+    }
+
+    /// Sets the store's commit counters to the writer's totals (SQLite only).
+    pub fn set_store_commits(&self, stats: Option<mediagate_store::WriterStats>) {
+        let Some(stats) = stats else { return };
+        for (path, commits, writes) in [
+            ("inline", stats.inline_batches, stats.inline_batches),
+            ("batch", stats.thread_batches, stats.thread_writes),
+        ] {
+            let c = self.store_commits.get_or_create(&CommitLabels { path });
+            c.inc_by(commits.saturating_sub(c.get()));
+            let w = self.store_batch_writes.get_or_create(&CommitLabels { path });
+            w.inc_by(writes.saturating_sub(w.get()));
+        }
     }
 
     /// Sets the per-model queue gauges to what the queues hold now.

@@ -756,11 +756,6 @@ impl Engine {
             },
             Err(e) => FinishOutcome::Failure { error: to_stored(e) },
         };
-        let charged = match &finish {
-            FinishOutcome::Success { cost_micros, .. }
-            | FinishOutcome::PartlyDelivered { cost_micros, .. } => *cost_micros,
-            FinishOutcome::Failure { .. } => 0,
-        };
         // Webhook bodies are rendered now and recorded with the task's end, so a restart can
         // still deliver them.
         let webhooks = match &sub.webhook_url {
@@ -796,7 +791,7 @@ impl Engine {
         // The end could not be recorded (a full disk, a lost database): the task must still
         // end, refunded, now rather than at the next start.
         let (recorded, run, webhooks) = match recorded {
-            Ok(()) => (Ok(()), run, webhooks),
+            Ok(settled) => (Ok(settled), run, webhooks),
             Err(e) => {
                 tracing::error!(error = %e, "recording the task's end failed; recording it as failed instead");
                 let failure = crate::store_failure(&e);
@@ -829,8 +824,8 @@ impl Engine {
                 });
             }
         }
-        // What the recorded end charged (a failure to record it is refunded instead).
-        let charged = if recorded.is_ok() { charged } else { 0 };
+        // What the recorded end charged and refunded.
+        let settled = recorded.as_ref().ok().copied().unwrap_or_default();
         self.metrics.task_ended(
             &sub.task_type_name,
             sub.request.model(),
@@ -838,7 +833,7 @@ impl Engine {
                 .err()
                 .map(|e| e.code)
                 .or(recorded.as_ref().err().map(|_| ErrorCode::InternalServerError)),
-            charged,
+            settled,
             started.elapsed(),
         );
         let outcome = match (recorded, run) {
@@ -846,13 +841,13 @@ impl Engine {
                 // Still unrecorded: `settle_as_failed` keeps trying in the background.
                 Err(crate::store_failure(&e))
             }
-            (Ok(()), Ok((results, _, bytes))) => {
+            (Ok(_), Ok((results, _, bytes))) => {
                 // Debug, not info: a line per successful task cost more than a tenth of a small
                 // task's CPU at benchmark rates. Failures stay at info.
                 tracing::debug!(results = results.len(), "task succeeded");
                 Ok(Finished { items: results, bytes: Some(Arc::new(bytes)), timing: Some(timing) })
             }
-            (Ok(()), Err(e)) => {
+            (Ok(_), Err(e)) => {
                 tracing::info!(code = %e.code, "task failed");
                 Err(e)
             }
@@ -870,7 +865,7 @@ impl Engine {
         task_uuid: Uuid,
         failure: &ApiError,
         webhooks: Vec<mediagate_store::NewWebhook>,
-    ) -> Result<(), mediagate_store::StoreError> {
+    ) -> Result<mediagate_store::Settled, mediagate_store::StoreError> {
         let finish = Finish {
             account_id,
             task_uuid,
@@ -888,7 +883,7 @@ impl Engine {
                     loop {
                         tokio::time::sleep(wait).await;
                         match store.finish_task(finish.clone()).await {
-                            Ok(()) => {
+                            Ok(_) => {
                                 tracing::info!("the task's failure is recorded at last (refunded)");
                                 return;
                             }
@@ -1045,6 +1040,7 @@ impl Engine {
                 MediaKind::Audio => AssetKind::Audio,
             };
             let aspect = (kind == AssetKind::Image).then_some((b.input_aspect_min, b.input_aspect_max));
+            let started = std::time::Instant::now();
             let asset = self
                 .intake
                 .resolve(
@@ -1057,8 +1053,9 @@ impl Engine {
                         stored: &EngineAssets(self),
                     },
                 )
-                .await?;
-            assets.push(asset);
+                .await;
+            self.metrics.asset_resolved(asset.as_ref().ok().map(|a| &a.source), started.elapsed());
+            assets.push(asset?);
         }
         Ok(assets)
     }

@@ -44,11 +44,33 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(version) => (StatusCode::OK, json!({ "ok": true, "schemaVersion": version })),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "ok": false, "error": why })),
     };
+    let providers = providers(&state, wait).await;
     let ready = status == StatusCode::OK;
     crate::json_response(
         status,
-        &json!({ "status": if ready { "ready" } else { "not ready" }, "checks": { "store": check } }),
+        &json!({
+            "status": if ready { "ready" } else { "not ready" },
+            "checks": { "store": check, "providers": providers },
+        }),
     )
+}
+
+/// Each provider's own health and its circuit, asked concurrently within `wait`. A provider
+/// that is down does not make the server unready: its models fall back or fail with a clear
+/// error, the other models still serve, and another replica would find the same upstream down
+/// (taking every replica out of a load balancer for it would turn those clear errors into
+/// refused connections). The body says which one is down and why.
+async fn providers(state: &AppState, wait: Duration) -> serde_json::Value {
+    let Ok(all) = tokio::time::timeout(wait, state.engine.dispatcher().health()).await else {
+        return json!({ "ok": false, "error": format!(
+            "the providers' health checks did not answer within {} ms (server.readiness_timeout_ms)",
+            wait.as_millis()
+        ) });
+    };
+    let all_ok = all.iter().all(|p| p.usable());
+    let each: serde_json::Map<String, serde_json::Value> =
+        all.iter().map(|p| (p.name.clone(), p.report())).collect();
+    json!({ "ok": all_ok, "each": each })
 }
 
 /// `GET /metrics`: the server's metrics in the OpenMetrics text format (404 when

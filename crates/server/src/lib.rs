@@ -75,7 +75,9 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
         openapi: Default::default(),
     };
     // Every route is registered with its OpenAPI operation (see [`openapi`]).
-    let (app, mut doc) = OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+    // The work routes, held to the in-flight limit (see [`edge::shed`]); the operator routes
+    // after them are not.
+    let work = OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
         .merge(runway::routes())
         .routes(routes!(runware::post_tasks, runware::ws::upgrade))
         .routes(routes!(outputs::get_output))
@@ -84,7 +86,8 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
         .routes(routes!(docs::errors))
         .routes(routes!(docs::runway))
         .routes(routes!(docs::admin_api))
-        .routes(routes!(docs::api))
+        .routes(routes!(docs::api));
+    let (app, mut doc) = edge::shed::layer(work, &state)
         .routes(routes!(health::health))
         .routes(routes!(health::livez))
         .routes(routes!(health::readyz))

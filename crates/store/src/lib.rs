@@ -12,6 +12,7 @@ mod rules;
 pub mod sqlite;
 mod types;
 
+pub use sqlite::WriterStats;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -138,8 +139,9 @@ pub trait Store: Send + Sync {
         results: Vec<mediagate_core::task::ResultItem>,
         outputs: Vec<NewOutput>,
     ) -> StoreResult<()>;
-    /// Records a task's outcome, its outputs and any refund, atomically.
-    async fn finish_task(&self, finish: Finish) -> StoreResult<()>;
+    /// Records a task's outcome, its outputs and any refund, atomically; returns what it
+    /// charged and refunded.
+    async fn finish_task(&self, finish: Finish) -> StoreResult<Settled>;
     /// One task of an account.
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>>;
     /// Tasks of an account, optionally by status.
@@ -237,6 +239,11 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<DailyUsage>>;
 
     // --- health -----------------------------------------------------------------------------
+    /// The single writer's commit counts, for metrics; `None` for a backend without one
+    /// (PostgreSQL commits on pooled connections).
+    fn commit_stats(&self) -> Option<WriterStats> {
+        None
+    }
     /// The schema version the database is at and the one this build writes: one round trip,
     /// for readiness checks (the database answers, and its migrations are applied).
     async fn schema_state(&self) -> StoreResult<SchemaState>;

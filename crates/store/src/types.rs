@@ -418,6 +418,28 @@ pub struct Finish {
     pub timings: Option<TaskTimings>,
 }
 
+/// What a task's recorded end settled: the charge kept and the reservation given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    /// Micro-dollars charged for the task.
+    pub charged_micros: i64,
+    /// Micro-dollars of its reservation refunded.
+    pub refunded_micros: i64,
+}
+
+impl FinishOutcome {
+    /// How an end with this outcome settles a task that reserved `reserved` micro-dollars:
+    /// the cost of what was delivered (never above the reservation) is kept, the rest refunded.
+    pub fn settle(&self, reserved: i64) -> Settled {
+        let charged = match self {
+            FinishOutcome::Success { cost_micros, .. }
+            | FinishOutcome::PartlyDelivered { cost_micros, .. } => (*cost_micros).clamp(0, reserved.max(0)),
+            FinishOutcome::Failure { .. } => 0,
+        };
+        Settled { charged_micros: charged, refunded_micros: reserved - charged }
+    }
+}
+
 /// Success or failure of a task.
 #[derive(Debug, Clone)]
 pub enum FinishOutcome {

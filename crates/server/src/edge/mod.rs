@@ -9,6 +9,7 @@ mod deadline;
 pub(crate) mod dialect;
 mod observe;
 mod panics;
+pub(crate) mod shed;
 
 use crate::AppState;
 use axum::Router;
@@ -26,7 +27,9 @@ use tracing::Level;
 /// and returned on the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The span every request runs in: its id, method, route template and dialect. It is an `info`
+/// The span every request runs in: its id, method, route template and dialect, and once known
+/// the caller's account and key ids (recorded by authentication) and the taskUUIDs it names
+/// (recorded by the dialect; see [`record_tasks`]). It is an `info`
 /// span when request lines are asked for (`log.requests`) or logs are JSON (whose lines carry
 /// their span), else a `debug` one: with the text format at `info`, formatting its fields for
 /// every request cost about 6,500 instructions of the ~78,000 a ping takes (callgrind), for a
@@ -41,10 +44,13 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
         let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str());
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         let dialect = dialect::of(req.headers(), req.uri().path());
+        let empty = tracing::field::Empty;
         if self.verbose {
-            tracing::info_span!("request", request_id = id, method = %req.method(), route, dialect)
+            tracing::info_span!("request", request_id = id, method = %req.method(), route, dialect,
+                account = empty, key = empty, task_uuids = empty)
         } else {
-            tracing::debug_span!("request", request_id = id, method = %req.method(), route, dialect)
+            tracing::debug_span!("request", request_id = id, method = %req.method(), route, dialect,
+                account = empty, key = empty, task_uuids = empty)
         }
     }
 }
@@ -84,6 +90,31 @@ pub(crate) fn layers(app: Router, state: &AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::whole_request))
             .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(server.body_timeout_secs))),
     )
+}
+
+/// Most taskUUIDs written into one request's span: a request may carry
+/// `server.max_tasks_per_request` of them, and a log line that long helps nobody.
+const SPAN_TASK_UUIDS: usize = 8;
+
+/// Records the taskUUIDs a request names on its span (`task_uuids`, comma-separated; past
+/// [`SPAN_TASK_UUIDS`], the count of the rest), so its log lines and trace can be found by the
+/// task a client reports.
+pub(crate) fn record_tasks<'a>(uuids: impl IntoIterator<Item = &'a str>) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    // A taskUUID is 36 characters; a longer string is not one and is not copied into logs.
+    let mut all = uuids.into_iter().filter(|u| u.len() <= 36);
+    let mut list: Vec<&str> = all.by_ref().take(SPAN_TASK_UUIDS).collect();
+    let rest = all.count();
+    let more = format!("+{rest} more");
+    if rest > 0 {
+        list.push(&more);
+    }
+    if !list.is_empty() {
+        span.record("task_uuids", list.join(",").as_str());
+    }
 }
 
 /// Sets `Server-Timing` on a response that carries a task's end (see

@@ -264,7 +264,9 @@ pub struct RunwareResponse {
 pub struct Readiness {
     /// `ready` or `not ready`.
     pub status: String,
-    /// Each check: `{ok, schemaVersion}` or `{ok: false, error}`.
+    /// Each check: `store` (`{ok, schemaVersion}` or `{ok: false, error}`; a failing store
+    /// makes the answer 503) and `providers` (`{ok, each: {name: {ok, health, circuit,
+    /// error?}}}`; informational: a provider down does not make the server unready).
     #[schema(value_type = Object)]
     pub checks: serde_json::Value,
 }

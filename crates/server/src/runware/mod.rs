@@ -194,6 +194,7 @@ async fn handle(
         ));
     }
 
+    crate::edge::record_tasks(tasks.iter().filter_map(|t| t.get("taskUUID").and_then(Value::as_str)));
     let offset = usize::from(auth_element);
     let outcomes =
         join_all(tasks.iter().enumerate().map(|(i, t)| run_one_timed(state, &ctx, t, i + offset))).await;

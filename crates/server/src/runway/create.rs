@@ -419,6 +419,7 @@ async fn create(
         delivery: Delivery::Async,
         webhook_url: None,
     };
+    crate::edge::record_tasks([submission.task_uuid.to_string().as_str()]);
     // Scopes and credit before the assets: a request that will be refused fetches and stores
     // nothing.
     if let Err(e) = state.engine.precheck(&ctx, &submission).await {

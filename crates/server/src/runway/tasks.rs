@@ -107,6 +107,7 @@ pub async fn get_task(
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
     let id = parse_id(&state, &id)?;
+    crate::edge::record_tasks([id.to_string().as_str()]);
     match state.engine.get_response(&ctx, id).await {
         Ok(view) => {
             let phase = state.engine.task_phase(ctx.account_id, id);
@@ -129,6 +130,7 @@ pub async fn delete_task(
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
     let id = parse_id(&state, &id)?;
+    crate::edge::record_tasks([id.to_string().as_str()]);
     match state.engine.cancel_or_delete(&ctx, id).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(e) => Err(error_response(&state, &e).into()),

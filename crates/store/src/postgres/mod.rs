@@ -920,7 +920,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn finish_task(&self, f: Finish) -> StoreResult<()> {
+    async fn finish_task(&self, f: Finish) -> StoreResult<Settled> {
         let uuid = f.task_uuid.to_string();
         let now = now_ms();
         let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
@@ -935,6 +935,7 @@ impl Store for PostgresStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::Conflict(format!("task {uuid} is not processing")))?;
+        let settled = f.outcome.settle(reserved);
         match f.outcome {
             FinishOutcome::Success { results, outputs, cost_micros } => {
                 let cost = cost_micros.clamp(0, reserved);
@@ -999,7 +1000,7 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(settled)
     }
 
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {

@@ -906,7 +906,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_task(&self, f: Finish) -> StoreResult<()> {
+    fn commit_stats(&self) -> Option<WriterStats> {
+        Some(self.writer.stats())
+    }
+
+    async fn finish_task(&self, f: Finish) -> StoreResult<Settled> {
         self.writer
             .write(move |c| {
                 let uuid = f.task_uuid.to_string();
@@ -919,6 +923,7 @@ impl Store for SqliteStore {
                     .query_row(params![f.account_id, uuid], |r| r.get(0))
                     .optional()?
                     .ok_or_else(|| StoreError::Conflict(format!("task {uuid} is not processing")))?;
+                let settled = f.outcome.settle(reserved);
                 match f.outcome {
                     FinishOutcome::Success { results, outputs, cost_micros } => {
                         let cost = cost_micros.clamp(0, reserved);
@@ -975,7 +980,7 @@ impl Store for SqliteStore {
                 for w in &f.webhooks {
                     hook.execute(params![w.webhook_id, f.account_id, uuid, w.url, w.payload, now])?;
                 }
-                Ok(())
+                Ok(settled)
             })
             .await
     }

@@ -93,6 +93,7 @@ struct Shared {
     epoch: std::time::Instant,
     inline_batches: AtomicU64,
     thread_batches: AtomicU64,
+    thread_writes: AtomicU64,
 }
 
 impl Shared {
@@ -118,6 +119,8 @@ pub struct WriterStats {
     pub inline_batches: u64,
     /// Batches run by the writer thread.
     pub thread_batches: u64,
+    /// Writes those batches held (their mean size is this over `thread_batches`).
+    pub thread_writes: u64,
 }
 
 /// Handle to the writer. Dropping every handle stops the thread after it drains.
@@ -154,6 +157,7 @@ impl Writer {
             epoch: std::time::Instant::now(),
             inline_batches: AtomicU64::new(0),
             thread_batches: AtomicU64::new(0),
+            thread_writes: AtomicU64::new(0),
         });
         let for_thread = shared.clone();
         let handle = std::thread::Builder::new()
@@ -214,6 +218,7 @@ impl Writer {
         WriterStats {
             inline_batches: self.shared.inline_batches.load(Ordering::Relaxed),
             thread_batches: self.shared.thread_batches.load(Ordering::Relaxed),
+            thread_writes: self.shared.thread_writes.load(Ordering::Relaxed),
         }
     }
 
@@ -344,6 +349,7 @@ fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Box<dyn Job>>) {
             commit(&conn)
         });
         shared.thread_batches.fetch_add(1, Ordering::Relaxed);
+        shared.thread_writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         // The batch is over: whoever is answered may write inline next, after this commit.
         drop(conn);
         shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
@@ -408,7 +414,7 @@ mod tests {
         }
         assert_eq!(count(&reader, "a"), 3);
         assert_eq!(w.decide(|c| Ok(count(c, "a"))).await.unwrap(), 3);
-        assert_eq!(w.stats(), WriterStats { inline_batches: 4, thread_batches: 0 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 4, thread_batches: 0, thread_writes: 0 });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,12 +470,12 @@ mod tests {
         // As between a job's send and its batch: the connection is free, but a job is out.
         w.shared.queued.fetch_add(1, Ordering::AcqRel);
         w.write(insert("a")).await.unwrap();
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, thread_writes: 1 });
         w.shared.queued.fetch_sub(1, Ordering::AcqRel);
         // (That write also marked the store contended; forget it, as a quiet spell would.)
         w.shared.contended_at.store(0, Ordering::Relaxed);
         w.write(insert("a")).await.unwrap();
-        assert_eq!(w.stats(), WriterStats { inline_batches: 1, thread_batches: 1 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 1, thread_batches: 1, thread_writes: 1 });
         assert_eq!(count(&reader, "a"), 2);
     }
 
@@ -511,7 +517,7 @@ mod tests {
             !w.shared.checkpoint.load(Ordering::Relaxed),
             "the thread checkpoints and clears the request"
         );
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, thread_writes: 1 });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,6 +526,6 @@ mod tests {
         let (w, reader) = writer(&dir, 16);
         w.write_queued(insert("bulk")).await.unwrap();
         assert_eq!(count(&reader, "bulk"), 1);
-        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1 });
+        assert_eq!(w.stats(), WriterStats { inline_batches: 0, thread_batches: 1, thread_writes: 1 });
     }
 }
