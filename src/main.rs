@@ -310,7 +310,8 @@ async fn credits(admin: Admin, c: CreditsCmd) -> Result<()> {
 }
 
 async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
-    config::init_logging(&cfg.log);
+    let traces = config::init_logging(&cfg.log, &cfg.traces)?;
+    let export_timeout = Duration::from_millis(cfg.traces.export_timeout_ms);
     // Bound first, so that URLs the server hands out (outputs, uploads, documentation links)
     // carry the real port when `--listen` asks for any free one (`:0`).
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
@@ -361,13 +362,23 @@ async fn serve(mut cfg: mediagate_engine::config::Config) -> Result<i32> {
         }
     };
     let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("stopped cleanly"),
-        Ok(Ok(Err(e))) => return Err(e).context("serving"),
-        Ok(Err(e)) => return Err(e).context("server task"),
-        Err(_) => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time"),
+    let stopped = match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("stopped cleanly");
+            Ok(exit_code)
+        }
+        Ok(Ok(Err(e))) => Err(e).context("serving"),
+        Ok(Err(e)) => Err(e).context("server task"),
+        Err(_) => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
+            Ok(exit_code)
+        }
+    };
+    // The spans of the requests just finished are still in the exporter's buffer.
+    if let Some(traces) = traces {
+        traces.shutdown(export_timeout).await;
     }
-    Ok(exit_code)
+    stopped
 }
 
 /// Completes once the store's one-server lock is lost for good; never without one.

@@ -23,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Logging (`[log]`).
     pub log: LogConfig,
+    /// OpenTelemetry traces (`[traces]`), off by default.
+    pub traces: TracesConfig,
     /// What the first start creates.
     pub bootstrap: BootstrapConfig,
     /// Task execution options.
@@ -57,6 +59,7 @@ impl Default for Config {
             public_base_url: String::new(),
             server: ServerConfig::default(),
             log: LogConfig::default(),
+            traces: TracesConfig::default(),
             bootstrap: BootstrapConfig::default(),
             tasks: TasksConfig::default(),
             websocket: WebSocketConfig::default(),
@@ -176,6 +179,77 @@ pub enum LogFormat {
     /// One JSON object per line: `timestamp`, `level`, `fields`, `target`, the current `span`
     /// and its parents (`spans`), so a request's lines carry its `request_id`.
     Json,
+}
+
+/// OpenTelemetry traces exported over OTLP/HTTP (`[traces]`). Off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesConfig {
+    /// Base URL of an OTLP/HTTP collector (`http://127.0.0.1:4318`); spans are POSTed as
+    /// protobuf to its `/v1/traces` (appended unless the URL already ends with it). Empty (the
+    /// default): no traces, and no trace context is sent to providers or webhooks.
+    pub otlp_endpoint: String,
+    /// The `service.name` the spans are reported under.
+    pub service_name: String,
+    /// Share of new traces kept, from 0.0 to 1.0. A request whose `traceparent` says its caller
+    /// kept (sampled) the trace is kept whatever this says, and one whose caller dropped it is
+    /// dropped, so a trace is whole or absent.
+    pub sample_ratio: f64,
+    /// Milliseconds one export to the collector may take before it is given up (its spans are
+    /// lost; the server is never slowed by a slow collector).
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TracesConfig {
+    fn default() -> Self {
+        TracesConfig {
+            otlp_endpoint: String::new(),
+            service_name: "mediagate".into(),
+            sample_ratio: 1.0,
+            export_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl TracesConfig {
+    /// Whether traces are exported.
+    pub fn enabled(&self) -> bool {
+        !self.otlp_endpoint.trim().is_empty()
+    }
+
+    /// The URL spans are POSTed to: the endpoint with `/v1/traces` appended unless it is there.
+    pub fn traces_url(&self) -> String {
+        let base = self.otlp_endpoint.trim().trim_end_matches('/');
+        if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
+    }
+
+    /// Checks the values: a ratio within 0.0–1.0, an `http(s)` endpoint, a nonzero timeout and
+    /// a service name. The message names the key and what to write instead.
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(format!(
+                "traces.sample_ratio must be between 0.0 and 1.0 (got {}); 1.0 keeps every trace",
+                self.sample_ratio
+            ));
+        }
+        if !self.enabled() {
+            return Ok(());
+        }
+        let url = self.otlp_endpoint.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(char::is_whitespace) {
+            return Err(format!(
+                "traces.otlp_endpoint must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. \
+                 \"http://127.0.0.1:4318\" (got {url:?})"
+            ));
+        }
+        if self.export_timeout_ms == 0 {
+            return Err("traces.export_timeout_ms must be at least 1".into());
+        }
+        if self.service_name.trim().is_empty() {
+            return Err("traces.service_name must not be empty".into());
+        }
+        Ok(())
+    }
 }
 
 /// First-start options (`[bootstrap]`).

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Providers by name, with a breaker each, and the retry loop over them.
 pub struct Dispatcher {
@@ -89,6 +90,9 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(handle) = self.handle.take() else { return };
         let provider = self.provider.clone();
+        // Dropped inside the attempt's span (an instrumented future enters it to drop): the
+        // cancel call carries the same trace context.
+        let span = tracing::Span::current();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if let Err(e) = provider.cancel(&handle).await {
@@ -96,7 +100,7 @@ impl Drop for CancelOnDrop {
                 } else {
                     tracing::debug!(provider = provider.name(), ids = ?handle.ids, "cancelled an abandoned job");
                 }
-            });
+            }.instrument(span));
         }
     }
 }
@@ -288,9 +292,28 @@ impl Dispatcher {
                         break;
                     }
                 };
+                // With traces on, each attempt is a client span whose context the provider's
+                // HTTP calls carry (`traceparent`); with traces off, no span at all.
+                let span = if crate::traces::enabled() {
+                    tracing::info_span!(
+                        "provider.call",
+                        otel.kind = "client",
+                        otel.status_code = tracing::field::Empty,
+                        provider = %name,
+                        model = %spec.air,
+                        task_type = spec.task_type.as_str(),
+                        attempt = n,
+                        outcome = tracing::field::Empty,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 let started = Instant::now();
-                let outcome =
-                    tokio::time::timeout_at(deadline, attempt(provider, job.clone(), &progress)).await;
+                let outcome = tokio::time::timeout_at(
+                    deadline,
+                    attempt(provider, job.clone(), &progress).instrument(span.clone()),
+                )
+                .await;
                 self.count(
                     name,
                     match &outcome {
@@ -300,6 +323,17 @@ impl Dispatcher {
                     },
                     started,
                 );
+                if !span.is_none() {
+                    let code = match &outcome {
+                        Ok(Ok(_)) => "success",
+                        Ok(Err(e)) => e.code.as_str(),
+                        Err(_) => "deadline",
+                    };
+                    span.record("outcome", code);
+                    if code != "success" {
+                        span.record("otel.status_code", "error");
+                    }
+                }
                 let e = match outcome {
                     Ok(Ok(artifacts)) => {
                         permit.success();

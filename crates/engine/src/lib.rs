@@ -32,6 +32,8 @@ pub mod webhooks;
 pub use auth::AuthContext;
 pub use limits::{LimitsView, ModelLimits, Phase};
 pub use live::TaskPhase;
+/// Trace context in and out of the process (see `[traces]`), shared with the providers.
+pub use mediagate_providers::traces;
 pub use pipeline::{Delivered, DeliveredItem, Delivery, Removal, Submission, Submitted, TaskView};
 pub use scopes::Dialect;
 

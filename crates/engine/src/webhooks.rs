@@ -21,6 +21,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Webhook options (`[webhooks]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,9 +128,29 @@ impl Engine {
             .collect()
     }
 
-    /// Starts delivering in the background.
+    /// Starts delivering in the background. With traces on, the delivery is a client span in the
+    /// trace of the span it is started from (the task's; none for deliveries resumed at start-up),
+    /// and each attempt carries that trace's `traceparent`. Its retries may take minutes: the
+    /// span is not the task span's child in-process, which would hold the task's (and its
+    /// request's) span back from export until the last retry.
     pub(crate) fn spawn_webhook(self: &Arc<Self>, d: WebhookDelivery) {
-        tokio::spawn(self.clone().deliver_webhook(d));
+        let span = if crate::traces::enabled() {
+            let span = tracing::info_span!(
+                parent: None,
+                "webhook.deliver",
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                webhook_id = %d.webhook_id,
+                task_uuid = %d.task_uuid,
+                attempts = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            crate::traces::continue_current(&span);
+            span
+        } else {
+            tracing::Span::none()
+        };
+        tokio::spawn(self.clone().deliver_webhook(d).instrument(span));
     }
 
     /// Resumes deliveries a stop interrupted. Call once at start-up.
@@ -155,10 +176,8 @@ impl Engine {
         for attempt in first..=cfg.max_attempts.max(1) {
             let ts = mediagate_store::now_ms() / 1000;
             let t0 = Instant::now();
-            let sent = self
-                .intake
-                .http_client()
-                .post(&d.url)
+            let post = self.intake.http_client().post(&d.url);
+            let sent = crate::traces::propagate(post)
                 .header("content-type", "application/json")
                 .header("webhook-id", &d.webhook_id)
                 .header("webhook-timestamp", ts.to_string())
@@ -198,7 +217,15 @@ impl Engine {
             if let Err(e) = self.store.record_webhook_attempt(&d.webhook_id, record, done).await {
                 tracing::warn!(error = %e, "recording a webhook attempt failed");
             }
-            if done.is_some() {
+            if let Some(outcome) = done {
+                if crate::traces::enabled() {
+                    let span = tracing::Span::current();
+                    span.record("attempts", attempt);
+                    span.record("outcome", outcome);
+                    if !ok {
+                        span.record("otel.status_code", "error");
+                    }
+                }
                 tracing::info!(webhook_id = %d.webhook_id, task_uuid = %d.task_uuid, attempt, delivered = ok, "webhook delivery ended");
                 return;
             }

@@ -331,6 +331,7 @@ impl ComfyUi {
         if let Some(k) = self.key.expose() {
             req.headers_mut().insert("authorization", format!("Bearer {k}").parse().ok()?);
         }
+        crate::traces::inject(req.headers_mut());
         match tokio::time::timeout(self.cfg.connect_timeout(), tokio_tungstenite::connect_async(req)).await {
             Ok(Ok((ws, _))) => Some(ws),
             Ok(Err(e)) => {

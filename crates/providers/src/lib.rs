@@ -34,6 +34,7 @@ pub mod openai_images;
 pub mod procedural;
 pub mod runware_upstream;
 mod seeded;
+pub mod traces;
 pub mod upstream;
 pub mod video;
 pub mod vtracer;

@@ -293,12 +293,13 @@ pub async fn read_body(
 }
 
 /// Sends a request and splits the outcome: `Ok((status, headers, body))` for any HTTP answer,
-/// a mapped error for transport failures.
+/// a mapped error for transport failures. Every adapter's task calls go through here, so this
+/// is where they get the task's trace context (`traceparent`) when traces are on.
 pub async fn send(
     provider: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<(u16, HeaderMap, Vec<u8>), ProviderError> {
-    let resp = req.send().await.map_err(|e| from_transport(provider, &e))?;
+    let resp = crate::traces::propagate(req).send().await.map_err(|e| from_transport(provider, &e))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = read_body(provider, resp, BODY_MAX).await?;

@@ -9,6 +9,7 @@ pub mod comfy_mock;
 pub mod flaky_proxy;
 pub mod images;
 pub mod mock_upstream;
+pub mod otlp_receiver;
 pub mod server;
 pub mod services;
 pub mod tcp_proxy;

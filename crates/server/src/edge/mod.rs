@@ -34,9 +34,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// their span), else a `debug` one: with the text format at `info`, formatting its fields for
 /// every request cost about 6,500 instructions of the ~78,000 a ping takes (callgrind), for a
 /// prefix most operators do not read. `MEDIAGATE_LOG=debug` turns it on either way.
+///
+/// With traces on (`[traces]`) it is an `info` span exported as a server span, whose parent is
+/// the trace context the request carries (`traceparent`), if any: the caller's trace goes on.
 #[derive(Clone, Copy)]
 struct RequestSpan {
     verbose: bool,
+    traced: bool,
 }
 
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
@@ -45,7 +49,21 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
         let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         let dialect = dialect::of(req.headers(), req.uri().path());
         let empty = tracing::field::Empty;
-        if self.verbose {
+        if self.traced {
+            let span = tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                request_id = id,
+                method = %req.method(),
+                route,
+                dialect,
+                account = empty,
+                key = empty,
+                task_uuids = empty
+            );
+            mediagate_engine::traces::set_remote_parent(&span, req.headers());
+            span
+        } else if self.verbose {
             tracing::info_span!("request", request_id = id, method = %req.method(), route, dialect,
                 account = empty, key = empty, task_uuids = empty)
         } else {
@@ -59,8 +77,9 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
 ///
 /// 1. `Authorization` marked sensitive, so no later layer's log shows it;
 /// 2. the request id (`x-request-id`), set and then returned on the response;
-/// 3. a tracing span per request (see [`RequestSpan`] for its level), and a line with status
-///    and latency when it ends (`info` with `log.requests`, else `debug`);
+/// 3. a tracing span per request (see [`RequestSpan`] for its level; with traces on, continuing
+///    the caller's `traceparent`), and a line with status and latency when it ends (`info` with
+///    `log.requests`, else `debug`);
 /// 4. metrics: requests by dialect, route and status, with latency;
 /// 5. panics answered as the catalog's 500 in the request's dialect;
 /// 6. the whole request's deadline (`server.request_timeout_secs`, 504 in the dialect);
@@ -72,8 +91,10 @@ pub(crate) fn layers(app: Router, state: &AppState) -> Router {
     let server = &state.engine.config().server;
     let log = &state.engine.config().log;
     let request_lines = if log.requests { Level::INFO } else { Level::DEBUG };
-    let span =
-        RequestSpan { verbose: log.requests || log.format == mediagate_engine::config::LogFormat::Json };
+    let span = RequestSpan {
+        verbose: log.requests || log.format == mediagate_engine::config::LogFormat::Json,
+        traced: mediagate_engine::traces::enabled(),
+    };
     app.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
