@@ -3,9 +3,14 @@
 //! Paths stay structured (`["contentModeration", "publicFigureThreshold"]`) and are rendered per
 //! dialect: a dotted string in Runware's `parameter`, an array in Runway's `issues[].path`.
 //! [`ParamReader`] records which keys it consumed so that anything left over is reported as an
-//! unknown parameter by name.
+//! unknown parameter by name. While a schema is generated ([`schema::record`]) it also notes
+//! what it is asked for, so the OpenAPI document describes exactly what the parsers read.
+
+pub mod schema;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::task::extras::Kind;
+use schema::Note;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -112,10 +117,60 @@ impl From<Vec<ParamPath>> for Parameter {
 }
 
 /// Reads typed parameters out of a JSON object, tracking which keys were consumed.
+///
+/// Each method both checks a key and, while [`schema::record`] runs on this thread, notes the
+/// key with its shape (type, bounds, whether it is required) for the generated schema; the note
+/// costs one flag test otherwise.
 pub struct ParamReader<'a> {
     obj: &'a Map<String, Value>,
     base: ParamPath,
     seen: Vec<&'a str>,
+    recording: bool,
+}
+
+/// The shape of a value that a parser reads whole ([`ParamReader::raw_as`]) and checks itself,
+/// as the generated schema shows it. Keep it as strict as the check that follows the read and no
+/// stricter: a value the schema refuses must be refused by the parser too.
+#[derive(Debug, Clone, Copy)]
+pub enum Shape<'s> {
+    /// An object whose keys a nested [`ParamReader`] reads (with the object's path as its base):
+    /// they are noted from it.
+    Object,
+    /// A string of `min..=max` characters (`usize::MAX`: no upper limit).
+    Str {
+        /// Fewest characters.
+        min: usize,
+        /// Most characters.
+        max: usize,
+    },
+    /// A whole number in `min..=max`.
+    Int {
+        /// Smallest.
+        min: i64,
+        /// Largest.
+        max: i64,
+    },
+    /// One of these strings.
+    Enum(&'s [&'s str]),
+    /// A UUID in a string.
+    Uuid,
+    /// An array of `min..=max` items of one shape.
+    Array {
+        /// Fewest items.
+        min: usize,
+        /// Most items.
+        max: usize,
+        /// Each item's shape ([`Shape::Object`]: the keys a nested reader reads at `key[i]`).
+        items: &'s Shape<'s>,
+    },
+    /// A value of any of these shapes.
+    AnyOf(&'s [Shape<'s>]),
+    /// One of these strings in any case (`wav`, `WAV`).
+    Caseless(&'s [&'s str]),
+    /// A value of an extras table's [`Kind`].
+    Kind(&'s Kind),
+    /// A key the parser refuses whatever its value (only `null`, as absent, passes), saying why.
+    Refused(&'s str),
 }
 
 /// How a JSON value's type is named in error messages ("an integer", "a string"…).
@@ -144,7 +199,42 @@ fn length_detail(n: usize, min: usize, max: usize) -> String {
 impl<'a> ParamReader<'a> {
     /// A reader over `obj`, whose own path is `base` (empty for a task's top level).
     pub fn new(obj: &'a Map<String, Value>, base: ParamPath) -> Self {
-        ParamReader { obj, base, seen: Vec::new() }
+        let recording = schema::on();
+        if recording {
+            schema::note(Note::Opened(base.clone()));
+        }
+        ParamReader { obj, base, seen: Vec::new(), recording }
+    }
+
+    /// Notes `key` for the schema being recorded, if one is.
+    #[inline]
+    fn note(&self, key: &str, required: bool, shape: impl FnOnce() -> Value) {
+        if self.recording {
+            schema::note(Note::Key { path: self.path(key), required, schema: shape() });
+        }
+    }
+
+    /// Adds words to `key`'s entry in the schema being recorded (what a type and bounds cannot
+    /// say: a rule that depends on the model or on another key). No cost when none is.
+    pub fn describe(&self, key: &str, text: &str) {
+        if self.recording {
+            schema::note(Note::Describe { path: self.path(key), text: text.to_string() });
+        }
+    }
+
+    /// A required key's `what` (what to send), as its description: "describe the image…".
+    fn explain(&self, key: &str, what: &str) {
+        if self.recording {
+            let mut text = what.to_string();
+            if let Some(first) = text.get(..1) {
+                let upper = first.to_uppercase();
+                text.replace_range(..1, &upper);
+            }
+            if !text.ends_with('.') {
+                text.push('.');
+            }
+            self.describe(key, &text);
+        }
     }
 
     /// The path of a key under this reader.
@@ -203,6 +293,11 @@ impl<'a> ParamReader<'a> {
         min: usize,
         max: usize,
     ) -> Result<Option<String>, ApiError> {
+        self.note(key, false, || schema::string(min, max));
+        self.read_string(key, min, max)
+    }
+
+    fn read_string(&mut self, key: &'static str, min: usize, max: usize) -> Result<Option<String>, ApiError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
@@ -226,11 +321,13 @@ impl<'a> ParamReader<'a> {
         max: usize,
         what: &str,
     ) -> Result<String, ApiError> {
+        self.note(key, true, || schema::string(min, max));
+        self.explain(key, what);
         if min > 0 && matches!(self.obj.get(key), Some(Value::String(s)) if s.is_empty()) {
             self.seen.push(key);
             return Err(self.invalid(key, format!("it is empty: {what}.")));
         }
-        self.opt_string(key, min, max)?.ok_or_else(|| self.missing(key, what))
+        self.read_string(key, min, max)?.ok_or_else(|| self.missing(key, what))
     }
 
     /// Reads a whole number of any size. JSON does not tell `512` from `512.0` and JSON Schema's
@@ -268,6 +365,18 @@ impl<'a> ParamReader<'a> {
 
     /// An optional integer in `min..=max`.
     pub fn opt_int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        self.note(key, false, || schema::int(min, max));
+        self.read_int(key, min, max)
+    }
+
+    /// A required integer in `min..=max`; `what` says what to send when it is missing.
+    pub fn int(&mut self, key: &'static str, min: i64, max: i64, what: &str) -> Result<i64, ApiError> {
+        self.note(key, true, || schema::int(min, max));
+        self.explain(key, what);
+        self.read_int(key, min, max)?.ok_or_else(|| self.missing(key, what))
+    }
+
+    fn read_int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         match self.whole(key)? {
             None => Ok(None),
             Some((i, _)) if (i128::from(min)..=i128::from(max)).contains(&i) => Ok(Some(i as i64)),
@@ -281,11 +390,13 @@ impl<'a> ParamReader<'a> {
     /// configuration, so that a client is told one range whatever it sent. Values outside `u32`
     /// saturate (below 0 to 0, above to `u32::MAX`); every such bound refuses both ends.
     pub fn opt_int_checked_later(&mut self, key: &'static str) -> Result<Option<u32>, ApiError> {
+        self.note(key, false, schema::int_checked_later);
         Ok(self.whole(key)?.map(|(i, _)| i.clamp(0, i128::from(u32::MAX)) as u32))
     }
 
     /// An optional number in `min..=max`.
     pub fn opt_f64(&mut self, key: &'static str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+        self.note(key, false, || schema::number(min, max));
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => {
@@ -303,6 +414,7 @@ impl<'a> ParamReader<'a> {
 
     /// An optional boolean.
     pub fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, ApiError> {
+        self.note(key, false, || serde_json::json!({"type": "boolean"}));
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -312,6 +424,28 @@ impl<'a> ParamReader<'a> {
 
     /// An optional string that must be one of `allowed` (exact match).
     pub fn opt_enum(
+        &mut self,
+        key: &'static str,
+        allowed: &[&'static str],
+    ) -> Result<Option<&'static str>, ApiError> {
+        self.note(key, false, || schema::enumeration(allowed));
+        self.read_enum(key, allowed)
+    }
+
+    /// A required string that must be one of `allowed`; `what` says what to send when it is
+    /// missing.
+    pub fn enum_value(
+        &mut self,
+        key: &'static str,
+        allowed: &[&'static str],
+        what: &str,
+    ) -> Result<&'static str, ApiError> {
+        self.note(key, true, || schema::enumeration(allowed));
+        self.explain(key, what);
+        self.read_enum(key, allowed)?.ok_or_else(|| self.missing(key, what))
+    }
+
+    fn read_enum(
         &mut self,
         key: &'static str,
         allowed: &[&'static str],
@@ -334,13 +468,49 @@ impl<'a> ParamReader<'a> {
         self.obj.get(key)
     }
 
-    /// The raw value of a key, marked as consumed.
+    /// The raw value of a key, marked as consumed. The schema shows it as any value: prefer
+    /// [`ParamReader::raw_as`], which says what the code that follows accepts.
     pub fn raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.note(key, false, || serde_json::json!({}));
         self.get(key)
+    }
+
+    /// The raw value of an optional key that the caller checks itself, marked as consumed;
+    /// `shape` is what the schema shows for it.
+    pub fn raw_as(&mut self, key: &'static str, shape: Shape<'_>) -> Option<&'a Value> {
+        self.note_shape(key, false, shape);
+        self.get(key)
+    }
+
+    /// The same for a key the caller requires (it reports the key missing when this is `None`).
+    pub fn raw_required(&mut self, key: &'static str, shape: Shape<'_>) -> Option<&'a Value> {
+        self.note_shape(key, true, shape);
+        self.get(key)
+    }
+
+    fn note_shape(&self, key: &str, required: bool, shape: Shape<'_>) {
+        if !self.recording {
+            return;
+        }
+        match shape {
+            // An array's items get a node of their own, which nested readers at `key[i]` fill.
+            Shape::Array { min, max, items } => {
+                self.note(key, required, || schema::array(min, max, None));
+                schema::note(Note::Key {
+                    path: self.path(key).index(0),
+                    required: true,
+                    schema: items.schema(),
+                });
+            }
+            shape => self.note(key, required, || shape.schema()),
+        }
     }
 
     /// Fails with `unknownParameter` naming every key that was never read.
     pub fn finish(self) -> Result<(), ApiError> {
+        if self.recording {
+            schema::note(Note::Closed(self.base.clone()));
+        }
         let unknown: Vec<&String> = self.obj.keys().filter(|k| !self.seen.contains(&k.as_str())).collect();
         if unknown.is_empty() {
             return Ok(());

@@ -92,6 +92,10 @@ fn declared_kind(reference: &str) -> Option<AssetKind> {
     }
     // 64 base64 characters are 48 bytes: enough for every magic number the probe knows.
     let head: String = r.chars().filter(|c| !c.is_ascii_whitespace()).take(64).collect();
+    // Base64 is ASCII; anything else is not (and would be cut inside a character below).
+    if !head.is_ascii() {
+        return None;
+    }
     let head = &head[..head.len() - head.len() % 4];
     let bytes =
         base64::engine::general_purpose::STANDARD.decode(head.trim_end_matches('=')).ok().or_else(|| {
@@ -498,6 +502,9 @@ mod tests {
         assert_eq!(declared_kind("data:image/png;base64,AAAA"), Some(AssetKind::Image));
         assert_eq!(declared_kind("https://example.com/a.png"), None);
         assert_eq!(declared_kind(&Uuid::new_v4().to_string()), None);
+        // Not base64, and no panic cutting it (Schemathesis sent this as a mediaStorage media).
+        assert_eq!(declared_kind("X{\u{ff} k\u{7aaf7}\u{a03f0}\u{1066d6}"), None);
+        assert_eq!(declared_kind("J\u{7f}"), None);
         // A PNG signature in raw base64.
         let png = base64::engine::general_purpose::STANDARD
             .encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0");

@@ -96,9 +96,8 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
         .split_for_parts();
     let (admin, admin_doc) = admin_api::routes().split_for_parts();
     doc = doc.nest("/admin/v1", admin_doc);
-    // Modifiers that read the schemas the routes brought in run once the routes are merged.
-    utoipa::Modify::modify(&openapi::RegisteredTaskTypes, &mut doc);
-    let _ = state.openapi.set(doc.to_json().unwrap_or_default());
+    // The task schemas go in once the routes' schemas are merged.
+    let _ = state.openapi.set(openapi::finish(&doc));
     let app = extra
         .merge(app)
         .nest("/admin/v1", admin_api::with_fallbacks(admin))

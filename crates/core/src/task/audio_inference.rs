@@ -6,7 +6,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::model::{ModelSpec, PROCEDURAL_AUDIO_AIR};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -49,9 +49,14 @@ impl TaskParams for AudioInference {
     const FAMILY: Family = Family::Audio;
     const DEFAULT_MODEL: Option<&'static str> = Some(PROCEDURAL_AUDIO_AIR);
     const EXAMPLE: &'static str = r#"{"positivePrompt":"a calm piano","duration":2}"#;
+    /// With the `audioSettings` object.
+    const EXAMPLES: &'static [&'static str] =
+        &[r#"{"positivePrompt":"a calm piano","duration":2,"outputFormat":"mp3","audioSettings":{"sampleRate":22050,"channels":2,"bitrate":128}}"#];
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
-        if r.raw("inputs").is_some() {
+        const NO_INPUTS: Shape<'_> =
+            Shape::Refused("Audio from inputs (video to audio, reference audio or voices) is not served by this server.");
+        if r.raw_as("inputs", NO_INPUTS).is_some() {
             return Err(r.invalid(
                 "inputs",
                 "audio from inputs (video to audio, reference audio or voices) is not served by this server; \
@@ -66,9 +71,9 @@ impl TaskParams for AudioInference {
         let steps = r.opt_int_checked_later("steps")?;
         let cfg_scale = r.opt_f64("CFGScale", 0.0, 50.0)?;
         let number_results = r.opt_int_checked_later("numberResults")?.unwrap_or(1);
-        let audio_format = match r.peek("outputFormat") {
+        // Null is absent, as for every other optional parameter.
+        let audio_format = match r.raw_as("outputFormat", Shape::Caseless(AUDIO_FORMATS)) {
             Some(Value::String(f)) if AUDIO_FORMATS.contains(&f.to_ascii_uppercase().as_str()) => {
-                r.raw("outputFormat");
                 f.to_ascii_uppercase()
             }
             Some(_) => {
@@ -79,7 +84,7 @@ impl TaskParams for AudioInference {
             }
             None => "WAV".into(),
         };
-        let (sample_rate, channels, bitrate) = match r.raw("audioSettings") {
+        let (sample_rate, channels, bitrate) = match r.raw_as("audioSettings", Shape::Object) {
             None => (44_100, 1, None),
             Some(Value::Object(s)) => {
                 let mut sr = ParamReader::new(s, ParamPath::key("audioSettings"));

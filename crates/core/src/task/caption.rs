@@ -5,7 +5,7 @@ use super::video_form::VideoForm;
 use super::{Family, Input, MediaKind, OutputOptions, TaskParams, model_param};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -58,11 +58,24 @@ impl TaskParams for Caption {
     /// A 64x64 PNG.
     const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="}"#;
 
+    /// The other forms of the images (`inputImages`, `inputs.image`, `inputs.video`), and a
+    /// prompt in parts.
+    const EXAMPLES: &'static [&'static str] = &[
+        r#"{"inputImages":["iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="],"prompt":["what is drawn?","answer in one line"]}"#,
+        r#"{"inputs":{"image":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="},"prompt":"what is drawn?"}"#,
+        r#"{"inputs":{"video":"https://example.com/clip.mp4"}}"#,
+    ];
+
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let what = "an image as a data URI, base64 data, an HTTPS URL or the imageUUID of an upload or output";
+        for key in ["inputImage", "inputImages", "inputs"] {
+            r.describe(key, "Send the images in one of inputImage, inputImages or inputs (image, or video for a video caption).");
+        }
         let one = r.opt_string("inputImage", 1, usize::MAX)?;
-        let many = r.raw("inputImages");
-        let inputs = r.raw("inputs");
+        const IMAGES: Shape<'_> =
+            Shape::Array { min: 1, max: CAPTION_IMAGES_MAX, items: &Shape::Str { min: 1, max: usize::MAX } };
+        let many = r.raw_as("inputImages", IMAGES);
+        let inputs = r.raw_as("inputs", Shape::Object);
         let (images, sent_as) = match (one, many, inputs) {
             (Some(image), None, None) => (vec![image], CaptionForm::InputImage),
             (None, Some(Value::Array(list)), None) => {
@@ -173,8 +186,10 @@ impl TaskParams for Caption {
 
 /// `prompt`: a string, or an array of strings (as the Python SDK types it), asked for together.
 fn prompt(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
+    r.describe("prompt", "A string, or an array of strings asked for together: 1 to 3000 characters in all.");
     let Some(Value::Array(parts)) = r.peek("prompt") else { return r.opt_string("prompt", 1, 3000) };
-    r.raw("prompt");
+    const PARTS: Shape<'_> = Shape::Array { min: 1, max: 3000, items: &Shape::Str { min: 1, max: 3000 } };
+    r.raw_as("prompt", PARTS);
     let parts: Option<Vec<&str>> = parts.iter().map(|p| p.as_str().filter(|s| !s.is_empty())).collect();
     match parts {
         Some(parts) if !parts.is_empty() && parts.iter().map(|p| p.chars().count()).sum::<usize>() <= 3000 => {

@@ -71,12 +71,11 @@ impl TaskParams for ControlNetPreprocess {
             usize::MAX,
             "give the image to preprocess as a data URI, base64 data, an HTTPS URL or an upload's imageUUID",
         )?;
-        let pre_processor_type = r
-            .opt_enum("preProcessorType", PRE_PROCESSORS)?
-            .ok_or_else(|| r.missing("preProcessorType", &format!("name the guide to make, one of {}", PRE_PROCESSORS.join(", "))))?
-            .to_string();
+        let what = format!("name the guide to make, one of {}", PRE_PROCESSORS.join(", "));
+        let pre_processor_type = r.enum_value("preProcessorType", PRE_PROCESSORS, &what)?.to_string();
         let width = r.opt_int("width", 64, 2048)?.map(|n| n as u32);
         let height = r.opt_int("height", 64, 2048)?.map(|n| n as u32);
+        r.describe("lowThresholdCanny", "At most highThresholdCanny.");
         let low_threshold_canny = r.opt_int("lowThresholdCanny", 0, 255)?.map(|n| n as u32);
         let high_threshold_canny = r.opt_int("highThresholdCanny", 0, 255)?.map(|n| n as u32);
         if let (Some(lo), Some(hi)) = (low_threshold_canny, high_threshold_canny)

@@ -14,8 +14,9 @@
 
 use super::{Input, MediaKind};
 use crate::error::{ApiError, ErrorCode};
-use crate::param::{ParamPath, ParamReader, type_name};
-use serde_json::{Map, Value};
+use crate::param::schema::nullable;
+use crate::param::{ParamPath, ParamReader, Shape, type_name};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 /// The shape of a value.
@@ -72,6 +73,75 @@ pub enum Kind {
     OpaqueList,
     /// Any JSON value, sent on as it came (provider-specific references such as media ids).
     Any,
+}
+
+impl Kind {
+    /// The JSON Schema of a value [`check`] accepts (what the OpenAPI document shows).
+    pub fn schema(&self) -> Value {
+        let image = || {
+            json!({
+                "type": "string",
+                "minLength": 1,
+                "description": "An image: a data URI, base64 data, an HTTPS URL or the UUID of an upload or output."
+            })
+        };
+        match self {
+            Kind::Str { max } => json!({"type": "string", "minLength": 1, "maxLength": max}),
+            Kind::ModelId => json!({
+                "anyOf": [
+                    {"type": "string", "minLength": 1, "maxLength": 256},
+                    {"type": "integer", "minimum": 0}
+                ],
+                "description": "A model's AIR id."
+            }),
+            Kind::Enum(allowed) => json!({"type": "string", "enum": allowed}),
+            Kind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+            Kind::Num { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
+            Kind::Bool => json!({"type": "boolean"}),
+            Kind::Image => image(),
+            Kind::Images { max, fields } => {
+                let items = if fields.is_empty() {
+                    image()
+                } else {
+                    // An item given as an object holds the image beside the fields.
+                    let mut object = object_schema(fields);
+                    object["properties"]["image"] = image();
+                    let mut required = vec![Value::from("image")];
+                    required.extend(object["required"].as_array().into_iter().flatten().cloned());
+                    object["required"] = required.into();
+                    json!({"anyOf": [image(), object]})
+                };
+                json!({"type": "array", "maxItems": max, "items": items})
+            }
+            Kind::Object(fields) => object_schema(fields),
+            Kind::List { max, fields } => {
+                json!({"type": "array", "minItems": 1, "maxItems": max, "items": object_schema(fields)})
+            }
+            Kind::Opaque => {
+                json!({"type": "object", "description": "Settings sent on to the provider as they came."})
+            }
+            Kind::OpaqueList => json!({
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "Sent on to the provider as they came."
+            }),
+            Kind::Any => json!({}),
+        }
+    }
+}
+
+/// An object of these fields and no others; null counts as absent, as [`check`] reads it.
+fn object_schema(fields: &[Field]) -> Value {
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.to_string(), if f.required { f.kind.schema() } else { nullable(f.kind.schema()) }))
+        .collect();
+    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+    if !required.is_empty() {
+        schema["required"] = required.into();
+    }
+    schema
 }
 
 /// A field of an object.
@@ -193,7 +263,7 @@ pub fn read(r: &mut ParamReader<'_>, table: &[Extra]) -> Result<BTreeMap<String,
     let mut out = BTreeMap::new();
     for extra in table {
         let path = r.path(extra.name);
-        if let Some(v) = r.raw(extra.name) {
+        if let Some(v) = r.raw_as(extra.name, Shape::Kind(&extra.kind)) {
             check(&extra.kind, v, &path)?;
             out.insert(extra.name.to_string(), v.clone());
         }

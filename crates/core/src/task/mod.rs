@@ -9,7 +9,10 @@
 //! dialect renders them). It implements [`TaskParams`]; registering it is one line in the
 //! `task_types!` list at the end of this file, which generates [`TaskType`] and
 //! [`TaskRequest`] and dispatches to the module. The engine, the providers and the dialects work
-//! from those, so no other file names the task type unless it serves it differently.
+//! from those, so no other file names the task type unless it serves it differently. Its OpenAPI
+//! schema is recorded from its `parse` run on its examples ([`TaskParams::EXAMPLE`] and
+//! [`TaskParams::EXAMPLES`], see [`crate::param::schema`]): a parameter read on a path no example
+//! takes needs an example that takes it.
 
 pub mod extras;
 pub mod video_form;
@@ -358,6 +361,12 @@ pub trait TaskParams: Sized + Clone {
     /// A small valid task object (parameters only, no `taskType` or `taskUUID`) that the default
     /// model serves: the registry test runs every task type with it.
     const EXAMPLE: &'static str;
+    /// More valid task objects (parameters only, like [`TaskParams::EXAMPLE`]) that take
+    /// [`TaskParams::parse`] down its other paths: another form of an input, an optional object
+    /// with fields of its own. The OpenAPI schema of the task type is recorded from what the
+    /// parser reads for each example (see [`crate::param::schema`]), so a parameter read only on
+    /// a path that no example takes is missing from it; the registry test parses every one.
+    const EXAMPLES: &'static [&'static str] = &[];
 
     /// Reads the parameters from a task object, by their canonical names. Every key it does not
     /// read is refused as unknown afterwards.
@@ -571,14 +580,14 @@ pub(crate) fn output_wire(wire: &mut Map<String, Value>, o: &OutputOptions, with
 /// Declares the registered modules and generates [`TaskType`] and [`TaskRequest`] from them,
 /// with their dispatch.
 macro_rules! task_types {
-    ($($(#[$doc:meta])* $variant:ident($module:ident::$params:ident)),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $variant:ident($module:ident::$params:ident)),* $(,)?) => {
         $(mod $module;
         pub use $module::$params;)*
 
         /// The task types mediagate serves. Dialects map their own names onto these.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum TaskType {
-            $($(#[$doc])* $variant,)*
+            $($(#[doc = $doc])* $variant,)*
         }
 
         impl TaskType {
@@ -588,6 +597,11 @@ macro_rules! task_types {
             /// The canonical (current Runware) name.
             pub const fn as_str(self) -> &'static str {
                 match self { $(TaskType::$variant => <$params as TaskParams>::NAME,)* }
+            }
+
+            /// What it does, in a sentence (its line in the registry).
+            pub const fn summary(self) -> &'static str {
+                match self { $(TaskType::$variant => concat!($($doc),*).trim_ascii(),)* }
             }
 
             /// Older names accepted for it.
@@ -630,6 +644,11 @@ macro_rules! task_types {
                 match self { $(TaskType::$variant => <$params as TaskParams>::EXAMPLE,)* }
             }
 
+            /// Its other examples (see [`TaskParams::EXAMPLES`]).
+            pub const fn more_examples(self) -> &'static [&'static str] {
+                match self { $(TaskType::$variant => <$params as TaskParams>::EXAMPLES,)* }
+            }
+
             /// Reads a request of this type from a task object.
             pub fn parse_request(self, r: &mut ParamReader<'_>) -> Result<TaskRequest, ApiError> {
                 match self { $(TaskType::$variant => <$params as TaskParams>::parse(r).map(TaskRequest::$variant),)* }
@@ -640,7 +659,7 @@ macro_rules! task_types {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "kind", rename_all = "camelCase")]
         pub enum TaskRequest {
-            $($(#[$doc])* $variant($params),)*
+            $($(#[doc = $doc])* $variant($params),)*
         }
 
         $(impl From<$params> for TaskRequest {
@@ -739,6 +758,11 @@ macro_rules! task_types {
 }
 
 impl TaskType {
+    /// Every example of this type: [`TaskParams::EXAMPLE`], then [`TaskParams::EXAMPLES`].
+    pub fn examples(self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.example()).chain(self.more_examples().iter().copied())
+    }
+
     /// Parses a canonical name or an alias (`imageUpscale`).
     pub fn parse(name: &str) -> Option<TaskType> {
         TaskType::ALL.iter().copied().find(|t| t.as_str() == name || t.aliases().contains(&name))
@@ -804,6 +828,23 @@ mod tests {
             for name in std::iter::once(t.as_str()).chain(t.aliases().iter().copied()) {
                 assert!(names.insert(name), "{name} names two task types");
                 assert_eq!(TaskType::parse(name), Some(t));
+            }
+            // The other examples parse too (they are what the OpenAPI schema is recorded from),
+            // and read back from their wire form.
+            for example in t.more_examples() {
+                let v: Value = serde_json::from_str(example).expect("example is JSON");
+                let mut r = ParamReader::new(v.as_object().expect("an object"), ParamPath::default());
+                let request = t
+                    .parse_request(&mut r)
+                    .unwrap_or_else(|e| panic!("{}: {}: {example}", t.as_str(), e.message));
+                r.finish().unwrap_or_else(|e| panic!("{}: {}: {example}", t.as_str(), e.message));
+                let wire = Value::Object(request.to_wire());
+                let mut r = ParamReader::new(wire.as_object().unwrap(), ParamPath::default());
+                let again = t
+                    .parse_request(&mut r)
+                    .unwrap_or_else(|e| panic!("{}: {}: {wire}", t.as_str(), e.message));
+                r.finish().unwrap_or_else(|e| panic!("{}: {}: {wire}", t.as_str(), e.message));
+                assert_eq!(again, request, "{}: {wire}", t.as_str());
             }
             let example: serde_json::Value = serde_json::from_str(t.example()).expect("example is JSON");
             let obj = example.as_object().expect("example is an object");

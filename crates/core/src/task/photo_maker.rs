@@ -5,7 +5,7 @@ use super::{
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -69,7 +69,9 @@ impl TaskParams for PhotoMaker {
     const EXAMPLE: &'static str = r#"{"inputImages":["iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="],"positivePrompt":"a portrait of a man rwre","width":512,"height":512,"style":"Photographic","strength":20}"#;
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
-        let input_images = match r.raw("inputImages") {
+        const PHOTOS: Shape<'_> = Shape::Array { min: 1, max: 4, items: &Shape::Str { min: 1, max: usize::MAX } };
+        r.describe("inputImages", "1 to 4 photos of the person: data URIs, base64 data, HTTPS URLs or upload UUIDs.");
+        let input_images = match r.raw_required("inputImages", PHOTOS) {
             Some(Value::Array(list)) if (1..=4).contains(&list.len()) => {
                 let mut images = Vec::with_capacity(list.len());
                 for (i, v) in list.iter().enumerate() {

@@ -30,15 +30,12 @@ impl TaskParams for PromptEnhance {
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let prompt = r.string("prompt", 1, 300, "give the prompt to enhance (1 to 300 characters)")?;
-        let prompt_max_length = match r.opt_int("promptMaxLength", 12, 400)? {
-            Some(n) => n as u32,
-            None => {
-                return Err(r.missing(
-                    "promptMaxLength",
-                    "give the longest enhanced prompt wanted, in tokens (12 to 400; 100 tokens are about 75 words)",
-                ));
-            }
-        };
+        let prompt_max_length = r.int(
+            "promptMaxLength",
+            12,
+            400,
+            "give the longest enhanced prompt wanted, in tokens (12 to 400; 100 tokens are about 75 words)",
+        )? as u32;
         let prompt_versions = r.opt_int("promptVersions", 1, 5)?.map_or(1, |n| n as u32);
         let model = model_param(r, Self::DEFAULT_MODEL)?;
         let output = OutputOptions { include_cost: r.opt_bool("includeCost")?.unwrap_or(false), ..Default::default() };

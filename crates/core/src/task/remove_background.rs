@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::model::ModelSpec;
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -63,9 +63,19 @@ impl TaskParams for RemoveBackground {
     /// A 64x64 PNG.
     const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","settings":{"rgba":[255,255,255,0]}}"#;
 
+    /// The image in `inputs` with the settings at the top level (as the Python SDK sends them),
+    /// and the video form.
+    const EXAMPLES: &'static [&'static str] = &[
+        r#"{"inputs":{"image":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="},"rgba":[0,0,0,255],"postProcessMask":true,"returnOnlyMask":false,"alphaMatting":true,"alphaMattingForegroundThreshold":240,"alphaMattingBackgroundThreshold":10,"alphaMattingErodeSize":10}"#,
+        r#"{"inputs":{"video":"https://example.com/clip.mp4"},"outputFormat":"WEBM","width":640,"height":360,"fps":24}"#,
+    ];
+
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let what = "give the image as a data URI, base64 data, an HTTPS URL or the imageUUID of an upload or output";
-        let (input_image, in_inputs) = match (r.opt_string("inputImage", 1, usize::MAX)?, r.raw("inputs")) {
+        for key in ["inputImage", "inputs"] {
+            r.describe(key, "Send the image once, as inputImage or as inputs.image (or a video as inputs.video).");
+        }
+        let (input_image, in_inputs) = match (r.opt_string("inputImage", 1, usize::MAX)?, r.raw_as("inputs", Shape::Object)) {
             (Some(image), None) => (image, false),
             (None, Some(Value::Object(inputs))) => {
                 if let Some(video) = VideoForm::read(r, inputs, true)? {
@@ -147,7 +157,8 @@ impl TaskParams for RemoveBackground {
 
 /// The settings, from `settings` or the top level (not both).
 fn settings(r: &mut ParamReader<'_>) -> Result<BackgroundSettings, ApiError> {
-    let nested = match r.raw("settings") {
+    r.describe("settings", "The settings go here or at the top level, not both.");
+    let nested = match r.raw_as("settings", Shape::Object) {
         None => None,
         Some(Value::Object(s)) => Some(s),
         Some(_) => return Err(r.invalid("settings", "it must be an object such as {\"rgba\": [255, 255, 255, 0]}.")),
@@ -168,7 +179,8 @@ fn settings(r: &mut ParamReader<'_>) -> Result<BackgroundSettings, ApiError> {
 }
 
 fn read_settings(s: &mut ParamReader<'_>) -> Result<BackgroundSettings, ApiError> {
-    let rgba = match s.raw("rgba") {
+    const RGBA: Shape<'_> = Shape::Array { min: 4, max: 4, items: &Shape::Int { min: 0, max: 255 } };
+    let rgba = match s.raw_as("rgba", RGBA) {
         None => None,
         Some(Value::Array(c)) if c.len() == 4 && c.iter().all(|v| v.as_u64().is_some_and(|n| n <= 255)) => {
             Some([0, 1, 2, 3].map(|i| c[i].as_u64().unwrap_or(0) as u8))

@@ -3,7 +3,7 @@
 use super::{Family, OutputOptions, SEED_MAX, TaskParams, model_param, put};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::ModelSpec;
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -53,12 +53,17 @@ impl TaskParams for TextInference {
     const FAMILY: Family = Family::Text;
     const DEFAULT_MODEL: Option<&'static str> = None;
     const EXAMPLE: &'static str = r#"{"messages":[{"role":"user","content":"name a color"}],"settings":{"maxTokens":32}}"#;
+    /// The sampling settings at the top level (as the JavaScript SDK sends them).
+    const EXAMPLES: &'static [&'static str] = &[
+        r#"{"messages":[{"role":"user","content":"name a color"}],"systemPrompt":"answer in one word","maxTokens":32,"temperature":0.5,"topP":0.9,"topK":40,"stopSequences":["."],"includeUsage":true}"#,
+    ];
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let messages = messages(r)?;
         // Sampling settings in `settings` (the API's form, the Python SDK's) or at the top level
         // (the JavaScript SDK's).
-        let settings = match r.raw("settings") {
+        r.describe("settings", "Each setting goes here or at the top level, not both.");
+        let settings = match r.raw_as("settings", Shape::Object) {
             None => None,
             Some(Value::Object(s)) => Some(s),
             Some(_) => return Err(r.invalid("settings", "it must be an object such as {\"maxTokens\": 256}.")),
@@ -158,7 +163,9 @@ fn either(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 
 /// `messages`: 1 to [`MESSAGES_MAX`] objects `{"role", "content"}`.
 fn messages(r: &mut ParamReader<'_>) -> Result<Vec<ChatMessage>, ApiError> {
-    let list = match r.raw("messages") {
+    const MESSAGES: Shape<'_> = Shape::Array { min: 1, max: MESSAGES_MAX, items: &Shape::Object };
+    r.describe("messages", "The conversation, oldest first.");
+    let list = match r.raw_required("messages", MESSAGES) {
         None => {
             return Err(r.missing(
                 "messages",
@@ -185,9 +192,8 @@ fn messages(r: &mut ParamReader<'_>) -> Result<Vec<ChatMessage>, ApiError> {
             .with_parameter(path));
         };
         let mut mr = ParamReader::new(m, path);
-        let role = mr.opt_enum("role", &["user", "assistant", "system"])?.ok_or_else(|| {
-            mr.missing("role", "say who wrote the message: user, assistant or system")
-        })?;
+        let role =
+            mr.enum_value("role", &["user", "assistant", "system"], "say who wrote the message: user, assistant or system")?;
         let content = mr.string("content", 1, MESSAGE_CHARS_MAX, "give the message's text")?;
         mr.finish()?;
         out.push(ChatMessage { role: role.to_string(), content });
@@ -197,7 +203,8 @@ fn messages(r: &mut ParamReader<'_>) -> Result<Vec<ChatMessage>, ApiError> {
 
 /// `stopSequences`: up to 4 strings of 1 to 100 characters.
 fn stops(r: &mut ParamReader<'_>) -> Result<Vec<String>, ApiError> {
-    match r.raw("stopSequences") {
+    const STOPS: Shape<'_> = Shape::Array { min: 0, max: 4, items: &Shape::Str { min: 1, max: 100 } };
+    match r.raw_as("stopSequences", STOPS) {
         None => Ok(Vec::new()),
         Some(Value::Array(list)) if list.len() <= 4 => list
             .iter()

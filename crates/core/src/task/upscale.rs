@@ -7,7 +7,7 @@ use super::{
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{LANCZOS_AIR, ModelSpec};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,9 +36,14 @@ impl TaskParams for Upscale {
     /// A 64x64 PNG.
     const EXAMPLE: &'static str = r#"{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","upscaleFactor":2}"#;
 
+    /// A video upscale (`inputs.video`).
+    const EXAMPLES: &'static [&'static str] =
+        &[r#"{"inputs":{"video":"https://example.com/clip.mp4"},"upscaleFactor":2,"outputFormat":"MP4"}"#];
+
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
+        r.describe("inputs", "A video to upscale, {\"video\": ...}, instead of inputImage.");
         if r.peek("inputImage").is_none()
-            && let Some(inputs) = r.raw("inputs")
+            && let Some(inputs) = r.raw_as("inputs", Shape::Object)
         {
             if let Value::Object(o) = inputs
                 && let Some(video) = VideoForm::read(r, o, true)?

@@ -3,7 +3,7 @@
 use super::{Family, Input, OutputOptions, TaskParams, Work, model_param, output_wire};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{ModelSpec, VTRACER_AIR};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -36,7 +36,7 @@ impl TaskParams for Vectorize {
             )
             .with_parameter(image_path.clone())
         };
-        let input_image = match r.raw("inputs") {
+        let input_image = match r.raw_required("inputs", Shape::Object) {
             None => return Err(missing()),
             Some(Value::Object(inputs)) => {
                 let mut ir = ParamReader::new(inputs, ParamPath::key("inputs"));

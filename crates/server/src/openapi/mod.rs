@@ -5,9 +5,11 @@
 //! `utoipa_axum::OpenApiRouter` together with its handler's `#[utoipa::path]` operation, so a
 //! route and its documentation are one registration and cannot drift apart; `tests/openapi.rs`
 //! checks that every documented operation is routed and that the server answers no route the
-//! document lacks.
+//! document lacks. The Runware task array's item schemas are recorded from the parsers when the
+//! document is built ([`tasks`]).
 
 pub mod schemas;
+pub mod tasks;
 
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -46,30 +48,38 @@ impl Modify for BearerKeys {
     }
 }
 
-/// Lists the Runware task types in `RunwareTask.taskType` as an enum taken from the registry
-/// (`mediagate_core::task::TaskType::ALL`, with aliases) and the dialect's own task types, so
-/// a task type added to the registry is documented without another edit. Applied once the
-/// routes' schemas are merged in (`router_with`).
-pub(crate) struct RegisteredTaskTypes;
+/// The finished document as JSON: utoipa's, with the Runware task schemas recorded from the
+/// parsers ([`tasks::install`]) once the routes' schemas are merged in (`router_with`).
+pub(crate) fn finish(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut json = serde_json::to_value(doc).unwrap_or_default();
+    tasks::install(&mut json);
+    task_error_statuses(&mut json);
+    json.to_string()
+}
 
-impl Modify for RegisteredTaskTypes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{RefOr, Schema};
-        let names: Vec<serde_json::Value> = crate::runware::parse::OWN_TASK_TYPES
-            .iter()
-            .copied()
-            .chain(
-                mediagate_core::task::TaskType::ALL
-                    .iter()
-                    .flat_map(|t| std::iter::once(t.as_str()).chain(t.aliases().iter().copied())),
-            )
-            .map(serde_json::Value::from)
-            .collect();
-        let Some(components) = openapi.components.as_mut() else { return };
-        let Some(RefOr::T(Schema::Object(task))) = components.schemas.get_mut("RunwareTask") else { return };
-        if let Some(RefOr::T(Schema::Object(task_type))) = task.properties.get_mut("taskType") {
-            task_type.enum_values = Some(names);
-        }
+/// `POST /v1` answers with the status of its first task's error when every task failed, so
+/// every status of the error catalog is one of its answers: the ones its operation does not
+/// list already are added from the catalog.
+fn task_error_statuses(doc: &mut serde_json::Value) {
+    let Some(responses) = doc["paths"]["/v1"]["post"]["responses"].as_object_mut() else { return };
+    let mut statuses: Vec<u16> = mediagate_core::ErrorCode::ALL.iter().map(|c| c.http_status()).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    for status in statuses {
+        responses.entry(status.to_string()).or_insert_with(|| {
+            let codes: Vec<&str> = mediagate_core::ErrorCode::ALL
+                .iter()
+                .filter(|c| c.http_status() == status)
+                .map(|c| c.as_str())
+                .collect();
+            serde_json::json!({
+                "description": format!(
+                    "Every task failed, the first with an error of this status ({}; see /docs/errors)",
+                    codes.join(", ")
+                ),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunwareResponse"}}}
+            })
+        });
     }
 }
 

@@ -192,40 +192,14 @@ pub struct UsageRequest {
 
 // --- Runware --------------------------------------------------------------------------------
 
-/// One task of a Runware request array. Every task has `taskType` and (except `ping`) a
-/// `taskUUID`; the other fields depend on the type (see docs/errors and the README).
+/// One task of a Runware request array. The routes name this component; its schema, a `oneOf`
+/// of one schema per task type recorded from the parsers, replaces this placeholder when the
+/// document is built (see [`super::tasks`]).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"taskType": "imageInference", "taskUUID": "50836053-a0ee-4cf5-b9d6-ae7c5f5a0f5b", "positivePrompt": "a fox", "width": 512, "height": 512}))]
 pub struct RunwareTask {
-    /// The task type: `authentication` (first element only), `ping`, `getResponse`,
-    /// `imageUpload`, `mediaStorage`, or a registered task type (the enum lists them all).
+    /// The task type.
     pub task_type: String,
-    /// A UUID v4 the client chose (for `getResponse`, the polled task's).
-    #[serde(rename = "taskUUID")]
-    pub task_uuid: Option<String>,
-    /// `authentication`: the API key.
-    pub api_key: Option<String>,
-    /// `imageInference`, `videoInference`: 2 to 3000 characters.
-    pub positive_prompt: Option<String>,
-    /// An AIR id from `/docs`.
-    pub model: Option<String>,
-    /// Pixels, a multiple of the model's step.
-    pub width: Option<u32>,
-    /// Pixels, a multiple of the model's step.
-    pub height: Option<u32>,
-    /// 1 to 2^53 - 1; result i uses seed + i.
-    pub seed: Option<u64>,
-    /// Results of one `imageInference`.
-    pub number_results: Option<u32>,
-    /// `upscale`: a data URI, base64 data, an HTTPS URL or an output's UUID.
-    pub input_image: Option<String>,
-    /// `upscale`: 2 to 4.
-    pub upscale_factor: Option<u32>,
-    /// `sync` or `async` (`videoInference`: async only).
-    pub delivery_method: Option<String>,
-    /// `URL`, `base64Data` or `dataURI`.
-    pub output_type: Option<String>,
 }
 
 /// A Runware error object, one per failed task.

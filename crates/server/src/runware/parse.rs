@@ -1,9 +1,10 @@
 //! Runware task objects → canonical tasks.
 
+use mediagate_core::param::Shape;
 use mediagate_core::task::TaskType;
 use mediagate_core::{ApiError, ErrorCode, ParamPath, ParamReader};
 use mediagate_engine::{Delivery, Submission};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// Every task type Runware's API reference names (both naming generations), served here or not:
@@ -58,6 +59,30 @@ pub const OWN_TASK_TYPES: &[&str] = &[
     "mediaStorage",
     "modelSearch",
     "accountManagement",
+];
+
+/// Example task objects of the task types in [`OWN_TASK_TYPES`] (parameters only, without
+/// `taskType` and `taskUUID`), one per path through [`parse`]: their OpenAPI schemas are recorded
+/// from what [`parse`] reads for them (see `crate::openapi`), and the OpenAPI test parses each.
+pub const OWN_EXAMPLES: &[(&str, &[&str])] = &[
+    ("ping", &[r#"{"ping":true}"#]),
+    ("getResponse", &["{}"]),
+    ("getTaskDetails", &["{}"]),
+    (
+        "imageUpload",
+        &[
+            r#"{"image":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="}"#,
+        ],
+    ),
+    (
+        "mediaStorage",
+        &[
+            r#"{"operation":"upload","media":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg=="}"#,
+            r#"{"operation":"delete","mediaUUID":"9f1c2a5e-6b1d-4c1e-8d7a-2b3c4d5e6f70"}"#,
+        ],
+    ),
+    ("modelSearch", &[r#"{"search":"flux","tags":["photo"],"visibility":"public","limit":5,"offset":0}"#]),
+    ("accountManagement", &[r#"{"operation":"getDetails"}"#]),
 ];
 
 /// The task types served, for messages: the registered ones (with their aliases) and the ones
@@ -168,18 +193,24 @@ enum TaskUuid {
     Polled,
 }
 
-fn task_uuid(
-    r: &mut ParamReader<'_>,
-    obj: &Map<String, Value>,
-    what: TaskUuid,
-) -> Result<Option<(String, Uuid)>, ApiError> {
-    r.accept("taskUUID");
+fn task_uuid(r: &mut ParamReader<'_>, what: TaskUuid) -> Result<Option<(String, Uuid)>, ApiError> {
+    let value = match what {
+        TaskUuid::Optional => r.raw_as("taskUUID", Shape::Uuid),
+        TaskUuid::New => {
+            r.describe("taskUUID", "A UUID the client chose for this task, unique per account.");
+            r.raw_required("taskUUID", Shape::Uuid)
+        }
+        TaskUuid::Polled => {
+            r.describe("taskUUID", "The taskUUID of the earlier task.");
+            r.raw_required("taskUUID", Shape::Uuid)
+        }
+    };
     let missing = |hint: &str| {
         ApiError::new(ErrorCode::MissingTaskUUID, format!("Missing required parameter 'taskUUID': {hint}"))
             .with_parameter(ParamPath::key("taskUUID"))
     };
-    match obj.get("taskUUID") {
-        None | Some(Value::Null) => match what {
+    match value {
+        None => match what {
             TaskUuid::Optional => Ok(None),
             TaskUuid::New => Err(missing("generate a UUID v4 for each task and send it as taskUUID.")),
             TaskUuid::Polled => Err(missing("send the taskUUID of the task whose results you are polling.")),
@@ -212,6 +243,7 @@ fn truncate(s: &str) -> String {
 }
 
 fn delivery(r: &mut ParamReader<'_>, default: Delivery) -> Result<Delivery, ApiError> {
+    r.describe("deliveryMethod", "sync (the default) waits for the results; async answers at once, to poll with getResponse. Video tasks and video forms are async only.");
     Ok(match r.opt_enum("deliveryMethod", &["sync", "async"])? {
         Some("sync") => Delivery::Sync,
         Some(_) => Delivery::Async,
@@ -222,6 +254,7 @@ fn delivery(r: &mut ParamReader<'_>, default: Delivery) -> Result<Delivery, ApiE
 /// `webhookURL`: checked by the same URL rules as asset URLs (HTTPS, a domain, no credentials,
 /// length); the address rules apply when it is called.
 fn webhook(r: &mut ParamReader<'_>) -> Result<Option<String>, ApiError> {
+    r.describe("webhookURL", "A public HTTPS URL that the task's results (or error) are POSTed to.");
     let Some(url) = r.opt_string("webhookURL", 1, 2048)? else { return Ok(None) };
     mediagate_assets::url_check::check_url(&url, 2048).map_err(|why| {
         r.invalid("webhookURL", format!("{} Webhooks are POSTed to public HTTPS URLs only.", why.message()))
@@ -260,30 +293,29 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
     r.accept("taskType");
     let parsed = match name {
         "ping" => {
-            let sent = task_uuid(&mut r, obj, TaskUuid::Optional)?.map(|(s, _)| s);
+            let sent = task_uuid(&mut r, TaskUuid::Optional)?.map(|(s, _)| s);
             r.opt_bool("ping")?;
             Parsed::Ping { task_uuid: sent }
         }
         "accountManagement" => {
-            let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
-            r.opt_enum("operation", &["getDetails"])?
-                .ok_or_else(|| r.missing("operation", "say what to do: 'getDetails' (the only operation)"))?;
+            let (sent, _) = task_uuid(&mut r, TaskUuid::New)?.expect("required");
+            r.enum_value("operation", &["getDetails"], "say what to do: 'getDetails' (the only operation)")?;
             Parsed::AccountDetails { sent }
         }
         "modelSearch" => {
-            let (sent, _) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            let (sent, _) = task_uuid(&mut r, TaskUuid::New)?.expect("required");
             Parsed::ModelSearch { sent, query: model_query(&mut r)? }
         }
         "getTaskDetails" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, TaskUuid::Polled)?.expect("required");
             Parsed::TaskDetails { sent, task_uuid: uuid }
         }
         "getResponse" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::Polled)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, TaskUuid::Polled)?.expect("required");
             Parsed::GetResponse { sent, task_uuid: uuid }
         }
         "imageUpload" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, TaskUuid::New)?.expect("required");
             let reference = r.string(
                 "image",
                 1,
@@ -299,7 +331,11 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
             }
         }
         "mediaStorage" => {
-            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, TaskUuid::New)?.expect("required");
+            r.describe(
+                "operation",
+                "upload (the default) stores media; delete removes the upload named by mediaUUID.",
+            );
             match r.opt_enum("operation", &["upload", "delete"])?.unwrap_or("upload") {
                 "delete" => {
                     let media = r.string("mediaUUID", 1, 64, "give the mediaUUID of the upload to delete")?;
@@ -357,7 +393,7 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
                 return Err(ApiError::new(code, format!("{what} Task types served here: {}.", served()))
                     .with_parameter(ParamPath::key("taskType")));
             };
-            let (sent, uuid) = task_uuid(&mut r, obj, TaskUuid::New)?.expect("required");
+            let (sent, uuid) = task_uuid(&mut r, TaskUuid::New)?.expect("required");
             let request = tt.parse_request(&mut r)?;
             // Async-only tasks (video, as on Runware) default to async and refuse sync.
             let default = if request.async_only() { Delivery::Async } else { Delivery::Sync };
@@ -392,7 +428,8 @@ pub fn parse(v: &Value, index: usize) -> Result<Parsed, ApiError> {
 /// `modelSearch`'s filters and page, as Runware documents them (`limit` 1 to 100, default 20).
 fn model_query(r: &mut ParamReader<'_>) -> Result<mediagate_engine::search::ModelQuery, ApiError> {
     use mediagate_engine::search::{ModelQuery, Visibility};
-    let tags = match r.raw("tags") {
+    const TAGS: Shape<'_> = Shape::Array { min: 0, max: 32, items: &Shape::Str { min: 1, max: 64 } };
+    let tags = match r.raw_as("tags", TAGS) {
         None => Vec::new(),
         Some(Value::Array(list)) if list.len() <= 32 => list
             .iter()

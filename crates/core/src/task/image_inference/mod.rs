@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{ModelSpec, PROCEDURAL_AIR};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -96,7 +96,8 @@ impl ImageInference {
 }
 
 fn read_outpaint(r: &mut ParamReader<'_>) -> Result<Option<Outpaint>, ApiError> {
-    let Some(v) = r.raw("outpaint") else { return Ok(None) };
+    r.describe("outpaint", "Borders to add around seedImage (which it needs): width and height must then be the seed image's size with the borders.");
+    let Some(v) = r.raw_as("outpaint", Shape::Object) else { return Ok(None) };
     let base = r.path("outpaint");
     let Value::Object(o) = v else {
         return Err(ApiError::new(
@@ -107,6 +108,7 @@ fn read_outpaint(r: &mut ParamReader<'_>) -> Result<Option<Outpaint>, ApiError> 
     };
     let mut o = ParamReader::new(o, base.clone());
     let side = |o: &mut ParamReader<'_>, key: &'static str| -> Result<u32, ApiError> {
+        o.describe(key, "Pixels, a multiple of 64.");
         let v = o.opt_int(key, 0, OUTPAINT_MAX)?.unwrap_or(0) as u32;
         if !v.is_multiple_of(64) {
             return Err(o.invalid(key, format!("{v} is not a multiple of 64; outpaint borders grow in steps of 64 pixels.")));
@@ -145,6 +147,8 @@ impl TaskParams for ImageInference {
     const FAMILY: Family = Family::Image;
     const DEFAULT_MODEL: Option<&'static str> = Some(PROCEDURAL_AIR);
     const EXAMPLE: &'static str = r#"{"positivePrompt":"a lighthouse at dusk","width":128,"height":128}"#;
+    /// Outpainting a 64x64 PNG (the `outpaint` object's fields).
+    const EXAMPLES: &'static [&'static str] = &[r#"{"positivePrompt":"a lighthouse at dusk","width":128,"height":128,"seedImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","strength":0.6,"outpaint":{"right":64,"bottom":64,"blur":8}}"#];
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let positive_prompt =
@@ -158,6 +162,10 @@ impl TaskParams for ImageInference {
         let seed = super::seed_param(r)?;
         let number_results = r.opt_int_checked_later("numberResults")?.unwrap_or(1);
         let output = output_options(r)?;
+        for key in ["strength", "maskImage"] {
+            r.describe(key, "Needs seedImage (or inputs).");
+        }
+        r.describe("maskMargin", "Needs maskImage (or inputs).");
         let seed_image = r.opt_string("seedImage", 1, usize::MAX)?;
         let mask_image = r.opt_string("maskImage", 1, usize::MAX)?;
         let strength = r.opt_f64("strength", 0.0, 1.0)?;

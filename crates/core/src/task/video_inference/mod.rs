@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::model::{ModelSpec, PROCEDURAL_VIDEO_AIR};
-use crate::param::{ParamPath, ParamReader};
+use crate::param::{ParamPath, ParamReader, Shape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -68,6 +68,8 @@ impl TaskParams for VideoInference {
     const ASYNC_ONLY: bool = true;
     const EXAMPLE: &'static str =
         r#"{"positivePrompt":"waves on a shore","width":128,"height":128,"duration":1,"fps":4}"#;
+    /// From a first frame (the `frameImages` items' fields).
+    const EXAMPLES: &'static [&'static str] = &[r#"{"positivePrompt":"waves on a shore","width":128,"height":128,"duration":1,"fps":4,"frameImages":[{"inputImage":"iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAT0lEQVR42u3PQQkAAAgEsEtiEvtjLCP4FgYrsEzXaxEQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQuCxxWCEP+z44TwAAAABJRU5ErkJggg==","frame":"first"}]}"#];
 
     fn parse(r: &mut ParamReader<'_>) -> Result<Self, ApiError> {
         let positive_prompt =
@@ -204,7 +206,11 @@ pub struct LaterFrame {
 /// video model here takes, and the frames after it (`"last"` or a frame number), a feature.
 fn frames(r: &mut ParamReader<'_>) -> Result<(Option<String>, Vec<LaterFrame>), ApiError> {
     let shape = "it must be an array of {\"inputImage\": ..., \"frame\": \"first\" | \"last\" | <frame number>}.";
-    let frames = match r.raw("frameImages") {
+    r.describe(
+        "frameImages",
+        "The first frame leads (frame absent or \"first\"); frames after it (\"last\" or a frame number) are a feature of some models.",
+    );
+    let frames = match r.raw_as("frameImages", Shape::Array { min: 0, max: 16, items: &Shape::Object }) {
         None => return Ok((None, Vec::new())),
         Some(Value::Array(frames)) => frames,
         Some(_) => return Err(r.invalid("frameImages", shape)),
@@ -218,7 +224,9 @@ fn frames(r: &mut ParamReader<'_>) -> Result<(Option<String>, Vec<LaterFrame>), 
         let at = ParamPath::key("frameImages").index(i);
         let mut fr = ParamReader::new(f, at.clone());
         let image = fr.string("inputImage", 1, usize::MAX, "the frame as a data URI, base64, an HTTPS URL or an image UUID")?;
-        let frame = fr.raw("frame").cloned();
+        const FRAME: Shape<'_> =
+            Shape::AnyOf(&[Shape::Enum(&["first", "last"]), Shape::Int { min: 0, max: i64::MAX }]);
+        let frame = fr.raw_as("frame", FRAME).cloned();
         fr.finish()?;
         let bad = |detail: &str| {
             ApiError::new(
