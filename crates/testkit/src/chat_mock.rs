@@ -36,14 +36,7 @@ impl ChatMock {
             .route("/v1/chat/completions", axum::routing::post(complete))
             .route("/v1/models", axum::routing::get(|| async { Json(json!({"data": []})) }))
             .with_state(inner.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve_until_dropped(listener, app);
         ChatMock { base_url: format!("http://{addr}"), inner, _stop: stop }
     }
 

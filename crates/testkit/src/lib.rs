@@ -16,6 +16,23 @@ pub mod tcp_proxy;
 
 pub use server::TestServer;
 
+/// Serves `app` on `listener` in a background task until the returned sender is dropped (or
+/// sent to): the life of every mock server here.
+pub fn serve_until_dropped(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
 /// A fresh random task UUID, as clients generate them.
 pub fn task_uuid() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -78,14 +78,7 @@ impl OtlpReceiver {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app =
             axum::Router::new().route("/v1/traces", axum::routing::post(export)).with_state(inner.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = crate::serve_until_dropped(listener, app);
         OtlpReceiver { base_url: format!("http://{addr}"), inner, _stop: stop }
     }
 
