@@ -385,3 +385,67 @@ async fn hardening_a_valid_key_authenticates_from_a_throttled_address() {
     assert_eq!((st, runware_code(&b)), (429, "rateLimitExceeded"), "{b}");
     assert_eq!(s.post_with_key("nonsense", &ping).await.0, 429);
 }
+
+/// Every operation the OpenAPI document marks as taking an API key (tests/openapi.rs checks the
+/// document against the routes) refuses a key whose scopes leave out that operation's dialect.
+/// A keyed route added without the dialect check fails here, whoever forgets it.
+#[tokio::test]
+async fn hardening_every_documented_keyed_route_checks_the_dialect_scope() {
+    let s = TestServer::start().await;
+    let runware_only = s.create_key("default", &["dialect:runware"]).await;
+    let runway_only = s.create_key("default", &["dialect:runway"]).await;
+    let doc: Value =
+        s.http.get(format!("{}/openapi.json", s.base_url)).send().await.unwrap().json().await.unwrap();
+    let mut checked = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        // Admin keys, not API keys (tests/admin_api.rs).
+        if path.starts_with("/admin/") {
+            continue;
+        }
+        for (method, op) in ops.as_object().unwrap() {
+            if op["security"].as_array().is_none_or(|s| s.is_empty()) {
+                continue;
+            }
+            let concrete =
+                path.replace("{id}", &task_uuid()).replace("{file}", &format!("{}.png", task_uuid()));
+            let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+            match op["tags"][0].as_str() {
+                Some("runway") => {
+                    let (st, b) = runway(&s, m, &concrete, Some(&json!({})), &runware_only).await;
+                    assert_eq!(
+                        (st, b["code"].as_str()),
+                        (403, Some("insufficientPermissions")),
+                        "{method} {path}: {b}"
+                    );
+                }
+                // The WebSocket's upgrade: its authentication is a message on the socket, refused
+                // the same way (`hardening_dialect_scope_holds_on_every_route`).
+                Some("runware") if method == "get" && path == "/v1" => continue,
+                Some("runware") => {
+                    let r = s.http.request(m, format!("{}{concrete}", s.base_url)).bearer_auth(&runway_only);
+                    let r = if method == "post" {
+                        r.json(&json!([{"taskType": "ping", "ping": true}]))
+                    } else {
+                        r
+                    };
+                    let r = r.send().await.unwrap();
+                    let st = r.status().as_u16();
+                    let b: Value = r.json().await.unwrap();
+                    assert_eq!(
+                        (st, runware_code(&b)),
+                        (403, "insufficientPermissions"),
+                        "{method} {path}: {b}"
+                    );
+                }
+                other => panic!("{method} {path} takes an API key but has no dialect tag: {other:?}"),
+            }
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    // Both dialects' keyed routes were found (the document lists them).
+    assert!(
+        checked.iter().any(|c| c == "post /v1") && checked.iter().any(|c| c == "get /v1/tasks/{id}"),
+        "{checked:?}"
+    );
+    assert!(checked.len() >= 10, "{checked:?}");
+}
