@@ -82,9 +82,29 @@ async fn polling_sees_processing_then_the_result() {
 
 #[tokio::test]
 async fn the_budget_ends_polling() {
-    let s = TestServer::start().await;
+    // A model whose provider answers after 3 s, so the task is still running when the 150 ms
+    // budget ends however fast the machine is (a heavy procedural render finished within the
+    // budget on a quiet machine, once, and the poll then returned its results).
+    let upstream = mediagate_testkit::mock_upstream::MockUpstream::start().await;
+    upstream.on(
+        "POST",
+        "/v1/images/generations",
+        vec![
+            mediagate_testkit::mock_upstream::openai_b64_reply(
+                1,
+                &mediagate_testkit::mock_upstream::png(8, 8, [9, 9, 9]),
+            )
+            .delay(Duration::from_secs(3)),
+        ],
+    );
+    let s = TestServer::start_with(|c| {
+        mediagate_testkit::mock_upstream::serve_image_model_from_mock(c, &upstream.url(""), "test:slow@1")
+    })
+    .await;
     let c = client(&s);
-    let (uuid, bg) = start_in_background(&c, heavy()).await;
+    let (uuid, bg) =
+        start_in_background(&c, ImageInference::new("a slow picture").model("test:slow@1").size(512, 512))
+            .await;
     let proxy = FlakyProxy::start(&s.base_url, vec![]).await;
     let poller = client_for(&proxy.base_url, &s.api_key, fast_retries());
     let budget = Duration::from_millis(150);
