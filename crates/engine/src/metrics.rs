@@ -130,6 +130,7 @@ pub struct Metrics {
     asset_seconds: Family<AssetLabels, Histogram, fn() -> Histogram>,
     store_commits: Family<CommitLabels, Counter>,
     store_batch_writes: Family<CommitLabels, Counter>,
+    store_sync: parking_lot::Mutex<()>,
 }
 
 /// The labels of the store's commits.
@@ -280,6 +281,7 @@ impl Metrics {
             asset_seconds,
             store_commits,
             store_batch_writes,
+            store_sync: parking_lot::Mutex::new(()),
         }
     }
 
@@ -389,6 +391,9 @@ impl Metrics {
     /// Sets the store's commit counters to the writer's totals (SQLite only).
     pub fn set_store_commits(&self, stats: Option<mediagate_store::WriterStats>) {
         let Some(stats) = stats else { return };
+        // The counters are brought up to the writer's totals by their difference: two scrapes
+        // at once must not both add it.
+        let _one_at_a_time = self.store_sync.lock();
         for (path, commits, writes) in [
             ("inline", stats.inline_batches, stats.inline_batches),
             ("batch", stats.thread_batches, stats.thread_writes),

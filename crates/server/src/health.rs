@@ -26,7 +26,12 @@ pub async fn livez() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "server", responses((status = 200, description = "Ready", body = crate::openapi::schemas::Readiness), (status = 503, description = "Not ready, and why", body = crate::openapi::schemas::Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let wait = Duration::from_millis(state.engine.config().server.readiness_timeout_ms.max(1));
-    let store = match tokio::time::timeout(wait, state.engine.store().schema_state()).await {
+    // The store and the providers are asked at once: the answer takes one timeout at most.
+    let (store, providers) = tokio::join!(
+        tokio::time::timeout(wait, state.engine.store().schema_state()),
+        providers(&state, wait)
+    );
+    let store = match store {
         Err(_) => Err(format!(
             "the store did not answer within {} ms (server.readiness_timeout_ms)",
             wait.as_millis()
@@ -44,7 +49,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(version) => (StatusCode::OK, json!({ "ok": true, "schemaVersion": version })),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "ok": false, "error": why })),
     };
-    let providers = providers(&state, wait).await;
     let ready = status == StatusCode::OK;
     crate::json_response(
         status,

@@ -368,21 +368,7 @@ impl ImageInference {
 impl Task for ImageInference {
     type Output = Vec<ImageResult>;
 
-    fn task_type(&self) -> &str {
-        self.task_type
-    }
-
-    fn task_uuid(&self) -> Uuid {
-        self.task_uuid
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a task serializes")
-    }
-
-    fn is_async(&self) -> bool {
-        self.output.delivery_method == Some(Delivery::Async)
-    }
+    task_basics!();
 
     fn parse_output(items: Vec<Value>) -> Result<Vec<ImageResult>, Error> {
         if items.is_empty() {
@@ -446,21 +432,7 @@ impl Upscale {
 impl Task for Upscale {
     type Output = ImageResult;
 
-    fn task_type(&self) -> &str {
-        self.task_type
-    }
-
-    fn task_uuid(&self) -> Uuid {
-        self.task_uuid
-    }
-
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).expect("a task serializes")
-    }
-
-    fn is_async(&self) -> bool {
-        self.output.delivery_method == Some(Delivery::Async)
-    }
+    task_basics!();
 
     fn parse_output(items: Vec<Value>) -> Result<ImageResult, Error> {
         let first = items

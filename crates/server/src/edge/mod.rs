@@ -127,14 +127,13 @@ pub(crate) fn record_tasks<'a>(uuids: impl IntoIterator<Item = &'a str>) {
     }
     // A taskUUID is 36 characters; a longer string is not one and is not copied into logs.
     let mut all = uuids.into_iter().filter(|u| u.len() <= 36);
-    let mut list: Vec<&str> = all.by_ref().take(SPAN_TASK_UUIDS).collect();
+    let mut list = all.by_ref().take(SPAN_TASK_UUIDS).collect::<Vec<&str>>().join(",");
     let rest = all.count();
-    let more = format!("+{rest} more");
     if rest > 0 {
-        list.push(&more);
+        list.push_str(&format!(",+{rest} more"));
     }
     if !list.is_empty() {
-        span.record("task_uuids", list.join(",").as_str());
+        span.record("task_uuids", list.as_str());
     }
 }
 
