@@ -368,6 +368,9 @@ pub struct StoreConfig {
     pub readers: usize,
     /// SQLite: milliseconds a write waits for another process's lock (e.g. the CLI).
     pub busy_timeout_ms: u64,
+    /// SQLite: milliseconds between two WAL checkpoint rounds while writes keep coming (an idle
+    /// store backs off to one a second).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -382,6 +385,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("synchronous", &self.synchronous)
             .field("readers", &self.readers)
             .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
             .finish()
     }
 }
@@ -397,6 +401,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Normal,
             readers: 4,
             busy_timeout_ms: 5000,
+            checkpoint_interval_ms: mediagate_store::sqlite::CHECKPOINT_INTERVAL.as_millis() as u64,
         }
     }
 }

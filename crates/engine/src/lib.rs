@@ -166,6 +166,7 @@ fn sqlite_store(config: &Config, single_server: bool) -> Result<SqliteStore, Sta
             synchronous: config.store.synchronous,
             readers: config.store.readers,
             busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+            checkpoint_interval: Duration::from_millis(config.store.checkpoint_interval_ms),
             single_server,
             ..SqliteOptions::default()
         },

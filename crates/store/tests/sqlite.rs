@@ -26,7 +26,7 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_writes() {
     let started = std::time::Instant::now();
     // Eight writers that never pause, each task carrying a 16 KiB output, until 256 MiB went in.
     // Without restarts the log holds all of it; with them, what arrives between two checkpoint
-    // rounds (250 ms apart) and the passes that follow, a few tens of MiB on a debug build.
+    // rounds and the passes that follow, a few tens of MiB on a debug build.
     while written < 256 << 20 && started.elapsed() < std::time::Duration::from_secs(60) {
         let writes: Vec<_> = (0..8)
             .map(|_| {
@@ -66,4 +66,67 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_writes() {
     }
     assert!(written >= 256 << 20, "wrote only {written} bytes in a minute");
     assert!(largest < 96 << 20, "the WAL reached {largest} bytes after {written} bytes of writes");
+}
+
+/// A commit reaches the database file itself (not only the WAL) within a few checkpoint
+/// intervals: the copy of the main file alone, opened without its WAL, holds the new account.
+#[tokio::test]
+async fn commits_are_checkpointed_into_the_database_file_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let options = SqliteOptions {
+        checkpoint_interval: std::time::Duration::from_millis(10),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&path, options).unwrap();
+    // Let the thread back off first: the first write after an idle spell must still be copied.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    store.create_account("checkpointed", 5).await.unwrap();
+    let copy = dir.path().join("copy.db");
+    let started = std::time::Instant::now();
+    let found = loop {
+        std::fs::copy(&path, &copy).unwrap();
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM accounts WHERE name = 'checkpointed'", [], |r| r.get(0))
+            .unwrap();
+        drop(conn);
+        let _ = std::fs::remove_file(dir.path().join("copy.db-wal"));
+        if n == 1 || started.elapsed() > std::time::Duration::from_secs(10) {
+            break n == 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(found, "the account never reached the database file");
+    store.close();
+}
+
+/// An idle store does not wake its checkpoint thread every interval: after rounds that find
+/// nothing new the pause doubles up to a second (10 ms without it: ~150 rounds in 1.5 s).
+#[tokio::test]
+async fn an_idle_store_backs_off_its_checkpoint_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        checkpoint_interval: std::time::Duration::from_millis(10),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(dir.path().join("db"), options).unwrap();
+    store.create_account("a", 5).await.unwrap();
+    let before = store.checkpoint_rounds();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let idle = store.checkpoint_rounds() - before;
+    // 10, 20, 40, ... 640, 1000 ms: about 8 rounds; 25 leaves room for a slow machine.
+    assert!((1..=25).contains(&idle), "{idle} checkpoint rounds in 1.5 s idle");
+    // Writes bring the short pause back (after at most one backed-off pause of a second).
+    let busy_from = store.checkpoint_rounds();
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    let mut n = 0;
+    while std::time::Instant::now() < until {
+        store.create_account(&format!("b{n}"), 5).await.unwrap();
+        n += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let busy = store.checkpoint_rounds() - busy_from;
+    assert!(busy > 40, "{busy} checkpoint rounds in 2.5 s of writes");
+    store.close();
 }

@@ -55,6 +55,9 @@ pub struct SqliteOptions {
     pub wal_restart_frames: i64,
     /// Take the one-server-per-file lock (for `serve`; CLI commands leave it off).
     pub single_server: bool,
+    /// Pause between two checkpoint rounds while writes keep coming (see
+    /// [`CHECKPOINT_INTERVAL`], the default); an idle store backs off to [`CHECKPOINT_IDLE`].
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -65,6 +68,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             wal_restart_frames: WAL_RESTART_FRAMES,
             single_server: false,
+            checkpoint_interval: CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _checkpointer: StopOnDrop,
+    /// Checkpoint rounds run so far (tests and benchmarks see how often the thread woke).
+    checkpoint_rounds: Arc<std::sync::atomic::AtomicU64>,
     /// The lock file held while this store serves, when one was taken; closing it releases it.
     _server_lock: Option<std::fs::File>,
 }
@@ -120,6 +126,19 @@ const HANDOFF_FRAMES: i64 = 256;
 /// Passes in one checkpoint round at most; after the last the writer is handed what is left.
 const MAX_PASSES: usize = 8;
 
+/// Pause between checkpoint rounds while commits keep arriving. Short on purpose: what a round
+/// copies and syncs is what arrived since the last one, and on a small VM that burst of disk
+/// writes is what delays the requests running beside it. With wrk at one connection on the
+/// 2-core development VM (`crates/bench/wrk/run.sh`, docs/benchmarks.md), p99 was 1.95 ms with a
+/// 250 ms pause, 1.3 ms at 50 ms, 1.0 ms at 25 ms and 0.9 ms at 10 ms (no checkpoints at all:
+/// 0.85 ms). Under `synchronous = normal` each round also syncs the log, so a power loss takes
+/// at most the commits since the last round.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The longest pause an idle store backs off to (doubling from the interval after each round
+/// that found nothing new), so an idle server does not wake a hundred times a second.
+pub const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+
 /// Checkpoints the WAL on its own connection, so commits never wait for the bulk of the copying
 /// and its fsyncs.
 ///
@@ -136,10 +155,12 @@ fn spawn_checkpointer(
     options: &SqliteOptions,
     stop: Arc<std::sync::atomic::AtomicBool>,
     restart: Arc<std::sync::atomic::AtomicBool>,
+    rounds: Arc<std::sync::atomic::AtomicU64>,
 ) -> StoreResult<()> {
     let conn = Connection::open(path)?;
     configure(&conn, options)?;
     let restart_frames = options.wal_restart_frames;
+    let busy_pause = options.checkpoint_interval.max(Duration::from_millis(1));
     let passive = move || {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
@@ -148,8 +169,12 @@ fn spawn_checkpointer(
     std::thread::Builder::new()
         .name("mediagate-store-checkpoint".into())
         .spawn(move || {
+            let mut pause = busy_pause;
+            // The log's (length, frames copied) after the last round: unchanged = nothing new.
+            let mut last_seen = (-1, -1);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
+                std::thread::sleep(pause);
+                rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut copied_before = 0;
                 for pass in 1..=MAX_PASSES {
                     let (log, copied) = match passive() {
@@ -159,6 +184,14 @@ fn spawn_checkpointer(
                             break;
                         }
                     };
+                    if pass == 1 {
+                        pause = if (log, copied) == last_seen {
+                            (pause * 2).min(CHECKPOINT_IDLE.max(busy_pause))
+                        } else {
+                            busy_pause
+                        };
+                        last_seen = (log, copied);
+                    }
                     if log < restart_frames {
                         break;
                     }
@@ -215,7 +248,8 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        spawn_checkpointer(&path, &options, stop.clone(), restart.clone())?;
+        let checkpoint_rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        spawn_checkpointer(&path, &options, stop.clone(), restart.clone(), checkpoint_rounds.clone())?;
         let (writer, handle) = Writer::start(conn, 16_384, restart)
             .map_err(|e| StoreError::Backend(format!("cannot start writer: {e}")))?;
         Ok(SqliteStore {
@@ -229,6 +263,7 @@ impl SqliteStore {
             path,
             writer_thread: Mutex::new(Some(handle)),
             _checkpointer: StopOnDrop(stop),
+            checkpoint_rounds,
             _server_lock: server_lock,
         })
     }
@@ -249,6 +284,12 @@ impl SqliteStore {
     /// thread (queued writes, group-committed).
     pub fn writer_stats(&self) -> WriterStats {
         self.writer.stats()
+    }
+
+    /// Checkpoint rounds the checkpoint thread has run (each wake-up, whether or not it found
+    /// frames to copy).
+    pub fn checkpoint_rounds(&self) -> u64 {
+        self.checkpoint_rounds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits for queued writes to commit and stops the writer thread. Call on shutdown after
