@@ -282,14 +282,18 @@ pub(crate) fn from_stored(s: &StoredError) -> ApiError {
     e
 }
 
-/// The request as recorded for history: inline assets longer than this are elided.
+/// The request as recorded for history: inline assets longer than this are kept as their size
+/// and SHA-256 only (history shows which image was sent without storing it again).
 const RECORD_INLINE_MAX: usize = 512;
 
 fn record_of(req: &TaskRequest) -> String {
+    use sha2::Digest;
     let mut r = req.clone();
     for input in r.inputs_mut() {
         if input.len() > RECORD_INLINE_MAX {
-            *input = format!("<{} bytes elided>", input.len());
+            let digest = sha2::Sha256::digest(input.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            *input = format!("<{} bytes elided, sha256:{hex}>", input.len());
         }
     }
     serde_json::to_string(&r).unwrap_or_default()
@@ -1269,6 +1273,12 @@ impl Engine {
                 .with_parameter(ParamPath::key("taskUUID"))
             })?;
         self.authorize_record(ctx, &rec)?;
+        self.view_of(rec).await
+    }
+
+    /// A stored task with its results (as a poll delivers them) and its error.
+    pub(crate) async fn view_of(&self, rec: TaskRecord) -> Result<TaskView, ApiError> {
+        let task_uuid = rec.task_uuid;
         // Tasks recorded as tasks without a canonical request (uploads) have no results here.
         let request = serde_json::from_str::<TaskRequest>(&rec.request).ok();
         // A running task may already have partial results.
