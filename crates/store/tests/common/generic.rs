@@ -854,7 +854,7 @@ pub async fn history_pages_filters_and_isolation(h: Harness) {
     });
     let deleted = recs.iter().find(|r| r.task_uuid == mine[1].task_uuid).unwrap();
     assert!(deleted.deleted_at.is_some());
-    assert_eq!(recs[0].key_id.is_some(), true);
+    assert!(recs[0].key_id.is_some());
     let ended = recs.iter().find(|r| r.status != TaskStatus::Processing).unwrap();
     assert_eq!(ended.attempts.len(), 1, "attempts kept with the end");
     assert_eq!(ended.attempts[0].duration_ms, 1.5);
