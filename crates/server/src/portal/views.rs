@@ -30,6 +30,15 @@ pub enum KeyNote {
     Error(String),
 }
 
+/// Micro-dollars as `$1.25` (or `-$0.0006`).
+fn usd(micros: i64) -> String {
+    let s = format_usd(micros);
+    match s.strip_prefix('-') {
+        Some(abs) => format!("-${abs}"),
+        None => format!("${s}"),
+    }
+}
+
 /// A time in ms since the epoch, as UTC.
 fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -216,9 +225,9 @@ fn limits_and_usage(org: &Organization) -> Markup {
     let v = &org.limits;
     html! {
         dl.figures {
-            dt { "Balance" } dd #balance { "$" (format_usd(v.balance_micros)) }
-            dt { "Spent this month (UTC)" } dd { "$" (format_usd(v.month_spend_micros)) }
-            dt { "Monthly spend cap" } dd { @if v.max_monthly_spend_micros > 0 { "$" (format_usd(v.max_monthly_spend_micros)) } @else { "none" } }
+            dt { "Balance" } dd #balance { (usd(v.balance_micros)) }
+            dt { "Spent this month (UTC)" } dd { (usd(v.month_spend_micros)) }
+            dt { "Monthly spend cap" } dd { @if v.max_monthly_spend_micros > 0 { (usd(v.max_monthly_spend_micros)) } @else { "none" } }
             dt { "Submissions per second, per key" } dd { @if v.key_rate_per_sec > 0.0 { (v.key_rate_per_sec) " (burst " (v.key_burst) ")" } @else { "no limit" } }
             dt { "Submissions per second, account" } dd { @if v.account_rate_per_sec > 0.0 { (v.account_rate_per_sec) " (burst " (v.account_burst) ")" } @else { "no limit" } }
             dt { "Storage used" } dd #storage {
@@ -275,7 +284,7 @@ pub fn usage(
             } @else {
                 table #spend {
                     thead { tr { th { "Day (UTC)" } th { "Model" } th { "Spent" } } }
-                    tbody { @for r in rows { tr { td { (r.day) } td { code { (r.model) } } td.num { "$" (format_usd(r.spent_micros)) } } } }
+                    tbody { @for r in rows { tr { td { (r.day) } td { code { (r.model) } } td.num { (usd(r.spent_micros)) } } } }
                 }
             }
         },
@@ -295,7 +304,7 @@ pub fn operator(nav: Nav<'_>, accounts: &[Account]) -> Markup {
                         tr data-account=(a.name) {
                             td { a href=(super::account_href(&a.name)) { (a.name) } }
                             td { span class=(format!("status {}", a.status)) { (a.status.as_str()) } }
-                            td.num { "$" (format_usd(a.balance_micros)) }
+                            td.num { (usd(a.balance_micros)) }
                             td { (when(a.created_at)) }
                             td.actions {
                                 form.inline method="post" action=(format!("{}/status", super::account_href(&a.name))) {
@@ -350,7 +359,7 @@ pub fn account(
             h2 { "Ledger (newest 20)" }
             table #ledger {
                 thead { tr { th { "When" } th { "Kind" } th { "Amount" } th { "Task" } th { "Note" } } }
-                tbody { @for l in ledger { tr { td { (when(l.created_at)) } td { (l.kind) } td.num { "$" (format_usd(l.amount_micros)) } td { @if let Some(t) = &l.task_uuid { code { (t) } } } td { (l.note) } } } }
+                tbody { @for l in ledger { tr { td { (when(l.created_at)) } td { (l.kind) } td.num { (usd(l.amount_micros)) } td { @if let Some(t) = &l.task_uuid { code { (t) } } } td { (l.note) } } } }
             }
             h2 { "Limits" }
             @if overrides.is_empty() {
@@ -361,9 +370,9 @@ pub fn account(
                     tbody { @for o in overrides { tr { td { @if let Some(m) = &o.model { code { (m) } } @else { "whole account" } } td { code { (serde_json::to_string(&o.values).unwrap_or_default()) } } } } }
                 }
             }
-            form.stack #limits-form method="post" action=(format!("{href}/limits")) {
+            p.small { "Replaces the stored values of the account (no model) or of one model; empty fields fall back to the account's, then to the server's [limits]. 0 means no limit." }
+            form.pairs #limits-form method="post" action=(format!("{href}/limits")) {
                 (csrf(nav))
-                p.small { "Replaces the stored values of the account (no model) or of one model; empty fields fall back to the account's, then to the server's [limits]. 0 means no limit." }
                 label for="model" { "Model" }
                 select #model name="model" {
                     option value="" { "(whole account)" }
