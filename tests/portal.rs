@@ -180,6 +180,17 @@ async fn a_session_is_gone_after_sign_out_and_after_it_expires() {
     assert_eq!(get(&s, &cookie, "/portal/keys").await.0, 200);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(get(&s, &cookie, "/portal/keys").await.0, 401, "expired");
+    // Signing in again from the same browser ends the session it had.
+    let (_, first) = sign_in(&s, &s.api_key).await;
+    let r = client()
+        .post(format!("{}/portal/sign-in", s.base_url))
+        .header("cookie", &first)
+        .form(&[("key", s.api_key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(get(&s, &first, "/portal/keys").await.0, 401, "the earlier session is gone");
     // A made-up cookie is no session either.
     assert_eq!(get(&s, &format!("mg_portal={}", "ab".repeat(32)), "/portal/keys").await.0, 401);
 }

@@ -325,6 +325,10 @@ async fn sign_in(
         Role::Operator { .. } => "/portal/operator",
         Role::Account { .. } => "/portal/keys",
     };
+    // A sign-in replaces the browser's earlier session, if any (a fresh id every time).
+    if let Some(old) = session_id(&headers) {
+        s.portal.remove(&old);
+    }
     match s.portal.create(role) {
         Ok((id, _)) => {
             let mut r = redirect(home);
