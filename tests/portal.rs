@@ -443,3 +443,40 @@ async fn a_real_browser_goes_through_the_portal() {
     // The scoped key worked over the API, then was refused with 401 once disabled in the portal.
     assert_eq!(used, vec![200, 401], "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_the_key_nor_the_session_id_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::mg(dir.path(), &["accounts", "create", "acme", "--credit-usd", "1"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = common::mg(dir.path(), &["keys", "create", "--account", "acme"]);
+    let key = common::stdout(&o).trim().to_string();
+    assert!(key.starts_with("key_"), "{key}");
+    // The harness logs at `trace`; request lines on too.
+    let server = common::Server::start(dir.path(), &[("MEDIAGATE_LOG__REQUESTS", "true")], &[]);
+    let base = server.base.clone();
+    let r =
+        client().post(format!("{base}/portal/sign-in")).form(&[("key", key.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
+    let id = cookie.trim_start_matches("mg_portal=").to_string();
+    let r = client().get(format!("{base}/portal/usage")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let wrong = format!("key_{}", "7".repeat(128));
+    let r = client()
+        .post(format!("{base}/portal/sign-in"))
+        .form(&[("key", wrong.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.log_text();
+    assert!(
+        log.contains("/portal/sign-in") && log.contains("/portal/usage"),
+        "the requests were logged: {log}"
+    );
+    for secret in [&key, &id, &wrong] {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log:\n{log}");
+    }
+}
