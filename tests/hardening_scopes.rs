@@ -437,6 +437,16 @@ async fn hardening_every_documented_keyed_route_checks_the_dialect_scope() {
                         "{method} {path}: {b}"
                     );
                 }
+                // History belongs to no dialect: a key scoped to either reads it (only what that
+                // key sent itself, tests/history.rs).
+                Some("history") => {
+                    for key in [&runware_only, &runway_only] {
+                        let r =
+                            s.http.request(m.clone(), format!("{}{concrete}", s.base_url)).bearer_auth(key);
+                        let st = r.send().await.unwrap().status().as_u16();
+                        assert!(st == 200 || st == 404, "{method} {path}: {st}");
+                    }
+                }
                 other => panic!("{method} {path} takes an API key but has no dialect tag: {other:?}"),
             }
             checked.push(format!("{method} {path}"));

@@ -37,6 +37,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Authentication options.
     pub auth: AuthConfig,
+    /// Task history (`[history]`).
+    pub history: crate::history::HistoryConfig,
     /// Rate limits, concurrency, queues and caps.
     pub limits: crate::limits::LimitsConfig,
     /// Stored outputs.
@@ -68,6 +70,7 @@ impl Default for Config {
             webhooks: Default::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            history: Default::default(),
             limits: Default::default(),
             outputs: OutputsConfig::default(),
             uploads: UploadsConfig::default(),

@@ -180,10 +180,23 @@ impl Dispatcher {
         self
     }
 
-    fn count(&self, provider: &str, outcome: crate::metrics::AttemptOutcome, started: Instant) {
+    /// Counts an attempt in the metrics and keeps it in the task's log.
+    fn count(&self, call: Call<'_>, outcome: crate::metrics::AttemptOutcome, message: Option<&str>) {
+        let took = call.started.elapsed();
         if let Some(m) = &self.metrics {
-            m.provider_attempt(provider, outcome, started.elapsed());
+            m.provider_attempt(call.provider, outcome, took);
         }
+        call.log.push(mediagate_store::ProviderAttempt {
+            provider: call.provider.to_string(),
+            attempt: call.n,
+            outcome: match outcome {
+                AttemptOutcome::Success => "success".into(),
+                AttemptOutcome::CircuitOpen => "circuitOpen".into(),
+                AttemptOutcome::Error(code) => code.as_str().into(),
+            },
+            duration_ms: took.as_secs_f64() * 1000.0,
+            message: message.map(str::to_string),
+        });
     }
 
     /// Replaces the jitter function (tests pin it to make backoff exact).
@@ -262,6 +275,17 @@ impl Dispatcher {
         job: Job,
         progress: ProgressFn,
     ) -> Result<Vec<Artifact>, ProviderError> {
+        self.dispatch_logged(spec, job, progress, &crate::live::AttemptLog::default()).await
+    }
+
+    /// [`Dispatcher::dispatch`], keeping each attempt (provider, outcome, duration) in `log`.
+    pub async fn dispatch_logged(
+        &self,
+        spec: &ModelSpec,
+        job: Job,
+        progress: ProgressFn,
+        log: &crate::live::AttemptLog,
+    ) -> Result<Vec<Artifact>, ProviderError> {
         let policy = &spec.retry;
         let deadline = Instant::now() + Duration::from_millis(policy.deadline_ms);
         let job = Arc::new(job);
@@ -286,7 +310,8 @@ impl Dispatcher {
                 let permit = match breaker.try_acquire(Instant::now()) {
                     Ok(p) => p,
                     Err(refusal) => {
-                        self.count(name, AttemptOutcome::CircuitOpen, Instant::now());
+                        let call = Call { provider: name, n, started: Instant::now(), log };
+                        self.count(call, AttemptOutcome::CircuitOpen, Some("circuit open: not called"));
                         tracing::info!(provider = %name, model = %spec.air, ?refusal, "circuit open; skipping to the fallback");
                         last = Some(circuit_open(name, refusal));
                         break;
@@ -314,15 +339,15 @@ impl Dispatcher {
                     attempt(provider, job.clone(), &progress).instrument(span.clone()),
                 )
                 .await;
-                self.count(
-                    name,
-                    match &outcome {
-                        Ok(Ok(_)) => AttemptOutcome::Success,
-                        Ok(Err(e)) => AttemptOutcome::Error(e.code),
-                        Err(_) => AttemptOutcome::Error(ErrorCode::TimeoutProvider),
-                    },
-                    started,
-                );
+                let (counted, message) = match &outcome {
+                    Ok(Ok(_)) => (AttemptOutcome::Success, None),
+                    Ok(Err(e)) => (AttemptOutcome::Error(e.code), Some(e.message.as_str())),
+                    Err(_) => (
+                        AttemptOutcome::Error(ErrorCode::TimeoutProvider),
+                        Some("the task's deadline passed"),
+                    ),
+                };
+                self.count(Call { provider: name, n, started, log }, counted, message);
                 if !span.is_none() {
                     let code = match &outcome {
                         Ok(Ok(_)) => "success",
@@ -389,6 +414,14 @@ impl Dispatcher {
             )
         }))
     }
+}
+
+/// One provider call, as [`Dispatcher::count`] records it.
+struct Call<'a> {
+    provider: &'a str,
+    n: u32,
+    started: Instant,
+    log: &'a crate::live::AttemptLog,
 }
 
 /// A progress sink that logs a task's progress at debug level, at most once per 10 %.

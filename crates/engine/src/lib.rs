@@ -16,6 +16,7 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod dispatch;
+pub mod history;
 pub mod keys;
 pub mod limits;
 pub mod live;
@@ -376,6 +377,21 @@ impl Engine {
         if !scopes::allows_dialect(&ctx.scopes, dialect) {
             return Err(self.forbidden(format!("use the {d} dialect"), format!("dialect:{d}"), &ctx));
         }
+        Ok(ctx)
+    }
+
+    /// Authenticates an API key for a route that belongs to no dialect (task history): the
+    /// invalid-key throttle applies, the key's `dialect:` scope does not (history limits what a
+    /// scoped key sees instead: only the tasks it sent itself).
+    pub async fn authenticate_for_history(
+        &self,
+        key: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
+        let ctx = self.auth.authenticate(key, client).await?;
+        let span = tracing::Span::current();
+        span.record("account", ctx.account_id);
+        span.record("key", ctx.key_id);
         Ok(ctx)
     }
 

@@ -28,6 +28,23 @@ pub struct LiveTask {
     phase: AtomicU8,
     progress: AtomicU32,
     cancel: CancellationToken,
+    attempts: AttemptLog,
+}
+
+/// Each provider call made for one task, in order, kept with its end for history.
+#[derive(Debug, Default)]
+pub struct AttemptLog(parking_lot::Mutex<Vec<mediagate_store::ProviderAttempt>>);
+
+impl AttemptLog {
+    /// Adds one attempt.
+    pub fn push(&self, attempt: mediagate_store::ProviderAttempt) {
+        self.0.lock().push(attempt);
+    }
+
+    /// Every attempt so far, leaving the log empty.
+    pub fn take(&self) -> Vec<mediagate_store::ProviderAttempt> {
+        std::mem::take(&mut *self.0.lock())
+    }
 }
 
 impl LiveTask {
@@ -51,6 +68,11 @@ impl LiveTask {
         let _ = self.progress.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
             (f > f32::from_bits(old)).then_some(f.to_bits())
         });
+    }
+
+    /// The provider calls made for the task so far.
+    pub fn attempts(&self) -> &AttemptLog {
+        &self.attempts
     }
 
     /// The token the task's run watches; cancelling it stops the run and any provider job.

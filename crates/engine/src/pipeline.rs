@@ -282,14 +282,18 @@ pub(crate) fn from_stored(s: &StoredError) -> ApiError {
     e
 }
 
-/// The request as recorded for history: inline assets longer than this are elided.
+/// The request as recorded for history: inline assets longer than this are kept as their size
+/// and SHA-256 only (history shows which image was sent without storing it again).
 const RECORD_INLINE_MAX: usize = 512;
 
 fn record_of(req: &TaskRequest) -> String {
+    use sha2::Digest;
     let mut r = req.clone();
     for input in r.inputs_mut() {
         if input.len() > RECORD_INLINE_MAX {
-            *input = format!("<{} bytes elided>", input.len());
+            let digest = sha2::Sha256::digest(input.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            *input = format!("<{} bytes elided, sha256:{hex}>", input.len());
         }
     }
     serde_json::to_string(&r).unwrap_or_default()
@@ -638,6 +642,7 @@ impl Engine {
                 .then(|| String::from_utf8_lossy(canonical).into_owned()),
             webhook_url: sub.webhook_url.clone(),
             spend_cap_micros: self.effective_limits(ctx.account_id, None).max_monthly_spend_micros,
+            key_id: Some(ctx.key_id),
         };
         let admission = self.store.admit_task(new_task.clone()).await.map_err(|e| {
             tracing::error!(error = %e, "admission failed");
@@ -783,6 +788,7 @@ impl Engine {
                 outcome: finish,
                 webhooks: webhooks.clone(),
                 timings: Some(timing.to_record(admit)),
+                attempts: live.attempts().take(),
             })
             .await;
         timing.store = admit + ending.elapsed();
@@ -872,6 +878,7 @@ impl Engine {
             outcome: FinishOutcome::Failure { error: to_stored(failure) },
             webhooks,
             timings: None,
+            attempts: vec![],
         };
         let first = self.store.finish_task(finish.clone()).await;
         if let Err(e) = &first {
@@ -926,6 +933,7 @@ impl Engine {
                             outcome: FinishOutcome::Failure { error: to_stored(&ApiError::internal()) },
                             webhooks: vec![],
                             timings: None,
+                            attempts: vec![],
                         })
                         .await;
                     continue;
@@ -999,14 +1007,14 @@ impl Engine {
         // completes, so getResponse returns partial results (as Runware does).
         let one = sub.request.one_result().filter(|_| sub.delivery == Delivery::Async && job.seeds.len() > 1);
         let Some(one) = one else {
-            let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, 0, 1)).await?;
+            let artifacts = self.dispatch(model, (sub.task_uuid, live), job, progress_of(live, 0, 1)).await?;
             return self.keep_artifacts(sub, artifacts, unit_price).await;
         };
         let (mut results, mut outputs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
         let n = job.seeds.len();
         for (i, &seed) in job.seeds.iter().enumerate() {
             let job = Job { request: one.clone(), seeds: vec![seed], ..job.clone() };
-            let artifacts = self.dispatch(model, sub.task_uuid, job, progress_of(live, i, n)).await?;
+            let artifacts = self.dispatch(model, (sub.task_uuid, live), job, progress_of(live, i, n)).await?;
             live.set_progress((i + 1) as f32 / n as f32);
             let (r, o, b) = self.keep_artifacts(sub, artifacts, unit_price).await?;
             results.extend(r);
@@ -1116,7 +1124,7 @@ impl Engine {
     async fn dispatch(
         &self,
         model: &crate::catalog::Model,
-        task_uuid: Uuid,
+        (task_uuid, live): (Uuid, &crate::live::LiveTask),
         job: Job,
         progress: mediagate_providers::ProgressFn,
     ) -> Result<Vec<mediagate_providers::Artifact>, ApiError> {
@@ -1125,7 +1133,7 @@ impl Engine {
             log(p);
             progress(p);
         });
-        self.dispatcher.dispatch(&model.spec, job, progress).await.map_err(|e| {
+        self.dispatcher.dispatch_logged(&model.spec, job, progress, live.attempts()).await.map_err(|e| {
             tracing::warn!(model = %model.spec.air, code = %e.code, detail = %e.detail, "dispatch failed");
             let error = ApiError::new(e.code, e.message);
             match e.parameter {
@@ -1265,6 +1273,12 @@ impl Engine {
                 .with_parameter(ParamPath::key("taskUUID"))
             })?;
         self.authorize_record(ctx, &rec)?;
+        self.view_of(rec).await
+    }
+
+    /// A stored task with its results (as a poll delivers them) and its error.
+    pub(crate) async fn view_of(&self, rec: TaskRecord) -> Result<TaskView, ApiError> {
+        let task_uuid = rec.task_uuid;
         // Tasks recorded as tasks without a canonical request (uploads) have no results here.
         let request = serde_json::from_str::<TaskRequest>(&rec.request).ok();
         // A running task may already have partial results.

@@ -185,6 +185,7 @@ impl Engine {
             resumable_payload: None,
             webhook_url: None,
             spend_cap_micros: 0,
+            key_id: None,
         };
         let mut admission = self.store.admit_task(task.clone()).await.map_err(internal)?;
         if matches!(admission, Admission::Deleted) {
@@ -257,6 +258,7 @@ impl Engine {
             outcome: finish,
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         };
         self.store.finish_task(finish).await.map_err(internal)?;
         outcome

@@ -50,6 +50,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(storage))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(key_action))
+        .routes(routes!(crate::history::admin_list))
+        .routes(routes!(crate::history::admin_one))
 }
 
 /// The admin API's own answers for paths and methods it does not have.

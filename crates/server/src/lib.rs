@@ -9,6 +9,7 @@ pub mod client_addr;
 mod docs;
 pub mod edge;
 mod health;
+pub mod history;
 pub mod openapi;
 mod outputs;
 pub mod portal;
@@ -87,6 +88,8 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
         .routes(routes!(runware::post_tasks, runware::ws::upgrade))
         .routes(routes!(outputs::get_output))
         .routes(routes!(runware::webhook_deliveries))
+        .routes(routes!(history::list))
+        .routes(routes!(history::one))
         .routes(routes!(docs::index))
         .routes(routes!(docs::errors))
         .routes(routes!(docs::runway))

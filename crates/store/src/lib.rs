@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod history;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
@@ -142,6 +143,11 @@ pub trait Store: Send + Sync {
     /// Records a task's outcome, its outputs and any refund, atomically; returns what it
     /// charged and refunded.
     async fn finish_task(&self, finish: Finish) -> StoreResult<Settled>;
+    /// A page of task history, newest first (see [`history`]). Tasks hidden by a Runway
+    /// `DELETE` are listed too, with their `deleted_at`.
+    async fn list_tasks(&self, req: history::HistoryRequest) -> StoreResult<history::HistoryPage>;
+    /// One task as history shows it, hidden or not.
+    async fn history_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>>;
     /// One task of an account.
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>>;
     /// Tasks of an account, optionally by status.

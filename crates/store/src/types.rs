@@ -180,6 +180,8 @@ pub struct NewTask {
     /// The account's monthly spend cap in micro-dollars (0 = none): admission is refused when
     /// this month's spend (UTC) plus the price would exceed it.
     pub spend_cap_micros: i64,
+    /// The API key that sent it (for history); `None` for work no key sent.
+    pub key_id: Option<i64>,
 }
 
 /// An async task a restart must run again.
@@ -416,6 +418,26 @@ pub struct Finish {
     pub webhooks: Vec<NewWebhook>,
     /// Where its time went, recorded with its end.
     pub timings: Option<TaskTimings>,
+    /// Each provider attempt, in order, recorded with its end.
+    pub attempts: Vec<ProviderAttempt>,
+}
+
+/// One call of a provider for a task (retries and fallbacks each count), as history shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderAttempt {
+    /// The provider's configured name.
+    pub provider: String,
+    /// 1 for the first call of this provider for the task, 2 for its retry, ...
+    pub attempt: u32,
+    /// `success`, or the catalog code the failure was mapped to (`circuitOpen` when the
+    /// provider's breaker kept it from being called).
+    pub outcome: String,
+    /// How long the call took, in milliseconds.
+    pub duration_ms: f64,
+    /// What the client was told of the failure, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// What a task's recorded end settled: the charge kept and the reservation given back.
@@ -501,6 +523,12 @@ pub struct TaskRecord {
     /// Where the task's time went, recorded with its end (none for tasks ended before this was
     /// recorded, or ended without running, e.g. at start-up recovery).
     pub timings: Option<TaskTimings>,
+    /// The API key that sent it (none for tasks admitted before this was recorded).
+    pub key_id: Option<i64>,
+    /// Each provider attempt, in order (empty until it ends, or if it never reached one).
+    pub attempts: Vec<ProviderAttempt>,
+    /// When Runway's `DELETE /v1/tasks/{id}` hid it (history still lists it).
+    pub deleted_at: Option<i64>,
 }
 
 /// Where a task's time went, in milliseconds (the `Server-Timing` of its responses).

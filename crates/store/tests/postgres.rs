@@ -166,6 +166,7 @@ async fn a_deleted_task_keeps_its_uuid() {
             outcome: common::failure("x"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();

@@ -52,6 +52,7 @@ async fn the_wal_stays_bounded_under_a_steady_stream_of_writes() {
                         },
                         webhooks: vec![],
                         timings: None,
+                        attempts: vec![],
                     })
                     .await
                     .unwrap();

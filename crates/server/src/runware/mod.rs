@@ -431,7 +431,14 @@ fn poll_items(state: &AppState, view: mediagate_engine::TaskView, sent: &str) ->
 /// back as (inline assets longer than 512 bytes shown by their size, never a key), and the
 /// response envelope: `data` with the results, or `errors` when it failed without any.
 fn task_details(state: &AppState, view: mediagate_engine::TaskView, sent: &str) -> Value {
-    let rec = &view.record;
+    let request = request_as_received(&view.record, sent);
+    let response = response_as_sent(state, view, sent);
+    json!({ "taskType": "getTaskDetails", "taskUUID": sent, "request": [request], "response": response })
+}
+
+/// A stored task's request as the task object it reads back as (inline assets longer than 512
+/// bytes shown by their size and hash, never a key).
+pub(crate) fn request_as_received(rec: &mediagate_store::TaskRecord, sent: &str) -> Value {
     let mut request = match serde_json::from_str::<mediagate_core::task::TaskRequest>(&rec.request) {
         Ok(r) => r.to_wire(),
         // Uploads are recorded by what was uploaded, not as a canonical request.
@@ -439,9 +446,14 @@ fn task_details(state: &AppState, view: mediagate_engine::TaskView, sent: &str) 
     };
     request.insert("taskType".into(), json!(rec.task_type));
     request.insert("taskUUID".into(), json!(sent));
-    let response = match (&view.delivered, &view.error) {
+    Value::Object(request)
+}
+
+/// The response envelope a Runware client gets for a stored task: `data` with the results, or
+/// `errors` when it failed without any.
+pub(crate) fn response_as_sent(state: &AppState, view: mediagate_engine::TaskView, sent: &str) -> Value {
+    match (&view.delivered, &view.error) {
         (None, Some(e)) => json!({ "errors": [render::error(e, &state.base_url)] }),
         _ => json!({ "data": poll_items(state, view, sent) }),
-    };
-    json!({ "taskType": "getTaskDetails", "taskUUID": sent, "request": [request], "response": response })
+    }
 }

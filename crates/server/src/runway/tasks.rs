@@ -51,7 +51,7 @@ fn parse_id(state: &AppState, id: &str) -> Result<Uuid, super::Refusal> {
 }
 
 /// The task as Runway shows it.
-fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
+pub(crate) fn render(view: &TaskView, phase: Option<TaskPhase>) -> Value {
     let r = &view.record;
     let mut v = json!({ "id": r.task_uuid, "createdAt": iso(r.created_at) });
     let o = v.as_object_mut().expect("object");

@@ -220,7 +220,7 @@ fn key_row(r: &PgRow) -> StoreResult<KeyRecord> {
 }
 
 const TASK_COLUMNS: &str = "account_id, task_uuid, task_type, model, status, request_hash, request, result, error, \
-                            cost_micros, created_at, finished_at, timings, dialect";
+                            cost_micros, created_at, finished_at, timings, dialect, key_id, attempts, deleted_at";
 
 fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
     let uuid: String = r.try_get("task_uuid")?;
@@ -241,7 +241,27 @@ fn task_row(r: &PgRow) -> StoreResult<TaskRecord> {
         created_at: r.try_get("created_at")?,
         finished_at: r.try_get("finished_at")?,
         timings: r.try_get::<Option<String>, _>("timings")?.and_then(|t| serde_json::from_str(&t).ok()),
+        key_id: r.try_get("key_id")?,
+        attempts: r
+            .try_get::<Option<String>, _>("attempts")?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
+        deleted_at: r.try_get("deleted_at")?,
     })
+}
+
+/// Binds a history query's values in order.
+fn bind_history<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    binds: &'q [history::Bind],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for b in binds {
+        q = match b {
+            history::Bind::Int(i) => q.bind(*i),
+            history::Bind::Text(t) => q.bind(t.as_str()),
+        };
+    }
+    q
 }
 
 /// Output columns without the data itself (which may be large).
@@ -766,8 +786,8 @@ impl Store for PostgresStore {
         // for this transaction, then finds the row (or, if this one rolled back, inserts it).
         let inserted = sqlx::query(
             "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
-                                created_at, delivery, payload, webhook_url, dialect)
-             VALUES ($1, $2, $3, $4, 'processing', $5, $6, $7, $8, $9, $10, $11, $12)
+                                created_at, delivery, payload, webhook_url, dialect, key_id)
+             VALUES ($1, $2, $3, $4, 'processing', $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (account_id, task_uuid) DO NOTHING",
         )
         .bind(t.account_id)
@@ -782,6 +802,7 @@ impl Store for PostgresStore {
         .bind(&t.resumable_payload)
         .bind(&t.webhook_url)
         .bind(t.dialect.as_str())
+        .bind(t.key_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -836,7 +857,7 @@ impl Store for PostgresStore {
         }
         sqlx::query(
             "UPDATE tasks SET status = 'processing', error = NULL, result = NULL, cost_micros = $1,
-                    finished_at = NULL, delivery = $2, payload = $3, webhook_url = $4
+                    finished_at = NULL, delivery = $2, payload = $3, webhook_url = $4, key_id = $7, attempts = NULL
              WHERE account_id = $5 AND task_uuid = $6 AND status = 'error'",
         )
         .bind(t.price_micros)
@@ -845,6 +866,7 @@ impl Store for PostgresStore {
         .bind(&t.webhook_url)
         .bind(t.account_id)
         .bind(&uuid)
+        .bind(t.key_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -985,6 +1007,14 @@ impl Store for PostgresStore {
                 .await?;
             }
         }
+        if !f.attempts.is_empty() {
+            sqlx::query("UPDATE tasks SET attempts = $1 WHERE account_id = $2 AND task_uuid = $3")
+                .bind(json(&f.attempts)?)
+                .bind(f.account_id)
+                .bind(&uuid)
+                .execute(&mut *tx)
+                .await?;
+        }
         for w in &f.webhooks {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (webhook_id, account_id, task_uuid, url, payload, created_at, updated_at)
@@ -1001,6 +1031,47 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(settled)
+    }
+
+    async fn list_tasks(&self, req: history::HistoryRequest) -> StoreResult<history::HistoryPage> {
+        let q = history::build(&req, history::Sql::Postgres, TASK_COLUMNS);
+        let rows = bind_history(sqlx::query(&q.page), &q.binds).fetch_all(&self.pool).await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    task_row(r)?,
+                    history::HistoryPosition {
+                        created_at: r.try_get("pos_at")?,
+                        task_uuid: r.try_get("pos_uuid")?,
+                    },
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let edge = match &q.edge {
+            Some(sql) if rows.len() <= req.limit as usize => {
+                bind_history(sqlx::query(sql), &q.binds[..q.edge_binds])
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| -> StoreResult<_> {
+                        Ok(history::HistoryPosition { created_at: r.try_get(0)?, task_uuid: r.try_get(1)? })
+                    })
+                    .transpose()?
+            }
+            _ => None,
+        };
+        Ok(history::page_of(rows, req.limit, edge))
+    }
+
+    async fn history_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = $1 AND task_uuid = $2"
+        ))
+        .bind(account_id)
+        .bind(task_uuid.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(task_row).transpose()
     }
 
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {

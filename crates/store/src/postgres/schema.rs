@@ -134,6 +134,17 @@ ALTER TABLE tasks ADD COLUMN timings TEXT;
 ALTER TABLE tasks ADD COLUMN dialect TEXT NOT NULL DEFAULT 'runware';
 UPDATE tasks SET dialect = 'runway' WHERE strpos(task_type, '_') > 0;
 "#,
+    r#"
+-- History (issue 20): which key sent a task, each provider attempt (JSON, with its end), and
+-- the indexes a page of history reads, newest first (the account's index gains the taskUUID,
+-- which orders ties).
+ALTER TABLE tasks ADD COLUMN key_id BIGINT;
+ALTER TABLE tasks ADD COLUMN attempts TEXT;
+DROP INDEX IF EXISTS tasks_by_account_created;
+CREATE INDEX tasks_history ON tasks(account_id, created_at, task_uuid);
+CREATE INDEX tasks_failed ON tasks(account_id, created_at, task_uuid) WHERE status = 'error';
+CREATE INDEX tasks_recent ON tasks(created_at, task_uuid);
+"#,
 ];
 
 /// The newest schema version this build knows.

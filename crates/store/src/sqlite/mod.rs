@@ -361,6 +361,11 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     })
 }
 
+/// The attempts column's value: `None` (left as it is) when there were none.
+fn attempts_json(attempts: &[ProviderAttempt]) -> Option<String> {
+    (!attempts.is_empty()).then(|| serde_json::to_string(attempts).unwrap_or_default())
+}
+
 fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let uuid: String = r.get("task_uuid")?;
     let result: Option<String> = r.get("result")?;
@@ -380,6 +385,12 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         created_at: r.get("created_at")?,
         finished_at: r.get("finished_at")?,
         timings: r.get::<_, Option<String>>("timings")?.and_then(|t| serde_json::from_str(&t).ok()),
+        key_id: r.get("key_id")?,
+        attempts: r
+            .get::<_, Option<String>>("attempts")?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
+        deleted_at: r.get("deleted_at")?,
     })
 }
 
@@ -825,8 +836,8 @@ impl Store for SqliteStore {
             }
             c.prepare_cached(
                     "INSERT INTO tasks (account_id, task_uuid, task_type, model, status, request_hash, request, cost_micros,
-                                        created_at, delivery, payload, webhook_url, dialect)
-                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                        created_at, delivery, payload, webhook_url, dialect, key_id)
+                     VALUES (?1, ?2, ?3, ?4, 'processing', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?
                 .execute(params![
                     t.account_id,
@@ -840,7 +851,8 @@ impl Store for SqliteStore {
                     if t.resumable_payload.is_some() { "async" } else { "sync" },
                     t.resumable_payload,
                     t.webhook_url,
-                    t.dialect.as_str()
+                    t.dialect.as_str(),
+                    t.key_id
                 ])?;
             Ok(Admission::Admitted)
         };
@@ -873,7 +885,7 @@ impl Store for SqliteStore {
                 }
                 c.prepare_cached(
                     "UPDATE tasks SET status = 'processing', error = NULL, result = NULL, cost_micros = ?1,
-                            finished_at = NULL, delivery = ?2, payload = ?3, webhook_url = ?4
+                            finished_at = NULL, delivery = ?2, payload = ?3, webhook_url = ?4, key_id = ?7, attempts = NULL
                      WHERE account_id = ?5 AND task_uuid = ?6 AND status = 'error'",
                 )?
                 .execute(params![
@@ -882,7 +894,8 @@ impl Store for SqliteStore {
                     t.resumable_payload,
                     t.webhook_url,
                     t.account_id,
-                    uuid
+                    uuid,
+                    t.key_id
                 ])?;
                 Ok(Admission::Admitted)
             })
@@ -957,6 +970,7 @@ impl Store for SqliteStore {
                 let uuid = f.task_uuid.to_string();
                 let now = now_ms();
                 let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
+                let attempts = attempts_json(&f.attempts);
                 let reserved: i64 = c
                     .prepare_cached(
                         "SELECT cost_micros FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND status = 'processing'",
@@ -1018,12 +1032,62 @@ impl Store for SqliteStore {
                     "INSERT INTO webhook_deliveries (webhook_id, account_id, task_uuid, url, payload, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?;
+                if attempts.is_some() {
+                    c.prepare_cached("UPDATE tasks SET attempts = ?1 WHERE account_id = ?2 AND task_uuid = ?3")?
+                        .execute(params![attempts, f.account_id, uuid])?;
+                }
                 for w in &f.webhooks {
                     hook.execute(params![w.webhook_id, f.account_id, uuid, w.url, w.payload, now])?;
                 }
                 Ok(settled)
             })
             .await
+    }
+
+    async fn list_tasks(&self, req: history::HistoryRequest) -> StoreResult<history::HistoryPage> {
+        self.read(move |c| {
+            let q = history::build(&req, history::Sql::Sqlite, "*");
+            let binds: Vec<rusqlite::types::Value> = q
+                .binds
+                .iter()
+                .map(|b| match b {
+                    history::Bind::Int(i) => rusqlite::types::Value::Integer(*i),
+                    history::Bind::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                })
+                .collect();
+            let mut stmt = c.prepare_cached(&q.page)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(binds.iter()), |r| {
+                    Ok((
+                        task_row(r)?,
+                        history::HistoryPosition {
+                            created_at: r.get("pos_at")?,
+                            task_uuid: r.get("pos_uuid")?,
+                        },
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let edge = match &q.edge {
+                Some(sql) if rows.len() <= req.limit as usize => c
+                    .prepare_cached(sql)?
+                    .query_row(rusqlite::params_from_iter(binds[..q.edge_binds].iter()), |r| {
+                        Ok(history::HistoryPosition { created_at: r.get(0)?, task_uuid: r.get(1)? })
+                    })
+                    .optional()?,
+                _ => None,
+            };
+            Ok(history::page_of(rows, req.limit, edge))
+        })
+        .await
+    }
+
+    async fn history_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT * FROM tasks WHERE account_id = ?1 AND task_uuid = ?2")?
+                .query_row(params![account_id, task_uuid.to_string()], task_row)
+                .optional()?)
+        })
+        .await
     }
 
     async fn get_task(&self, account_id: i64, task_uuid: Uuid) -> StoreResult<Option<TaskRecord>> {

@@ -155,6 +155,16 @@ ALTER TABLE tasks ADD COLUMN timings TEXT;
 ALTER TABLE tasks ADD COLUMN dialect TEXT NOT NULL DEFAULT 'runware';
 UPDATE tasks SET dialect = 'runway' WHERE instr(task_type, '_') > 0;
 "#,
+    r#"
+-- History (issue 20): which key sent a task, each provider attempt (JSON, with its end), and
+-- the indexes a page of history reads, newest first: an account's tasks, its failures (only
+-- failed tasks enter it), every account's. Each is appended to at its right edge.
+ALTER TABLE tasks ADD COLUMN key_id INTEGER;
+ALTER TABLE tasks ADD COLUMN attempts TEXT;
+CREATE INDEX tasks_history ON tasks(account_id, created_at, task_uuid);
+CREATE INDEX tasks_failed ON tasks(account_id, created_at, task_uuid) WHERE status = 'error';
+CREATE INDEX tasks_recent ON tasks(created_at, task_uuid);
+"#,
 ];
 
 /// The newest schema version (`PRAGMA user_version` once every migration is applied).

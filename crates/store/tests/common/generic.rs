@@ -88,6 +88,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
             outcome: failure("providerError"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -101,6 +102,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
                 outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 0 },
                 webhooks: vec![],
                 timings: None,
+                attempts: vec![],
             })
             .await
             .is_err()
@@ -156,6 +158,7 @@ pub async fn replays_failures_refunds_and_restart_settlement(h: Harness) {
             outcome: failure("x"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -252,6 +255,7 @@ pub async fn concurrent_admissions_never_pass_the_monthly_spend_cap_and_refunds_
             outcome: failure("providerError"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -313,6 +317,7 @@ pub async fn partial_results_success_and_outputs_inline_and_as_files(h: Harness)
             },
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -449,6 +454,7 @@ pub async fn webhook_secrets_deliveries_and_attempts(h: Harness) {
             outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 10 },
             webhooks: hooks,
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -533,6 +539,7 @@ pub async fn limits_overrides_and_recent_counts(h: Harness) {
             outcome: failure("x"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -595,6 +602,7 @@ pub async fn usage_by_day_nets_charges_and_refunds(h: Harness) {
             outcome: ok(120),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -605,6 +613,7 @@ pub async fn usage_by_day_nets_charges_and_refunds(h: Harness) {
             outcome: failure("x"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -642,6 +651,7 @@ pub async fn hardening_a_deleted_task_uuid_stays_taken(h: Harness) {
             outcome: FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 100 },
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -680,6 +690,7 @@ pub async fn hardening_a_task_ended_early_pays_for_its_delivered_results(h: Harn
             outcome: FinishOutcome::PartlyDelivered { error: error.clone(), cost_micros: 100 },
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -725,6 +736,7 @@ pub async fn hardening_a_reservation_raised_once_the_size_is_known(h: Harness) {
             outcome: FinishOutcome::Success { results: vec![item], outputs: vec![], cost_micros: 400 },
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
@@ -746,8 +758,191 @@ pub async fn hardening_a_reservation_raised_once_the_size_is_known(h: Harness) {
             outcome: failure("x"),
             webhooks: vec![],
             timings: None,
+            attempts: vec![],
         })
         .await
         .unwrap();
     assert_eq!(balance().await, 600);
+}
+
+/// Every page of a history request, followed by its position to the end.
+async fn all_pages(
+    store: &dyn Store,
+    filter: history::HistoryFilter,
+    limit: u32,
+    scan_rows: u32,
+) -> Vec<Uuid> {
+    let mut out = Vec::new();
+    let mut after = None;
+    for _ in 0..1_000 {
+        let page = store
+            .list_tasks(history::HistoryRequest { filter: filter.clone(), after, limit, scan_rows })
+            .await
+            .unwrap();
+        assert!(page.tasks.len() <= limit as usize);
+        out.extend(page.tasks.iter().map(|t| t.task_uuid));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+    panic!("the pages never ended");
+}
+
+pub async fn history_pages_filters_and_isolation(h: Harness) {
+    let store = h.store.clone();
+    let a = store.create_account("a", 1_000_000).await.unwrap();
+    let b = store.create_account("b", 1_000_000).await.unwrap();
+    // 30 tasks of `a` in a known mix, 5 of `b`; some fail with one of two codes, one is deleted.
+    let mut mine = Vec::new();
+    for i in 0..30i64 {
+        let t = NewTask {
+            task_type: if i % 3 == 0 { "videoInference".into() } else { "imageInference".into() },
+            model: Some(format!("m:{}@1", i % 2)),
+            dialect: if i % 5 == 0 {
+                mediagate_core::Dialect::Runway
+            } else {
+                mediagate_core::Dialect::Runware
+            },
+            key_id: Some(100 + i % 4),
+            request: format!("{{\"positivePrompt\":\"a {} cat\"}}", if i == 7 { "Purple" } else { "grey" }),
+            ..task(a.id, 10)
+        };
+        store.admit_task(t.clone()).await.unwrap();
+        let outcome = match i % 4 {
+            0 => failure(if i % 8 == 0 { "providerError" } else { "timeoutProvider" }),
+            1 => FinishOutcome::Success { results: vec![], outputs: vec![], cost_micros: 10 },
+            _ => {
+                mine.push(t);
+                continue; // still processing
+            }
+        };
+        let attempts = vec![ProviderAttempt {
+            provider: "p".into(),
+            attempt: 1,
+            outcome: "success".into(),
+            duration_ms: 1.5,
+            message: None,
+        }];
+        store
+            .finish_task(Finish {
+                account_id: a.id,
+                task_uuid: t.task_uuid,
+                outcome,
+                webhooks: vec![],
+                timings: None,
+                attempts,
+            })
+            .await
+            .unwrap();
+        mine.push(t);
+    }
+    for _ in 0..5 {
+        store.admit_task(task(b.id, 10)).await.unwrap();
+    }
+    h.flush().await;
+    assert!(store.delete_task(a.id, mine[1].task_uuid).await.unwrap(), "a finished task can be deleted");
+    h.flush().await;
+    // What each task is, read back one by one; newest first is by (created_at, taskUUID).
+    let mut recs = Vec::new();
+    for t in &mine {
+        recs.push(store.history_task(a.id, t.task_uuid).await.unwrap().expect("history keeps every task"));
+    }
+    assert!(store.history_task(b.id, mine[0].task_uuid).await.unwrap().is_none(), "another account's task");
+    recs.sort_by(|x, y| {
+        (y.created_at, y.task_uuid.to_string()).cmp(&(x.created_at, x.task_uuid.to_string()))
+    });
+    let deleted = recs.iter().find(|r| r.task_uuid == mine[1].task_uuid).unwrap();
+    assert!(deleted.deleted_at.is_some());
+    assert_eq!(recs[0].key_id.is_some(), true);
+    let ended = recs.iter().find(|r| r.status != TaskStatus::Processing).unwrap();
+    assert_eq!(ended.attempts.len(), 1, "attempts kept with the end");
+    assert_eq!(ended.attempts[0].duration_ms, 1.5);
+    let expect = |keep: &dyn Fn(&TaskRecord) -> bool| -> Vec<Uuid> {
+        recs.iter().filter(|r| keep(r)).map(|r| r.task_uuid).collect()
+    };
+    let of_a = |f: history::HistoryFilter| history::HistoryFilter { account_id: Some(a.id), ..f };
+    // Everything, in pages of 7, then with a tiny scan budget: the same tasks in the same order.
+    let all = expect(&|_| true);
+    assert_eq!(all.len(), 30);
+    assert_eq!(all_pages(store.as_ref(), of_a(Default::default()), 7, 5_000).await, all);
+    assert_eq!(all_pages(store.as_ref(), of_a(Default::default()), 30, 5_000).await, all);
+    // Each filter, with a roomy and with a tiny scan budget (short pages, same result).
+    let code = |r: &TaskRecord| r.error.as_ref().map(|e| e.code.clone());
+    let cases: Vec<(history::HistoryFilter, Vec<Uuid>)> = vec![
+        (
+            history::HistoryFilter { status: Some(TaskStatus::Error), ..Default::default() },
+            expect(&|r| r.status == TaskStatus::Error),
+        ),
+        (
+            history::HistoryFilter { status: Some(TaskStatus::Processing), ..Default::default() },
+            expect(&|r| r.status == TaskStatus::Processing),
+        ),
+        (
+            history::HistoryFilter { error_code: Some("timeoutProvider".into()), ..Default::default() },
+            expect(&|r| code(r).as_deref() == Some("timeoutProvider")),
+        ),
+        (
+            history::HistoryFilter { task_type: Some("videoInference".into()), ..Default::default() },
+            expect(&|r| r.task_type == "videoInference"),
+        ),
+        (
+            history::HistoryFilter { model: Some("m:1@1".into()), ..Default::default() },
+            expect(&|r| r.model.as_deref() == Some("m:1@1")),
+        ),
+        (
+            history::HistoryFilter { dialect: Some(mediagate_core::Dialect::Runway), ..Default::default() },
+            expect(&|r| r.dialect == mediagate_core::Dialect::Runway),
+        ),
+        (
+            history::HistoryFilter { key_id: Some(102), ..Default::default() },
+            expect(&|r| r.key_id == Some(102)),
+        ),
+        (
+            history::HistoryFilter { text: Some("purple".into()), ..Default::default() },
+            expect(&|r| r.request.contains("Purple")),
+        ),
+        (
+            history::HistoryFilter {
+                since_ms: Some(recs[20].created_at),
+                until_ms: Some(recs[5].created_at + 1),
+                ..Default::default()
+            },
+            expect(&|r| r.created_at >= recs[20].created_at && r.created_at <= recs[5].created_at),
+        ),
+        (
+            history::HistoryFilter {
+                status: Some(TaskStatus::Error),
+                model: Some("m:0@1".into()),
+                ..Default::default()
+            },
+            expect(&|r| r.status == TaskStatus::Error && r.model.as_deref() == Some("m:0@1")),
+        ),
+    ];
+    for (filter, want) in cases {
+        assert!(!want.is_empty(), "{filter:?} matches something");
+        assert_eq!(all_pages(store.as_ref(), of_a(filter.clone()), 3, 5_000).await, want, "{filter:?}");
+        assert_eq!(all_pages(store.as_ref(), of_a(filter.clone()), 2, 4).await, want, "{filter:?}, budget 4");
+    }
+    // Across accounts (operators): both accounts' tasks; failures there are checked on rows.
+    let everyone = all_pages(store.as_ref(), Default::default(), 8, 5_000).await;
+    assert_eq!(everyone.len(), 35);
+    let failed = all_pages(
+        store.as_ref(),
+        history::HistoryFilter { status: Some(TaskStatus::Error), ..Default::default() },
+        4,
+        3,
+    )
+    .await;
+    assert_eq!(failed, expect(&|r| r.status == TaskStatus::Error));
+    // Account isolation: `b` sees only its own five.
+    let theirs = all_pages(
+        store.as_ref(),
+        history::HistoryFilter { account_id: Some(b.id), ..Default::default() },
+        10,
+        5_000,
+    )
+    .await;
+    assert_eq!(theirs.len(), 5);
+    assert!(theirs.iter().all(|u| !all.contains(u)));
 }

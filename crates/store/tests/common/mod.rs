@@ -95,6 +95,7 @@ pub fn task(account_id: i64, price: i64) -> NewTask {
         resumable_payload: None,
         webhook_url: None,
         spend_cap_micros: 0,
+        key_id: None,
     }
 }
 
@@ -126,6 +127,7 @@ macro_rules! backend_tests {
             hardening_a_deleted_task_uuid_stays_taken,
             hardening_a_task_ended_early_pays_for_its_delivered_results,
             hardening_a_reservation_raised_once_the_size_is_known,
+            history_pages_filters_and_isolation,
         );
     };
     (@each $open:expr; $($name:ident),* $(,)?) => {
