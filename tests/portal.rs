@@ -10,6 +10,7 @@ mod common;
 
 use common::skip_or_fail;
 use mediagate_server::portal::{CSP, ROUTES};
+use mediagate_testkit::images::png_data_uri;
 use mediagate_testkit::{TestServer, task_uuid};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -343,6 +344,72 @@ async fn the_operator_manages_accounts_credit_and_limits() {
     assert_eq!(get(&s, &cookie, "/portal/operator/accounts/nobody").await.0, 404);
 }
 
+#[tokio::test]
+async fn the_request_history_pages_filter_page_and_show_a_task_as_text() {
+    let s = TestServer::start_with(|c| c.history.page_size = 2).await;
+    let evil = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">";
+    let mut sent = Vec::new();
+    for prompt in ["a lighthouse", evil, "a heron", "an owl"] {
+        let u = task_uuid();
+        let (status, body) = s
+            .post(&json!([{"taskType": "imageInference", "taskUUID": u, "positivePrompt": prompt,
+                "model": "mediagate:procedural@1", "width": 64, "height": 64}]))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        sent.push(u);
+    }
+    let failed = task_uuid();
+    let (status, _) = s
+        .post(&json!([{"taskType": "upscale", "taskUUID": failed, "inputImage": png_data_uri(4000, 400), "upscaleFactor": 4}]))
+        .await;
+    assert_eq!(status, 400);
+    let (_, cookie) = sign_in(&s, &s.api_key).await;
+    // Newest first, two a page, the next page by its cursor (the filters kept).
+    let (status, _, page) = get(&s, &cookie, "/portal/history?status=success").await;
+    assert_eq!(status, 200, "{page}");
+    let order = |page: &str| -> Vec<String> {
+        page.split("data-task=\"").skip(1).map(|r| r[..36].to_string()).collect()
+    };
+    assert_eq!(order(&page), vec![sent[3].clone(), sent[2].clone()]);
+    let next = page
+        .split("id=\"next-page\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(next.contains("status=success") && next.contains("cursor="), "{next}");
+    let (_, _, page2) = get(&s, &cookie, &next).await;
+    assert_eq!(order(&page2), vec![sent[1].clone(), sent[0].clone()]);
+    // Status and error code at a glance; the filter by error code and by text.
+    let (_, _, page) = get(&s, &cookie, "/portal/history?errorCode=assetAspectRatio").await;
+    assert_eq!(order(&page), vec![failed.clone()]);
+    assert!(page.contains("<code class=\"error-code\">assetAspectRatio</code>"), "{page}");
+    let (_, _, page) = get(&s, &cookie, "/portal/history?q=__pwned").await;
+    assert_eq!(order(&page), vec![sent[1].clone()]);
+    // A filter the API refuses is said on the page.
+    let (status, _, page) = get(&s, &cookie, "/portal/history?errorCode=noSuchCode").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("noSuchCode is not an error code"), "{page}");
+    // One task: the prompt is text, never markup.
+    let (status, _, page) = get(&s, &cookie, &format!("/portal/history/{}", sent[1])).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<script>window") && !page.contains("<img src=x"), "{page}");
+    assert!(page.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;"), "{page}");
+    let (_, _, page) = get(&s, &cookie, &format!("/portal/history/{failed}")).await;
+    assert!(page.contains("assetAspectRatio") && page.contains("/docs/errors#assetAspectRatio"), "{page}");
+    // Another account's task is not found; a scoped session sees only its own key's tasks.
+    s.engine.admin().create_account("other", "1").await.unwrap();
+    let theirs = s.create_key("other", &[]).await;
+    let (_, other) = sign_in(&s, &theirs).await;
+    assert_eq!(get(&s, &other, &format!("/portal/history/{}", sent[0])).await.0, 404);
+    let scoped = s.create_key("default", &["task:imageInference"]).await;
+    let (_, cookie) = sign_in(&s, &scoped).await;
+    let (_, _, page) = get(&s, &cookie, "/portal/history").await;
+    assert!(order(&page).is_empty(), "{page}");
+}
+
 // --- The browser --------------------------------------------------------------------------
 
 /// Whether Chromium, node and playwright-core are there; skips (or, under CI, fails) if not.
@@ -379,6 +446,13 @@ async fn a_real_browser_goes_through_the_portal() {
             "model": "mediagate:procedural@1", "width": 128, "height": 128}]))
         .await;
     assert_eq!(status, 200, "{body}");
+    // A failure recorded after admission (a 10:1 image is outside the upscaler's ratios), for
+    // the error's page and its documentation link.
+    let failed = task_uuid();
+    let (status, body) = s
+        .post(&json!([{"taskType": "upscale", "taskUUID": failed, "inputImage": png_data_uri(4000, 400), "upscaleFactor": 4}]))
+        .await;
+    assert_eq!(status, 400, "{body}");
     let shots = root.join("docs/portal");
     std::fs::create_dir_all(&shots).unwrap();
     let mut script = Command::new("node")
@@ -389,6 +463,8 @@ async fn a_real_browser_goes_through_the_portal() {
         .env("MG_ADMIN_KEY", &admin)
         .env("MG_SHOTS", &shots)
         .env("MG_TODAY", chrono::Utc::now().date_naive().to_string())
+        .env("MG_PROMPT", prompt)
+        .env("MG_FAILED", &failed)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,8 @@ const key = process.env.MG_KEY;
 const adminKey = process.env.MG_ADMIN_KEY;
 const shots = process.env.MG_SHOTS;
 const today = process.env.MG_TODAY;
+const prompt = process.env.MG_PROMPT;
+const failed = process.env.MG_FAILED;
 
 const replies = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 /** Asks the Rust side to call the API with `secret`; returns the HTTP status it got. */
@@ -76,8 +78,30 @@ try {
   assert.match(await page.textContent("#spend"), new RegExp(today));
   await shot("usage");
 
-  // The prompt of the task run before was never written into a page as markup.
-  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  // Request history: filters as a GET form, the hostile prompt shown as text.
+  await page.click("nav >> text=Requests");
+  await page.waitForURL(`${base}/portal/history`);
+  assert.ok((await page.locator("#history tbody tr").count()) >= 3);
+  assert.match(await page.locator(`tr[data-task="${failed}"]`).textContent(), /assetAspectRatio/);
+  await shot("history");
+  await page.selectOption("select[name=status]", "success");
+  await page.fill("input[name=q]", "__pwned");
+  await page.click("#history-filters button[type=submit]");
+  await page.waitForURL(/status=success/);
+  const rows = page.locator("#history tbody tr");
+  assert.equal(await rows.count(), 1);
+  await rows.first().locator("a").click();
+  await page.waitForURL(/\/portal\/history\/[0-9a-f-]{36}$/);
+  assert.ok((await page.textContent("#task-request")).includes(JSON.stringify(prompt)), "the prompt is shown as text");
+  assert.equal(await page.locator("main script, main img").count(), 0);
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "no script of the prompt ran");
+  await shot("history-task");
+  await page.goto(`${base}/portal/history/${failed}`);
+  assert.match(await page.textContent("#task-error"), /assetAspectRatio/);
+  assert.match(await page.getAttribute("#error-doc", "href"), /\/docs\/errors#assetAspectRatio$/);
+  assert.equal(await page.textContent("#task-uuid"), failed);
+  assert.equal(await page.locator("button[data-copy=task-uuid]").count(), 1);
+  await shot("history-error");
 
   // Sign out: the session is gone, the old cookie does not come back to life.
   await page.click("#sign-out");

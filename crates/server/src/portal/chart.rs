@@ -19,11 +19,12 @@ pub fn spend(start: NaiveDate, before: NaiveDate, rows: &[DailyUsage]) -> Markup
     let days: Vec<NaiveDate> = start.iter_days().take_while(|d| *d < before).collect();
     let mut models: Vec<&str> = Vec::new();
     let mut by_day: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
-    for r in rows {
+    // Days where refunds matched or exceeded charges draw no bar.
+    for r in rows.iter().filter(|r| r.spent_micros > 0) {
         if !models.contains(&r.model.as_str()) {
             models.push(&r.model);
         }
-        by_day.entry(&r.day).or_default().push((&r.model, r.spent_micros.max(0)));
+        by_day.entry(&r.day).or_default().push((&r.model, r.spent_micros));
     }
     let max = by_day.values().map(|v| v.iter().map(|(_, m)| m).sum::<i64>()).max().unwrap_or(0).max(1);
     let slot = (720.0 / days.len().max(1) as f64).clamp(6.0, 40.0);

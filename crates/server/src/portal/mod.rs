@@ -2,7 +2,8 @@
 //! build), for people rather than programs.
 //!
 //! Signed in with an API key, a browser sees its account: keys (list, create, disable, enable,
-//! revoke) and usage (balance, spend per day per model, limits and current usage, storage).
+//! revoke), usage (balance, spend per day per model, limits and current usage, storage) and
+//! request history (the history API's list and task details, as pages).
 //! Signed in with an admin key, it sees the operator's pages: accounts, credit grants, limits.
 //!
 //! Safe by construction:
@@ -62,6 +63,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/portal/keys"),
     ("POST", "/portal/keys/{id}/{action}"),
     ("GET", "/portal/usage"),
+    ("GET", "/portal/history"),
+    ("GET", "/portal/history/{id}"),
     ("GET", "/portal/operator"),
     ("POST", "/portal/operator/accounts"),
     ("GET", "/portal/operator/accounts/{name}"),
@@ -84,6 +87,8 @@ pub fn routes() -> Router<AppState> {
         .route("/portal/keys", get(keys_page).post(create_key))
         .route("/portal/keys/{id}/{action}", post(key_action))
         .route("/portal/usage", get(usage_page))
+        .route("/portal/history", get(history_page))
+        .route("/portal/history/{id}", get(task_page))
         .route("/portal/operator", get(operator_page))
         .route("/portal/operator/accounts", post(create_account))
         .route("/portal/operator/accounts/{name}", get(account_page))
@@ -515,6 +520,94 @@ async fn usage_page(
     };
     let status = if problems.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     html(status, views::usage(signed.nav(), account, &org, start, before, &rows, &problems))
+}
+
+/// The caller an account session reads history as (the engine restricts a scoped key to the
+/// tasks it sent itself, as on the history API).
+fn history_viewer(signed: &Signed) -> Result<mediagate_engine::AuthContext, Refused> {
+    match &signed.session.role {
+        Role::Account { account_id, account_name, key_id, scopes } => Ok(mediagate_engine::AuthContext {
+            account_id: *account_id,
+            account_name: account_name.clone(),
+            key_id: *key_id,
+            scopes: scopes.clone(),
+        }),
+        Role::Operator { .. } => Err(Box::new(redirect("/portal/operator"))),
+    }
+}
+
+/// `GET /portal/history`: the history API's list, its filters as a GET form. The form's dates
+/// (`YYYY-MM-DD`, UTC) become the API's times: `since` from the start of its day, `until` to
+/// the end of its day.
+async fn history_page(
+    State(s): State<AppState>,
+    signed: Signed,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let ctx = match history_viewer(&signed) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let form: HashMap<String, String> =
+        q.into_iter().map(|(k, v)| (k, v.trim().to_string())).filter(|(_, v)| !v.is_empty()).collect();
+    let mut query = form.clone();
+    for (k, end_of_day) in [("since", false), ("until", true)] {
+        if let Some(d) = form.get(k).and_then(|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()) {
+            let d = if end_of_day { d.succ_opt().unwrap_or(d) } else { d };
+            let ms = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default();
+            query.insert(k.to_string(), ms.to_string());
+        }
+    }
+    let keys = s.engine.admin().list_keys(Some(&ctx.account_name)).await.unwrap_or_default();
+    let result = async {
+        let parsed = crate::history::parse_query(&query, &[])?;
+        s.engine.history(mediagate_engine::history::Viewer::Key(&ctx), parsed).await
+    }
+    .await;
+    match result {
+        Ok(page) => {
+            let next = page.next_cursor.as_ref().map(|c| {
+                let mut params: Vec<(&str, &str)> = form
+                    .iter()
+                    .filter(|(k, _)| *k != "cursor")
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                params.sort();
+                params.push(("cursor", c));
+                format!("/portal/history?{}", serde_urlencoded::to_string(&params).unwrap_or_default())
+            });
+            html(
+                StatusCode::OK,
+                views::history(signed.nav(), &form, &keys, Some(&page), next.as_deref(), None),
+            )
+        }
+        Err(e) => html(
+            crate::catalog_status(e.http_status()),
+            views::history(signed.nav(), &form, &keys, None, None, Some(&e.message)),
+        ),
+    }
+}
+
+/// `GET /portal/history/{taskUUID}`: one task as the history API shows it.
+async fn task_page(State(s): State<AppState>, signed: Signed, Path(id): Path<String>) -> Response {
+    let ctx = match history_viewer(&signed) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let Ok(uuid) = uuid::Uuid::try_parse(&id) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            views::message("Not a taskUUID", "Tasks are named by their taskUUID.", Some(signed.nav())),
+        );
+    };
+    match s.engine.history_task(mediagate_engine::history::Viewer::Key(&ctx), uuid).await {
+        Ok(d) => {
+            let record = d.view.record.clone();
+            let details = crate::history::details_json(&s, d);
+            html(StatusCode::OK, views::task(signed.nav(), &record, &details))
+        }
+        Err(e) => failure(&e, Some(signed.nav())),
+    }
 }
 
 /// The operator's session, or a refusal.

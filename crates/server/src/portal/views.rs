@@ -6,7 +6,11 @@ use crate::runway::organization::Organization;
 use chrono::NaiveDate;
 use maud::{DOCTYPE, Markup, html};
 use mediagate_core::money::format_usd;
-use mediagate_store::{Account, AccountStatus, DailyUsage, KeyRecord, KeyStatus, LedgerEntry, LimitOverride};
+use mediagate_store::{
+    Account, AccountStatus, DailyUsage, KeyRecord, KeyStatus, LedgerEntry, LimitOverride, TaskRecord,
+};
+use serde_json::Value;
+use std::collections::HashMap;
 
 /// What the header of a signed-in page needs.
 #[derive(Clone, Copy)]
@@ -83,6 +87,7 @@ fn page(title: &str, nav: Option<Nav<'_>>, body: Markup) -> Markup {
                             } @else {
                                 a href="/portal/keys" { "API keys" }
                                 a href="/portal/usage" { "Usage" }
+                                a href="/portal/history" { "Requests" }
                             }
                         }
                         form.inline method="post" action="/portal/sign-out" {
@@ -382,6 +387,138 @@ pub fn account(
                     label for=(name) { (label) } input id=(name) type="text" name=(name);
                 }
                 button type="submit" { "Set limits" }
+            }
+        },
+    )
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn duration(rec: &TaskRecord) -> String {
+    rec.finished_at.map_or_else(|| "running".into(), |f| format!("{} ms", (f - rec.created_at).max(0)))
+}
+
+/// The request history: the filters as a GET form, then a page of tasks, newest first.
+pub fn history(
+    nav: Nav<'_>,
+    form: &HashMap<String, String>,
+    keys: &[KeyRecord],
+    tasks: Option<&mediagate_engine::history::HistoryPage>,
+    next: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
+    let value = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let chosen = |k: &str, v: &str| form.get(k).is_some_and(|x| x == v);
+    page(
+        "Requests",
+        Some(nav),
+        html! {
+            form.filters #history-filters method="get" action="/portal/history" {
+                label { "Status" select name="status" {
+                    option value="" { "any" }
+                    @for st in ["processing", "success", "error"] { option value=(st) selected[chosen("status", st)] { (st) } }
+                } }
+                label { "Task type" input type="text" name="taskType" value=(value("taskType")) placeholder="imageInference"; }
+                label { "Model" input type="text" name="model" value=(value("model")) placeholder="mediagate:procedural@1"; }
+                label { "Error code" input type="text" name="errorCode" value=(value("errorCode")) placeholder="invalidParameterValue"; }
+                label { "Dialect" select name="dialect" {
+                    option value="" { "any" }
+                    @for d in ["runware", "runway"] { option value=(d) selected[chosen("dialect", d)] { (d) } }
+                } }
+                label { "Key" select name="keyId" {
+                    option value="" { "any" }
+                    @for k in keys {
+                        @let id = k.id.to_string();
+                        option value=(id) selected[chosen("keyId", &id)] { (k.prefix) "… " (k.description) }
+                    }
+                } }
+                label { "From" input type="date" name="since" value=(value("since")); }
+                label { "To" input type="date" name="until" value=(value("until")); }
+                label.wide { "Text in the request" input type="search" name="q" value=(value("q")) placeholder="words of a prompt"; }
+                div.buttons { button type="submit" { "Filter" } " " a href="/portal/history" { "Clear" } }
+            }
+            @if let Some(e) = error { p.notice role="alert" { (e) } }
+            @if let Some(found) = tasks {
+                @if found.tasks.is_empty() {
+                    p.muted { "No task on this page." @if next.is_some() { " Older tasks may still match: see the next page." } }
+                } @else {
+                    table #history {
+                        thead { tr { th { "Admitted" } th { "Task" } th { "Type" } th { "Model" } th { "Status" } th { "Error" } th { "Cost" } th { "Took" } } }
+                        tbody {
+                            @for t in &found.tasks {
+                                tr data-task=(t.task_uuid.to_string()) {
+                                    td { (when(t.created_at)) }
+                                    td { a href=(format!("/portal/history/{}", t.task_uuid)) { code { (t.task_uuid.to_string()) } } }
+                                    td { (t.task_type) }
+                                    td { @if let Some(m) = &t.model { code { (m) } } }
+                                    td { span class=(format!("status {}", t.status.as_str())) { (t.status.as_str()) } }
+                                    td { @if let Some(e) = &t.error { code.error-code { (e.code) } } }
+                                    td.num { (usd(t.cost_micros)) }
+                                    td.num { (duration(t)) }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if let Some(n) = next { p { a #next-page href=(n) { "Next page (older)" } } }
+            }
+        },
+    )
+}
+
+/// One task: the history API's details, as a page.
+pub fn task(nav: Nav<'_>, rec: &TaskRecord, d: &Value) -> Markup {
+    let uuid = rec.task_uuid.to_string();
+    page(
+        "Request",
+        Some(nav),
+        html! {
+            p { a href="/portal/history" { "All requests" } }
+            dl.figures {
+                dt { "taskUUID" } dd { code #task-uuid { (uuid) } " " button type="button" data-copy="task-uuid" { "Copy" } }
+                dt { "Task type" } dd { (rec.task_type) }
+                dt { "Model" } dd { @if let Some(m) = &rec.model { code { (m) } } }
+                dt { "Dialect" } dd { (rec.dialect.as_str()) }
+                dt { "Status" } dd { span class=(format!("status {}", rec.status.as_str())) { (rec.status.as_str()) } }
+                dt { "Admitted" } dd { (when(rec.created_at)) }
+                dt { "Took" } dd { (duration(rec)) }
+                dt { "Cost" } dd { (usd(rec.cost_micros)) }
+                @if let Some(k) = rec.key_id { dt { "Key id" } dd { (k) } }
+                @if let Some(t) = d["timings"].as_object() {
+                    dt { "Timings" } dd {
+                        @for (name, label) in [("admitMs", "admission"), ("queueMs", "queue"), ("providerMs", "provider"), ("totalMs", "total")] {
+                            (label) " " (format!("{:.1}", t.get(name).and_then(Value::as_f64).unwrap_or(0.0))) " ms. "
+                        }
+                    }
+                }
+            }
+            @if let Some(e) = d["error"].as_object() {
+                h2 { "Error" }
+                div.notice role="alert" #task-error {
+                    p { code { (e.get("code").and_then(Value::as_str).unwrap_or("")) } ": " (e.get("message").and_then(Value::as_str).unwrap_or("")) }
+                    @if let Some(doc) = e.get("documentation").and_then(Value::as_str) {
+                        p { a #error-doc href=(doc) { "What this error means and what to change" } }
+                    }
+                }
+            }
+            h2 { "Provider attempts" }
+            @if rec.attempts.is_empty() {
+                p.muted { "No provider was called (the server answered the task itself, or it failed before dispatch)." }
+            } @else {
+                table #attempts {
+                    thead { tr { th { "Provider" } th { "Attempt" } th { "Outcome" } th { "Took" } th { "Message" } } }
+                    tbody { @for a in &rec.attempts { tr { td { (a.provider) } td.num { (a.attempt) } td { code { (a.outcome) } } td.num { (format!("{:.1} ms", a.duration_ms)) } td { @if let Some(m) = &a.message { (m) } } } } }
+                }
+            }
+            h2 { "Request, as received" }
+            pre #task-request { (pretty(&d["request"])) }
+            h2 { "Response, as sent" }
+            pre #task-response { (pretty(&d["response"])) }
+            @if d["webhooks"].as_array().is_some_and(|w| !w.is_empty()) {
+                h2 { "Webhook deliveries" }
+                pre { (pretty(&d["webhooks"])) }
             }
         },
     )
