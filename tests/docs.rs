@@ -35,6 +35,7 @@ fn configuration_reference_documents_every_key() {
         "[bootstrap]",
         "[store]",
         "[auth]",
+        "[portal]",
         "[limits]",
         "[outputs]",
         "[providers]",

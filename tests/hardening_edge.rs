@@ -341,8 +341,8 @@ async fn hardening_requests_past_the_in_flight_limit_are_shed_with_503_in_their_
     assert_eq!(r.headers()["retry-after"], "1");
     let b: Value = r.json().await.unwrap();
     assert!(b["error"].as_str().unwrap().contains("server.max_in_flight_requests"), "{b}");
-    // The operator's routes are not shed.
-    for path in ["/livez", "/readyz", "/metrics"] {
+    // The operator's routes, and the portal's pages, are not shed.
+    for path in ["/livez", "/readyz", "/metrics", "/portal"] {
         let r = s.http.get(format!("{}{path}", s.base_url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }

@@ -113,6 +113,33 @@ async fn every_route_the_server_answers_is_documented() {
     assert_eq!(ops, routes, "documented operations and the server's routes differ");
 }
 
+/// The portal's HTML pages are the one deliberate exception to "every route is documented":
+/// they are for browsers, not API clients, so none is in the document, and each one listed in
+/// `mediagate_server::portal::ROUTES` is really routed (not the fallback, nor the portal's own
+/// 404). `ROUTES` is kept beside `portal::routes()`; tests/portal.rs walks the same list for the
+/// security headers every portal response carries.
+#[tokio::test]
+async fn the_portal_pages_are_routed_and_deliberately_left_out_of_the_document() {
+    let s = TestServer::start().await;
+    let doc = document(&s).await;
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.keys().all(|p| !p.starts_with("/portal")), "portal pages are not API operations");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (method, path) in mediagate_server::portal::ROUTES {
+        assert!(path == &"/portal" || path.starts_with("/portal/"), "{path}");
+        let concrete = path.replace("{id}", "1").replace("{action}", "disable").replace("{name}", "default");
+        let r = client
+            .request(method.parse().unwrap(), format!("{}{concrete}", s.base_url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(!from_fallback(status, method, &body), "{method} {path} answered by the fallback: {body}");
+        assert!(!body.contains("No such page"), "{method} {path} answered by the portal's own 404");
+    }
+}
+
 #[tokio::test]
 async fn the_document_names_its_bodies_and_the_bearer_scheme_and_is_rendered() {
     let s = TestServer::start().await;

@@ -49,6 +49,8 @@ pub struct Config {
     pub providers: ProvidersConfig,
     /// Input asset intake.
     pub assets: IntakeConfig,
+    /// The developer portal at `/portal` (`[portal]`).
+    pub portal: PortalConfig,
     /// Extra models (or redefinitions of built-in AIR ids).
     pub models: Vec<ModelSpec>,
 }
@@ -74,6 +76,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             providers: ProvidersConfig::default(),
             assets: IntakeConfig::default(),
+            portal: PortalConfig::default(),
             models: Vec::new(),
         }
     }
@@ -421,6 +424,26 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig { cache_ttl_ms: 1000 }
+    }
+}
+
+/// The developer portal served at `/portal` (`[portal]`). Its sessions live in the server's
+/// memory: a restart signs everyone out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Serve the portal. When false, `/portal` answers 404 like any unknown path.
+    pub enabled: bool,
+    /// Seconds a portal session lasts from sign-in (an absolute expiry, not renewed by use).
+    pub session_ttl_secs: u64,
+    /// Portal sessions held at once; a sign-in past it is refused until sessions expire or
+    /// sign out.
+    pub max_sessions: usize,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig { enabled: true, session_ttl_secs: 8 * 3600, max_sessions: 10_000 }
     }
 }
 

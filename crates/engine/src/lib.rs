@@ -346,6 +346,17 @@ impl Engine {
         self.auth.authenticate(key, None).await
     }
 
+    /// Authenticates an API key sent from `client` outside the task dialects (the portal's
+    /// sign-in): the same cache and the same throttle of addresses that keep sending invalid
+    /// keys as [`Engine::authenticate_from`], without a dialect's scope check.
+    pub async fn authenticate_client(
+        &self,
+        key: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
+        self.auth.authenticate(key, client).await
+    }
+
     /// Authenticates an API key sent from `client` to a route of `dialect`: an address that
     /// keeps sending invalid keys has its failures answered 429 (`limits.invalid_key_*`; a
     /// valid key still passes), and a key whose scopes exclude the dialect is refused with 403

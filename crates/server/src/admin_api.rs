@@ -102,7 +102,7 @@ fn done(s: &AppState, r: Reply) -> Response {
     r.unwrap_or_else(|e| error_response(s, &e))
 }
 
-fn admin_error(e: AdminError) -> ApiError {
+pub(crate) fn admin_error(e: AdminError) -> ApiError {
     match e {
         AdminError::Invalid(m) => ApiError::new(ErrorCode::InvalidParameterValue, m),
         AdminError::Store(StoreError::Invalid(m)) => ApiError::new(ErrorCode::InvalidParameterValue, m),
@@ -339,27 +339,56 @@ async fn storage(_: AdminAuth, State(s): State<AppState>, Path(name): Path<Strin
 
 /// `PUT /accounts/{name}/limits`: values for the account, or with `model` for one model.
 /// Omitted values fall back to the account's and then to `[limits]`.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SetLimits {
+pub(crate) struct SetLimits {
     #[serde(default)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
     #[serde(default)]
-    key_rate_per_sec: Option<f64>,
+    pub(crate) key_rate_per_sec: Option<f64>,
     #[serde(default)]
-    key_burst: Option<u32>,
+    pub(crate) key_burst: Option<u32>,
     #[serde(default)]
-    account_rate_per_sec: Option<f64>,
+    pub(crate) account_rate_per_sec: Option<f64>,
     #[serde(default)]
-    account_burst: Option<u32>,
+    pub(crate) account_burst: Option<u32>,
     #[serde(default)]
-    max_concurrent: Option<u32>,
+    pub(crate) max_concurrent: Option<u32>,
     #[serde(default)]
-    max_queued: Option<u32>,
+    pub(crate) max_queued: Option<u32>,
     #[serde(default)]
-    max_daily: Option<u32>,
+    pub(crate) max_daily: Option<u32>,
     #[serde(default)]
-    max_monthly_spend_usd: Option<String>,
+    pub(crate) max_monthly_spend_usd: Option<String>,
+}
+
+/// Replaces the stored limits of account `name` (or of the account on `req.model`) and reloads
+/// them (the admin API's `PUT /accounts/{name}/limits` and the portal's operator view).
+pub(crate) async fn apply_limits(s: &AppState, name: &str, req: SetLimits) -> Result<(), ApiError> {
+    if let Some(m) = &req.model
+        && !s.engine.catalog().models().any(|x| &x.spec.air == m)
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnknownModel,
+            format!("Unknown model '{m}'; limits are set per model of this server's catalog."),
+        ));
+    }
+    let spend =
+        req.max_monthly_spend_usd.as_deref().map(parse_usd).transpose().map_err(|e| {
+            ApiError::new(ErrorCode::InvalidParameterValue, format!("maxMonthlySpendUsd: {e}"))
+        })?;
+    let values = LimitValues {
+        key_rate_per_sec: req.key_rate_per_sec,
+        key_burst: req.key_burst,
+        account_rate_per_sec: req.account_rate_per_sec,
+        account_burst: req.account_burst,
+        max_concurrent: req.max_concurrent,
+        max_queued: req.max_queued,
+        max_daily: req.max_daily,
+        max_monthly_spend_micros: spend,
+    };
+    s.engine.admin().set_limits(name, req.model.as_deref(), values).await.map_err(admin_error)?;
+    s.engine.reload_limits().await.map_err(|e| admin_error(e.into()))
 }
 
 #[utoipa::path(put, path = "/accounts/{name}/limits", tag = "admin", params(("name" = String, Path, description = "The account")), request_body = SetLimits, responses((status = 200, description = "As GET, after the change", body = Object), (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse), (status = 400, description = "Invalid body or value", body = crate::openapi::schemas::RunwareResponse), (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse), (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse)), security(("bearer" = [])))]
@@ -368,29 +397,7 @@ async fn set_limits(_: AdminAuth, State(s): State<AppState>, Path(name): Path<St
         &s,
         async {
             let req: SetLimits = body(&b)?;
-            if let Some(m) = &req.model
-                && !s.engine.catalog().models().any(|x| &x.spec.air == m)
-            {
-                return Err(ApiError::new(
-                    ErrorCode::UnknownModel,
-                    format!("Unknown model '{m}'; limits are set per model of this server's catalog."),
-                ));
-            }
-            let spend = req.max_monthly_spend_usd.as_deref().map(parse_usd).transpose().map_err(|e| {
-                ApiError::new(ErrorCode::InvalidParameterValue, format!("maxMonthlySpendUsd: {e}"))
-            })?;
-            let values = LimitValues {
-                key_rate_per_sec: req.key_rate_per_sec,
-                key_burst: req.key_burst,
-                account_rate_per_sec: req.account_rate_per_sec,
-                account_burst: req.account_burst,
-                max_concurrent: req.max_concurrent,
-                max_queued: req.max_queued,
-                max_daily: req.max_daily,
-                max_monthly_spend_micros: spend,
-            };
-            s.engine.admin().set_limits(&name, req.model.as_deref(), values).await.map_err(admin_error)?;
-            s.engine.reload_limits().await.map_err(|e| admin_error(e.into()))?;
+            apply_limits(&s, &name, req).await?;
             Ok(limits(AdminAuth, State(s.clone()), Path(name)).await)
         }
         .await,

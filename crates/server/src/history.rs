@@ -88,7 +88,7 @@ fn time_ms(name: &str, v: &str) -> Result<i64, ApiError> {
 }
 
 /// Reads a list's query string; `extra` names parameters the route reads itself.
-fn parse_query(q: &HashMap<String, String>, extra: &[&str]) -> Result<HistoryQuery, ApiError> {
+pub(crate) fn parse_query(q: &HashMap<String, String>, extra: &[&str]) -> Result<HistoryQuery, ApiError> {
     if let Some(unknown) = q.keys().find(|k| !FILTERS.contains(&k.as_str()) && !extra.contains(&k.as_str())) {
         return Err(ApiError::new(
             ErrorCode::UnknownParameter,
@@ -161,7 +161,7 @@ fn page_json(page: mediagate_engine::history::HistoryPage) -> Value {
 }
 
 /// One task in full.
-fn details_json(state: &AppState, d: TaskDetails) -> Value {
+pub(crate) fn details_json(state: &AppState, d: TaskDetails) -> Value {
     let rec = d.view.record.clone();
     let sent = rec.task_uuid.to_string();
     let mut v = summary(&rec);

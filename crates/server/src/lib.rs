@@ -12,6 +12,7 @@ mod health;
 pub mod history;
 pub mod openapi;
 mod outputs;
+pub mod portal;
 pub mod runware;
 pub mod runway;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub unauthenticated: edge::body::UnauthenticatedBudget,
     /// The OpenAPI document (JSON), set once the routes are built.
     pub openapi: Arc<std::sync::OnceLock<String>>,
+    /// The portal's sessions (in memory; see [`portal::sessions`]).
+    pub portal: Arc<portal::sessions::Sessions>,
 }
 
 /// Teaches the engine this edge's renderings (webhook bodies) and where it serves outputs. Call
@@ -67,6 +70,7 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
     sessions.purge_forever(std::time::Duration::from_secs(
         engine.config().websocket.resume_window_secs.clamp(1, 30),
     ));
+    let engine_portal = engine.config().portal.clone();
     let state = AppState {
         base_url,
         engine,
@@ -74,6 +78,7 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
         runway_uploads: Default::default(),
         unauthenticated,
         openapi: Default::default(),
+        portal: portal::sessions_from(&engine_portal),
     };
     // Every route is registered with its OpenAPI operation (see [`openapi`]).
     // The work routes, held to the in-flight limit (see [`edge::shed`]); the operator routes
@@ -101,12 +106,19 @@ pub fn router_with(engine: Arc<Engine>, extra: Router<AppState>) -> Router {
     doc = doc.nest("/admin/v1", admin_doc);
     // The task schemas go in once the routes' schemas are merged.
     let _ = state.openapi.set(openapi::finish(&doc));
-    let app = extra
-        .merge(app)
-        .nest("/admin/v1", admin_api::with_fallbacks(admin))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state.clone());
+    let mut app = extra.merge(app).nest("/admin/v1", admin_api::with_fallbacks(admin));
+    // The portal's HTML pages: not API operations, so not in the OpenAPI document (its
+    // `portal::ROUTES` says which they are), and, like the admin API, not held to the work
+    // routes' in-flight limit.
+    let portal_on = engine_portal.enabled;
+    if portal_on {
+        app = app.merge(portal::routes());
+    }
+    let mut app =
+        app.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state.clone());
+    if portal_on {
+        app = app.layer(axum::middleware::from_fn(portal::security_headers));
+    }
     edge::layers(app, &state)
 }
 

@@ -75,7 +75,8 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
 
 /// Wraps every route in the edge's layers, outermost first:
 ///
-/// 1. `Authorization` marked sensitive, so no later layer's log shows it;
+/// 1. `Authorization` and `Cookie` (the portal's session) marked sensitive, so no later layer's
+///    log shows them;
 /// 2. the request id (`x-request-id`), set and then returned on the response;
 /// 3. a tracing span per request (see [`RequestSpan`] for its level; with traces on, continuing
 ///    the caller's `traceparent`), and a line with status and latency when it ends (`info` with
@@ -97,7 +98,7 @@ pub(crate) fn layers(app: Router, state: &AppState) -> Router {
     };
     app.layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(

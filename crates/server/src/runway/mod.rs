@@ -9,7 +9,7 @@
 mod body;
 mod create;
 mod issues;
-mod organization;
+pub(crate) mod organization;
 pub(crate) mod tasks;
 mod uploads;
 

@@ -21,14 +21,11 @@ pub async fn get_organization(
     State(state): State<AppState>,
     Caller(ctx): Caller,
 ) -> Result<Response, Refusal> {
-    let view = match state.engine.limits_view(ctx.account_id).await {
+    let org = match Organization::of(&state, ctx.account_id).await {
         Ok(v) => v,
         Err(e) => return Err(error_response(&state, &e).into()),
     };
-    let (stored, quota) = match state.engine.upload_usage(ctx.account_id).await {
-        Ok(v) => v,
-        Err(e) => return Err(error_response(&state, &e).into()),
-    };
+    let (view, stored, quota) = (&org.limits, &org.stored, &org.quota);
     let limit = |n: u32| if n == 0 { Value::Null } else { json!(n) };
     let bound = |n: u64| if n == 0 { Value::Null } else { json!(n) };
     let mut tier_models = serde_json::Map::new();
@@ -70,6 +67,75 @@ pub async fn get_organization(
     ))
 }
 
+/// An account's figures as `GET /v1/organization` shows them (and the portal's usage page):
+/// balance, limits in force and usage per model, and its uploads against the storage quota.
+pub(crate) struct Organization {
+    /// Balance, spend, limits in force and current usage per model.
+    pub limits: mediagate_engine::LimitsView,
+    /// Uploads kept now.
+    pub stored: mediagate_store::UploadUsage,
+    /// The storage quota (0: no bound).
+    pub quota: mediagate_store::UploadQuota,
+}
+
+impl Organization {
+    /// Reads the figures of `account_id`.
+    pub(crate) async fn of(state: &AppState, account_id: i64) -> Result<Organization, ApiError> {
+        let limits = state.engine.limits_view(account_id).await?;
+        let (stored, quota) = state.engine.upload_usage(account_id).await?;
+        Ok(Organization { limits, stored, quota })
+    }
+}
+
+/// The usage window `[start, before)` from the dates a caller sent (either may be absent),
+/// with the issues that make it unusable (each with the key it is about). Defaults: the 30 days
+/// ending `today`, today included.
+pub(crate) fn usage_window(
+    start: Option<NaiveDate>,
+    before: Option<NaiveDate>,
+    today: NaiveDate,
+) -> (NaiveDate, NaiveDate, Vec<Issue>) {
+    let mut issues = Vec::new();
+    // Defaults: the 30 days ending today, today included (Runway's literal defaults, "30 days
+    // before today" to "30 days after the start", would leave today out).
+    // A beforeDate alone ends the window there: it starts 30 days earlier.
+    let start =
+        start.unwrap_or_else(|| before.map_or(today - Duration::days(29), |b| b - Duration::days(30)));
+    if let Some(sent) = before
+        && sent <= start
+    {
+        issues.push(Issue::custom(
+            ParamPath::key("beforeDate"),
+            format!(
+                "beforeDate ({sent}) must be later than startDate ({start}): the window runs from startDate \
+                 up to, not including, beforeDate."
+            ),
+        ));
+    }
+    let before = before.unwrap_or((start + Duration::days(30)).min(today + Duration::days(1))).max(start);
+    if (before - start).num_days() > MAX_WINDOW_DAYS {
+        issues.push(Issue::custom(
+            ParamPath::key("beforeDate"),
+            format!("beforeDate must be at most {MAX_WINDOW_DAYS} days after startDate."),
+        ));
+    }
+    (start, before, issues)
+}
+
+/// Spend per UTC day and model in `[start, before)` (charges minus refunds), oldest first.
+pub(crate) async fn spend_by_day(
+    state: &AppState,
+    account_id: i64,
+    start: NaiveDate,
+    before: NaiveDate,
+) -> Result<Vec<mediagate_store::DailyUsage>, ApiError> {
+    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+    state.engine.store().usage_by_day(account_id, ms(start), ms(before)).await.map_err(|e| {
+        tracing::error!(error = %e, "reading usage failed");
+        ApiError::internal()
+    })
+}
+
 /// Longest usage window Runway allows, in days.
 const MAX_WINDOW_DAYS: i64 = 90;
 
@@ -103,37 +169,14 @@ pub async fn usage(
     let start = date(&mut b, "startDate");
     let before = date(&mut b, "beforeDate");
     let mut issues = b.finish();
-    let today = Utc::now().date_naive();
-    // Defaults: the 30 days ending today, today included (Runway's literal defaults, "30 days
-    // before today" to "30 days after the start", would leave today out).
-    // A beforeDate alone ends the window there: it starts 30 days earlier.
-    let start =
-        start.unwrap_or_else(|| before.map_or(today - Duration::days(29), |b| b - Duration::days(30)));
-    if let Some(sent) = before
-        && sent <= start
-    {
-        issues.push(Issue::custom(
-            ParamPath::key("beforeDate"),
-            format!(
-                "beforeDate ({sent}) must be later than startDate ({start}): the window runs from startDate \
-                 up to, not including, beforeDate."
-            ),
-        ));
-    }
-    let before = before.unwrap_or((start + Duration::days(30)).min(today + Duration::days(1))).max(start);
-    if (before - start).num_days() > MAX_WINDOW_DAYS {
-        issues.push(Issue::custom(
-            ParamPath::key("beforeDate"),
-            format!("beforeDate must be at most {MAX_WINDOW_DAYS} days after startDate."),
-        ));
-    }
+    let (start, before, more) = usage_window(start, before, Utc::now().date_naive());
+    issues.extend(more);
     if !issues.is_empty() {
         return Err(validation_failed(&state, "body", &issues).into());
     }
-    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
-    let rows = match state.engine.store().usage_by_day(ctx.account_id, ms(start), ms(before)).await {
+    let rows = match spend_by_day(&state, ctx.account_id, start, before).await {
         Ok(r) => r,
-        Err(_) => return Err(error_response(&state, &ApiError::internal()).into()),
+        Err(e) => return Err(error_response(&state, &e).into()),
     };
     let mut by_day: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut models: Vec<String> = Vec::new();
