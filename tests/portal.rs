@@ -453,7 +453,15 @@ async fn a_real_browser_goes_through_the_portal() {
         .post(&json!([{"taskType": "upscale", "taskUUID": failed, "inputImage": png_data_uri(4000, 400), "upscaleFactor": 4}]))
         .await;
     assert_eq!(status, 400, "{body}");
-    let shots = root.join("docs/portal");
+    // The screenshots of docs/portal.md are rewritten only when asked
+    // (`MG_UPDATE_SCREENSHOTS=1 cargo test --test portal`); otherwise they go to a temporary
+    // directory, so a test run leaves the tree as it was.
+    let tmp_shots = tempfile::tempdir().unwrap();
+    let shots = if std::env::var_os("MG_UPDATE_SCREENSHOTS").is_some() {
+        root.join("docs/portal")
+    } else {
+        tmp_shots.path().to_path_buf()
+    };
     std::fs::create_dir_all(&shots).unwrap();
     let mut script = Command::new("node")
         .arg("portal_browser.mjs")

@@ -347,14 +347,19 @@ impl Engine {
     }
 
     /// Authenticates an API key sent from `client` outside the task dialects (the portal's
-    /// sign-in): the same cache and the same throttle of addresses that keep sending invalid
-    /// keys as [`Engine::authenticate_from`], without a dialect's scope check.
+    /// sign-in, task history): the same cache and the same throttle of addresses that keep
+    /// sending invalid keys as [`Engine::authenticate_from`], without a dialect's scope check
+    /// (history limits what a scoped key sees instead: only the tasks it sent itself).
     pub async fn authenticate_client(
         &self,
         key: &str,
         client: Option<std::net::IpAddr>,
     ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
-        self.auth.authenticate(key, client).await
+        let ctx = self.auth.authenticate(key, client).await?;
+        let span = tracing::Span::current();
+        span.record("account", ctx.account_id);
+        span.record("key", ctx.key_id);
+        Ok(ctx)
     }
 
     /// Authenticates an API key sent from `client` to a route of `dialect`: an address that
@@ -377,21 +382,6 @@ impl Engine {
         if !scopes::allows_dialect(&ctx.scopes, dialect) {
             return Err(self.forbidden(format!("use the {d} dialect"), format!("dialect:{d}"), &ctx));
         }
-        Ok(ctx)
-    }
-
-    /// Authenticates an API key for a route that belongs to no dialect (task history): the
-    /// invalid-key throttle applies, the key's `dialect:` scope does not (history limits what a
-    /// scoped key sees instead: only the tasks it sent itself).
-    pub async fn authenticate_for_history(
-        &self,
-        key: &str,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<Arc<AuthContext>, mediagate_core::ApiError> {
-        let ctx = self.auth.authenticate(key, client).await?;
-        let span = tracing::Span::current();
-        span.record("account", ctx.account_id);
-        span.record("key", ctx.key_id);
         Ok(ctx)
     }
 

@@ -46,7 +46,7 @@ impl FromRequestParts<AppState> for HistoryCaller {
                 return Err(request_error(state, &e));
             }
         };
-        match state.engine.authenticate_for_history(&key, client).await {
+        match state.engine.authenticate_client(&key, client).await {
             Ok(ctx) => Ok(HistoryCaller(ctx)),
             Err(e) => Err(request_error(state, &e)),
         }
