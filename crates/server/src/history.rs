@@ -291,6 +291,7 @@ async fn named_account(state: &AppState, q: &HashMap<String, String>) -> Result<
         (status = 400, description = "A filter is not understood", body = crate::openapi::schemas::RunwareResponse),
         (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse),
         (status = 404, description = "No such account", body = crate::openapi::schemas::RunwareResponse),
+        (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse),
     ),
     security(("bearer" = [])))]
 pub async fn admin_list(
@@ -315,6 +316,7 @@ pub async fn admin_list(
         (status = 400, description = "Not a UUID, or no account named", body = crate::openapi::schemas::RunwareResponse),
         (status = 401, description = "No admin key, or a wrong one", body = crate::openapi::schemas::RunwareResponse),
         (status = 404, description = "No such task or account", body = crate::openapi::schemas::RunwareResponse),
+        (status = 429, description = "Too many failed authentications from this address; Retry-After says when", body = crate::openapi::schemas::RunwareResponse),
     ),
     security(("bearer" = [])))]
 pub async fn admin_one(
