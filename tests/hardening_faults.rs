@@ -313,7 +313,11 @@ async fn hardening_a_full_disk_settles_the_task_and_answers_storage_full() {
     assert!(big.len() > 1_400_000, "{}", big.len());
     let m = MockUpstream::start().await;
     m.count_only();
-    m.on("POST", "/v1/images/generations", vec![openai_b64_reply(1, &big)]);
+    // The first task's result is small: the WAL it leaves (which SQLite reuses from its start
+    // once a checkpoint has copied it, every `store.checkpoint_interval_ms`) must not have room
+    // for the big result, or the second task's end would fit in space already allocated.
+    let small = noise_png(64);
+    m.on("POST", "/v1/images/generations", vec![openai_b64_reply(1, &small), openai_b64_reply(1, &big)]);
     let (base, data) = (m.base_url.clone(), fs.path.join("data"));
     let s = TestServer::start_with(|c| {
         c.data_dir = data;
