@@ -260,3 +260,9 @@ pub(crate) fn page_of(
     };
     HistoryPage { tasks: rows.into_iter().map(|(t, _)| t).collect(), next }
 }
+
+/// The attempts column's value with a task's end: `None` (the column is left as it is) when
+/// there were none.
+pub(crate) fn attempts_json(attempts: &[crate::ProviderAttempt]) -> Option<String> {
+    (!attempts.is_empty()).then(|| serde_json::to_string(attempts).unwrap_or_default())
+}

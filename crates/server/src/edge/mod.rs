@@ -148,3 +148,25 @@ pub(crate) fn server_timing(
         response.headers_mut().insert(HeaderName::from_static("server-timing"), v);
     }
 }
+
+/// Calls `f` on `owner` every `every` (the first time after one period) until the last strong
+/// reference to it is dropped; nothing when not called inside a Tokio runtime. The session
+/// tables sweep themselves with it.
+pub(crate) fn every_while_alive<T: Send + Sync + 'static>(
+    owner: &std::sync::Arc<T>,
+    every: std::time::Duration,
+    f: fn(&T),
+) {
+    let weak = std::sync::Arc::downgrade(owner);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(owner) = weak.upgrade() else { break };
+                f(&owner);
+            }
+        });
+    }
+}

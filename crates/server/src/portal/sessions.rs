@@ -10,7 +10,7 @@
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -145,18 +145,7 @@ impl Sessions {
 
     /// Sweeps every `every` while the table lives (when called inside a Tokio runtime).
     pub fn sweep_forever(self: &Arc<Self>, every: Duration) {
-        let weak: Weak<Sessions> = Arc::downgrade(self);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(s) = weak.upgrade() else { break };
-                    s.sweep();
-                }
-            });
-        }
+        crate::edge::every_while_alive(self, every, Sessions::sweep);
     }
 }
 

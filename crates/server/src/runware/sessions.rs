@@ -15,7 +15,7 @@ use mediagate_core::{ApiError, ErrorCode};
 use mediagate_engine::config::WebSocketConfig;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -124,18 +124,7 @@ impl Sessions {
 
     /// Purges expired sessions every `every` until the sessions are dropped (the server stopped).
     pub(crate) fn purge_forever(self: &Arc<Self>, every: Duration) {
-        let weak: Weak<Sessions> = Arc::downgrade(self);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(s) = weak.upgrade() else { break };
-                    s.purge_expired();
-                }
-            });
-        }
+        crate::edge::every_while_alive(self, every, Sessions::purge_expired);
     }
 
     fn purge_expired(&self) {

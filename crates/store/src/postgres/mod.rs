@@ -946,6 +946,7 @@ impl Store for PostgresStore {
         let uuid = f.task_uuid.to_string();
         let now = now_ms();
         let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
+        let attempts = history::attempts_json(&f.attempts);
         let mut tx = self.begin().await?;
         // Locked, so two finishes of one task are one after the other and the second finds it
         // no longer processing.
@@ -965,7 +966,7 @@ impl Store for PostgresStore {
                 insert_outputs(&mut tx, f.account_id, &uuid, &outputs, now).await?;
                 sqlx::query(
                     "UPDATE tasks SET status = 'success', result = $1, cost_micros = $2, finished_at = $3, payload = NULL,
-                     timings = $6 WHERE account_id = $4 AND task_uuid = $5",
+                     timings = $6, attempts = COALESCE($7, attempts) WHERE account_id = $4 AND task_uuid = $5",
                 )
                 .bind(json(&results)?)
                 .bind(cost)
@@ -973,6 +974,7 @@ impl Store for PostgresStore {
                 .bind(f.account_id)
                 .bind(&uuid)
                 .bind(&timings)
+                .bind(&attempts)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -980,13 +982,14 @@ impl Store for PostgresStore {
                 refund(&mut tx, f.account_id, reserved, &uuid, "task failed", now).await?;
                 sqlx::query(
                     "UPDATE tasks SET status = 'error', error = $1, cost_micros = 0, finished_at = $2, payload = NULL,
-                     timings = $5 WHERE account_id = $3 AND task_uuid = $4",
+                     timings = $5, attempts = COALESCE($6, attempts) WHERE account_id = $3 AND task_uuid = $4",
                 )
                 .bind(json(&error)?)
                 .bind(now)
                 .bind(f.account_id)
                 .bind(&uuid)
                 .bind(&timings)
+                .bind(&attempts)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -995,7 +998,7 @@ impl Store for PostgresStore {
                 refund(&mut tx, f.account_id, reserved - cost, &uuid, "undelivered results", now).await?;
                 sqlx::query(
                     "UPDATE tasks SET status = 'error', error = $1, cost_micros = $2, finished_at = $3, payload = NULL,
-                     timings = $6 WHERE account_id = $4 AND task_uuid = $5",
+                     timings = $6, attempts = COALESCE($7, attempts) WHERE account_id = $4 AND task_uuid = $5",
                 )
                 .bind(json(&error)?)
                 .bind(cost)
@@ -1003,17 +1006,10 @@ impl Store for PostgresStore {
                 .bind(f.account_id)
                 .bind(&uuid)
                 .bind(&timings)
+                .bind(&attempts)
                 .execute(&mut *tx)
                 .await?;
             }
-        }
-        if !f.attempts.is_empty() {
-            sqlx::query("UPDATE tasks SET attempts = $1 WHERE account_id = $2 AND task_uuid = $3")
-                .bind(json(&f.attempts)?)
-                .bind(f.account_id)
-                .bind(&uuid)
-                .execute(&mut *tx)
-                .await?;
         }
         for w in &f.webhooks {
             sqlx::query(

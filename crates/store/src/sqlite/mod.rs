@@ -361,11 +361,6 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     })
 }
 
-/// The attempts column's value: `None` (left as it is) when there were none.
-fn attempts_json(attempts: &[ProviderAttempt]) -> Option<String> {
-    (!attempts.is_empty()).then(|| serde_json::to_string(attempts).unwrap_or_default())
-}
-
 fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRecord> {
     let uuid: String = r.get("task_uuid")?;
     let result: Option<String> = r.get("result")?;
@@ -970,7 +965,7 @@ impl Store for SqliteStore {
                 let uuid = f.task_uuid.to_string();
                 let now = now_ms();
                 let timings = f.timings.map(|t| serde_json::to_string(&t).unwrap_or_default());
-                let attempts = attempts_json(&f.attempts);
+                let attempts = history::attempts_json(&f.attempts);
                 let reserved: i64 = c
                     .prepare_cached(
                         "SELECT cost_micros FROM tasks WHERE account_id = ?1 AND task_uuid = ?2 AND status = 'processing'",
@@ -986,7 +981,7 @@ impl Store for SqliteStore {
                         insert_outputs(c, f.account_id, &uuid, &outputs, now)?;
                         c.prepare_cached(
                             "UPDATE tasks SET status = 'success', result = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL,
-                             timings = ?6 WHERE account_id = ?4 AND task_uuid = ?5",
+                             timings = ?6, attempts = COALESCE(?7, attempts) WHERE account_id = ?4 AND task_uuid = ?5",
                         )?
                         .execute(params![
                             serde_json::to_string(&results).map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -994,21 +989,23 @@ impl Store for SqliteStore {
                             now,
                             f.account_id,
                             uuid,
-                            timings
+                            timings,
+                            attempts
                         ])?;
                     }
                     FinishOutcome::Failure { error } => {
                         refund(c, f.account_id, reserved, &uuid, "task failed", now)?;
                         c.prepare_cached(
                             "UPDATE tasks SET status = 'error', error = ?1, cost_micros = 0, finished_at = ?2, payload = NULL,
-                             timings = ?5 WHERE account_id = ?3 AND task_uuid = ?4",
+                             timings = ?5, attempts = COALESCE(?6, attempts) WHERE account_id = ?3 AND task_uuid = ?4",
                         )?
                         .execute(params![
                             serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
                             now,
                             f.account_id,
                             uuid,
-                            timings
+                            timings,
+                            attempts
                         ])?;
                     }
                     FinishOutcome::PartlyDelivered { error, cost_micros } => {
@@ -1016,7 +1013,7 @@ impl Store for SqliteStore {
                         refund(c, f.account_id, reserved - cost, &uuid, "undelivered results", now)?;
                         c.prepare_cached(
                             "UPDATE tasks SET status = 'error', error = ?1, cost_micros = ?2, finished_at = ?3, payload = NULL,
-                             timings = ?6 WHERE account_id = ?4 AND task_uuid = ?5",
+                             timings = ?6, attempts = COALESCE(?7, attempts) WHERE account_id = ?4 AND task_uuid = ?5",
                         )?
                         .execute(params![
                             serde_json::to_string(&error).map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -1024,7 +1021,8 @@ impl Store for SqliteStore {
                             now,
                             f.account_id,
                             uuid,
-                            timings
+                            timings,
+                            attempts
                         ])?;
                     }
                 }
@@ -1032,10 +1030,6 @@ impl Store for SqliteStore {
                     "INSERT INTO webhook_deliveries (webhook_id, account_id, task_uuid, url, payload, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?;
-                if attempts.is_some() {
-                    c.prepare_cached("UPDATE tasks SET attempts = ?1 WHERE account_id = ?2 AND task_uuid = ?3")?
-                        .execute(params![attempts, f.account_id, uuid])?;
-                }
                 for w in &f.webhooks {
                     hook.execute(params![w.webhook_id, f.account_id, uuid, w.url, w.payload, now])?;
                 }
